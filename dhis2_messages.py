@@ -1,0 +1,1256 @@
+"""
+Send, read and triage DHIS2 messages from Python.
+
+A small, blocking client for DHIS2's ``/api/messageConversations`` Web API::
+
+    from dhis2_messages import Messenger
+
+    with Messenger("https://dhis2.example.org", token="d2p_...") as m:
+        uid = m.send(subject="Mortality data", text="Reported January?", users=["PhzytPW3g2J"])
+        m.reply(uid, "Yes, done.")
+        for conv in m.iter_conversations(filter="read:eq:false"):
+            print(conv.subject, conv.last_message)
+
+Every public ``Messenger`` method makes one HTTP request (``iter_conversations``
+makes one per page, lazily).  Errors::
+
+    Dhis2Error                 anything raised on purpose
+    ├── TransportError         no usable answer: refused, timed out, dropped
+    ├── ResponseError          a success status with a body we cannot use
+    └── ApiError               DHIS2 answered with an error
+        ├── AuthenticationError    401, or a redirect to the login page
+        ├── PermissionDenied       403
+        ├── NotFoundError          404 (and DHIS2's 200 for an unknown conversation)
+        └── ConflictError          409
+
+Bad arguments raise ``ValueError`` or ``TypeError`` before any request is sent.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import email.utils
+import json
+import logging
+import mimetypes
+import os
+import re
+import time
+from typing import (
+    IO,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+    Union,
+)
+from urllib.parse import urlsplit
+
+import attrs
+import requests
+from requests.auth import AuthBase, HTTPBasicAuth
+from urllib3.exceptions import NewConnectionError
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "PRIORITIES",
+    "STATUSES",
+    "ApiError",
+    "Attachment",
+    "AuthenticationError",
+    "ConflictError",
+    "Conversation",
+    "Dhis2Error",
+    "Message",
+    "Messenger",
+    "NotFoundError",
+    "Page",
+    "Participant",
+    "PermissionDenied",
+    "ResponseError",
+    "TransportError",
+    "UserRef",
+]
+__version__ = "0.1.0"
+
+log = logging.getLogger("dhis2_messages")
+
+#: ``(connect, read)`` seconds applied to every request unless overridden.
+DEFAULT_TIMEOUT: Tuple[float, float] = (3.05, 30.0)
+#: The values ``set_status`` accepts (DHIS2's MessageConversationStatus).
+STATUSES: Tuple[str, ...] = ("NONE", "OPEN", "PENDING", "INVALID", "SOLVED")
+#: The values ``set_priority`` accepts (DHIS2's MessageConversationPriority).
+PRIORITIES: Tuple[str, ...] = ("NONE", "LOW", "MEDIUM", "HIGH")
+
+_USER_FIELDS = "id,displayName,username"
+#: The ``fields`` selector list calls use unless given another.
+LIST_FIELDS = (
+    "id,subject,messageType,status,priority,read,followUp,messageCount,"
+    "lastMessage,lastUpdated,created,"
+    f"lastSender[{_USER_FIELDS}],assignee[{_USER_FIELDS}]"
+)
+#: The selector ``get_conversation`` uses: DHIS2's default (``*``) returns
+#: message ids only, without their texts.
+THREAD_FIELDS = (
+    f"{LIST_FIELDS},"
+    f"messages[id,text,created,internal,sender[{_USER_FIELDS}],"
+    "attachments[id,name,contentType,contentLength]],"
+    f"userMessages[read,followUp,user[{_USER_FIELDS}]]"
+)
+
+
+# -- Errors ------------------------------------------------------------------
+
+
+class Dhis2Error(Exception):
+    """Base class for everything this module raises on purpose."""
+
+
+class TransportError(Dhis2Error):
+    """The server could not be reached or did not answer in time."""
+
+
+class ResponseError(Dhis2Error):
+    """DHIS2 answered with a success status, but not with something usable."""
+
+
+class ApiError(Dhis2Error):
+    """DHIS2 answered with an error status.
+
+    ``message`` is DHIS2's own text; ``body`` the decoded JSON or the raw text.
+    """
+
+    hint = ""
+
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        error_code: Optional[str] = None,
+        body: Any = None,
+    ) -> None:
+        # args mirror the positional signature, so errors pickle and copy.
+        super().__init__(status_code, message, error_code, body)
+        #: HTTP status, e.g. 404
+        self.status_code = status_code
+        #: DHIS2's message (WebMessage or bare ``{"message": ...}``)
+        self.message = message
+        #: DHIS2's ``errorCode`` such as ``"E1004"``, when it sent one
+        self.error_code = error_code
+        #: The decoded JSON body, or the raw text when it was not JSON
+        self.body = body
+
+    def __str__(self) -> str:
+        code = f" [{self.error_code}]" if self.error_code else ""
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"HTTP {self.status_code}{code}: {self.message}{hint}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.status_code!r}, {self.message!r}, {self.error_code!r})"
+
+
+class AuthenticationError(ApiError):
+    """401, or a redirect to the login page: missing or wrong credentials."""
+
+    hint = "check the username and password or the personal access token"
+
+
+class PermissionDenied(ApiError):
+    """403: the user may not do this to that conversation."""
+
+    hint = "the user is not a participant, or lacks the authority for this action"
+
+
+class NotFoundError(ApiError):
+    """404, or DHIS2's 200 answer for an unknown conversation."""
+
+
+class ConflictError(ApiError):
+    """409: DHIS2 refused the request (unknown recipient, attachment, ...)."""
+
+
+_STATUS_ERRORS: Dict[int, type] = {
+    401: AuthenticationError,
+    403: PermissionDenied,
+    404: NotFoundError,
+    409: ConflictError,
+}
+
+
+# -- Records -----------------------------------------------------------------
+# Each record has a ``from_json`` named constructor, the only place that knows
+# DHIS2's key names.  Unknown keys are ignored, missing ones become None (or an
+# empty tuple), a value of the wrong type is a ResponseError.
+
+_Json = Mapping[str, Any]
+_T = TypeVar("_T")
+
+_TIMESTAMP = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)(?:[T ](\d\d):(\d\d)(?::(\d\d)(?:[.,](\d{1,9}))?)?)?"
+    r"(Z|[+-]\d\d(?::?\d\d)?)?\Z"
+)
+
+
+def _bad(key: str, value: Any, expected: str) -> ResponseError:
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return ResponseError(f"DHIS2 sent {key}={shown}, expected {expected}")
+
+
+def _obj(data: Any, what: str) -> _Json:
+    if not isinstance(data, dict):
+        raise _bad(what, data, "a JSON object")
+    return data
+
+
+def _str(data: _Json, key: str) -> Optional[str]:
+    value = data.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise _bad(key, value, "a string")
+
+
+def _required_str(data: _Json, key: str, what: str) -> str:
+    value = data.get(key)
+    if isinstance(value, str):
+        return value
+    if value is None:
+        raise ResponseError(f"DHIS2 sent {what} without {key!r}")
+    raise _bad(key, value, "a string")
+
+
+def _bool(data: _Json, key: str) -> Optional[bool]:
+    value = data.get(key)
+    if value is None or value is True or value is False:
+        return value
+    raise _bad(key, value, "true or false")
+
+
+def _int(data: _Json, key: str) -> Optional[int]:
+    value = data.get(key)
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise _bad(key, value, "an integer")
+
+
+def _timestamp(data: _Json, key: str) -> Optional[_dt.datetime]:
+    value = data.get(key)
+    if value is None:
+        return None
+    match = _TIMESTAMP.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise _bad(key, value, "a timestamp like 2024-05-02T10:11:12.345")
+    y, mo, d, h, mi, s, frac, zone = match.groups()
+    try:
+        tz: Optional[_dt.tzinfo] = None
+        if zone == "Z":
+            tz = _dt.timezone.utc
+        elif zone:
+            digits = zone[1:].replace(":", "")
+            offset = _dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
+            tz = _dt.timezone(-offset if zone[0] == "-" else offset)
+        return _dt.datetime(
+            int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(s or 0),
+            int((frac or "0")[:6].ljust(6, "0")), tzinfo=tz,
+        )
+    except ValueError:
+        raise _bad(key, value, "a valid date") from None
+
+
+def _list(data: _Json, key: str, parse: Callable[[Any], _T]) -> Tuple[_T, ...]:
+    value = data.get(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _bad(key, value, "a list")
+    return tuple(parse(item) for item in value)
+
+
+def _ref(data: _Json, key: str) -> Optional[UserRef]:
+    value = data.get(key)
+    return None if value is None else UserRef.from_json(value)
+
+
+@attrs.frozen(kw_only=True)
+class UserRef:
+    """A DHIS2 user as it appears in a conversation."""
+
+    id: str
+    #: DHIS2's ``displayName``
+    name: Optional[str] = None
+    username: Optional[str] = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> UserRef:
+        data = _obj(data, "user")
+        name = _str(data, "displayName")
+        return cls(
+            id=_required_str(data, "id", "a user"),
+            name=name if name is not None else _str(data, "name"),
+            username=_str(data, "username"),
+        )
+
+
+@attrs.frozen(kw_only=True)
+class Attachment:
+    """A file attached to a message (a DHIS2 file resource)."""
+
+    id: str
+    name: Optional[str] = None
+    content_type: Optional[str] = None
+    content_length: Optional[int] = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> Attachment:
+        data = _obj(data, "attachment")
+        return cls(
+            id=_required_str(data, "id", "an attachment"),
+            name=_str(data, "name"),
+            content_type=_str(data, "contentType"),
+            content_length=_int(data, "contentLength"),
+        )
+
+
+@attrs.frozen(kw_only=True)
+class Message:
+    """One message of a conversation; ``sender`` is None for system messages."""
+
+    id: str
+    text: Optional[str] = None
+    sender: Optional[UserRef] = None
+    created: Optional[_dt.datetime] = None
+    internal: Optional[bool] = None
+    attachments: Tuple[Attachment, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Any) -> Message:
+        data = _obj(data, "message")
+        return cls(
+            id=_required_str(data, "id", "a message"),
+            text=_str(data, "text"),
+            sender=_ref(data, "sender"),
+            created=_timestamp(data, "created"),
+            internal=_bool(data, "internal"),
+            attachments=_list(data, "attachments", Attachment.from_json),
+        )
+
+
+@attrs.frozen(kw_only=True)
+class Participant:
+    """A user taking part in a conversation, with that user's own flags."""
+
+    user: UserRef
+    read: Optional[bool] = None
+    follow_up: Optional[bool] = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> Participant:
+        data = _obj(data, "userMessage")
+        if data.get("user") is None:
+            raise ResponseError("DHIS2 sent a userMessage without 'user'")
+        return cls(
+            user=UserRef.from_json(data["user"]),
+            read=_bool(data, "read"),
+            follow_up=_bool(data, "followUp"),
+        )
+
+
+@attrs.frozen(kw_only=True)
+class Conversation:
+    """A message conversation.
+
+    ``read`` and ``follow_up`` are the calling user's flags.  ``messages`` and
+    ``participants`` are filled by ``get_conversation``, empty in lists.
+    Enum-like values (``message_type``, ``status``, ``priority``) are DHIS2's
+    strings, kept as sent even when this library does not know them.
+    """
+
+    id: str
+    subject: Optional[str] = None
+    message_type: Optional[str] = None
+    status: Optional[str] = None
+    priority: Optional[str] = None
+    read: Optional[bool] = None
+    follow_up: Optional[bool] = None
+    message_count: Optional[int] = None
+    last_message: Optional[_dt.datetime] = None
+    last_updated: Optional[_dt.datetime] = None
+    created: Optional[_dt.datetime] = None
+    last_sender: Optional[UserRef] = None
+    assignee: Optional[UserRef] = None
+    messages: Tuple[Message, ...] = ()
+    participants: Tuple[Participant, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Any) -> Conversation:
+        data = _obj(data, "conversation")
+        subject = _str(data, "subject")
+        return cls(
+            id=_required_str(data, "id", "a conversation"),
+            subject=subject if subject is not None else _str(data, "displayName"),
+            message_type=_str(data, "messageType"),
+            status=_str(data, "status"),
+            priority=_str(data, "priority"),
+            read=_bool(data, "read"),
+            follow_up=_bool(data, "followUp"),
+            message_count=_int(data, "messageCount"),
+            last_message=_timestamp(data, "lastMessage"),
+            last_updated=_timestamp(data, "lastUpdated"),
+            created=_timestamp(data, "created"),
+            last_sender=_ref(data, "lastSender"),
+            assignee=_ref(data, "assignee"),
+            messages=_list(data, "messages", Message.from_json),
+            participants=_list(data, "userMessages", Participant.from_json),
+        )
+
+
+@attrs.frozen(kw_only=True)
+class Page:
+    """One page of conversations with DHIS2's pager; iterate it for its conversations."""
+
+    conversations: Tuple[Conversation, ...] = ()
+    page: int = 1
+    page_count: int = 1
+    total: int = 0
+    page_size: int = 50
+
+    @classmethod
+    def from_json(cls, data: Any) -> Page:
+        data = _obj(data, "page")
+        if "messageConversations" not in data:
+            raise ResponseError("DHIS2 sent a list without 'messageConversations'")
+        conversations = _list(data, "messageConversations", Conversation.from_json)
+        pager = data.get("pager")
+        if pager is None:  # paging=false: everything on one page
+            n = len(conversations)
+            return cls(conversations=conversations, total=n, page_size=max(n, 1))
+        pager = _obj(pager, "pager")
+        page = _int(pager, "page")
+        page_count = _int(pager, "pageCount")
+        total = _int(pager, "total")
+        page_size = _int(pager, "pageSize")
+        return cls(
+            conversations=conversations,
+            page=1 if page is None else page,
+            page_count=1 if page_count is None else page_count,
+            total=len(conversations) if total is None else total,
+            page_size=len(conversations) if page_size is None else page_size,
+        )
+
+    def __iter__(self) -> Iterator[Conversation]:
+        return iter(self.conversations)
+
+    def __len__(self) -> int:
+        return len(self.conversations)
+
+
+# -- Client ------------------------------------------------------------------
+
+_Uids = Union[str, Iterable[str]]
+_File = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, IO[bytes]]
+_RETRY_STATUSES = frozenset((429, 502, 503, 504))
+_JSON = "application/json"
+_TEXT = "text/plain; charset=utf-8"
+
+
+class Messenger:
+    """Blocking client for the messaging API of one DHIS2 instance.
+
+    Use it as a context manager, or call :meth:`close` when done.  A *session*
+    you pass in is borrowed: it is used as it is and never closed here.
+    """
+
+    #: Seconds before the first retry; doubled for each further one.
+    backoff = 0.5
+    #: The longest wait between retries; a longer ``Retry-After`` is not waited for.
+    max_retry_wait = 60.0
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: Union[Tuple[str, str], AuthBase, None] = None,
+        token: Optional[str] = None,
+        session: Optional[requests.Session] = None,
+        timeout: Union[float, Tuple[float, float]] = DEFAULT_TIMEOUT,
+        retries: int = 3,
+        verify: Union[bool, str] = True,
+    ) -> None:
+        self.base_url = _check_base_url(base_url)
+        self.timeout = _check_timeout(timeout)
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be a whole number >= 0, not {retries!r}")
+        self.retries = retries
+        if not isinstance(verify, (bool, str)):
+            raise TypeError("verify must be True, False or the path of a CA bundle")
+        if auth is not None and token is not None:
+            raise ValueError("give either auth=(username, password) or token=..., not both")
+        self._headers = {
+            "Accept": _JSON,
+            "X-Requested-With": "XMLHttpRequest",  # a 401 instead of a redirect to /login/
+            "User-Agent": f"dhis2-messages/{__version__} {requests.utils.default_user_agent()}",
+        }
+        self._auth: Optional[AuthBase] = None
+        self._auth_kind = "none"
+        if token is not None:
+            if not isinstance(token, str) or not re.fullmatch(r"[A-Za-z0-9\-._~+/]+=*", token):
+                raise ValueError("token must be a DHIS2 personal access token such as d2p_...")
+            self._headers["Authorization"] = f"ApiToken {token}"
+            self._auth_kind = "token"
+        elif isinstance(auth, AuthBase):
+            self._auth, self._auth_kind = auth, "custom"
+        elif auth is not None:
+            if (
+                not isinstance(auth, tuple)
+                or len(auth) != 2
+                or not all(isinstance(part, str) for part in auth)
+            ):
+                raise TypeError("auth must be a (username, password) tuple of strings or a requests AuthBase")
+            if not auth[0]:
+                raise ValueError("auth has an empty username")
+            self._auth, self._auth_kind = HTTPBasicAuth(*auth), "basic"
+        self._owns_session = session is None
+        self._session = requests.Session() if session is None else session
+        # Proxy, CA bundle and certificate settings come from the session and
+        # the environment; requests re-reads them on every call unless they are
+        # settled once, here.
+        settings = self._session.merge_environment_settings(self.base_url, {}, None, verify, None)
+        self._send_options: Dict[str, Any] = {
+            "timeout": self.timeout,
+            "allow_redirects": False,  # credentials never follow a redirect
+            "stream": False,
+            "verify": settings["verify"],
+            "cert": settings["cert"],
+            "proxies": settings["proxies"],
+        }
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Messenger:
+        """Build a Messenger from ``DHIS2_URL`` and ``DHIS2_TOKEN`` (or ``DHIS2_PAT``),
+        or ``DHIS2_USERNAME`` + ``DHIS2_PASSWORD``; keyword arguments win."""
+        env = os.environ
+        base_url = overrides.pop("base_url", None) or env.get("DHIS2_URL")
+        if not base_url:
+            raise ValueError("DHIS2_URL is not set: export DHIS2_URL=https://your.dhis2.server")
+        if "auth" not in overrides and "token" not in overrides:
+            token = env.get("DHIS2_TOKEN") or env.get("DHIS2_PAT")
+            username, password = env.get("DHIS2_USERNAME"), env.get("DHIS2_PASSWORD")
+            if token:
+                overrides["token"] = token
+            elif username and password:
+                overrides["auth"] = (username, password)
+            else:
+                raise ValueError(
+                    "no DHIS2 credentials in the environment: set DHIS2_TOKEN (or DHIS2_PAT), "
+                    "or DHIS2_USERNAME and DHIS2_PASSWORD"
+                )
+        return cls(base_url, **overrides)
+
+    def __repr__(self) -> str:
+        return f"<Messenger {self.base_url} auth={self._auth_kind}>"
+
+    def __enter__(self) -> Messenger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release pooled connections, unless the session was borrowed."""
+        if self._owns_session:
+            self._session.close()
+
+    # -- Inbox ----------------------------------------------------------------
+
+    def list_conversations(
+        self,
+        *,
+        filter: Union[str, Iterable[str], None] = None,
+        query: Optional[str] = None,
+        query_operator: Optional[str] = None,
+        order: Union[str, Iterable[str], None] = "lastMessage:desc",
+        fields: Optional[str] = None,
+        page: int = 1,
+        page_size: int = 50,
+    ) -> Page:
+        """Return one page of the caller's conversations, newest first by default.
+
+        ``GET /api/messageConversations``
+        """
+        params = _list_params(filter, query, query_operator, order, fields, page_size)
+        params.append(("page", str(_positive(page, "page"))))
+        return self._get_page(params)
+
+    def iter_conversations(
+        self,
+        *,
+        filter: Union[str, Iterable[str], None] = None,
+        query: Optional[str] = None,
+        query_operator: Optional[str] = None,
+        order: Union[str, Iterable[str], None] = "lastMessage:desc",
+        fields: Optional[str] = None,
+        page_size: int = 50,
+    ) -> Iterator[Conversation]:
+        """Yield every matching conversation, fetching the next page only when reached.
+
+        ``GET /api/messageConversations?page=N``, once per page
+        """
+        params = _list_params(filter, query, query_operator, order, fields, page_size)
+        return self._iter_pages(params)
+
+    def _iter_pages(self, params: List[Tuple[str, str]]) -> Iterator[Conversation]:
+        number = 1
+        while True:
+            page = self._get_page(params + [("page", str(number))])
+            yield from page.conversations
+            # The pager decides; an empty page also ends the walk, so a server
+            # that keeps answering never loops forever.
+            if not page.conversations or page.page >= page.page_count or page.page < number:
+                return
+            number = page.page + 1
+
+    def _get_page(self, params: List[Tuple[str, str]]) -> Page:
+        response = self._request("GET", "/messageConversations", params=params)
+        return Page.from_json(_json(response))
+
+    def count_unread(self) -> int:
+        """Return how many of the caller's conversations are unread.
+
+        ``GET /api/messageConversations?filter=read:eq:false&pageSize=1&fields=id``
+        """
+        params = [("filter", "read:eq:false"), ("pageSize", "1"), ("fields", "id")]
+        body = _obj(_json(self._request("GET", "/messageConversations", params=params)), "list")
+        total = _int(_obj(body.get("pager"), "pager"), "total")
+        if total is None:
+            raise ResponseError("DHIS2 sent a pager without 'total'")
+        return total
+
+    def get_conversation(self, uid: str, *, mark_read: bool = False) -> Conversation:
+        """Return one conversation with its whole thread, oldest message first.
+
+        ``mark_read=True`` marks it read for the caller; ``read`` in the answer
+        is still the value from before.  ``GET /api/messageConversations/{uid}``
+        """
+        uid = _uid(uid, "uid")
+        params = [("fields", THREAD_FIELDS)]
+        if mark_read:
+            params.append(("markRead", "true"))
+        response = self._request("GET", f"/messageConversations/{uid}", params=params)
+        body = _json(response)
+        if isinstance(body, dict) and "id" not in body and isinstance(body.get("message"), str):
+            # DHIS2 answers an unknown uid with HTTP 200 and a bare message.
+            raise NotFoundError(response.status_code, body["message"], None, body)
+        return Conversation.from_json(body)
+
+    # -- Sending --------------------------------------------------------------
+
+    def send(
+        self,
+        *,
+        subject: str,
+        text: str,
+        users: _Uids = (),
+        user_groups: _Uids = (),
+        organisation_units: _Uids = (),
+        attachments: _Uids = (),
+    ) -> str:
+        """Start a private conversation and return its uid.  Never re-sent by a retry.
+
+        ``POST /api/messageConversations``
+        """
+        body: Dict[str, Any] = {"subject": _text(subject, "subject"), "text": _text(text, "text")}
+        body.update(_recipients(users, user_groups, organisation_units))
+        if not body.keys() - {"subject", "text"}:
+            raise ValueError("send needs at least one recipient: users, user_groups or organisation_units")
+        refs = _uids(attachments, "attachments", allow_empty=True)
+        if refs:
+            body["attachments"] = [{"id": ref} for ref in refs]
+        response = self._request("POST", "/messageConversations", json_body=body, idempotent=False)
+        return _location_uid(response)
+
+    def reply(
+        self, uid: str, text: str, *, internal: bool = False, attachments: _Uids = ()
+    ) -> None:
+        """Add a message to a conversation.  Never re-sent by a retry.
+
+        ``POST /api/messageConversations/{uid}`` with the text as the body
+        """
+        uid = _uid(uid, "uid")
+        data = _text(text, "text").encode("utf-8")
+        params = [("internal", "true")] if _flag(internal, "internal") else []
+        refs = _uids(attachments, "attachments", allow_empty=True)
+        if refs:
+            params.append(("attachments", ",".join(refs)))
+        self._request(
+            "POST", f"/messageConversations/{uid}", params=params, data=data,
+            content_type=_TEXT, idempotent=False,
+        )
+
+    def send_feedback(self, *, subject: str, text: str) -> str:
+        """Open a feedback ticket to the feedback recipients group; return its uid.
+
+        ``POST /api/messageConversations/feedback?subject=...``
+        """
+        params = [("subject", _text(subject, "subject"))]
+        data = _text(text, "text").encode("utf-8")
+        response = self._request(
+            "POST", "/messageConversations/feedback", params=params, data=data,
+            content_type=_TEXT, idempotent=False,
+        )
+        return _location_uid(response)
+
+    def add_recipients(
+        self,
+        uid: str,
+        *,
+        users: _Uids = (),
+        user_groups: _Uids = (),
+        organisation_units: _Uids = (),
+    ) -> None:
+        """Add users, user groups' members or organisation units' users to a conversation.
+
+        ``POST /api/messageConversations/{uid}/recipients``
+        """
+        uid = _uid(uid, "uid")
+        body = _recipients(users, user_groups, organisation_units)
+        if not body:
+            raise ValueError("add_recipients needs users, user_groups or organisation_units")
+        self._request(
+            "POST", f"/messageConversations/{uid}/recipients", json_body=body, idempotent=False
+        )
+
+    # -- Read state, follow-up, delete ----------------------------------------
+
+    def mark_read(self, uids: _Uids, *, user: Optional[str] = None) -> List[str]:
+        """Mark conversations read; return the uids that were unread before.
+
+        ``POST /api/messageConversations/read``
+        """
+        return self._bulk("/read", "markedRead", uids, user)
+
+    def mark_unread(self, uids: _Uids, *, user: Optional[str] = None) -> List[str]:
+        """Mark conversations unread; return the uids that were read before.
+
+        ``POST /api/messageConversations/unread``
+        """
+        return self._bulk("/unread", "markedUnread", uids, user)
+
+    def follow_up(self, uids: _Uids, *, user: Optional[str] = None) -> List[str]:
+        """Flag conversations for follow-up; return every uid DHIS2 found.
+
+        ``POST /api/messageConversations/followup``
+        """
+        return self._bulk("/followup", "markedFollowup", uids, user)
+
+    def unfollow_up(self, uids: _Uids, *, user: Optional[str] = None) -> List[str]:
+        """Clear the follow-up flag; return every uid DHIS2 found.
+
+        ``POST /api/messageConversations/unfollowup``
+        """
+        return self._bulk("/unfollowup", "unmarkedFollowup", uids, user)
+
+    def _bulk(self, path: str, key: str, uids: _Uids, user: Optional[str]) -> List[str]:
+        body = _uids(uids, "uids")
+        params = [] if user is None else [("user", _uid(user, "user"))]
+        response = self._request(
+            "POST", f"/messageConversations{path}", params=params, json_body=body
+        )
+        return _uid_list(_json(response), key)
+
+    def delete_conversations(self, uids: _Uids, *, user: Optional[str] = None) -> List[str]:
+        """Remove conversations from a user's inbox (the caller's by default).
+
+        Other participants keep them.  Returns the uids actually removed.
+        ``DELETE /api/messageConversations?mc=...&mc=...``
+        """
+        params = [("mc", uid) for uid in _uids(uids, "uids")]
+        if user is not None:
+            params.append(("user", _uid(user, "user")))
+        return _uid_list(_json(self._request("DELETE", "/messageConversations", params=params)), "removed")
+
+    def delete_conversation(self, uid: str, *, user: Optional[str] = None) -> None:
+        """Remove one conversation from a user's inbox; NotFoundError if it was not there.
+
+        ``DELETE /api/messageConversations?mc=...``
+        """
+        uid = _uid(uid, "uid")
+        if uid not in self.delete_conversations(uid, user=user):
+            who = f"user {user}" if user else "the caller"
+            raise NotFoundError(200, f"Conversation {uid} is not in the inbox of {who}", None, None)
+
+    # -- Tickets ----------------------------------------------------------------
+
+    def set_status(self, uid: str, status: str) -> None:
+        """Set a conversation's (usually a ticket's) status, one of ``STATUSES``.
+
+        ``POST /api/messageConversations/{uid}/status?messageConversationStatus=...``
+        """
+        uid = _uid(uid, "uid")
+        value = _choice(status, STATUSES, "status")
+        self._request(
+            "POST", f"/messageConversations/{uid}/status",
+            params=[("messageConversationStatus", value)],
+        )
+
+    def set_priority(self, uid: str, priority: str) -> None:
+        """Set a conversation's priority, one of ``PRIORITIES``.
+
+        ``POST /api/messageConversations/{uid}/priority?messageConversationPriority=...``
+        """
+        uid = _uid(uid, "uid")
+        value = _choice(priority, PRIORITIES, "priority")
+        self._request(
+            "POST", f"/messageConversations/{uid}/priority",
+            params=[("messageConversationPriority", value)],
+        )
+
+    def assign(self, uid: str, user: str) -> None:
+        """Assign a conversation to a user (for a ticket: a feedback recipient).
+
+        ``POST /api/messageConversations/{uid}/assign?userId=...``
+        """
+        uid, user = _uid(uid, "uid"), _uid(user, "user")
+        self._request("POST", f"/messageConversations/{uid}/assign", params=[("userId", user)])
+
+    def unassign(self, uid: str) -> None:
+        """Remove a conversation's assignee.
+
+        ``DELETE /api/messageConversations/{uid}/assign``
+        """
+        uid = _uid(uid, "uid")
+        self._request("DELETE", f"/messageConversations/{uid}/assign")
+
+    # -- Attachments ----------------------------------------------------------
+
+    def upload_attachment(
+        self,
+        file: _File,
+        *,
+        filename: Optional[str] = None,
+        content_type: Optional[str] = None,
+    ) -> str:
+        """Upload a file to attach to one later ``send`` or ``reply``; return its uid.
+
+        *file* is a path, ``bytes`` or a binary file object.
+        ``POST /api/fileResources?domain=MESSAGE_ATTACHMENT``
+        """
+        data, name = _read_file(file)
+        name = name if filename is None else filename
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError("filename must be a non-empty string")
+        if content_type is None:
+            content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        elif not isinstance(content_type, str) or "/" not in content_type:
+            raise ValueError(f"content_type must look like 'application/pdf', not {content_type!r}")
+        response = self._request(
+            "POST", "/fileResources",
+            # Without the domain DHIS2 files the upload as DATA_VALUE, which
+            # messages then refuse as "not a valid attachment".
+            params=[("domain", "MESSAGE_ATTACHMENT")],
+            files={"file": (name, data, content_type)},
+            idempotent=False,
+        )
+        body = _obj(_json(response), "upload answer")
+        resource = _obj(_obj(body.get("response"), "response").get("fileResource"), "fileResource")
+        return _check_uid_from_server(_required_str(resource, "id", "a fileResource"))
+
+    def download_attachment(self, conversation: str, message: str, attachment: str) -> bytes:
+        """Return the exact bytes of a message's attachment.
+
+        ``GET /api/messageConversations/{conversation}/{message}/attachments/{attachment}``
+        """
+        path = "/messageConversations/{}/{}/attachments/{}".format(
+            _uid(conversation, "conversation"), _uid(message, "message"), _uid(attachment, "attachment")
+        )
+        return self._request("GET", path, accept="*/*").content
+
+    # -- Plumbing ---------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Optional[List[Tuple[str, str]]] = None,
+        json_body: Any = None,
+        data: Optional[bytes] = None,
+        content_type: Optional[str] = None,
+        files: Optional[Mapping[str, Any]] = None,
+        accept: Optional[str] = None,
+        idempotent: bool = True,
+    ) -> requests.Response:
+        """Send one request: timeout, auth, retries, logging and error mapping.
+
+        A call that is not idempotent (it creates something) is retried only
+        when the connection was never made, so it cannot reach DHIS2 twice.
+        """
+        headers = self._headers
+        if json_body is not None:
+            data = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
+            content_type = _JSON
+        if content_type or accept:
+            headers = dict(headers)
+            if content_type:
+                headers["Content-Type"] = content_type
+            if accept:
+                headers["Accept"] = accept
+        prepared = self._session.prepare_request(
+            requests.Request(
+                method, f"{self.base_url}/api{path}", headers=headers, params=params,
+                data=data, files=files, auth=self._auth,
+            )
+        )
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                response = self._session.send(prepared, **self._send_options)
+            except requests.RequestException as exc:
+                log.debug("%s %s -> %s (%.1f ms)", method, path, type(exc).__name__,
+                          (time.perf_counter() - started) * 1000)
+                retry = attempt < self.retries and _may_retry(exc, idempotent)
+                if not retry:
+                    raise TransportError(self._describe(exc, method, path)) from exc
+                wait = self.backoff * 2**attempt
+            else:
+                status = response.status_code
+                log.debug("%s %s -> %d (%.1f ms)", method, path, status,
+                          (time.perf_counter() - started) * 1000)
+                if status < 300:
+                    return response
+                wait = self._retry_wait(response, attempt) if idempotent else None
+                if wait is None:
+                    raise _error_from(response, method, path)
+            attempt += 1
+            time.sleep(wait)
+
+    def _retry_wait(self, response: requests.Response, attempt: int) -> Optional[float]:
+        """Seconds to wait before retrying *response*, or None not to retry it."""
+        if attempt >= self.retries or response.status_code not in _RETRY_STATUSES:
+            return None
+        wait = _retry_after(response.headers.get("Retry-After"))
+        if wait is None:
+            return self.backoff * 2**attempt
+        return wait if wait <= self.max_retry_wait else None
+
+    def _describe(self, exc: requests.RequestException, method: str, path: str) -> str:
+        where = f"{method} {self.base_url}/api{path}"
+        connect, read = self.timeout
+        if isinstance(exc, requests.exceptions.SSLError):
+            return (f"TLS failed for {where}: {exc}. Check the certificate, or pass "
+                    "verify='/path/to/ca-bundle.pem' for a private certificate authority.")
+        if isinstance(exc, requests.ConnectTimeout):
+            return (f"Could not connect within {connect} s for {where}. "
+                    "Check base_url, the network, VPN or proxy.")
+        if isinstance(exc, requests.ReadTimeout):
+            return (f"DHIS2 did not answer {where} within {read} s. The server may be busy: "
+                    "try later or raise timeout=. A send or reply may still have been "
+                    "delivered: check before sending again.")
+        if isinstance(exc, requests.ConnectionError) and _never_sent(exc):
+            return (f"Could not connect for {where}: {_reason(exc)}. "
+                    "Check base_url and that DHIS2 is running and reachable.")
+        return (f"The connection broke during {where}: {_reason(exc)}. The answer was lost; "
+                "a send or reply may still have been delivered: check before sending again.")
+
+
+# -- Helpers (private) -------------------------------------------------------
+
+_UID = re.compile(r"[A-Za-z][A-Za-z0-9]{10}")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _uid(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a DHIS2 uid string, not {type(value).__name__}")
+    if not _UID.fullmatch(value):
+        raise ValueError(
+            f"{name} is not a DHIS2 uid (11 characters: a letter, then 10 letters or digits): {_shown(value)}"
+        )
+    return value
+
+
+def _uids(values: Any, name: str, *, allow_empty: bool = False) -> List[str]:
+    if isinstance(values, str):
+        values = [values]
+    elif isinstance(values, (bytes, bytearray, Mapping)) or not isinstance(values, Iterable):
+        raise TypeError(f"{name} must be a uid string or an iterable of uid strings")
+    result = list(dict.fromkeys(_uid(value, name) for value in values))
+    if not result and not allow_empty:
+        raise ValueError(f"{name} is empty: give at least one uid")
+    return result
+
+
+def _recipients(users: Any, user_groups: Any, organisation_units: Any) -> Dict[str, Any]:
+    body = {}
+    for key, values, name in (
+        ("users", users, "users"),
+        ("userGroups", user_groups, "user_groups"),
+        ("organisationUnits", organisation_units, "organisation_units"),
+    ):
+        uids = _uids(values, name, allow_empty=True)
+        if uids:
+            # DHIS2 refuses bare-string ids here (409): references are objects.
+            body[key] = [{"id": uid} for uid in uids]
+    return body
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, not {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{name} is empty")
+    if "\x00" in value:
+        raise ValueError(f"{name} contains a NUL character, which DHIS2 cannot store")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{name} contains characters that are not valid Unicode (lone surrogates)") from None
+    return value
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, not {_shown(value)}")
+    return value
+
+
+def _positive(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a whole number, not {_shown(value)}")
+    if value < 1:
+        raise ValueError(f"{name} must be 1 or more, not {value}")
+    return value
+
+
+def _choice(value: Any, valid: Sequence[str], name: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, one of {', '.join(valid)}")
+    upper = value.strip().upper()
+    if upper not in valid:
+        raise ValueError(f"{name} {_shown(value)} is not one of {', '.join(valid)}")
+    return upper
+
+
+def _strings(value: Any, name: str) -> List[str]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, Iterable) or isinstance(items, (bytes, Mapping)):
+        raise TypeError(f"{name} must be a string or an iterable of strings")
+    result = list(items)
+    for item in result:
+        if not isinstance(item, str):
+            raise TypeError(f"{name} must contain strings, not {type(item).__name__}")
+        if not item.strip():
+            raise ValueError(f"{name} contains an empty expression")
+    return result
+
+
+def _list_params(
+    filter: Any, query: Any, query_operator: Any, order: Any, fields: Any, page_size: Any
+) -> List[Tuple[str, str]]:
+    params = [("fields", LIST_FIELDS if fields is None else _text(fields, "fields"))]
+    for expression in _strings(() if filter is None else filter, "filter"):
+        if expression.count(":") < 1:
+            raise ValueError(f"filter {expression!r} is not of the form property:operator:value")
+        params.append(("filter", expression))
+    for expression in _strings(() if order is None else order, "order"):
+        params.append(("order", expression))
+    if query is not None:
+        if not isinstance(query, str):
+            raise TypeError("query must be a string")
+        if query.strip():
+            # DHIS2's own "query" parameter drops the inbox restriction and lists
+            # other users' conversations; "queryString" is the inbox search.
+            params.append(("queryString", query))
+    if query_operator is not None:
+        if not isinstance(query_operator, str) or not re.fullmatch(r"!?[A-Za-z$]+", query_operator):
+            raise ValueError(f"query_operator must be an operator name such as token or ilike, not {query_operator!r}")
+        params.append(("queryOperator", query_operator))
+    params.append(("pageSize", str(_positive(page_size, "page_size"))))
+    return params
+
+
+def _read_file(file: Any) -> Tuple[bytes, str]:
+    if isinstance(file, (str, os.PathLike)):
+        path = os.fspath(file)
+        with open(path, "rb") as handle:
+            data = handle.read()
+        name = os.path.basename(path)
+    elif isinstance(file, (bytes, bytearray, memoryview)):
+        data, name = bytes(file), "attachment"
+    elif hasattr(file, "read"):
+        data = file.read()
+        if isinstance(data, str):
+            raise TypeError("file is open in text mode: open it with 'rb'")
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError("file.read() must return bytes")
+        data = bytes(data)
+        file_name = getattr(file, "name", None)
+        name = os.path.basename(file_name) if isinstance(file_name, str) else "attachment"
+    else:
+        raise TypeError("file must be a path, bytes or a binary file object")
+    if not data:
+        raise ValueError("the file is empty; DHIS2 refuses empty attachments")
+    return data, name
+
+
+def _json(response: requests.Response) -> Any:
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        request = response.request
+        where = f"{request.method} {urlsplit(request.url or '').path}"
+        kind = response.headers.get("Content-Type", "no Content-Type")
+        raise ResponseError(
+            f"DHIS2 answered {where} with HTTP {response.status_code} but the body is not "
+            f"valid JSON ({kind}): {_snippet(response)!r}. Check that base_url points at DHIS2 "
+            "itself, not at a proxy or login page."
+        ) from None
+
+
+def _uid_list(body: Any, key: str) -> List[str]:
+    body = _obj(body, "answer")
+    values = body.get(key)
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise _bad(key, values, "a list of uids")
+    return values
+
+
+def _location_uid(response: requests.Response) -> str:
+    location = response.headers.get("Location")
+    if not location:
+        raise ResponseError(
+            f"DHIS2 answered HTTP {response.status_code} without the Location header that names "
+            "the new conversation; it was probably created: look in the inbox before sending "
+            "again (DHIS2 before 2.41.3 sends no Location for feedback)."
+        )
+    return _check_uid_from_server(urlsplit(location).path.rstrip("/").rsplit("/", 1)[-1])
+
+
+def _check_uid_from_server(value: str) -> str:
+    if not _UID.fullmatch(value):
+        raise ResponseError(f"DHIS2 sent {_shown(value)} where a uid was expected")
+    return value
+
+
+def _retry_after(value: Optional[str]) -> Optional[float]:
+    """Seconds from a ``Retry-After`` header: a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.timezone.utc)
+    return max(0.0, (when - _dt.datetime.now(_dt.timezone.utc)).total_seconds())
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True when the connection was never made, so DHIS2 cannot have seen the request."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0] if exc.args else None, "reason", None)
+    return isinstance(reason, NewConnectionError)
+
+
+def _may_retry(exc: requests.RequestException, idempotent: bool) -> bool:
+    if isinstance(exc, requests.exceptions.SSLError):
+        return False  # a certificate problem does not go away by asking again
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+        return idempotent or _never_sent(exc)
+    return idempotent and isinstance(exc, requests.exceptions.ChunkedEncodingError)
+
+
+def _reason(exc: BaseException) -> str:
+    reason = getattr(exc.args[0] if exc.args else None, "reason", None)
+    return str(reason or exc)
+
+
+def _snippet(response: requests.Response, limit: int = 200) -> str:
+    text = response.content[:4096].decode("utf-8", "replace")
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
+    if title:
+        text = title.group(1)
+    text = re.sub(r"<[^>]+>", " ", text)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _error_from(response: requests.Response, method: str, path: str) -> ApiError:
+    status = response.status_code
+    if status < 400:
+        location = response.headers.get("Location", "")
+        if "login" in location.lower():
+            return AuthenticationError(
+                status, "DHIS2 redirected to its login page: the request carried no valid "
+                "credentials", None, location,
+            )
+        return ApiError(
+            status, f"DHIS2 answered {method} {path} with a redirect to {location or '(nowhere)'}; "
+            "redirects are not followed: use the final address as base_url", None, location,
+        )
+    body: Any
+    message = None
+    error_code = None
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        body = response.content.decode("utf-8", "replace")
+        message = _snippet(response) or None
+    else:
+        if isinstance(body, dict):
+            text = body.get("message") or body.get("devMessage") or body.get("httpStatus")
+            message = text if isinstance(text, str) else None
+            code = body.get("errorCode")
+            error_code = code if isinstance(code, str) else None
+    if not message:
+        message = f"{response.reason or 'error'} (no message from DHIS2)"
+    if status >= 500:
+        message += f" [{method} {path}: DHIS2 or a proxy in front of it failed; try again later]"
+    cls = _STATUS_ERRORS.get(status, ApiError)
+    error: ApiError = cls(status, message, error_code, body)
+    return error
+
+
+def _check_base_url(base_url: Any) -> str:
+    if not isinstance(base_url, str):
+        raise TypeError(f"base_url must be a string, not {type(base_url).__name__}")
+    parts = urlsplit(base_url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"base_url must be an absolute http(s) URL such as https://dhis2.example.org, not {base_url!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("base_url must not contain credentials: pass auth=(username, password) or token=")
+    if parts.query or parts.fragment:
+        raise ValueError("base_url must not have a query or fragment")
+    path = parts.path.rstrip("/")
+    if path.endswith("/api"):
+        path = path[: -len("/api")]
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def _check_timeout(timeout: Any) -> Tuple[float, float]:
+    if timeout is None:
+        raise ValueError("timeout=None would let a call hang forever: give seconds or (connect, read)")
+    pair = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+    if len(pair) != 2 or not all(
+        isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 for t in pair
+    ):
+        raise ValueError(f"timeout must be positive seconds or a (connect, read) pair, not {timeout!r}")
+    return (float(pair[0]), float(pair[1]))

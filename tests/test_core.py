@@ -1,0 +1,605 @@
+"""Construction, auth, the inbox, send and reply: Messenger over real HTTP against the emulator."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import requests
+
+from dhis2_messages import (
+    LIST_FIELDS,
+    THREAD_FIELDS,
+    ApiError,
+    AuthenticationError,
+    ConflictError,
+    Conversation,
+    Messenger,
+    NotFoundError,
+    Page,
+    PermissionDenied,
+    ResponseError,
+    UserRef,
+)
+from tests.conftest import ADMIN, ALICE, BO_DISTRICT, BOB, CAROL, DAVE, REPORTERS, UNKNOWN
+
+API = "/api/messageConversations"
+DATA = Path(__file__).parent / "data"
+
+
+def sent(emulator, method=None, path=None):
+    """The requests the emulator received, optionally narrowed."""
+    return emulator.requests(method, path)
+
+
+class TestConstruction:
+    @pytest.mark.parametrize("suffix", ["", "/", "/api", "/api/"])
+    def test_base_url_forms(self, emulator, suffix):
+        """A trailing / or /api is tolerated: requests still go to /api/messageConversations."""
+        m = Messenger(emulator.url + suffix, auth=("admin", "district"), retries=0)
+        assert emulator.url == m.base_url
+        m.list_conversations()
+        assert [API] == [r.path for r in emulator.log]
+
+    def test_context_path(self):
+        """A DHIS2 under a context path keeps it."""
+        assert "https://h.org/dhis" == Messenger("https://h.org/dhis/api/", token="d2p_x").base_url
+
+    @pytest.mark.parametrize("url", ["dhis2.example.org", "ftp://h.org", "", "https://", "/api",
+                                     "https://admin:district@h.org", "https://h.org?x=1"])
+    def test_bad_base_url(self, url):
+        """Anything but an absolute http(s) URL without credentials is a ValueError."""
+        with pytest.raises(ValueError):
+            Messenger(url, token="d2p_x")
+
+    def test_base_url_type(self):
+        with pytest.raises(TypeError):
+            Messenger(b"https://h.org", token="d2p_x")
+
+    def test_auth_and_token_together(self):
+        """Giving both auth and token is a ValueError."""
+        with pytest.raises(ValueError, match="not both"):
+            Messenger("https://h.org", auth=("a", "b"), token="d2p_x")
+
+    @pytest.mark.parametrize("auth", [("admin",), ["admin", "district"], ("admin", 5), "admin:district"])
+    def test_bad_auth(self, auth):
+        with pytest.raises(TypeError):
+            Messenger("https://h.org", auth=auth)
+
+    @pytest.mark.parametrize("token", ["", "d2p_abc\r\nX-Evil: 1", "d2p abc", 12])
+    def test_bad_token(self, token):
+        """A token that could not be a header value is refused."""
+        with pytest.raises(ValueError):
+            Messenger("https://h.org", token=token)
+
+    @pytest.mark.parametrize("timeout", [None, 0, -1, (1, None), (1, 2, 3), "5", True])
+    def test_timeout_cannot_be_disabled(self, timeout):
+        """timeout=None (wait forever) and other nonsense are refused."""
+        with pytest.raises(ValueError):
+            Messenger("https://h.org", token="d2p_x", timeout=timeout)
+
+    def test_scalar_timeout(self):
+        assert (5.0, 5.0) == Messenger("https://h.org", token="d2p_x", timeout=5).timeout
+
+    @pytest.mark.parametrize("retries", [-1, 1.5, None, True])
+    def test_bad_retries(self, retries):
+        with pytest.raises(ValueError):
+            Messenger("https://h.org", token="d2p_x", retries=retries)
+
+    def test_repr_hides_secrets(self):
+        """repr shows the URL and the auth kind, never the password or token."""
+        basic = Messenger("https://h.org", auth=("admin", "s3cret-pw"))
+        token = Messenger("https://h.org", token="d2p_SECRETTOKEN")
+        assert "<Messenger https://h.org auth=basic>" == repr(basic)
+        assert "<Messenger https://h.org auth=token>" == repr(token)
+        assert "SECRET" not in repr(token) and "s3cret" not in repr(basic)
+
+    def test_from_env_token(self, emulator, monkeypatch):
+        """from_env reads DHIS2_URL and DHIS2_TOKEN."""
+        monkeypatch.setenv("DHIS2_URL", emulator.url)
+        monkeypatch.setenv("DHIS2_TOKEN", emulator.user("alice").token)
+        monkeypatch.delenv("DHIS2_USERNAME", raising=False)
+        with Messenger.from_env(retries=0) as m:
+            m.list_conversations()
+        assert "alice" == emulator.log[-1].user
+
+    def test_from_env_pat_alias(self, emulator, monkeypatch):
+        monkeypatch.setenv("DHIS2_URL", emulator.url)
+        monkeypatch.delenv("DHIS2_TOKEN", raising=False)
+        monkeypatch.setenv("DHIS2_PAT", emulator.user("bob").token)
+        with Messenger.from_env() as m:
+            m.count_unread()
+        assert "bob" == emulator.log[-1].user
+
+    def test_from_env_basic(self, emulator, monkeypatch):
+        """from_env falls back to DHIS2_USERNAME and DHIS2_PASSWORD."""
+        for name in ("DHIS2_TOKEN", "DHIS2_PAT"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("DHIS2_URL", emulator.url + "/")
+        monkeypatch.setenv("DHIS2_USERNAME", "carol")
+        monkeypatch.setenv("DHIS2_PASSWORD", "District1#")
+        with Messenger.from_env() as m:
+            m.count_unread()
+        assert "carol" == emulator.log[-1].user
+
+    def test_from_env_missing(self, monkeypatch):
+        """Missing settings name the variables to set."""
+        for name in ("DHIS2_URL", "DHIS2_TOKEN", "DHIS2_PAT", "DHIS2_USERNAME", "DHIS2_PASSWORD"):
+            monkeypatch.delenv(name, raising=False)
+        with pytest.raises(ValueError, match="DHIS2_URL"):
+            Messenger.from_env()
+        monkeypatch.setenv("DHIS2_URL", "https://h.org")
+        with pytest.raises(ValueError, match="DHIS2_TOKEN.*DHIS2_USERNAME.*DHIS2_PASSWORD"):
+            Messenger.from_env()
+
+    def test_owned_session_is_closed(self, emulator):
+        """The context manager closes the session the Messenger created."""
+        with Messenger(emulator.url, auth=("admin", "district")) as m:
+            m.count_unread()
+            pool = m._session.get_adapter(emulator.url).poolmanager
+            assert pool.pools
+        assert not pool.pools
+
+    def test_borrowed_session_is_used_and_left_open(self, emulator):
+        """A borrowed session's headers are sent; it is neither changed nor closed."""
+        closed = []
+
+        class Session(requests.Session):
+            def close(self):
+                closed.append(True)
+                super().close()
+
+        session = Session()
+        session.headers["X-Team"] = "hmis"
+        before = dict(session.headers)
+        with Messenger(emulator.url, auth=("admin", "district"), session=session) as m:
+            m.count_unread()
+        assert [] == closed
+        assert before == dict(session.headers)
+        assert "hmis" == emulator.log[-1].headers["X-Team"]
+
+
+class TestHeadersAndAuth:
+    def test_every_request_carries_the_headers(self, emulator, admin):
+        """X-Requested-With and Accept: application/json go with every call."""
+        uid = admin.send(subject="s", text="t", users=ALICE)
+        admin.list_conversations()
+        admin.get_conversation(uid)
+        admin.reply(uid, "r")
+        admin.count_unread()
+        assert 5 == len(emulator.log)
+        for request in emulator.log:
+            assert "XMLHttpRequest" == request.headers["X-Requested-With"]
+            assert "application/json" == request.headers["Accept"]
+            assert request.headers["User-Agent"].startswith("dhis2-messages/")
+
+    def test_token_auth(self, emulator, connect):
+        """A personal access token is sent as 'Authorization: ApiToken ...'."""
+        m = connect("alice", token=True)
+        m.count_unread()
+        request = emulator.log[-1]
+        assert "ApiToken " + emulator.user("alice").token == request.headers["Authorization"]
+        assert "alice" == request.user
+
+    def test_wrong_password(self, emulator):
+        """Wrong credentials: AuthenticationError with DHIS2's message and a hint."""
+        m = Messenger(emulator.url, auth=("admin", "wrong"), retries=0)
+        with pytest.raises(AuthenticationError) as info:
+            m.list_conversations()
+        assert (401, "Unauthorized") == (info.value.status_code, info.value.message)
+        assert "password" in str(info.value)
+        assert "wrong" not in str(info.value) + repr(info.value)
+
+    def test_unknown_token(self, emulator):
+        m = Messenger(emulator.url, token="d2p_" + "x" * 48, retries=0)
+        with pytest.raises(AuthenticationError, match="The API token does not exists"):
+            m.count_unread()
+
+    def test_no_credentials_gives_401_not_login_page(self, emulator):
+        """Because X-Requested-With is sent, DHIS2 answers 401 instead of redirecting to /login/."""
+        m = Messenger(emulator.url, retries=0)
+        with pytest.raises(AuthenticationError) as info:
+            m.count_unread()
+        assert 401 == info.value.status_code
+
+    def test_login_redirect(self, emulator, admin):
+        """A 302 to the login page (a proxy ate the header) is an AuthenticationError, not HTML parsing."""
+        emulator.inject(status=302, headers={"Location": emulator.url + "/dhis-web-login/"}, body=b"")
+        with pytest.raises(AuthenticationError, match="login page") as info:
+            admin.list_conversations()
+        assert 302 == info.value.status_code
+        assert 1 == len(emulator.log)
+
+
+class TestListConversations:
+    def test_defaults_on_the_wire(self, emulator, admin):
+        """The default selector, newest-first order, page 1 and 50 a page are sent."""
+        admin.list_conversations()
+        request = emulator.log[-1]
+        assert ("GET", API) == (request.method, request.path)
+        assert [LIST_FIELDS] == request.param("fields")
+        assert ["lastMessage:desc"] == request.param("order")
+        assert (["1"], ["50"]) == (request.param("page"), request.param("pageSize"))
+
+    def test_records(self, emulator, admin):
+        """The default fields fill the Conversation records."""
+        before = dt.datetime.now() - dt.timedelta(minutes=1)
+        uid = admin.send(subject="Mortality data", text="Reported January?", users=ALICE)
+        page = admin.list_conversations()
+        assert isinstance(page, Page)
+        (conv,) = page
+        assert uid == conv.id
+        assert ("Mortality data", "PRIVATE", "NONE", "NONE") == (
+            conv.subject, conv.message_type, conv.status, conv.priority)
+        assert (True, False, 1) == (conv.read, conv.follow_up, conv.message_count)
+        assert UserRef(id=ADMIN, name="John Traore", username="admin") == conv.last_sender
+        assert conv.assignee is None
+        assert before < conv.last_message and conv.last_updated and conv.created
+        assert () == conv.messages
+
+    def test_newest_first(self, emulator, admin):
+        """order=lastMessage:desc is sent; DHIS2's own default would order by uid."""
+        uids = [admin.send(subject=f"s{i}", text="t", users=ALICE) for i in range(6)]
+        assert uids[::-1] == [c.id for c in admin.list_conversations()]
+        by_uid = admin.list_conversations(order=None)
+        assert [] == by_uid.conversations[0:0] and sorted(uids) == [c.id for c in by_uid]
+        assert [] == emulator.log[-1].param("order")
+
+    def test_paging(self, admin):
+        """page and page_size map to DHIS2's pager."""
+        for i in range(5):
+            admin.send(subject=f"s{i}", text="t", users=ALICE)
+        page = admin.list_conversations(page=3, page_size=2)
+        assert (3, 3, 5, 2, 1) == (page.page, page.page_count, page.total, page.page_size, len(page))
+
+    def test_filters(self, emulator, admin, alice):
+        """One filter or several (ANDed) reach DHIS2 as repeated filter params."""
+        first = admin.send(subject="a", text="t", users=ALICE)
+        second = admin.send(subject="b", text="t", users=ALICE)
+        alice.mark_read(first)
+        assert [second] == [c.id for c in alice.list_conversations(filter="read:eq:false")]
+        both = alice.list_conversations(filter=["read:eq:true", "messageType:eq:PRIVATE"])
+        assert [first] == [c.id for c in both]
+        assert ["read:eq:true", "messageType:eq:PRIVATE"] == emulator.log[-1].param("filter")
+
+    def test_query_searches_only_the_inbox(self, emulator, admin, connect):
+        """query= becomes DHIS2's queryString: DHIS2's 'query' would list other users' conversations."""
+        mine = admin.send(subject="Malaria cases week 12", text="t", users=ALICE)
+        connect("bob").send(subject="Malaria stock", text="t", users=DAVE)
+        found = admin.list_conversations(query="malar")
+        assert [mine] == [c.id for c in found]
+        request = emulator.log[-1]
+        assert (["malar"], []) == (request.param("queryString"), request.param("query"))
+
+    def test_query_operator(self, emulator, admin):
+        admin.send(subject="Weekly report", text="t", users=ALICE)
+        assert 1 == len(admin.list_conversations(query="eekly", query_operator="ilike"))
+        assert 0 == len(admin.list_conversations(query="eekly"))  # token: word prefixes only
+        assert ["ilike"] == emulator.log[-2].param("queryOperator")
+
+    def test_custom_fields(self, admin):
+        """A caller's own selector is sent as is."""
+        uid = admin.send(subject="Hello", text="t", users=ALICE)
+        (conv,) = admin.list_conversations(fields="id,subject")
+        assert Conversation(id=uid, subject="Hello") == conv
+
+    @pytest.mark.parametrize("kwargs, error", [
+        ({"page": 0}, ValueError), ({"page_size": 0}, ValueError), ({"page": "2"}, TypeError),
+        ({"page_size": 2.5}, TypeError), ({"filter": 5}, TypeError), ({"filter": "read"}, ValueError),
+        ({"filter": ["read:eq:true", ""]}, ValueError), ({"query": 5}, TypeError),
+        ({"query_operator": "ilike; drop"}, ValueError), ({"order": [None]}, TypeError),
+    ])
+    def test_bad_input_sends_nothing(self, emulator, admin, kwargs, error):
+        """Bad arguments raise before any request."""
+        with pytest.raises(error):
+            admin.list_conversations(**kwargs)
+        with pytest.raises(error):
+            next(admin.iter_conversations(**{k: v for k, v in kwargs.items() if k != "page"} or {"page_size": 0}))
+        assert [] == emulator.log
+
+    def test_unknown_filter_property(self, admin):
+        """DHIS2's 400 for an unknown property is an ApiError with its text and code."""
+        with pytest.raises(ApiError) as info:
+            admin.list_conversations(filter="colour:eq:red")
+        assert (400, "E1003") == (info.value.status_code, info.value.error_code)
+        assert "Unknown path property: colour" in info.value.message
+
+
+class TestIterConversations:
+    def test_lazy(self, emulator, admin):
+        """Page N+1 is requested only when the caller reaches it."""
+        uids = set(emulator.add_conversations(7, sender="admin", recipients=["alice"]))
+        walk = admin.iter_conversations(page_size=3)
+        assert [] == emulator.log  # nothing before the first next()
+        next(walk)
+        assert 1 == len(emulator.log)
+        rest = list(walk)
+        assert uids == {c.id for c in rest} | {c.id for c in admin.list_conversations()}
+        assert 6 == len(rest)
+        assert [["1"], ["2"], ["3"]] == [r.param("page") for r in emulator.log[:3]]
+        assert 3 + 1 == len(emulator.log)
+
+    def test_exact_multiple(self, emulator, admin):
+        """6 conversations at 3 a page: two requests, no empty third page."""
+        emulator.add_conversations(6, sender="admin", recipients=["alice"])
+        assert 6 == len(list(admin.iter_conversations(page_size=3)))
+        assert 2 == len(emulator.log)
+
+    def test_empty_inbox(self, emulator, alice):
+        assert [] == list(alice.iter_conversations())
+        assert 1 == len(emulator.log)
+
+    def test_stops_on_pager_not_next_page(self, emulator, admin):
+        """A nextPage link on the last page (pager says page == pageCount) does not cause another request."""
+        body = {"pager": {"page": 1, "pageCount": 1, "total": 1, "pageSize": 50,
+                          "nextPage": emulator.url + API + "?page=2"},
+                "messageConversations": [{"id": "ZjHHSjyyeJ2", "subject": "only"}]}
+        emulator.inject(status=200, body=json.dumps(body), content_type="application/json")
+        assert ["ZjHHSjyyeJ2"] == [c.id for c in admin.iter_conversations()]
+        assert 1 == len(emulator.log)
+
+    def test_filters_are_kept_on_every_page(self, emulator, admin):
+        emulator.add_conversations(4, sender="admin", recipients=["alice"])
+        list(admin.iter_conversations(filter="messageType:eq:PRIVATE", page_size=2, query="Conversation"))
+        for request in emulator.log:
+            assert ["messageType:eq:PRIVATE"] == request.param("filter")
+            assert ["Conversation"] == request.param("queryString")
+
+
+class TestCountUnread:
+    def test_count(self, emulator, admin, alice):
+        """count_unread is one request whose pager total is the answer."""
+        uids = [admin.send(subject=f"s{i}", text="t", users=ALICE) for i in range(3)]
+        alice.mark_read(uids[0])
+        emulator.clear_log()
+        assert 2 == alice.count_unread()
+        assert 0 == admin.count_unread()
+        request = emulator.log[0]
+        assert (["read:eq:false"], ["1"], ["id"]) == (
+            request.param("filter"), request.param("pageSize"), request.param("fields"))
+        assert 2 == len(emulator.log)
+
+
+class TestGetConversation:
+    def test_whole_thread(self, emulator, admin, alice):
+        """The thread selector brings texts, senders, dates, flags and participants."""
+        uid = admin.send(subject="Stock-out", text="Any ACT left?", users=ALICE)
+        alice.reply(uid, "Two boxes.")
+        conv = admin.get_conversation(uid)
+        assert [THREAD_FIELDS] == emulator.log[-1].param("fields")
+        assert ["Any ACT left?", "Two boxes."] == [m.text for m in conv.messages]
+        assert ["admin", "alice"] == [m.sender.username for m in conv.messages]
+        assert "Alice Banda" == conv.messages[1].sender.name
+        assert [False, False] == [m.internal for m in conv.messages]
+        assert conv.messages[0].created < conv.messages[1].created
+        flags = {p.user.username: p.read for p in conv.participants}
+        assert {"admin": False, "alice": True} == flags
+        assert 2 == conv.message_count
+
+    def test_unknown_uid_is_not_found_though_dhis2_says_200(self, emulator, admin):
+        """DHIS2 answers an unknown conversation with HTTP 200 and a bare message."""
+        with pytest.raises(NotFoundError) as info:
+            admin.get_conversation(UNKNOWN)
+        assert f"No MessageConversation found with UID: {UNKNOWN}" == info.value.message
+        assert 200 == info.value.status_code
+
+    def test_not_a_participant(self, admin, connect):
+        uid = admin.send(subject="s", text="t", users=ALICE)
+        with pytest.raises(PermissionDenied) as info:
+            connect("dave").get_conversation(uid)
+        assert ("Not authorized to access this conversation.", "E1006") == (
+            info.value.message, info.value.error_code)
+
+    def test_mark_read(self, emulator, admin, alice):
+        """mark_read=True marks it read; the answer still shows the value from before."""
+        uid = admin.send(subject="s", text="t", users=ALICE)
+        assert 1 == alice.count_unread()
+        conv = alice.get_conversation(uid, mark_read=True)
+        assert ["true"] == emulator.log[-1].param("markRead")
+        assert conv.read is False
+        assert 0 == alice.count_unread()
+        alice.get_conversation(uid)
+        assert [] == emulator.log[-1].param("markRead")
+
+    def test_internal_messages_hidden_from_reporters(self, connect):
+        """A ticket's internal notes are shown to feedback managers only."""
+        alice, carol = connect("alice"), connect("carol")
+        ticket = alice.send_feedback(subject="Login broken", text="Cannot log in")
+        carol.reply(ticket, "Probably the LDAP sync", internal=True)
+        carol.reply(ticket, "Fixed, try again")
+        assert ["Cannot log in", "Fixed, try again"] == [m.text for m in alice.get_conversation(ticket).messages]
+        seen = [(m.text, m.internal) for m in carol.get_conversation(ticket).messages]
+        assert ("Probably the LDAP sync", True) == seen[1]
+
+    @pytest.mark.parametrize("uid", ["short", "1abcdefghij", "../abcdefgh", "abcdefghij?", "abcdefghijkl", ""])
+    def test_malformed_uid_sends_nothing(self, emulator, admin, uid):
+        with pytest.raises(ValueError, match="uid"):
+            admin.get_conversation(uid)
+        assert [] == emulator.log
+
+    def test_uid_type(self, emulator, admin):
+        with pytest.raises(TypeError):
+            admin.get_conversation(None)
+        assert [] == emulator.log
+
+
+class TestSend:
+    def test_send(self, emulator, admin):
+        """One JSON POST with {"id"} references; the uid comes from Location."""
+        uid = admin.send(subject="Mortality data", text="Reported January?", users=[ALICE, BOB],
+                         user_groups=REPORTERS)
+        (request,) = emulator.log
+        assert ("POST", API) == (request.method, request.path)
+        assert request.headers["Content-Type"].startswith("application/json")
+        assert {"subject": "Mortality data", "text": "Reported January?",
+                "users": [{"id": ALICE}, {"id": BOB}], "userGroups": [{"id": REPORTERS}]} == json.loads(request.body)
+        conv = emulator.conversations[uid]
+        assert "Mortality data" == conv.subject
+
+    def test_uid_is_the_new_conversation(self, admin, alice):
+        uid = admin.send(subject="Hello", text="World", users=ALICE)
+        conv = alice.get_conversation(uid)
+        assert ("Hello", ["World"]) == (conv.subject, [m.text for m in conv.messages])
+
+    def test_org_unit_reaches_its_users(self, admin, connect):
+        """Sending to an organisation unit reaches every user attached to it."""
+        uid = admin.send(subject="District reminder", text="Submit by Friday", organisation_units=BO_DISTRICT)
+        for name in ("alice", "bob", "dave"):
+            assert uid in [c.id for c in connect(name).list_conversations()]
+        assert [] == connect("carol").list_conversations().conversations
+
+    def test_unicode_round_trip(self, admin, alice):
+        subject, text = "Données — مرحبا", "Ça va? 你好 🙂\nline two\ttab"
+        uid = admin.send(subject=subject, text=text, users=ALICE)
+        conv = alice.get_conversation(uid)
+        assert (subject, text) == (conv.subject, conv.messages[0].text)
+
+    def test_unknown_user(self, admin):
+        """DHIS2's 409 for an unknown user is a ConflictError with its text and code."""
+        with pytest.raises(ConflictError) as info:
+            admin.send(subject="s", text="t", users=[UNKNOWN])
+        assert (f"User does not exist: {UNKNOWN}", "E1004") == (info.value.message, info.value.error_code)
+
+    def test_unknown_group_is_404(self, admin):
+        with pytest.raises(NotFoundError, match=f"UserGroup with id {UNKNOWN} could not be found."):
+            admin.send(subject="s", text="t", user_groups=UNKNOWN)
+
+    def test_org_unit_error_comes_first(self, admin):
+        """DHIS2 checks organisation units before users."""
+        with pytest.raises(ConflictError, match=f"Organisation Unit does not exist: {UNKNOWN}"):
+            admin.send(subject="s", text="t", users="Zz1111111Zz", organisation_units=UNKNOWN)
+
+    @pytest.mark.parametrize("kwargs, error", [
+        ({"subject": "s", "text": "t"}, ValueError),
+        ({"subject": "", "text": "t", "users": ALICE}, ValueError),
+        ({"subject": "   ", "text": "t", "users": ALICE}, ValueError),
+        ({"subject": "s", "text": "\n\t ", "users": ALICE}, ValueError),
+        ({"subject": "s", "text": "a\x00b", "users": ALICE}, ValueError),
+        ({"subject": "s", "text": "\ud800", "users": ALICE}, ValueError),
+        ({"subject": None, "text": "t", "users": ALICE}, TypeError),
+        ({"subject": "s", "text": b"t", "users": ALICE}, TypeError),
+        ({"subject": "s", "text": "t", "users": ["alice"]}, ValueError),
+        ({"subject": "s", "text": "t", "users": [ALICE, 5]}, TypeError),
+        ({"subject": "s", "text": "t", "users": {ALICE: 1}}, TypeError),
+        ({"subject": "s", "text": "t", "user_groups": ["../../api"]}, ValueError),
+        ({"subject": "s", "text": "t", "users": ALICE, "attachments": ["x"]}, ValueError),
+    ])
+    def test_bad_input_sends_nothing(self, emulator, admin, kwargs, error):
+        with pytest.raises(error):
+            admin.send(**kwargs)
+        assert [] == emulator.log
+
+    def test_missing_location(self, emulator, admin):
+        """A 201 without Location is a ResponseError that warns the message may exist."""
+        emulator.inject(method="POST", process=True, strip_headers=("Location",))
+        with pytest.raises(ResponseError, match="Location") as info:
+            admin.send(subject="s", text="t", users=ALICE)
+        assert "before sending again" in str(info.value)
+        assert 1 == len(emulator.conversations)
+
+
+class TestReply:
+    def test_plain_text_body(self, emulator, admin):
+        """The reply is a text/plain UTF-8 body; DHIS2 stores it verbatim."""
+        uid = admin.send(subject="s", text="t", users=ALICE)
+        admin.reply(uid, "Ça marche")
+        request = emulator.log[-1]
+        assert ("POST", f"{API}/{uid}") == (request.method, request.path)
+        assert "text/plain; charset=utf-8" == request.headers["Content-Type"]
+        assert "Ça marche".encode("utf-8") == request.body
+        assert "" == request.query
+
+    @pytest.mark.parametrize("text", ['{"text": "hi"}', "[1, 2]", '"quoted"', "🙂 مرحبا\r\n<b>x</b>", "x" * 1_000_000])
+    def test_verbatim(self, admin, alice, text):
+        """JSON-looking, non-ASCII and 1 MB texts arrive exactly as given."""
+        uid = admin.send(subject="s", text="t", users=ALICE)
+        admin.reply(uid, text)
+        assert text == alice.get_conversation(uid).messages[-1].text
+
+    def test_reply_marks_others_unread(self, admin, alice):
+        uid = admin.send(subject="s", text="t", users=ALICE)
+        alice.mark_read(uid)
+        assert 0 == alice.count_unread()
+        admin.reply(uid, "again")
+        assert 1 == alice.count_unread()
+        assert 0 == admin.count_unread()
+
+    def test_internal_by_manager(self, emulator, connect):
+        alice, carol = connect("alice"), connect("carol")
+        ticket = alice.send_feedback(subject="s", text="t")
+        carol.reply(ticket, "note", internal=True)
+        assert ["true"] == emulator.log[-1].param("internal")
+
+    def test_internal_by_reporter_is_denied(self, admin, alice):
+        uid = admin.send(subject="s", text="t", users=ALICE)
+        with pytest.raises(PermissionDenied, match="Not authorized to send internal messages"):
+            alice.reply(uid, "psst", internal=True)
+
+    def test_unknown_conversation(self, admin):
+        with pytest.raises(NotFoundError) as info:
+            admin.reply(UNKNOWN, "hello")
+        assert (404, f"Message conversation does not exist: {UNKNOWN}", None) == (
+            info.value.status_code, info.value.message, info.value.error_code)
+
+    def test_not_a_participant(self, admin, connect):
+        uid = admin.send(subject="s", text="t", users=ALICE)
+        with pytest.raises(PermissionDenied, match="Not authorized to send messages to this conversation."):
+            connect("dave").reply(uid, "hi")
+
+    @pytest.mark.parametrize("args, kwargs, error", [
+        (("Zz0000000Zz", ""), {}, ValueError), (("Zz0000000Zz", " "), {}, ValueError),
+        (("bad", "t"), {}, ValueError), (("Zz0000000Zz", "t"), {"internal": "yes"}, TypeError),
+        (("Zz0000000Zz", "t"), {"attachments": "x/y"}, ValueError), (("Zz0000000Zz", None), {}, TypeError),
+    ])
+    def test_bad_input_sends_nothing(self, emulator, admin, args, kwargs, error):
+        with pytest.raises(error):
+            admin.reply(*args, **kwargs)
+        assert [] == emulator.log
+
+
+class TestErrorStyles:
+    """The three error styles of DHIS2, and the reference bodies from its controller tests."""
+
+    @pytest.mark.parametrize("name, cls", [
+        ("create_no_recipients_409", ConflictError),
+        ("reply_forbidden_403", PermissionDenied),
+        ("reply_unknown_attachment_409", ConflictError),
+        ("reply_unknown_conversation_404", NotFoundError),
+    ])
+    def test_reference_webmessages(self, emulator, admin, name, cls):
+        """Each WebMessage from DHIS2's tests maps to its class with message and errorCode."""
+        response = json.loads((DATA / f"{name}.json").read_text())["response"]
+        body = response["body"]
+        emulator.inject(status=response["status"], body=json.dumps(body), content_type="application/json")
+        with pytest.raises(cls) as info:
+            admin.list_conversations()
+        assert (response["status"], body["message"], body.get("errorCode")) == (
+            info.value.status_code, info.value.message, info.value.error_code)
+        assert body == info.value.body
+
+    def test_bare_message(self, emulator, admin):
+        """A bare {"message"} body (no WebMessage envelope) still gives DHIS2's text."""
+        emulator.inject(status=404, body='{"message":"No user with uid: Zz0000000Zz"}',
+                        content_type="application/json")
+        with pytest.raises(NotFoundError) as info:
+            admin.list_conversations()
+        assert ("No user with uid: Zz0000000Zz", None) == (info.value.message, info.value.error_code)
+        assert {"message": "No user with uid: Zz0000000Zz"} == info.value.body
+
+    def test_html_error_page(self, emulator, admin):
+        """A container's HTML error page gives its title, not a JSON crash."""
+        page = b"<html><head><title>HTTP Status 400 - Bad Request</title></head><body><h1>x</h1></body></html>"
+        emulator.inject(status=400, body=page, content_type="text/html")
+        with pytest.raises(ApiError) as info:
+            admin.list_conversations()
+        assert "HTTP Status 400 - Bad Request" == info.value.message
+        assert page.decode() == info.value.body
+
+    def test_errors_pickle(self, admin):
+        with pytest.raises(ConflictError) as info:
+            admin.send(subject="s", text="t", users=UNKNOWN)
+        copy = pickle.loads(pickle.dumps(info.value))
+        assert (copy.status_code, copy.message) == (info.value.status_code, info.value.message)

@@ -1,0 +1,180 @@
+"""Records parse DHIS2's JSON leniently: pure tests, no server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import pickle
+
+import attrs
+import pytest
+
+from dhis2_messages import (
+    ApiError,
+    Attachment,
+    ConflictError,
+    Conversation,
+    Message,
+    Page,
+    Participant,
+    ResponseError,
+    UserRef,
+)
+
+# The illustrative single object of wire.md §6.1, as DHIS2 renders it for an
+# explicit thread selector (nulls omitted, no zone on dates).
+THREAD = {
+    "id": "ZjHHSjyyeJ2",
+    "subject": "Mortality data",
+    "messageType": "PRIVATE",
+    "status": "NONE",
+    "priority": "NONE",
+    "read": True,
+    "followUp": False,
+    "messageCount": 2,
+    "lastMessage": "2024-05-02T10:11:12.345",
+    "lastSender": {"id": "xE7jOejl9FI", "displayName": "John Traore"},
+    "messages": [
+        {
+            "id": "Ab1cdefghij",
+            "text": "Have you reported?",
+            "internal": False,
+            "created": "2024-05-01T09:00:00.000",
+            "sender": {"id": "xE7jOejl9FI", "displayName": "John Traore"},
+            "attachments": [],
+            "metaData": "User-agent: curl",
+        },
+        {
+            "id": "Bc2defghijk",
+            "text": "Yes",
+            "internal": False,
+            "created": "2024-05-02T10:11:12.345",
+            "sender": {"id": "PhzytPW3g2J", "displayName": "Alice Banda", "username": "alice"},
+            "attachments": [
+                {"id": "fTpI4GOmujz", "name": "report.pdf", "contentType": "application/pdf",
+                 "contentLength": 1234}
+            ],
+        },
+    ],
+    "userMessages": [
+        {"key": "2b7c...", "read": True, "followUp": False,
+         "user": {"id": "xE7jOejl9FI", "code": None, "name": "John Traore",
+                  "displayName": "John Traore", "username": "admin"}},
+    ],
+    "someFieldWeDoNotModel": {"nested": [1, 2, 3]},
+}
+
+
+class TestConversation:
+    def test_thread_parses(self):
+        """The wire.md thread shape becomes records with naive datetimes."""
+        conv = Conversation.from_json(THREAD)
+        assert "ZjHHSjyyeJ2" == conv.id
+        assert "Mortality data" == conv.subject
+        assert ("PRIVATE", "NONE", "NONE") == (conv.message_type, conv.status, conv.priority)
+        assert (True, False, 2) == (conv.read, conv.follow_up, conv.message_count)
+        assert dt.datetime(2024, 5, 2, 10, 11, 12, 345000) == conv.last_message
+        assert conv.last_message.tzinfo is None
+        assert UserRef(id="xE7jOejl9FI", name="John Traore") == conv.last_sender
+        assert ["Have you reported?", "Yes"] == [m.text for m in conv.messages]
+        second = conv.messages[1]
+        assert "alice" == second.sender.username
+        assert (Attachment(id="fTpI4GOmujz", name="report.pdf", content_type="application/pdf",
+                           content_length=1234),) == second.attachments
+        assert (Participant(user=UserRef(id="xE7jOejl9FI", name="John Traore", username="admin"),
+                            read=True, follow_up=False),) == conv.participants
+
+    def test_default_list_shape(self):
+        """DHIS2's default list fields (id, displayName) give a subject and Nones."""
+        conv = Conversation.from_json({"id": "ZjHHSjyyeJ2", "displayName": "Hello"})
+        assert Conversation(id="ZjHHSjyyeJ2", subject="Hello") == conv
+        assert (None, None, ()) == (conv.read, conv.assignee, conv.messages)
+
+    def test_unknown_enum_values_are_kept(self):
+        """A message type or status this library does not know stays a string."""
+        conv = Conversation.from_json({"id": "a", "messageType": "CARRIER_PIGEON", "status": "ESCALATED"})
+        assert ("CARRIER_PIGEON", "ESCALATED") == (conv.message_type, conv.status)
+
+    def test_system_message_has_no_sender(self):
+        """A system message (no sender key) parses with sender None."""
+        message = Message.from_json({"id": "Ab1cdefghij", "text": "Data set completed"})
+        assert message.sender is None
+
+    def test_star_fields_messages_are_ids_only(self):
+        """fields=* renders messages as {id}: they parse with text None."""
+        conv = Conversation.from_json({"id": "ZjHHSjyyeJ2", "messages": [{"id": "Ab1cdefghij"}]})
+        assert (Message(id="Ab1cdefghij"),) == conv.messages
+
+    @pytest.mark.parametrize("value, expected", [
+        ("2024-05-02T10:11:12.345", dt.datetime(2024, 5, 2, 10, 11, 12, 345000)),
+        ("2024-05-02T10:11:12", dt.datetime(2024, 5, 2, 10, 11, 12)),
+        ("2024-05-02", dt.datetime(2024, 5, 2)),
+        ("2024-05-02T10:11:12.345Z", dt.datetime(2024, 5, 2, 10, 11, 12, 345000, tzinfo=dt.timezone.utc)),
+        ("2024-05-02T10:11:12.345+0200",
+         dt.datetime(2024, 5, 2, 10, 11, 12, 345000, tzinfo=dt.timezone(dt.timedelta(hours=2)))),
+    ])
+    def test_timestamps(self, value, expected):
+        """DHIS2's zone-less timestamps are naive; a zone, when sent, is kept."""
+        assert expected == Conversation.from_json({"id": "a", "lastUpdated": value}).last_updated
+
+    @pytest.mark.parametrize("data", [
+        None, [], "x", {"subject": "no id"}, {"id": 5}, {"id": "a", "read": "yes"},
+        {"id": "a", "messageCount": "2"}, {"id": "a", "messageCount": True},
+        {"id": "a", "lastMessage": "yesterday"}, {"id": "a", "lastMessage": "2024-13-45T00:00:00"},
+        {"id": "a", "messages": {"id": "b"}}, {"id": "a", "messages": [{"text": "no id"}]},
+        {"id": "a", "lastSender": "xE7jOejl9FI"}, {"id": "a", "userMessages": [{"read": True}]},
+    ])
+    def test_garbage_is_a_response_error(self, data):
+        """Wrong types or a missing id raise ResponseError, nothing else."""
+        with pytest.raises(ResponseError):
+            Conversation.from_json(data)
+
+    def test_records_are_frozen_and_hashable(self):
+        """Records are values: frozen, hashable, picklable, evolvable."""
+        conv = Conversation.from_json(THREAD)
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            conv.subject = "x"
+        assert conv == pickle.loads(pickle.dumps(conv))
+        assert hash(conv) == hash(Conversation.from_json(THREAD))
+        assert "New" == attrs.evolve(conv, subject="New").subject
+
+    def test_asdict(self):
+        """Records convert to plain dicts (for pandas)."""
+        row = attrs.asdict(Conversation.from_json(THREAD))
+        assert "Mortality data" == row["subject"]
+        assert "John Traore" == row["last_sender"]["name"]
+
+
+class TestPage:
+    def test_pager(self):
+        """The pager envelope fills page, page_count, total and page_size."""
+        page = Page.from_json({
+            "pager": {"page": 2, "total": 120, "pageSize": 50, "pageCount": 3,
+                      "nextPage": "https://x/api/messageConversations?page=3"},
+            "messageConversations": [{"id": "ZjHHSjyyeJ2"}, {"id": "Bc2defghijk"}],
+        })
+        assert (2, 3, 120, 50) == (page.page, page.page_count, page.total, page.page_size)
+        assert ["ZjHHSjyyeJ2", "Bc2defghijk"] == [c.id for c in page]
+        assert 2 == len(page)
+
+    def test_paging_false(self):
+        """Without a pager (paging=false) everything is one page."""
+        page = Page.from_json({"messageConversations": [{"id": "ZjHHSjyyeJ2"}]})
+        assert (1, 1, 1) == (page.page, page.page_count, page.total)
+
+    @pytest.mark.parametrize("data", [{}, {"pager": {}},
+                                      {"messageConversations": [], "pager": []},
+                                      {"messageConversations": [], "pager": {"page": "1"}}])
+    def test_bad_pages(self, data):
+        """A page without the list, or with a malformed pager, is a ResponseError."""
+        with pytest.raises(ResponseError):
+            Page.from_json(data)
+
+
+class TestErrors:
+    def test_api_error_pickles(self):
+        """ApiError keeps its fields through pickle (multiprocessing, caching)."""
+        err = ConflictError(409, "No recipients selected.", "E1004", {"status": "ERROR"})
+        copy = pickle.loads(pickle.dumps(err))
+        assert (409, "No recipients selected.", "E1004") == (copy.status_code, copy.message, copy.error_code)
+        assert isinstance(copy, ApiError)
+        assert "HTTP 409 [E1004]: No recipients selected." == str(copy)
