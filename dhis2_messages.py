@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import email.utils
+import html
 import json
 import logging
 import mimetypes
@@ -411,6 +412,10 @@ class Conversation:
             participants=_list(data, "userMessages", Participant.from_json),
         )
 
+    def _repr_html_(self) -> str:
+        """The thread as HTML, for Jupyter."""
+        return _conversation_html(self)
+
 
 @attrs.frozen(kw_only=True)
 class Page:
@@ -450,6 +455,10 @@ class Page:
 
     def __len__(self) -> int:
         return len(self.conversations)
+
+    def _repr_html_(self) -> str:
+        """The page as an HTML table, for Jupyter."""
+        return _page_html(self)
 
 
 # -- Client ------------------------------------------------------------------
@@ -1254,3 +1263,307 @@ def _check_timeout(timeout: Any) -> Tuple[float, float]:
     ):
         raise ValueError(f"timeout must be positive seconds or a (connect, read) pair, not {timeout!r}")
     return (float(pair[0]), float(pair[1]))
+
+
+# -- Notebooks ---------------------------------------------------------------
+# Jupyter shows a Page or a Conversation through these.  Everything that came
+# from DHIS2 is escaped: message texts are user input.
+
+
+def _when(value: Optional[_dt.datetime]) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else ""
+
+
+def _page_html(page: Page) -> str:
+    esc = _html_escape
+    rows = []
+    for conv in page.conversations:
+        subject = esc(conv.subject or "")
+        if conv.read is False:
+            subject = f"<b>{subject}</b>"
+        cells = [subject, esc(conv.message_type or ""), esc(conv.status or ""),
+                 esc(conv.priority or ""), esc(_when(conv.last_message)),
+                 esc(conv.last_sender.name or conv.last_sender.id if conv.last_sender else ""),
+                 f"<code>{esc(conv.id)}</code>"]
+        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    head = "".join(f"<th>{name}</th>" for name in
+                   ("Subject", "Type", "Status", "Priority", "Last message", "Last sender", "Uid"))
+    caption = f"Page {page.page} of {page.page_count} ({page.total} conversations; unread in bold)"
+    return (f"<table><caption>{caption}</caption><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _conversation_html(conv: Conversation) -> str:
+    esc = _html_escape
+    facts = " · ".join(esc(v) for v in (conv.message_type, conv.status, conv.priority) if v)
+    if conv.assignee:
+        facts += f" · assigned to {esc(conv.assignee.name or conv.assignee.id)}"
+    parts = [f"<h4>{esc(conv.subject or conv.id)}</h4><p><small>{facts}</small></p>"]
+    for message in conv.messages:
+        sender = esc(message.sender.name or message.sender.id) if message.sender else "System"
+        note = " <i>(internal)</i>" if message.internal else ""
+        files = "".join(
+            f"<li>{esc(a.name or a.id)} ({a.content_length or 0:,} bytes)</li>" for a in message.attachments
+        )
+        parts.append(
+            f"<div><b>{sender}</b> <small>{esc(_when(message.created))}</small>{note}"
+            f"<pre style=\"white-space: pre-wrap\">{esc(message.text or '')}</pre>"
+            + (f"<ul>{files}</ul>" if files else "") + "</div>"
+        )
+    return "".join(parts)
+
+
+def _html_escape(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+
+# -- Command line ------------------------------------------------------------
+# ``dhis2-messages`` and ``python -m dhis2_messages``: one subcommand a method.
+# Exit status: 0 done, 1 DHIS2 or the network failed, 2 the command was wrong.
+
+
+class _UsageError(Exception):
+    """A command-line mistake: exit status 2."""
+
+
+def _cli_parser() -> Any:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="dhis2-messages",
+        description="Send, read and triage DHIS2 messages.",
+        epilog="Without --url/--token/--username the DHIS2_URL, DHIS2_TOKEN (or DHIS2_PAT), "
+        "DHIS2_USERNAME and DHIS2_PASSWORD environment variables are used. A TEXT of - is read "
+        "from standard input.",
+    )
+    parser.add_argument("--url", help="the DHIS2 server, e.g. https://dhis2.example.org")
+    parser.add_argument("--token", help="a personal access token (d2p_...)")
+    parser.add_argument("--username", help="log in as this user; the password comes from "
+                        "DHIS2_PASSWORD or a prompt")
+    parser.add_argument("--timeout", type=float, help="seconds to wait for DHIS2 (default 30)")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def command(name: str, text: str) -> Any:
+        return sub.add_parser(name, help=text, description=text)
+
+    p = command("list", "list conversations, newest first")
+    p.add_argument("--unread", action="store_true", help="only unread ones")
+    p.add_argument("--filter", action="append", default=[], help="a DHIS2 filter, e.g. status:eq:OPEN")
+    p.add_argument("--query", help="search subjects, texts and senders")
+    p.add_argument("--order", default="lastMessage:desc", help="default lastMessage:desc")
+    p.add_argument("--page", type=int, default=1)
+    p.add_argument("--page-size", type=int, default=50)
+    p.add_argument("--all", action="store_true", help="walk every page")
+    p = command("show", "show a conversation's thread, oldest message first")
+    p.add_argument("uid")
+    p.add_argument("--mark-read", action="store_true")
+    p = command("send", "start a conversation; prints its uid")
+    p.add_argument("subject")
+    p.add_argument("text")
+    p.add_argument("--user", action="append", default=[], help="a user uid (repeatable)")
+    p.add_argument("--group", action="append", default=[], help="a user group uid (repeatable)")
+    p.add_argument("--org-unit", action="append", default=[], help="an organisation unit uid (repeatable)")
+    p.add_argument("--attach", action="append", default=[], metavar="FILE", help="upload and attach a file")
+    p = command("reply", "reply to a conversation")
+    p.add_argument("uid")
+    p.add_argument("text")
+    p.add_argument("--internal", action="store_true", help="an internal note (feedback team only)")
+    p.add_argument("--attach", action="append", default=[], metavar="FILE")
+    p = command("feedback", "open a feedback ticket; prints its uid")
+    p.add_argument("subject")
+    p.add_argument("text")
+    for name, text in (("mark-read", "mark conversations read"), ("mark-unread", "mark conversations unread"),
+                       ("follow-up", "flag conversations for follow-up"),
+                       ("unfollow-up", "clear the follow-up flag"),
+                       ("delete", "remove conversations from an inbox (others keep them)")):
+        p = command(name, text)
+        p.add_argument("uids", nargs="+", metavar="UID")
+        p.add_argument("--user", help="act for this user uid instead of yourself")
+    p = command("status", f"set a ticket's status: {', '.join(STATUSES)}")
+    p.add_argument("uid")
+    p.add_argument("value")
+    p = command("priority", f"set a priority: {', '.join(PRIORITIES)}")
+    p.add_argument("uid")
+    p.add_argument("value")
+    p = command("assign", "assign a conversation to a user")
+    p.add_argument("uid")
+    p.add_argument("user")
+    p = command("unassign", "remove a conversation's assignee")
+    p.add_argument("uid")
+    p = command("upload", "upload a file for a later send or reply; prints its uid")
+    p.add_argument("file")
+    p = command("download", "download an attachment")
+    p.add_argument("conversation")
+    p.add_argument("message")
+    p.add_argument("attachment")
+    p.add_argument("-o", "--output", help="write to this file instead of standard output")
+    command("unread", "print how many conversations are unread")
+    return parser
+
+
+def _cli_messenger(args: Any) -> Messenger:
+    options: Dict[str, Any] = {}
+    if args.timeout is not None:
+        options["timeout"] = (DEFAULT_TIMEOUT[0], args.timeout)
+    if args.url:
+        options["base_url"] = args.url
+    if args.token:
+        options["token"] = args.token
+    elif args.username:
+        password = os.environ.get("DHIS2_PASSWORD")
+        if password is None:
+            import getpass
+            import sys
+
+            if not sys.stdin.isatty():
+                raise _UsageError("--username needs the password in DHIS2_PASSWORD (no terminal to ask on)")
+            password = getpass.getpass(f"DHIS2 password for {args.username}: ")
+        options["auth"] = (args.username, password)
+    try:
+        return Messenger.from_env(**options)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+
+
+def _cli_text(value: str) -> str:
+    if value == "-":
+        import sys
+
+        return sys.stdin.read()
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    if attrs.has(type(value)):
+        return {k: _jsonable(v) for k, v in attrs.asdict(value, recurse=False).items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, _dt.datetime):
+        return value.isoformat()
+    return value
+
+
+def _table(conversations: Iterable[Conversation]) -> str:
+    rows = [("UID", "", "TYPE", "STATUS", "PRIORITY", "LAST MESSAGE", "FROM", "SUBJECT")]
+    for c in conversations:
+        flags = ("*" if c.read is False else " ") + ("!" if c.follow_up else " ")
+        sender = (c.last_sender.name or c.last_sender.id) if c.last_sender else "System"
+        rows.append((c.id, flags, c.message_type or "", c.status or "", c.priority or "",
+                     _when(c.last_message), sender, c.subject or ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1]
+        for row in rows
+    )
+
+
+def _thread(conv: Conversation) -> str:
+    lines = [conv.subject or conv.id,
+             " · ".join(v for v in (conv.message_type, conv.status, conv.priority) if v)]
+    if conv.assignee:
+        lines[-1] += f" · assigned to {conv.assignee.name or conv.assignee.id}"
+    for message in conv.messages:
+        sender = (message.sender.name or message.sender.id) if message.sender else "System"
+        note = " (internal)" if message.internal else ""
+        lines += ["", f"[{_when(message.created)}] {sender}{note}:  ({message.id})"]
+        lines += ["    " + line for line in (message.text or "").splitlines() or [""]]
+        for a in message.attachments:
+            lines.append(f"    attachment {a.id}: {a.name or ''} ({a.content_length or 0} bytes)")
+    return "\n".join(lines)
+
+
+def _cli_run(args: Any, m: Messenger) -> Any:
+    """Run one subcommand; return what to print (a str), or data for --json."""
+    c = args.command
+    if c == "list":
+        filters = args.filter + (["read:eq:false"] if args.unread else [])
+        options = dict(filter=filters or None, query=args.query, order=args.order, page_size=args.page_size)
+        if args.all:
+            conversations: Sequence[Conversation] = list(m.iter_conversations(**options))
+            page = None
+        else:
+            page = m.list_conversations(page=args.page, **options)
+            conversations = page.conversations
+        if args.json:
+            return _jsonable(conversations) if page is None else _jsonable(page)
+        footer = "" if page is None else f"\npage {page.page} of {page.page_count}, {page.total} in all"
+        return _table(conversations) + footer
+    if c == "show":
+        conv = m.get_conversation(args.uid, mark_read=args.mark_read)
+        return _jsonable(conv) if args.json else _thread(conv)
+    if c in ("send", "reply"):
+        text = _cli_text(args.text)
+        files = [m.upload_attachment(path) for path in args.attach]
+        if c == "send":
+            uid = m.send(subject=args.subject, text=text, users=args.user, user_groups=args.group,
+                         organisation_units=args.org_unit, attachments=files)
+            return {"uid": uid, "attachments": files} if args.json else uid
+        m.reply(args.uid, text, internal=args.internal, attachments=files)
+        return {"uid": args.uid, "attachments": files} if args.json else f"replied to {args.uid}"
+    if c == "feedback":
+        uid = m.send_feedback(subject=args.subject, text=_cli_text(args.text))
+        return {"uid": uid} if args.json else uid
+    bulk = {"mark-read": m.mark_read, "mark-unread": m.mark_unread, "follow-up": m.follow_up,
+            "unfollow-up": m.unfollow_up, "delete": m.delete_conversations}
+    if c in bulk:
+        changed = bulk[c](args.uids, user=args.user)
+        return {"changed": changed} if args.json else "\n".join(changed)
+    if c in ("status", "priority", "assign"):
+        action = {"status": m.set_status, "priority": m.set_priority, "assign": m.assign}[c]
+        action(args.uid, args.value if c != "assign" else args.user)
+        return {"uid": args.uid} if args.json else f"{c} set on {args.uid}"
+    if c == "unassign":
+        m.unassign(args.uid)
+        return {"uid": args.uid} if args.json else f"unassigned {args.uid}"
+    if c == "upload":
+        uid = m.upload_attachment(args.file)
+        return {"uid": uid} if args.json else uid
+    if c == "download":
+        data = m.download_attachment(args.conversation, args.message, args.attachment)
+        if args.output:
+            with open(args.output, "wb") as handle:
+                handle.write(data)
+            return {"file": args.output, "bytes": len(data)} if args.json else f"wrote {len(data)} bytes to {args.output}"
+        return data
+    if c == "unread":
+        count = m.count_unread()
+        return {"unread": count} if args.json else str(count)
+    raise _UsageError(f"unknown command {c!r}")  # pragma: no cover (argparse refuses first)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The ``dhis2-messages`` command; returns the exit status."""
+    import sys
+
+    parser = _cli_parser()
+    args = parser.parse_args(argv)
+    try:
+        with _cli_messenger(args) as m:
+            result = _cli_run(args, m)
+    except _UsageError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"dhis2-messages: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, OSError) as exc:
+        # Bad input caught before any request (a malformed uid, a missing file, ...).
+        print(f"dhis2-messages: error: {exc}", file=sys.stderr)
+        return 2
+    except Dhis2Error as exc:
+        print(f"dhis2-messages: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if isinstance(result, bytes):
+        sys.stdout.buffer.write(result)
+        sys.stdout.flush()
+    elif args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+    elif result:
+        print(result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
