@@ -1,0 +1,2178 @@
+"""A stateful emulator of DHIS2's messaging Web API, for tests and demos.
+
+It serves ``/api/messageConversations`` (list, read, create, reply, feedback,
+recipients, read/unread, follow-up, status, priority, assign, soft and hard
+delete, attachment download) and ``/api/fileResources`` (upload) over real
+HTTP on 127.0.0.1, with the wire behaviour of DHIS2 2.41.3+/2.42 as it is found
+in DHIS2's MessageConversationController and friends: the three error styles
+(WebMessage envelopes, bare ``{"message": ...}`` objects and Tomcat HTML
+pages), the 200 answer for an unknown conversation, ids only in ``Location``,
+reply bodies stored verbatim, the 302 to ``/login/`` without credentials, the
+``query=`` quirk that lifts the inbox restriction, and so on.
+
+In tests::
+
+    from tests.emulator import Emulator
+
+    with Emulator() as emu:
+        uid = emu.add_conversation(sender="admin", recipients=["alice"], subject="Hi")
+        requests.get(emu.url + "/api/messageConversations", auth=("alice", "District1#"))
+        emu.inject(path=r"/messageConversations$", status=503, headers={"Retry-After": "1"})
+
+As a demo server (prints the users, passwords and tokens, serves until Ctrl-C)::
+
+    python -m tests.emulator --port 8080 --demo
+
+Dates are rendered like DHIS2 (``2024-05-02T10:11:12.345``, no zone); the
+emulator's server zone is UTC.  Only the standard library is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import datetime as _dt
+import email.utils
+import functools
+import hashlib
+import html
+import http
+import http.server
+import ipaddress
+import json
+import math
+import random
+import re
+import socket
+import string
+import sys
+import threading
+import time
+import traceback
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+__all__ = ["Emulator", "LoggedRequest", "SeedUser"]
+
+MESSAGE_TYPES = ("PRIVATE", "SYSTEM", "VALIDATION_RESULT", "TICKET", "SYSTEM_VERSION_UPDATE")
+STATUSES = ("NONE", "OPEN", "PENDING", "INVALID", "SOLVED")
+PRIORITIES = ("NONE", "LOW", "MEDIUM", "HIGH")
+DOMAINS = ("DATA_VALUE", "DOCUMENT", "MESSAGE_ATTACHMENT", "USER_AVATAR", "ORG_UNIT", "ICON", "JOB_DATA")
+MAX_UPLOAD_SIZE = 10_000_000
+FEEDBACK_GROUP_UID = "QYrzIjSfI8z"
+API_VERSIONS = range(28, 44)
+UID_CHARS = string.ascii_letters + string.digits
+# DHIS2's ApiTokenResolver: the prefix is matched case-insensitively, so is the token.
+API_TOKEN_RE = re.compile(r"^apitoken (?P<token>[a-z0-9\-._~+/]+=*)$", re.IGNORECASE)
+JSON_TYPE = "application/json;charset=UTF-8"
+HTML_TYPE = "text/html;charset=utf-8"
+NO_CACHE = ("Cache-Control", "no-cache, private")
+JACKSON_SOURCE = "[Source: REDACTED (`StreamReadFeature.INCLUDE_SOURCE_IN_LOCATION` disabled)"
+FILTER_OPERATORS = frozenset((
+    "eq", "ieq", "!eq", "neq", "ne", "gt", "lt", "gte", "ge", "lte", "le",
+    "like", "!like", "$like", "!$like", "like$", "!like$", "ilike", "!ilike", "startsWith", "$ilike",
+    "!$ilike", "endsWith", "ilike$", "!ilike$", "token", "!token", "in", "!in", "null", "!null",
+    "empty", "!empty",
+))
+ORDERABLE = {"id", "subject", "messageType", "status", "priority", "messageCount",
+             "lastMessage", "lastUpdated", "created"}
+
+
+# ---------------------------------------------------------------------------
+# The world: users, groups, org units, file resources, conversations
+# ---------------------------------------------------------------------------
+
+class SeedUser:
+    """A DHIS2 user of the seeded world."""
+
+    def __init__(self, uid: str, username: str, password: str, first_name: str,
+                 surname: str, authorities: Iterable[str], token: str) -> None:
+        self.uid = uid
+        self.username = username
+        self.password = password
+        self.first_name = first_name
+        self.surname = surname
+        self.authorities = tuple(authorities)
+        self.token = token
+
+    @property
+    def display_name(self) -> str:
+        return self.first_name + " " + self.surname
+
+    name = display_name
+
+    def __repr__(self) -> str:
+        return f"SeedUser({self.uid!r}, {self.username!r})"
+
+
+_SEED_USERS = (
+    ("xE7jOejl9FI", "admin", "district", "John", "Traore", ("ALL",),
+     "d2p_38AibNyyurlGFb0EkjKWREhbiGjlvhkTp3SKQOo6Cd6r2Xxx3X"),
+    ("PhzytPW3g2J", "alice", "District1#", "Alice", "Banda", (),
+     "d2p_vau5kHvRwMzzuVtYkwMJFrCfZ4U2EqkNk6sEr6f4gUy02hSjbZ"),
+    ("DXyJmlo9rge", "bob", "District1#", "Bob", "Mensah", (),
+     "d2p_BQ8DEoFogNCAI3Ao3pxTnHyf6t5YdIngBaVbVJBMQKnY1giOJ3"),
+    ("Kh68cDMwZsg", "carol", "District1#", "Carol", "Osei", (),
+     "d2p_8qS0BFn7BwpkZ01BZGaG7yOh3FZ9NoDxQshIISj3bb5639Fabe"),
+    ("Onf73mPD6sL", "dave", "District1#", "Dave", "Kamara", (),
+     "d2p_42ldGDinouxZjugnDD57Nb5srpS9wg1QlRRLiiRejeKx23vv0z"),
+)
+_SEED_GROUPS = (("wl5cDMuUhmF", "Reporters", ("alice", "bob")),
+                (FEEDBACK_GROUP_UID, "Feedback Team", ("carol",)))
+_SEED_ORG_UNITS = (("O6uvpzGd5pu", "Bo District", ("alice", "bob", "dave")),)
+
+
+class Group:
+    """A user group or an organisation unit: a uid, a name and member usernames."""
+
+    def __init__(self, uid: str, name: str, members: Iterable[str]) -> None:
+        self.uid = uid
+        self.name = name
+        self.members = list(members)
+
+
+class FileResource:
+    __slots__ = (
+        "assigned",
+        "content_type",
+        "created",
+        "data",
+        "domain",
+        "last_updated",
+        "md5",
+        "name",
+        "owner",
+        "uid",
+    )
+
+    def __init__(self, uid: str, name: str, content_type: str, data: bytes, domain: str,
+                 owner: SeedUser | None, now: int) -> None:
+        self.uid = uid
+        self.name = name
+        self.content_type = content_type
+        self.data = data
+        self.domain = domain
+        self.assigned = False
+        self.created = self.last_updated = now
+        self.owner = owner
+        self.md5 = hashlib.md5(data).hexdigest()
+
+    def __repr__(self) -> str:
+        return f"FileResource({self.uid!r}, {self.name!r}, {self.domain}, assigned={self.assigned})"
+
+
+class Message:
+    __slots__ = ("attachments", "created", "internal", "last_updated", "meta_data", "sender", "text", "uid")
+
+    def __init__(self, uid: str, text: str | None, sender: SeedUser | None, now: int,
+                 internal: bool = False, user_agent: str | None = None,
+                 attachments: Iterable[FileResource] = ()) -> None:
+        self.uid = uid
+        self.text = text
+        self.sender = sender
+        self.created = self.last_updated = now
+        self.internal = internal
+        self.meta_data = "User-agent: %s" % (user_agent if user_agent is not None else "null")
+        self.attachments = list(attachments)
+
+    def __repr__(self) -> str:
+        return f"Message({self.uid!r}, {self.text!r}, internal={self.internal})"
+
+
+class Participant:
+    """A DHIS2 UserMessage: one user's participation in a conversation."""
+
+    __slots__ = ("follow_up", "key", "read", "user")
+
+    def __init__(self, user: SeedUser, read: bool, key: str) -> None:
+        self.user = user
+        self.read = read
+        self.follow_up = False
+        self.key = key
+
+    def __repr__(self) -> str:
+        return f"Participant({self.user.username}, read={self.read}, follow_up={self.follow_up})"
+
+
+class Conversation:
+    __slots__ = (
+        "assignee",
+        "created",
+        "created_by",
+        "last_message",
+        "last_sender",
+        "last_updated",
+        "message_count",
+        "message_type",
+        "messages",
+        "participants",
+        "priority",
+        "status",
+        "subject",
+        "uid",
+    )
+
+    def __init__(self, uid: str, subject: str | None, message_type: str, status: str,
+                 priority: str, created_by: SeedUser | None, now: int) -> None:
+        self.uid = uid
+        self.subject = subject
+        self.message_type = message_type
+        self.status = status
+        self.priority = priority
+        self.messages: list[Message] = []
+        self.participants: dict[str, Participant] = {}  # username -> participation
+        self.assignee: SeedUser | None = None
+        self.last_sender: SeedUser | None = None
+        self.last_message = now
+        self.created = self.last_updated = now
+        self.created_by = created_by
+        self.message_count = 0  # non-internal messages
+
+    def participant(self, username: str) -> Participant | None:
+        return self.participants.get(username)
+
+    def __repr__(self) -> str:
+        return f"Conversation({self.uid!r}, {self.subject!r}, {self.message_type}, {len(self.messages)} msgs)"
+
+
+class LoggedRequest:
+    """One request the emulator received (control API excluded)."""
+
+    __slots__ = ("body", "headers", "method", "params", "path", "query", "user")
+
+    def __init__(self, method: str, path: str, query: str, params: list[tuple[str, str]],
+                 headers: Any, body: bytes, user: str | None) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.params = params
+        self.headers = headers  # email.message.Message: case-insensitive lookup
+        self.body = body
+        self.user = user
+
+    def param(self, name: str) -> list[str]:
+        return [v for k, v in self.params if k == name]
+
+    def json(self) -> Any:
+        return json.loads(self.body.decode("utf-8"))
+
+    def __repr__(self) -> str:
+        return "<LoggedRequest {} {}{} user={}>".format(self.method, self.path,
+                                                   "?" + self.query if self.query else "", self.user)
+
+
+# ---------------------------------------------------------------------------
+# Responses and the error styles
+# ---------------------------------------------------------------------------
+
+class Response:
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, body: bytes = b"", content_type: str | None = None,
+                 headers: Iterable[tuple[str, str]] = ()) -> None:
+        self.status = status
+        self.body = body
+        self.headers: list[tuple[str, str]] = []
+        if content_type:
+            self.headers.append(("Content-Type", content_type))
+        self.headers.extend(headers)
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def set_header(self, name: str, value: str) -> None:
+        self.remove_header(name)
+        self.headers.append((name, value))
+
+    def remove_header(self, name: str) -> None:
+        self.headers = [(k, v) for k, v in self.headers if k.lower() != name.lower()]
+
+
+class Fail(Exception):
+    """Raised by handlers to answer with an error response."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def _phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def json_response(status: int, obj: Any, headers: Iterable[tuple[str, str]] = ()) -> Response:
+    return Response(status, _dumps(obj), JSON_TYPE, headers)
+
+
+def web_message(status: int, message: str | None = None, *, error_code: str | None = None,
+                response: dict | None = None, headers: Iterable[tuple[str, str]] = ()) -> Response:
+    """DHIS2's WebMessage envelope, keys in DHIS2's order, nulls omitted."""
+    body: dict[str, Any] = {"httpStatus": _phrase(status), "httpStatusCode": status,
+                            "status": "OK" if status < 400 else "ERROR"}
+    if message is not None:
+        body["message"] = message
+    if response is not None:
+        body["response"] = response
+    if error_code is not None:
+        body["errorCode"] = error_code
+    extra = [NO_CACHE] if status >= 400 else []
+    return json_response(status, body, extra + list(headers))
+
+
+def bare(status: int, message: str) -> Response:
+    """The bare node-serializer error: ``{"message": ...}`` and nothing else."""
+    return json_response(status, {"message": message})
+
+
+def forbidden(message: str) -> Fail:  # ForbiddenException
+    return Fail(web_message(403, message, error_code="E1006"))
+
+
+def conflict(message: str, error_code: str | None = "E1004") -> Fail:  # ConflictException
+    return Fail(web_message(409, message, error_code=error_code))
+
+
+def html_page(status: int, message: str) -> Response:
+    """A Tomcat error page, as sent for a missing required query parameter."""
+    phrase = _phrase(status)
+    descriptions = {
+        400: "The server cannot or will not process the request due to something that is perceived "
+             "to be a client error (e.g., malformed request syntax, invalid request message framing, "
+             "or deceptive request routing).",
+        404: "The origin server did not find a current representation for the target resource or is "
+             "not willing to disclose that one exists.",
+    }
+    description = descriptions.get(status, phrase)
+    page = (
+        f'<!doctype html><html lang="en"><head><title>HTTP Status {status} – {phrase}</title>'
+        '<style type="text/css">body {font-family:Tahoma,Arial,sans-serif;} h1, h2, h3, b '
+        '{color:white;background-color:#525D76;} h1 {font-size:22px;} .line {height:1px;'
+        'background-color:#525D76;border:none;}</style></head><body>'
+        f'<h1>HTTP Status {status} – {phrase}</h1><hr class="line" /><p><b>Type</b> Status Report</p>'
+        f'<p><b>Message</b> {html.escape(message)}</p><p><b>Description</b> {description}</p>'
+        '<hr class="line" /><h3>Apache Tomcat/10.1.34</h3></body></html>'
+    )
+    return Response(status, page.encode("utf-8"), HTML_TYPE, [("Content-Language", "en")])
+
+
+def missing_param(name: str, java_type: str = "String") -> Fail:
+    return Fail(html_page(400, f"Required request parameter '{name}' for method parameter type {java_type} "
+                               "is not present"))
+
+
+def bad_enum(value: str, param: str, valid: Iterable[str]) -> Fail:
+    return Fail(web_message(400, f"Value '{value}' is not valid for parameter {param}. "
+                                 f"Valid values are: [{', '.join(valid)}]"))
+
+
+# ---------------------------------------------------------------------------
+# Rendering: DHIS2's field filter (fields=a,b[c,d[*]],*,!e)
+# ---------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=65536)
+def format_date(ms: int) -> str:
+    dt = _dt.datetime(1970, 1, 1) + _dt.timedelta(milliseconds=ms)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}"
+
+
+def parse_date(value: str) -> int | None:
+    text = value.strip().replace(" ", "T").rstrip("Z")
+    for fmt in ("%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d", "%Y-%m", "%Y"):
+        try:
+            dt = _dt.datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        return int((dt - _dt.datetime(1970, 1, 1)).total_seconds() * 1000)
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def parse_fields(text: str) -> tuple[tuple[str, Any], ...]:
+    """``a,b[c,d]`` -> ``(("a", None), ("b", (("c", None), ("d", None))))``."""
+    pos = 0
+
+    def parse_list(closing: str | None) -> tuple[tuple[str, Any], ...]:
+        nonlocal pos
+        items: list[tuple[str, Any]] = []
+        name = ""
+        sub = None
+        while pos < len(text):
+            ch = text[pos]
+            pos += 1
+            if ch in "[(":
+                sub = parse_list("])")
+            elif closing and ch in closing:
+                break
+            elif ch == ",":
+                if name.strip():
+                    items.append((_clean_field(name), sub))
+                name, sub = "", None
+            else:
+                name += ch
+        if name.strip():
+            items.append((_clean_field(name), sub))
+        return tuple(items)
+
+    return parse_list(None)
+
+
+def _clean_field(name: str) -> str:
+    name = name.strip()
+    for sep in ("~", "::"):  # transformers such as name~rename(x) are not supported: keep the name
+        if sep in name and not name.startswith(":"):
+            name = name.split(sep, 1)[0]
+    return name
+
+
+class Ctx:
+    """What rendering and filtering need to know about the request."""
+
+    __slots__ = ("href_base", "in_list", "own_entry_only", "read_override", "show_internal", "user")
+
+    def __init__(self, user: SeedUser, href_base: str, *, show_internal: bool = True,
+                 in_list: bool = False, own_entry_only: bool = False) -> None:
+        self.user = user
+        self.href_base = href_base
+        self.show_internal = show_internal
+        self.in_list = in_list
+        self.own_entry_only = own_entry_only
+        self.read_override: bool | None = None
+
+
+class Prop:
+    """A property of a rendered type.
+
+    kind: "value"; "ref"/"refs" (identifiable references, ``{"id"}`` unless expanded);
+    "embedded" (expanded fully by default); "dto" (a user rendered as DHIS2's UserDto).
+    """
+
+    __slots__ = ("get", "kind", "target", "vtype")
+
+    def __init__(self, kind: str, vtype: str, get: Callable[[Any, Ctx], Any], target: str | None = None):
+        self.kind = kind
+        self.vtype = vtype
+        self.get = get
+        self.target = target
+
+
+def _v(vtype: str, get: Callable[[Any, Ctx], Any]) -> Prop:
+    return Prop("value", vtype, get)
+
+
+def _conv_read(c: Conversation, x: Ctx) -> bool:
+    if x.read_override is not None:
+        return x.read_override
+    p = c.participants.get(x.user.username)
+    return p.read if p else False
+
+
+def _conv_follow_up(c: Conversation, x: Ctx) -> bool:
+    p = c.participants.get(x.user.username)
+    return p.follow_up if p else False
+
+
+def _conv_messages(c: Conversation, x: Ctx) -> list[Message]:
+    return c.messages if x.show_internal else [m for m in c.messages if not m.internal]
+
+
+def _conv_user_messages(c: Conversation, x: Ctx) -> list[Participant]:
+    if x.own_entry_only:
+        p = c.participants.get(x.user.username)
+        return [p] if p else []
+    return list(c.participants.values())
+
+
+def _list_only(get: Callable[[Conversation], Any]) -> Callable[[Conversation, Ctx], Any]:
+    return lambda c, x: get(c) if x.in_list else None
+
+
+TYPES: dict[str, dict[str, Prop]] = {
+    "user": {
+        "id": _v("str", lambda u, x: u.uid),
+        "code": _v("str", lambda u, x: None),
+        "name": _v("str", lambda u, x: u.display_name),
+        "displayName": _v("str", lambda u, x: u.display_name),
+        "username": _v("str", lambda u, x: u.username),
+        "firstName": _v("str", lambda u, x: u.first_name),
+        "surname": _v("str", lambda u, x: u.surname),
+    },
+    "file": {
+        "id": _v("str", lambda f, x: f.uid),
+        "name": _v("str", lambda f, x: f.name),
+        "displayName": _v("str", lambda f, x: f.name),
+        "created": _v("date", lambda f, x: f.created),
+        "lastUpdated": _v("date", lambda f, x: f.last_updated),
+        "contentType": _v("str", lambda f, x: f.content_type),
+        "contentLength": _v("int", lambda f, x: len(f.data)),
+        "contentMd5": _v("str", lambda f, x: f.md5),
+        "domain": _v("enum", lambda f, x: f.domain),
+        "assigned": _v("bool", lambda f, x: f.assigned),
+        "storageStatus": _v("enum", lambda f, x: "STORED"),
+        "hasMultipleStorageFiles": _v("bool", lambda f, x: False),
+    },
+    "message": {
+        "id": _v("str", lambda m, x: m.uid),
+        "name": _v("str", lambda m, x: m.text),
+        "displayName": _v("str", lambda m, x: m.text),
+        "text": _v("str", lambda m, x: m.text),
+        "created": _v("date", lambda m, x: m.created),
+        "lastUpdated": _v("date", lambda m, x: m.last_updated),
+        "internal": _v("bool", lambda m, x: m.internal),
+        "metaData": _v("str", lambda m, x: m.meta_data),
+        "sender": Prop("ref", "str", lambda m, x: m.sender, "user"),
+        "attachments": Prop("refs", "str", lambda m, x: m.attachments, "file"),
+    },
+    "userMessage": {
+        "key": _v("str", lambda p, x: p.key),
+        "read": _v("bool", lambda p, x: p.read),
+        "followUp": _v("bool", lambda p, x: p.follow_up),
+        "user": Prop("dto", "str", lambda p, x: p.user, "user"),
+    },
+    "conversation": {
+        "id": _v("str", lambda c, x: c.uid),
+        "href": _v("str", lambda c, x: x.href_base + c.uid),
+        "name": _v("str", lambda c, x: c.subject),
+        "displayName": _v("str", lambda c, x: c.subject),
+        "subject": _v("str", lambda c, x: c.subject),
+        "messageType": _v("enum", lambda c, x: c.message_type),
+        "status": _v("enum", lambda c, x: c.status),
+        "priority": _v("enum", lambda c, x: c.priority),
+        "read": _v("bool", _conv_read),
+        "followUp": _v("bool", _conv_follow_up),
+        "messageCount": _v("int", lambda c, x: c.message_count),
+        "lastMessage": _v("date", lambda c, x: c.last_message),
+        "created": _v("date", lambda c, x: c.created),
+        "lastUpdated": _v("date", lambda c, x: c.last_updated),
+        "lastSender": Prop("ref", "str", lambda c, x: c.last_sender, "user"),
+        "assignee": Prop("ref", "str", lambda c, x: c.assignee, "user"),
+        "createdBy": Prop("dto", "str", lambda c, x: c.created_by, "user"),
+        "messages": Prop("refs", "str", _conv_messages, "message"),
+        "userMessages": Prop("embedded", "str", _conv_user_messages, "userMessage"),
+        "userFirstname": _v("str", _list_only(lambda c: c.created_by.first_name if c.created_by else None)),
+        "userSurname": _v("str", _list_only(lambda c: c.created_by.surname if c.created_by else None)),
+        "lastSenderFirstname": _v("str", _list_only(
+            lambda c: c.last_sender.first_name if c.last_sender else None)),
+        "lastSenderSurname": _v("str", _list_only(lambda c: c.last_sender.surname if c.last_sender else None)),
+    },
+}
+ALL_FIELDS = (("*", None),)
+
+
+def _select(type_name: str, tokens: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+    """Expand ``*``/``:all`` and ``!name`` into an ordered name -> sub-selector mapping."""
+    props = TYPES[type_name]
+    chosen: dict[str, Any] = {}
+    excluded = []
+    for name, sub in tokens:
+        if name in ("*", ":all"):
+            for prop_name in props:
+                chosen.setdefault(prop_name, None)
+        elif name.startswith("!"):
+            excluded.append(name[1:])
+        elif name in props:
+            chosen[name] = sub
+    for name in excluded:
+        chosen.pop(name, None)
+    return chosen
+
+
+def render(type_name: str, obj: Any, tokens: tuple[tuple[str, Any], ...], ctx: Ctx) -> dict[str, Any]:
+    props = TYPES[type_name]
+    out: dict[str, Any] = {}
+    for name, sub in _select(type_name, tokens).items():
+        prop = props[name]
+        value = prop.get(obj, ctx)
+        if value is None:
+            continue
+        if prop.kind == "value":
+            out[name] = format_date(value) if prop.vtype == "date" else value
+        elif prop.kind == "ref":
+            out[name] = {"id": value.uid} if sub is None else render(prop.target, value, sub, ctx)
+        elif prop.kind == "refs":
+            out[name] = [{"id": v.uid} if sub is None else render(prop.target, v, sub, ctx) for v in value]
+        elif prop.kind == "embedded":
+            out[name] = [render(prop.target, v, sub or ALL_FIELDS, ctx) for v in value]
+        elif prop.kind == "dto":
+            out[name] = _user_dto(value) if sub is None else render("user", value, sub, ctx)
+    return out
+
+
+def _user_dto(u: SeedUser) -> dict[str, Any]:
+    return {"id": u.uid, "name": u.display_name, "displayName": u.display_name, "username": u.username}
+
+
+# ---------------------------------------------------------------------------
+# Filtering and ordering: filter=prop:op:value, order=prop:dir, queryString
+# ---------------------------------------------------------------------------
+
+def _bad_request(message: str) -> Fail:  # QueryParserException rethrown as BadRequestException
+    return Fail(web_message(400, message, error_code="E1003"))
+
+
+def _path_leaf(type_name: str, path: str) -> Prop:
+    prop = None
+    current: str | None = type_name
+    parts = path.split(".")
+    for i, part in enumerate(parts):
+        if current is None:
+            raise _bad_request("Simple type was found before finished parsing path expression, "
+                               "please check your path string.")
+        prop = TYPES[current].get(part)
+        if prop is None:
+            raise _bad_request("Unknown path property: " + path)
+        current = prop.target
+    assert prop is not None
+    return prop
+
+
+def _path_values(type_name: str, obj: Any, parts: list[str], ctx: Ctx) -> list[Any]:
+    """All values at a dotted path; collections fan out (any-match semantics)."""
+    prop = TYPES[type_name][parts[0]]
+    value = prop.get(obj, ctx)
+    if len(parts) == 1:
+        if prop.kind in ("ref", "dto"):
+            return [value.uid if value is not None else None]
+        return [value]
+    if value is None:
+        return [None]
+    items = value if prop.kind in ("refs", "embedded") else [value]
+    out: list[Any] = []
+    for item in items:
+        out.extend(_path_values(prop.target, item, parts[1:], ctx))
+    return out
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[^\W_]+", text.lower())
+
+
+def _token_match(value: Any, query: str, case_sensitive: bool = False) -> bool:
+    """DHIS2's token operator: every word of the query is a prefix of some word of the value."""
+    if value is None:
+        return False
+    words = _words(str(value)) if not case_sensitive else re.findall(r"[^\W_]+", str(value))
+    wanted = _words(query) if not case_sensitive else re.findall(r"[^\W_]+", query)
+    return all(any(w.startswith(q) for w in words) for q in wanted)
+
+
+def _parse_arg(vtype: str, arg: str | None) -> Any:
+    if arg is None:
+        return None
+    if vtype == "bool":
+        return arg.lower() == "true"
+    if vtype == "int":
+        try:
+            return int(arg)
+        except ValueError:
+            return None
+    if vtype == "date":
+        return parse_date(arg)
+    return arg
+
+
+def _compare(op: str, value: Any, arg: Any, raw: str | None) -> bool:
+    """One operator against one value (``arg`` typed, ``raw`` the text given)."""
+    if op == "null":
+        return value is None
+    if op == "!null":
+        return value is not None
+    if op in ("empty", "!empty"):
+        empty = value is None or (isinstance(value, (list, str)) and len(value) == 0)
+        return empty if op == "empty" else not empty
+    if op in ("in", "!in"):
+        found = value is not None and value in arg
+        return found if op == "in" else (value is not None and not found)
+    if value is None or arg is None:
+        return False
+    if op == "eq":
+        return value == arg
+    if op in ("!eq", "neq", "ne"):
+        return value != arg
+    if op == "ieq":
+        return str(value).lower() == str(arg).lower()
+    if op in ("gt", "lt", "gte", "ge", "lte", "le"):
+        try:
+            if op == "gt":
+                return value > arg
+            if op == "lt":
+                return value < arg
+            if op in ("gte", "ge"):
+                return value >= arg
+            return value <= arg
+        except TypeError:
+            return False
+    if op in ("token", "!token"):
+        hit = _token_match(value, raw or "")
+        return hit if op == "token" else not hit
+    text, needle = str(value), raw or ""
+    negate = op.startswith("!")
+    base = op.lstrip("!")
+    if base in ("ilike", "$ilike", "ilike$", "startsWith", "endsWith"):
+        text, needle = text.lower(), needle.lower()
+    if base in ("like", "ilike"):
+        hit = needle in text
+    elif base in ("$like", "$ilike", "startsWith"):
+        hit = text.startswith(needle)
+    else:  # like$, ilike$, endsWith
+        hit = text.endswith(needle)
+    return not hit if negate else hit
+
+
+def compile_filter(expr: str) -> Callable[[Any, Ctx], bool]:
+    parts = expr.split(":")
+    if len(parts) < 2:
+        raise _bad_request("Invalid filter => " + expr)
+    path, op = parts[0], parts[1]
+    raw = ":".join(parts[2:]) if len(parts) >= 3 else None
+    leaf = _path_leaf("conversation", path)
+    if op not in FILTER_OPERATORS:
+        raise _bad_request(f"`{op}` is not a valid operator.")
+    if op in ("in", "!in"):
+        if raw is None or not (raw.startswith("[") and raw.endswith("]")) or len(raw) < 3:
+            raise _bad_request(f"Invalid argument `{raw}` for in operator.")
+        arg: Any = [_parse_arg(leaf.vtype, v) for v in raw[1:-1].split(",")]
+    else:
+        arg = _parse_arg(leaf.vtype, raw)
+    steps = path.split(".")
+
+    def test(conv: Conversation, ctx: Ctx) -> bool:
+        return any(_compare(op, v, arg, raw) for v in _path_values("conversation", conv, steps, ctx))
+
+    return test
+
+
+def _order_key(prop: str, ignore_case: bool) -> Callable[[Conversation], Any]:
+    getter = TYPES["conversation"][prop].get
+    if ignore_case:
+        return lambda c: (getter(c, None) or "").lower()  # type: ignore[arg-type]
+    return lambda c: getter(c, None)  # type: ignore[arg-type]
+
+
+def apply_orders(convs: list[Conversation], orders: list[str]) -> list[Conversation]:
+    """Sort by the given ``prop:asc|desc|iasc|idesc`` (unknown properties ignored); ties by uid."""
+    keys = []
+    for order in orders:
+        prop, _, direction = order.strip().partition(":")
+        if prop not in ORDERABLE:
+            continue
+        direction = direction.lower() or "asc"
+        keys.append((prop, direction.startswith("i"), direction.endswith("desc")))
+    for prop, ignore_case, descending in reversed(keys):  # stable sorts, last key first
+        convs.sort(key=_order_key(prop, ignore_case), reverse=descending)
+    return convs
+
+
+# ---------------------------------------------------------------------------
+# Request parsing helpers
+# ---------------------------------------------------------------------------
+
+class Request:
+    """What handlers see."""
+
+    __slots__ = (
+        "api_prefix",
+        "body",
+        "headers",
+        "method",
+        "origin",
+        "params",
+        "path",
+        "query",
+        "raw_path",
+        "set_cookie",
+        "user",
+    )
+
+    def __init__(self, method: str, raw_path: str, query: str, headers: Any, body: bytes, origin: str):
+        self.method = method
+        self.raw_path = raw_path
+        self.path = raw_path
+        self.query = query
+        self.params = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        self.headers = headers
+        self.body = body
+        self.user: SeedUser | None = None
+        self.api_prefix = "/api"
+        self.origin = origin
+        self.set_cookie: str | None = None
+
+    def all(self, name: str) -> list[str]:
+        return [v for k, v in self.params if k == name]
+
+    def first(self, name: str) -> str | None:
+        for k, v in self.params:
+            if k == name:
+                return v
+        return None
+
+    def has(self, name: str) -> bool:
+        return any(k == name for k, _ in self.params)
+
+    def listing(self, name: str) -> list[str]:
+        """A Spring list parameter: repeated keys or one comma-separated value."""
+        out: list[str] = []
+        for value in self.all(name):
+            out.extend(value.split(","))
+        return out
+
+    def content_type(self) -> str:
+        return (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+
+    def api_url(self, rest: str) -> str:
+        return self.origin + self.api_prefix + rest
+
+
+def _is_json_type(media: str) -> bool:
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _bool_param(req: Request, name: str, default: bool) -> bool:
+    value = req.first(name)
+    if value is None or value == "":
+        return default
+    lowered = value.lower()
+    if lowered in ("true", "on", "yes", "1"):
+        return True
+    if lowered in ("false", "off", "no", "0"):
+        return False
+    raise Fail(web_message(400, f"Value '{value}' is not valid for parameter {name}. "
+                                "It should be of type boolean"))
+
+
+def _int_param(req: Request, name: str, default: int) -> int:
+    value = req.first(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise Fail(web_message(400, f"Value '{value}' is not valid for parameter {name}. "
+                                    "It should be of type Integer")) from None
+
+
+def _enum_param(req: Request, name: str, valid: tuple[str, ...]) -> str:
+    value = req.first(name)
+    if value is None:
+        raise missing_param(name, name[0].upper() + name[1:])
+    if value.upper() not in valid:
+        raise bad_enum(value, name, valid)
+    return value.upper()
+
+
+def _jackson_location(text: str, index: int) -> str:
+    line = text.count("\n", 0, index) + 1
+    column = index - (text.rfind("\n", 0, index) + 1) + 1
+    return f"\n at {JACKSON_SOURCE}; line: {line}, column: {column}]"
+
+
+def _json_error(text: str, err: json.JSONDecodeError) -> str:
+    if err.pos >= len(text.rstrip()):
+        return f"Unexpected end-of-input: {err.msg}{_jackson_location(text, err.pos)}"
+    ch = text[err.pos]
+    return f"Unexpected character ('{ch}' (code {ord(ch)})): {err.msg}{_jackson_location(text, err.pos)}"
+
+
+_JAVA_CLASSES = {
+    "users": "org.hisp.dhis.user.User",
+    "userGroups": "org.hisp.dhis.user.UserGroup",
+    "organisationUnits": "org.hisp.dhis.organisationunit.OrganisationUnit",
+    "attachments": "org.hisp.dhis.fileresource.FileResource",
+}
+_DTO_CLASS = "org.hisp.dhis.webapi.webdomain.MessageConversation"
+
+
+class JacksonError(Exception):
+    """A request body Jackson could not read; the message imitates Jackson's."""
+
+
+def _json_kind(value: Any) -> tuple[str, str]:
+    """Jackson's words for a JSON value: (shape, token)."""
+    if isinstance(value, dict):
+        return "Object", "START_OBJECT"
+    if isinstance(value, list):
+        return "Array", "START_ARRAY"
+    if isinstance(value, bool):
+        return "Boolean", "VALUE_TRUE" if value else "VALUE_FALSE"
+    if isinstance(value, (int, float)):
+        return "Number", "VALUE_NUMBER_INT" if isinstance(value, int) else "VALUE_NUMBER_FLOAT"
+    return "String", "VALUE_STRING"
+
+
+def _cannot_deserialize(java_type: str, value: Any) -> JacksonError:
+    shape, token = _json_kind(value)
+    return JacksonError(f"Cannot deserialize value of type `{java_type}` from {shape} value "
+                        f"(token `JsonToken.{token}`)")
+
+
+def parse_conversation_dto(body: bytes) -> dict[str, Any]:
+    """Read the create/recipients body like Jackson does (raises JacksonError)."""
+    text = body.decode("utf-8", errors="replace")
+    if not text.strip():
+        raise JacksonError("No content to map due to end-of-input" + _jackson_location(text, 0))
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise JacksonError(_json_error(text, err)) from None
+    if not isinstance(data, dict):
+        raise _cannot_deserialize(_DTO_CLASS, data)
+    dto: dict[str, Any] = {"subject": None, "text": None, "users": [], "userGroups": [],
+                           "organisationUnits": [], "attachments": []}
+    for key, value in data.items():  # document order: Jackson fails on the first bad value
+        if key in ("subject", "text"):
+            if isinstance(value, (dict, list)):
+                raise _cannot_deserialize("java.lang.String", value)
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            dto[key] = str(value) if value not in (None, "") else None  # "" reads as null
+        elif key in _JAVA_CLASSES:
+            dto[key] = _parse_references(text, key, value)
+    return dto
+
+
+def _parse_references(text: str, key: str, value: Any) -> list[str | None]:
+    """A list of ``{"id": ...}`` objects; anything else fails the way Jackson fails."""
+    java = _JAVA_CLASSES[key]
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _cannot_deserialize(f"java.util.HashSet<{java}>", value)
+    ids: list[str | None] = []
+    for i, item in enumerate(value):
+        if isinstance(item, dict):
+            ref = item.get("id")
+            ids.append(None if ref is None else str(ref))
+            continue
+        if isinstance(item, (list, type(None))):
+            raise _cannot_deserialize(java, item)
+        where = text.find(json.dumps(item), max(text.find(f'"{key}"'), 0))
+        shape, _ = _json_kind(item)
+        shown = f"'{item}'" if isinstance(item, str) else json.dumps(item)
+        argument = {"String": "String", "Number": "int/Int", "Boolean": "boolean/Boolean"}[shape]
+        raise JacksonError(
+            f"Cannot construct instance of `{java}` (although at least one Creator exists): "
+            f"no {argument}-argument constructor/factory method to deserialize from {shape} value ({shown})"
+            f"{_jackson_location(text, max(where, 0))} "
+            f'(through reference chain: {_DTO_CLASS}["{key}"]->java.util.HashSet[{i}])')
+    return ids
+
+
+def parse_multipart(content_type: str, body: bytes) -> list[tuple[dict[str, str], dict[str, str], bytes]]:
+    """Split a multipart/form-data body into (headers, disposition params, data) parts."""
+    match = re.search(r'boundary="?([^";]+)"?', content_type, re.IGNORECASE)
+    if not match:
+        return []
+    delimiter = b"--" + match.group(1).encode("latin-1")
+    parts = []
+    for chunk in body.split(delimiter)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, sep, data = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            continue
+        if data.endswith(b"\r\n"):
+            data = data[:-2]
+        headers: dict[str, str] = {}
+        for line in head.decode("utf-8", errors="replace").split("\r\n"):
+            name, colon, value = line.partition(":")
+            if colon:
+                headers[name.strip().lower()] = value.strip()
+        params: dict[str, str] = {}
+        for piece in headers.get("content-disposition", "").split(";")[1:]:
+            name, _, value = piece.strip().partition("=")
+            params[name.strip().lower()] = value.strip().strip('"')
+        parts.append((headers, params, data))
+    return parts
+
+
+# ---------------------------------------------------------------------------
+# Fault injection
+# ---------------------------------------------------------------------------
+
+class Fault:
+    __slots__ = (
+        "body",
+        "content_type",
+        "delay",
+        "drop",
+        "headers",
+        "method",
+        "path",
+        "process",
+        "status",
+        "strip_headers",
+        "times",
+        "truncate",
+    )
+
+    def __init__(self, **kw: Any) -> None:
+        for name in self.__slots__:
+            setattr(self, name, kw[name])
+
+    def matches(self, method: str, path: str) -> bool:
+        return ((self.method is None or self.method.upper() == method)
+                and (self.path is None or self.path.search(path) is not None))
+
+    @property
+    def runs_handler(self) -> bool:
+        """The real handler runs unless the fault replaces the answer (and process is off)."""
+        if self.process:
+            return True
+        return not self.drop and self.status is None and self.body is None
+
+    def apply(self, resp: Response) -> Response:
+        if self.status is not None:
+            resp.status = self.status
+            if self.body is None:  # a proxy's answer: not DHIS2's body
+                resp.body = b""
+                resp.remove_header("Content-Type")
+        if self.body is not None:
+            body = self.body
+            if isinstance(body, (dict, list)):
+                resp.body, guessed = _dumps(body), JSON_TYPE
+            else:
+                resp.body = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+                guessed = JSON_TYPE if resp.body.lstrip()[:1] in (b"{", b"[") else "text/plain;charset=UTF-8"
+            resp.set_header("Content-Type", guessed)
+        if self.content_type is not None:
+            resp.set_header("Content-Type", self.content_type)
+        for name, value in (self.headers or {}).items():
+            resp.set_header(name, str(value))
+        for name in self.strip_headers:
+            resp.remove_header(name)
+        return resp
+
+
+# ---------------------------------------------------------------------------
+# The emulator
+# ---------------------------------------------------------------------------
+
+_ROUTES: list[tuple[str, re.Pattern[str], str]] = [(m, re.compile(p), h) for m, p, h in (
+    ("GET", r"/messageConversations", "list"),
+    ("POST", r"/messageConversations", "create"),
+    ("DELETE", r"/messageConversations", "remove_batch"),
+    ("POST", r"/messageConversations/feedback", "feedback"),
+    ("POST", r"/messageConversations/(read|unread)", "bulk_read"),
+    ("POST", r"/messageConversations/(followup|unfollowup)", "bulk_follow_up"),
+    ("GET", r"/messageConversations/([a-zA-Z0-9]{11})", "get"),
+    ("POST", r"/messageConversations/([^/]+)", "reply"),
+    ("DELETE", r"/messageConversations/([^/]+)", "hard_delete"),
+    ("POST", r"/messageConversations/([^/]+)/recipients", "recipients"),
+    ("POST", r"/messageConversations/([^/]+)/(read|unread)", "single_read"),
+    ("POST", r"/messageConversations/([^/]+)/status", "status"),
+    ("POST", r"/messageConversations/([^/]+)/priority", "priority"),
+    ("POST", r"/messageConversations/([^/]+)/assign", "assign"),
+    ("DELETE", r"/messageConversations/([^/]+)/assign", "unassign"),
+    ("DELETE", r"/messageConversations/([^/]+)/([^/]+)", "remove_participant"),
+    ("GET", r"/messageConversations/([^/]+)/([^/]+)/attachments/([^/]+)", "download"),
+    ("POST", r"/fileResources", "upload"),
+    ("GET", r"/fileResources/([^/]+)", "file_metadata"),
+    ("GET", r"/fileResources/([^/]+)/data", "file_data"),
+    ("POST", r"/auth/login", "login"),
+)]
+_PUBLIC = {"login"}
+
+
+class Emulator:
+    """A DHIS2 messaging server on loopback, with a seeded world and fault injection."""
+
+    SEED = 20240502
+
+    def __init__(self, *, latency: float = 0.0) -> None:
+        self.latency = latency
+        self.url = ""
+        self.errors: list[str] = []  # tracebacks of emulator bugs (answered as 500)
+        self._lock = threading.Lock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()  # set on reset()/stop() to end injected delays
+        self.reset()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> Emulator:
+        if self._server is not None:
+            raise RuntimeError("the emulator is already running")
+        server_class = _Server6 if ":" in host else _Server
+        self._server = server_class((host, port), self)
+        bound_host, bound_port = self._server.server_address[:2]
+        self.url = f"http://{f'[{bound_host}]' if ':' in bound_host else bound_host}:{bound_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="dhis2-emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._wake.set()
+        server.shutdown()
+        server.server_close()
+        server.close_connections()
+        if self._thread is not None:
+            self._thread.join(5)
+        self._thread = None
+
+    def __enter__(self) -> Emulator:  # noqa: PYI034
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        """Back to the seeded world: no conversations, no files, empty log, no faults."""
+        with self._lock:
+            old_wake = self._wake
+            self._wake = threading.Event()
+            old_wake.set()
+            self._rng = random.Random(self.SEED)
+            self._last_ms = 0
+            self._version = 0
+            self._list_cache: dict[Any, list[Conversation]] = {}
+            self._cache_version = -1
+            self._uid_order: tuple[int, list[Conversation]] = (-1, [])
+            self.users: dict[str, SeedUser] = {}
+            for uid, username, password, first, surname, auths, token in _SEED_USERS:
+                self.users[username] = SeedUser(uid, username, password, first, surname, auths, token)
+            self._users_by_uid = {u.uid: u for u in self.users.values()}
+            self._tokens = {u.token: u for u in self.users.values()}
+            self.groups = {uid: Group(uid, name, members) for uid, name, members in _SEED_GROUPS}
+            self.org_units = {uid: Group(uid, name, members) for uid, name, members in _SEED_ORG_UNITS}
+            self.feedback_group_uid = FEEDBACK_GROUP_UID
+            self.conversations: dict[str, Conversation] = {}
+            self.files: dict[str, FileResource] = {}
+            self.log: list[LoggedRequest] = []
+            self._faults: list[Fault] = []
+            self._sessions: dict[str, str] = {}
+            self._used_uids = {u.uid for u in self.users.values()} | set(self.groups) | set(self.org_units)
+
+    # -- inspection and setup (for tests) ----------------------------------
+
+    def requests(self, method: str | None = None, path: str | None = None) -> list[LoggedRequest]:
+        with self._lock:
+            return [r for r in self.log
+                    if (method is None or r.method == method.upper()) and (path is None or r.path == path)]
+
+    def clear_log(self) -> None:
+        with self._lock:
+            self.log = []
+
+    def inject(self, *, method: str | None = None, path: str | None = None, times: int = 1,
+               status: int | None = None, body: Any = None, headers: dict[str, str] | None = None,
+               content_type: str | None = None, delay: float = 0.0, drop: bool = False,
+               truncate: bool = False, process: bool = False, strip_headers: Iterable[str] = ()) -> None:
+        """Make the next ``times`` matching requests misbehave (see the module docs of each mode)."""
+        fault = Fault(method=method, path=re.compile(path) if path is not None else None, times=times,
+                      status=status, body=body, headers=dict(headers or {}), content_type=content_type,
+                      delay=delay, drop=drop, truncate=truncate, process=process,
+                      strip_headers=tuple(strip_headers))
+        with self._lock:
+            self._faults.append(fault)
+
+    def user(self, username: str) -> SeedUser:
+        return self._user_ref(username)
+
+    def add_conversation(self, *, sender: str | None, recipients: Any, subject: str, text: str = "Hello",
+                         message_type: str = "PRIVATE", status: str | None = None, priority: str = "NONE",
+                         internal: bool = False, replies: int = 0) -> str:
+        if isinstance(recipients, str):
+            recipients = [recipients]
+        with self._lock:
+            author = self._user_ref(sender) if sender is not None else None
+            people = [self._user_ref(r) for r in recipients]
+            if status is None:
+                status = "OPEN" if message_type in ("TICKET", "VALIDATION_RESULT") else "NONE"
+            conv = self._new_conversation(subject, message_type.upper(), author, people,
+                                          status=status.upper(), priority=priority.upper())
+            self._append(conv, author, text, internal=internal, user_agent="emulator")
+            for i in range(replies):
+                self._append(conv, author, f"Reply {i + 1}", internal=internal, user_agent="emulator")
+            return conv.uid
+
+    def add_conversations(self, n: int, *, sender: str, recipients: Any, subject_prefix: str = "Conversation",
+                          messages: int = 1) -> list[str]:
+        if isinstance(recipients, str):
+            recipients = [recipients]
+        uids = []
+        with self._lock:
+            author = self._user_ref(sender)
+            people = [self._user_ref(r) for r in recipients]
+            for i in range(n):
+                conv = self._new_conversation(f"{subject_prefix} {i + 1}", "PRIVATE", author, people)
+                for j in range(max(1, messages)):
+                    self._append(conv, author, f"Message {j + 1}", user_agent="emulator")
+                uids.append(conv.uid)
+        return uids
+
+    def add_file(self, *, owner: str, data: bytes, name: str = "report.pdf",
+                 content_type: str = "application/pdf", domain: str = "MESSAGE_ATTACHMENT") -> str:
+        with self._lock:
+            return self._new_file(self._user_ref(owner), data, name, content_type, domain.upper()).uid
+
+    # -- state primitives (call with the lock held) ------------------------
+
+    def _user_ref(self, ref: str) -> SeedUser:
+        user = self.users.get(ref) or self._users_by_uid.get(ref)
+        if user is None:
+            raise KeyError(f"no such user: {ref!r}")
+        return user
+
+    def _uid(self) -> str:
+        rng = self._rng
+        while True:
+            uid = rng.choice(string.ascii_letters) + "".join(rng.choices(UID_CHARS, k=10))
+            if uid not in self._used_uids:
+                self._used_uids.add(uid)
+                return uid
+
+    def _key(self) -> str:
+        h = f"{self._rng.getrandbits(128):032x}"
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
+
+    def _tick(self) -> int:
+        """Now in ms, strictly increasing; every mutation calls it (it also invalidates list caches)."""
+        now = int(time.time() * 1000)
+        if now <= self._last_ms:
+            now = self._last_ms + 1
+        self._last_ms = now
+        self._version += 1
+        return now
+
+    def _touch(self, conv: Conversation) -> None:
+        conv.last_updated = self._tick()
+
+    def _new_conversation(self, subject: str | None, message_type: str, sender: SeedUser | None,
+                          recipients: Iterable[SeedUser], status: str = "NONE",
+                          priority: str = "NONE") -> Conversation:
+        conv = Conversation(self._uid(), subject, message_type, status, priority, sender, self._tick())
+        if sender is not None:
+            conv.participants[sender.username] = Participant(sender, True, self._key())
+        for user in recipients:
+            if user.username not in conv.participants:
+                conv.participants[user.username] = Participant(user, False, self._key())
+        self.conversations[conv.uid] = conv
+        return conv
+
+    def _append(self, conv: Conversation, sender: SeedUser | None, text: str | None, *,
+                internal: bool = False, user_agent: str | None = None,
+                attachments: Iterable[FileResource] = ()) -> Message:
+        now = self._tick()
+        message = Message(self._uid(), text, sender, now, internal, user_agent, attachments)
+        conv.messages.append(message)
+        if not internal:
+            conv.message_count += 1
+        conv.last_sender = sender
+        conv.last_message = conv.last_updated = now
+        return message
+
+    def _mark_replied(self, conv: Conversation, sender: SeedUser, internal: bool) -> None:
+        for username, p in conv.participants.items():
+            if username == sender.username:
+                continue
+            if not internal or self._is_feedback_manager(p.user):
+                p.read = False
+
+    def _new_file(self, owner: SeedUser | None, data: bytes, name: str, content_type: str,
+                  domain: str, uid: str | None = None) -> FileResource:
+        if uid is None:
+            uid = self._uid()
+        else:
+            self._used_uids.add(uid)
+        f = FileResource(uid, name, content_type, data, domain, owner, self._tick())
+        self.files[f.uid] = f
+        return f
+
+    # -- permissions (DHIS2 2.41.3+/2.42) ----------------------------------
+
+    def _in_feedback_group(self, user: SeedUser) -> bool:
+        group = self.groups.get(self.feedback_group_uid)
+        return group is not None and user.username in group.members
+
+    def _is_feedback_manager(self, user: SeedUser) -> bool:
+        return "ALL" in user.authorities or self._in_feedback_group(user)
+
+    def _can_read(self, conv: Conversation, user: SeedUser) -> bool:
+        return user.username in conv.participants or "ALL" in user.authorities
+
+    def _has_access(self, conv: Conversation, user: SeedUser) -> bool:
+        return self._can_read(conv, user) or (conv.message_type == "TICKET" and self._is_feedback_manager(user))
+
+    # -- the HTTP side: called by the request handler ----------------------
+
+    def _admit(self, req: Request) -> Fault | None:
+        """Log the request (before anything else happens) and pick the fault to apply, if any."""
+        with self._lock:
+            req.user = self._authenticate(req, create_session=False)[0]
+            self.log.append(LoggedRequest(req.method, req.raw_path, req.query, req.params, req.headers,
+                                          req.body, req.user.username if req.user else None))
+            for fault in self._faults:
+                if fault.matches(req.method, req.raw_path):
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def _handle(self, req: Request) -> Response:
+        """Authenticate, route and run one API request under the lock."""
+        with self._lock:
+            try:
+                return self._route(req)
+            except Fail as failure:
+                return failure.response
+            except Exception:  # noqa: BLE001 - an emulator bug: answer 500, keep the traceback for tests
+                self.errors.append(traceback.format_exc())
+                return web_message(500, f"Emulator error: {sys.exc_info()[1]}")
+
+    def _route(self, req: Request) -> Response:
+        path = req.raw_path
+        if path in ("/login", "/login/"):
+            return Response(200, b"<!doctype html><html><head><title>DHIS2</title></head><body>"
+                                 b"<h1>Log in</h1></body></html>", HTML_TYPE)
+        match = re.match(r"^/api(?:/(\d+))?(/.*)$", path)
+        target: tuple[str, tuple[str, ...]] | None = None
+        if match and (match.group(1) is None or int(match.group(1)) in API_VERSIONS):
+            if match.group(1):
+                req.api_prefix = "/api/" + match.group(1)
+            req.path = match.group(2)
+            target = self._find_route(req.method if req.method != "HEAD" else "GET", req.path)
+        if target is None or target[0] not in _PUBLIC:
+            user, error = self._authenticate(req, create_session=True)
+            if error is not None:
+                return error
+            req.user = user
+        if target is None:
+            return html_page(404, f"No endpoint {req.method} {path}.")
+        response = getattr(self, "_h_" + target[0])(req, *target[1])
+        if req.set_cookie:
+            response.headers.append(("Set-Cookie", req.set_cookie))
+        return response
+
+    @staticmethod
+    def _find_route(method: str, path: str) -> tuple[str, tuple[str, ...]] | None:
+        for route_method, pattern, name in _ROUTES:
+            if route_method == method:
+                m = pattern.fullmatch(path)
+                if m:
+                    return name, tuple(urllib.parse.unquote(g) for g in m.groups())
+        return None
+
+    def _authenticate(self, req: Request, create_session: bool) -> tuple[SeedUser | None, Response | None]:
+        header = (req.headers.get("Authorization") or "").strip()
+        if header[:6].lower() == "basic ":
+            try:
+                decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+            except (binascii.Error, ValueError):
+                decoded = ""
+            username, _, password = decoded.partition(":")
+            user = self.users.get(username)
+            if user is None or user.password != password:
+                return None, web_message(401, "Unauthorized")
+            if create_session and self._session_user(req) is not user:
+                session = uuid.uuid4().hex.upper()
+                self._sessions[session] = user.username
+                req.set_cookie = f"JSESSIONID={session}; Path=/; HttpOnly"
+            return user, None
+        if header[:8].lower() == "apitoken":
+            match = API_TOKEN_RE.match(header)
+            challenge = [("WWW-Authenticate", "ApiToken")]
+            if not match:
+                return None, web_message(400, "Api token is malformed", headers=challenge)
+            user = self._tokens.get(match.group("token"))
+            if user is None:
+                return None, web_message(401, "The API token does not exists", headers=challenge)
+            return user, None
+        session_user = self._session_user(req)
+        if session_user is not None:
+            return session_user, None
+        if (req.headers.get("X-Requested-With") or "") == "XMLHttpRequest":
+            return None, web_message(401, "Unauthorized")
+        return None, Response(302, b"", None, [("Location", req.origin + "/login/")])
+
+    def _session_user(self, req: Request) -> SeedUser | None:
+        cookies = req.headers.get("Cookie") or ""
+        for piece in cookies.split(";"):
+            name, _, value = piece.strip().partition("=")
+            if name == "JSESSIONID" and value in self._sessions:
+                return self.users.get(self._sessions[value])
+        return None
+
+    def _control(self, method: str, path: str, query: str) -> Response:
+        """The benchmark control API under /__emulator__/ (no auth, not logged)."""
+        params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+        if method == "POST" and path == "/__emulator__/reset":
+            self.reset()
+            return json_response(200, {"status": "OK"})
+        if method == "POST" and path == "/__emulator__/clear-log":
+            self.clear_log()
+            return json_response(200, {"status": "OK"})
+        if method == "GET" and path == "/__emulator__/stats":
+            with self._lock:
+                return json_response(200, {"requests": len(self.log)})
+        if method == "POST" and path == "/__emulator__/conversations":
+            try:
+                uids = self.add_conversations(
+                    int(params.get("n", "1")), sender=params.get("sender", "admin"),
+                    recipients=[r for r in params.get("recipients", "alice").split(",") if r],
+                    subject_prefix=params.get("subject_prefix", "Conversation"),
+                    messages=int(params.get("messages", "1")))
+            except (KeyError, ValueError) as err:
+                return json_response(400, {"message": str(err)})
+            return json_response(200, uids)
+        return json_response(404, {"message": "unknown control endpoint"})
+
+    # -- handlers: GET -----------------------------------------------------
+
+    def _href_base(self, req: Request) -> str:
+        return req.api_url("/messageConversations/")
+
+    def _h_list(self, req: Request) -> Response:
+        user = req.user
+        assert user is not None
+        fields = parse_fields(",".join(req.all("fields")) or "id,displayName")
+        paging = _bool_param(req, "paging", True)
+        page = _int_param(req, "page", 1)
+        page_size = max(1, _int_param(req, "pageSize", 50))
+        has_query = req.has("query")
+        query = req.first("query") or ""
+        query_string = (req.first("queryString") or "").strip()
+        query_operator = req.first("queryOperator") or "token"
+        if query_string and not has_query and query_operator not in FILTER_OPERATORS:
+            raise Fail(web_message(409, f"`{query_operator}` is not a valid operator."))
+        filters = req.all("filter")
+        compiled = [compile_filter(f) for f in filters]
+        junction = any if (req.first("rootJunction") or "AND").upper() == "OR" else all
+        orders = [o for value in req.all("order") for o in value.split(",") if o.strip()]
+        ctx = Ctx(user, self._href_base(req), show_internal=True, in_list=True, own_entry_only=not has_query)
+
+        if self._cache_version != self._version:
+            self._list_cache = {}
+            self._cache_version = self._version
+        key = (user.username, has_query, query, query_string, query_operator, tuple(filters),
+               junction is any, tuple(orders))
+        result = self._list_cache.get(key)
+        if result is None:
+            result = self._sorted_by_uid()
+            if not has_query:  # the inbox restriction, skipped when query= is present
+                result = [c for c in result if user.username in c.participants]
+                if query_string:
+                    result = [c for c in result if self._matches_query(c, query_string, query_operator, ctx)]
+            elif query:
+                q = query.lower()
+                result = [c for c in result if c.uid == query or q in (c.subject or "").lower()]
+            if compiled:
+                result = [c for c in result if junction(f(c, ctx) for f in compiled)]
+            else:
+                result = list(result)
+            result = apply_orders(result, orders)
+            if len(self._list_cache) > 32:
+                self._list_cache.clear()
+            self._list_cache[key] = result
+
+        total = len(result)
+        if not paging:
+            return json_response(200, {"messageConversations": [render("conversation", c, fields, ctx)
+                                                                for c in result]}, [NO_CACHE])
+        page_count = max(1, math.ceil(total / page_size))
+        page = min(max(page, 1), page_count)
+        items = result[(page - 1) * page_size: page * page_size]
+        pager: dict[str, Any] = {"page": page, "total": total, "pageSize": page_size}
+        pager.update(self._pager_links(req, page, page_size, page_count))
+        pager["pageCount"] = page_count
+        body = {"pager": pager, "messageConversations": [render("conversation", c, fields, ctx) for c in items]}
+        return json_response(200, body, [NO_CACHE])
+
+    def _sorted_by_uid(self) -> list[Conversation]:
+        version, ordered = self._uid_order
+        if version != self._version or len(ordered) != len(self.conversations):
+            ordered = sorted(self.conversations.values(), key=lambda c: c.uid)
+            self._uid_order = (self._version, ordered)
+        return ordered
+
+    def _matches_query(self, conv: Conversation, query: str, operator: str, ctx: Ctx) -> bool:
+        """queryString: subject, messages.text, messages.sender.displayName, OR-ed, case-insensitive."""
+        values: list[Any] = [conv.subject]
+        values.extend(m.text for m in conv.messages)
+        values.extend(m.sender.display_name for m in conv.messages if m.sender is not None)
+        q = query.lower()
+        for value in values:
+            if value is None:
+                continue
+            if operator == "token":
+                if _token_match(value, q):
+                    return True
+            elif _compare(operator, str(value).lower(), _parse_arg("str", q), q):
+                return True
+        return False
+
+    @staticmethod
+    def _pager_links(req: Request, page: int, page_size: int, page_count: int) -> dict[str, str]:
+        """DHIS2's DefaultLinkService: absolute links, other parameters appended URL-encoded."""
+        endpoint = req.api_url("/messageConversations")
+        grouped: dict[str, list[str]] = {}
+        for k, v in req.params:
+            if k not in ("page", "pageSize"):
+                grouped.setdefault(k, []).append(v)
+        encode = functools.partial(urllib.parse.quote_plus, safe="*")
+        others = "&".join(f"{encode(k)}={encode(v)}" for k, vs in grouped.items() for v in vs)
+        others = others.replace("~", "%7E")
+        size = "" if page_size == 50 else f"pageSize={page_size}"
+
+        def link(target: int) -> str:
+            pieces = [f"page={target}"] if target > 1 else []
+            pieces += [piece for piece in (size, others) if piece]
+            return endpoint + ("?" + "&".join(pieces) if pieces else "")
+
+        links = {}
+        if page < page_count:
+            links["nextPage"] = link(page + 1)
+        if page > 1:
+            links["prevPage"] = link(page - 1)
+        return links
+
+    def _h_get(self, req: Request, uid: str) -> Response:
+        user = req.user
+        assert user is not None
+        conv = self.conversations.get(uid)
+        if conv is None:  # DHIS2 sets 404, then returns ResponseEntity.ok(...): the client sees 200
+            return json_response(200, {"message": "No MessageConversation found with UID: " + uid})
+        if not self._can_read(conv, user):
+            raise forbidden("Not authorized to access this conversation.")
+        fields = parse_fields(",".join(req.all("fields")) or "*")
+        ctx = Ctx(user, self._href_base(req), show_internal=self._is_feedback_manager(user))
+        if req.first("markRead") == "true":
+            p = conv.participants.get(user.username)
+            ctx.read_override = p.read if p else False  # the answer shows the value before marking
+            if p is not None:
+                p.read = True
+                self._touch(conv)
+        return json_response(200, render("conversation", conv, fields, ctx), [NO_CACHE])
+
+    def _h_download(self, req: Request, mc: str, msg: str, file_uid: str) -> Response:
+        user = req.user
+        assert user is not None
+        conv = self.conversations.get(mc)
+        if conv is None:
+            raise Fail(web_message(404, f"No message conversation with uid '{mc}'"))
+        if not self._can_read(conv, user):
+            raise forbidden("Not authorized to access this conversation.")
+        message = next((m for m in conv.messages if m.uid == msg), None)
+        if message is None:
+            raise Fail(web_message(404, f"No message with uid '{msg}' in messageConversation '{mc}"))
+        if message.internal and not self._in_feedback_group(user):
+            raise Fail(web_message(409, "Not authorized to access this message"))
+        f = next((a for a in message.attachments if a.uid == file_uid), None)
+        if f is None:
+            raise Fail(web_message(404, f"No messageattachment found with id '{file_uid}'"))
+        if f.domain != "MESSAGE_ATTACHMENT":
+            raise Fail(web_message(409, "Invalid messageattachment."))
+        return Response(200, f.data, f.content_type, [
+            ("Content-Disposition", "filename=" + f.name), NO_CACHE,
+            ("X-Content-Type-Options", "nosniff"), ("Content-Security-Policy", "frame-ancestors 'self'")])
+
+    def _h_file_metadata(self, req: Request, uid: str) -> Response:
+        f = self.files.get(uid)
+        if f is None:
+            raise Fail(web_message(404, f"FileResource with id {uid} could not be found.", error_code="E1005"))
+        fields = parse_fields(",".join(req.all("fields")) or "*")
+        return json_response(200, render("file", f, fields, Ctx(req.user, "")))  # type: ignore[arg-type]
+
+    def _h_file_data(self, req: Request, uid: str) -> Response:
+        f = self.files.get(uid)
+        if f is None:
+            raise Fail(web_message(404, f"FileResource with id {uid} could not be found.", error_code="E1005"))
+        return Response(200, f.data, f.content_type, [("Content-Disposition", "filename=" + f.name)])
+
+    # -- handlers: creating things -----------------------------------------
+
+    def _created(self, req: Request, uid: str, message: str) -> Response:
+        return web_message(201, message, headers=[("Location", req.api_url("/messageConversations/" + uid))])
+
+    def _resolve_recipients(self, dto: dict[str, Any]) -> dict[str, SeedUser]:
+        """Org units, then users, then groups, as DHIS2 resolves them (first failure wins)."""
+        recipients: dict[str, SeedUser] = {}
+        for ou_id in dto["organisationUnits"]:
+            unit = self.org_units.get(ou_id) if ou_id is not None else None
+            if unit is None:
+                raise conflict(f"Organisation Unit does not exist: {ou_id}")
+            for username in unit.members:
+                recipients.setdefault(username, self.users[username])
+        for user_id in dto["users"]:
+            user = self._users_by_uid.get(user_id) if user_id is not None else None
+            if user is None:
+                raise conflict(f"User does not exist: {user_id}")
+            recipients.setdefault(user.username, user)
+        for group_id in dto["userGroups"]:
+            group = self.groups.get(group_id) if group_id is not None else None
+            if group is None:
+                raise Fail(web_message(404, f"UserGroup with id {group_id} could not be found.",
+                                       error_code="E1005"))
+            for username in group.members:
+                recipients.setdefault(username, self.users[username])
+        return recipients
+
+    def _take_attachments(self, ids: Iterable[str | None], error_code: str | None) -> list[FileResource]:
+        """Check and assign attachments one by one (earlier ones stay consumed on failure)."""
+        taken = []
+        for file_id in ids:
+            f = self.files.get(file_id) if file_id is not None else None
+            if f is None:
+                raise conflict(f"Attachment '{file_id}' not found.", error_code)
+            if f.domain != "MESSAGE_ATTACHMENT" or f.assigned:
+                raise conflict(f"Attachment '{file_id}' is already used or not a valid attachment.", error_code)
+            f.assigned = True
+            f.last_updated = self._tick()
+            taken.append(f)
+        return taken
+
+    def _h_create(self, req: Request) -> Response:
+        user = req.user
+        assert user is not None
+        media = req.content_type()
+        if media != "application/json":
+            raise Fail(web_message(415, "Content-Type '%s' is not supported" % (
+                req.headers.get("Content-Type") or "application/octet-stream")))
+        try:
+            dto = parse_conversation_dto(req.body)
+        except JacksonError as err:
+            raise Fail(web_message(409, str(err))) from None
+        recipients = self._resolve_recipients(dto)
+        if not recipients:
+            raise conflict("No recipients selected.")
+        attachments = self._take_attachments(dto["attachments"], "E1004")
+        if dto["subject"] is None:  # a NOT NULL column in DHIS2's database
+            raise Fail(web_message(409, 'ERROR: null value in column "subject" of relation '
+                                        '"messageconversation" violates not-null constraint'))
+        conv = self._new_conversation(dto["subject"], "PRIVATE", user, recipients.values())
+        self._append(conv, user, dto["text"], user_agent=req.headers.get("User-Agent"), attachments=attachments)
+        return self._created(req, conv.uid, "Message conversation created")
+
+    def _text_body(self, req: Request) -> str:
+        if not req.body:
+            raise Fail(web_message(400, "Required request body is missing"))
+        return req.body.decode("utf-8", errors="replace")
+
+    def _h_reply(self, req: Request, uid: str) -> Response:
+        user = req.user
+        assert user is not None
+        text = self._text_body(req)
+        internal = _bool_param(req, "internal", False)
+        attachment_ids = [a for a in req.listing("attachments") if a != ""]
+        conv = self.conversations.get(uid)
+        if conv is None:
+            raise Fail(web_message(404, "Message conversation does not exist: " + uid))
+        if internal and not self._is_feedback_manager(user):
+            raise forbidden("Not authorized to send internal messages")
+        if not self._has_access(conv, user):
+            raise forbidden("Not authorized to send messages to this conversation.")
+        attachments = self._take_attachments(attachment_ids, None)
+        self._append(conv, user, text, internal=internal, user_agent=req.headers.get("User-Agent"),
+                     attachments=attachments)
+        self._mark_replied(conv, user, internal)
+        return self._created(req, conv.uid, "Message conversation created")
+
+    def _h_feedback(self, req: Request) -> Response:
+        user = req.user
+        assert user is not None
+        subject = req.first("subject")
+        if subject is None:
+            raise missing_param("subject")
+        text = self._text_body(req)
+        group = self.groups.get(self.feedback_group_uid)
+        managers = [self.users[name] for name in group.members] if group else []
+        conv = self._new_conversation(subject, "TICKET", user, managers, status="OPEN")
+        self._append(conv, user, text, user_agent=req.headers.get("User-Agent"))
+        return self._created(req, conv.uid, "Feedback created")
+
+    def _h_upload(self, req: Request) -> Response:
+        user = req.user
+        assert user is not None
+        domain_value = req.first("domain")
+        domain = "DATA_VALUE"
+        if domain_value:
+            if domain_value.upper() not in DOMAINS:
+                raise bad_enum(domain_value, "domain", DOMAINS)
+            domain = domain_value.upper()
+        content_type = req.headers.get("Content-Type") or ""
+        if not content_type.lower().startswith("multipart/"):
+            raise Fail(html_page(400, "Current request is not a multipart request"))
+        part = next((p for p in parse_multipart(content_type, req.body) if p[1].get("name") == "file"), None)
+        if part is None:
+            raise Fail(html_page(400, "Required part 'file' is not present."))
+        headers, params, data = part
+        if not data:
+            raise conflict("Could not read file or file is empty.", None)
+        if len(data) > MAX_UPLOAD_SIZE:
+            raise conflict(f"File size can't be bigger than {MAX_UPLOAD_SIZE}, current file size {len(data)}",
+                           None)
+        wanted_uid = req.first("uid")
+        if wanted_uid and wanted_uid in self.files:
+            raise conflict(f"FileResource already exists: `{wanted_uid}`", "E1119")
+        part_type = headers.get("content-type", "").strip()
+        if not re.match(r"^[\w.+-]+/[\w.+-]+", part_type):
+            part_type = "application/octet-stream"
+        f = self._new_file(user, data, params.get("filename") or "untitled", part_type, domain, wanted_uid or None)
+        rendered = render("file", f, ALL_FIELDS, Ctx(user, ""))
+        return web_message(202, response={"responseType": "FileResource", "fileResource": rendered})
+
+    def _h_login(self, req: Request) -> Response:
+        try:
+            data = json.loads(req.body.decode("utf-8") or "{}")
+        except ValueError:
+            raise Fail(web_message(400, "JSON parse error")) from None
+        user = self.users.get(str(data.get("username"))) if isinstance(data, dict) else None
+        if user is None or user.password != data.get("password"):
+            raise Fail(web_message(401, "Bad credentials"))
+        session = uuid.uuid4().hex.upper()
+        self._sessions[session] = user.username
+        return json_response(200, {"loginStatus": "SUCCESS", "redirectUrl": req.origin + "/dhis-web-dashboard/"},
+                             [("Set-Cookie", f"JSESSIONID={session}; Path=/; HttpOnly")])
+
+    # -- handlers: changing things -----------------------------------------
+
+    def _json_body(self, req: Request) -> Any:
+        """A Spring @RequestBody read as JSON (415 / 400 WebMessages on trouble)."""
+        media = req.content_type()
+        if not req.body and not media:
+            raise Fail(web_message(400, "Required request body is missing"))
+        if not _is_json_type(media):
+            raise Fail(web_message(415, "Content-Type '%s' is not supported" % (
+                req.headers.get("Content-Type") or "application/octet-stream")))
+        if not req.body:
+            raise Fail(web_message(400, "Required request body is missing"))
+        text = req.body.decode("utf-8", errors="replace")
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise Fail(web_message(400, "JSON parse error: " + _json_error(text, err))) from None
+
+    def _uid_list_body(self, req: Request) -> list[str]:
+        data = self._json_body(req)
+        if not isinstance(data, list) or any(isinstance(v, (dict, list)) for v in data):
+            raise Fail(web_message(400, "JSON parse error: Cannot deserialize value of type "
+                                        "`java.util.ArrayList<java.lang.String>` from Object value "
+                                        "(token `JsonToken.START_OBJECT`)"))
+        return ["true" if v is True else "false" if v is False else str(v) for v in data if v is not None]
+
+    def _target_user(self, req: Request, param: str, message: str) -> SeedUser:
+        uid = req.first(param)
+        if uid is None:
+            assert req.user is not None
+            return req.user
+        user = self._users_by_uid.get(uid)
+        if user is None:
+            raise Fail(bare(404, message % uid))
+        return user
+
+    def _found(self, uids: Iterable[str]) -> list[Conversation]:
+        seen, found = set(), []
+        for uid in uids:
+            conv = self.conversations.get(uid)
+            if conv is not None and uid not in seen:
+                seen.add(uid)
+                found.append(conv)
+        return found
+
+    def _check_all(self, req: Request, convs: Iterable[Conversation], message: str) -> None:
+        assert req.user is not None
+        for conv in convs:
+            if not self._has_access(conv, req.user):
+                raise forbidden(message)
+
+    def _set_read(self, req: Request, convs: list[Conversation], target: SeedUser, read: bool) -> Response:
+        self._check_all(req, convs, "Not authorized to change read property of this conversation.")
+        changed = []
+        for conv in convs:
+            p = conv.participants.get(target.username)
+            if p is not None and p.read != read:
+                p.read = read
+                self._touch(conv)
+                changed.append(conv.uid)
+        return json_response(200, {"markedRead" if read else "markedUnread": changed})
+
+    def _h_bulk_read(self, req: Request, which: str) -> Response:
+        uids = self._uid_list_body(req)
+        target = self._target_user(req, "user", "No user with uid: %s")
+        convs = self._found(uids)
+        if not convs:
+            raise Fail(bare(404, "No MessageConversations found for the given IDs."))
+        return self._set_read(req, convs, target, which == "read")
+
+    def _h_single_read(self, req: Request, uid: str, which: str) -> Response:
+        target = self._target_user(req, "userUid", "No user with uid: %s")
+        convs = self._found([uid])
+        if not convs:
+            raise Fail(bare(404, "No MessageConversations found for the given IDs."))
+        return self._set_read(req, convs, target, which == "read")
+
+    def _h_bulk_follow_up(self, req: Request, which: str) -> Response:
+        uids = self._uid_list_body(req)
+        target = self._target_user(req, "user", "No user with uid: %s")
+        convs = self._found(uids)
+        if not convs:
+            raise Fail(bare(404, "No MessageConversations found for the given UIDs"))
+        follow = which == "followup"
+        self._check_all(req, convs, "Not authorized to change %s in this conversation."
+                        % ("followups" if follow else "unfollowups"))
+        for conv in convs:
+            p = conv.participants.get(target.username)
+            if p is not None and p.follow_up != follow:
+                p.follow_up = follow
+                self._touch(conv)
+        return json_response(200, {"markedFollowup" if follow else "unmarkedFollowup": [c.uid for c in convs]})
+
+    def _conversation_or_404(self, uid: str) -> Conversation:
+        conv = self.conversations.get(uid)
+        if conv is None:
+            raise Fail(bare(404, "No MessageConversation found for the given ID."))
+        return conv
+
+    def _h_status(self, req: Request, uid: str) -> Response:
+        value = _enum_param(req, "messageConversationStatus", STATUSES)
+        conv = self._conversation_or_404(uid)
+        self._check_all(req, [conv], "Not authorized to change status in this conversation.")
+        conv.status = value
+        self._touch(conv)
+        return json_response(200, {value: [conv.uid]})
+
+    def _h_priority(self, req: Request, uid: str) -> Response:
+        value = _enum_param(req, "messageConversationPriority", PRIORITIES)
+        conv = self._conversation_or_404(uid)
+        self._check_all(req, [conv], "Not authorized to change priority in this conversation.")
+        conv.priority = value
+        self._touch(conv)
+        return json_response(200, {value: [conv.uid]})
+
+    def _h_assign(self, req: Request, uid: str) -> Response:
+        conv = self._conversation_or_404(uid)
+        self._check_all(req, [conv], "Not authorized to assign a user to this conversation.")
+        user_id = req.first("userId")
+        assignee = self._users_by_uid.get(user_id) if user_id is not None else None
+        if assignee is None:
+            raise Fail(bare(404, "Could not find user to assign"))
+        if conv.message_type == "TICKET" and not self._in_feedback_group(assignee):
+            raise Fail(bare(409, "User provided is not a member of the system's feedback recipient group"))
+        conv.assignee = assignee
+        self._touch(conv)
+        return bare(200, f"User {assignee.display_name} was assigned successfully")
+
+    def _h_unassign(self, req: Request, uid: str) -> Response:
+        conv = self._conversation_or_404(uid)
+        self._check_all(req, [conv], "Not authorized to remove the assigned user to this conversation.")
+        conv.assignee = None
+        self._touch(conv)
+        return bare(200, "Message is no longer assigned to user")
+
+    def _h_recipients(self, req: Request, uid: str) -> Response:
+        self._json_body(req)  # 415/400 checks
+        try:
+            dto = parse_conversation_dto(req.body)
+        except JacksonError as err:
+            raise Fail(web_message(400, f"JSON parse error: {err}")) from None
+        conv = self.conversations.get(uid)
+        if conv is None:
+            raise Fail(web_message(404, "Message conversation does not exist: " + uid))
+        self._check_all(req, [conv], "Not authorized to change recipients in this conversation.")
+        added = False
+        for username, user in self._resolve_recipients(dto).items():
+            if username not in conv.participants:
+                conv.participants[username] = Participant(user, False, self._key())
+                added = True
+        if added:
+            self._touch(conv)
+        return Response(204)
+
+    def _remove(self, conv: Conversation, user: SeedUser) -> bool:
+        if conv.participants.pop(user.username, None) is None:
+            return False
+        self._touch(conv)
+        return True
+
+    def _h_remove_participant(self, req: Request, mc: str, user_uid: str) -> Response:
+        if req.content_type() == "application/json":
+            return self._generic_collection_delete(req, mc, user_uid)
+        target = self._users_by_uid.get(user_uid)
+        if target is None:
+            raise Fail(bare(404, "No user with uid: " + user_uid))
+        conv = self.conversations.get(mc)
+        if conv is None:
+            raise Fail(bare(404, "No messageConversation with uid: " + mc))
+        self._check_all(req, [conv], "Not authorized to remove assigned users to this conversation.")
+        return json_response(200, {"removed": [mc] if self._remove(conv, target) else []})
+
+    def _generic_collection_delete(self, req: Request, uid: str, prop: str) -> Response:
+        """DELETE /{uid}/{property} with a JSON body: the inherited collection endpoint wins."""
+        if uid not in self.conversations:
+            raise Fail(web_message(404, f"MessageConversation with id {uid} could not be found.",
+                                   error_code="E1005"))
+        text = req.body.decode("utf-8", errors="replace")
+        if not text.strip():
+            raise Fail(web_message(409, "No content to map due to end-of-input" + _jackson_location(text, 0)))
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as err:
+            raise Fail(web_message(409, _json_error(text, err))) from None
+        raise Fail(web_message(404, f"Property {prop} does not exist on org.hisp.dhis.message.MessageConversation",
+                               error_code="E1005"))
+
+    def _h_remove_batch(self, req: Request) -> Response:
+        if not req.has("mc"):
+            raise missing_param("mc", "List")
+        target = self._target_user(req, "user", "User does not exist: %s")
+        convs = self._found(req.listing("mc"))
+        if not convs:
+            raise Fail(bare(404, "No MessageConversations found for the given UIDs."))
+        self._check_all(req, convs, "Not authorized to remove assigned users to this conversation.")
+        return json_response(200, {"removed": [c.uid for c in convs if self._remove(c, target)]})
+
+    def _h_hard_delete(self, req: Request, uid: str) -> Response:
+        user = req.user
+        assert user is not None
+        if not {"ALL", "F_METADATA_IMPORT"} & set(user.authorities):
+            raise Fail(web_message(403, "Access is denied, requires one Authority from [F_METADATA_IMPORT]"))
+        conv = self.conversations.get(uid)
+        if conv is None:
+            raise Fail(web_message(404, "Message conversation does not exist: " + uid))
+        self._check_all(req, [conv], "Not authorized to delete this conversation.")
+        del self.conversations[uid]
+        self._tick()
+        report = {"responseType": "ObjectReport", "klass": "org.hisp.dhis.message.MessageConversation",
+                  "uid": uid, "errorReports": []}
+        return web_message(200, response=report)
+
+    # -- demo data ---------------------------------------------------------
+
+    def seed_demo(self) -> None:
+        """A few realistic conversations for trying the server by hand."""
+        with self._lock:
+            admin, alice, bob, carol, dave = (self.users[n] for n in ("admin", "alice", "bob", "carol", "dave"))
+            ua = "DHIS2 Web Messaging/100.7.1"
+            bo = [self.users[n] for n in self.org_units["O6uvpzGd5pu"].members]
+            reminder = self._new_conversation("Monthly reports due on the 5th", "PRIVATE", admin, bo)
+            self._append(reminder, admin, "Dear Bo District colleagues, please submit the monthly HMIS "
+                                          "reports before the 5th.", user_agent=ua)
+            ticket = self._new_conversation("ORS stock-out at Ngelehun CHC", "TICKET", alice, [carol],
+                                            status="OPEN")
+            self._append(ticket, alice, "We ran out of ORS sachets last week. Can the district send more?",
+                         user_agent=ua)
+            self._append(ticket, carol, "Checking the store records first.", internal=True, user_agent=ua)
+            self._mark_replied(ticket, carol, True)
+            self._append(ticket, carol, "A delivery is planned for Thursday.", user_agent=ua)
+            self._mark_replied(ticket, carol, False)
+            ticket.assignee = carol
+            thread = self._new_conversation("Mortality data for January", "PRIVATE", bob, [alice, dave])
+            self._append(thread, bob, "Have you reported the January mortality data?", user_agent=ua)
+            self._append(thread, alice, "Yes, entered yesterday.", user_agent=ua)
+            self._mark_replied(thread, alice, False)
+            self._append(thread, dave, "Ours will be in by Friday.", user_agent=ua)
+            self._mark_replied(thread, dave, False)
+
+
+# ---------------------------------------------------------------------------
+# The HTTP server
+# ---------------------------------------------------------------------------
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
+        self.emulator = emulator
+        self.connections: set = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:  # stay quiet
+        pass
+
+    def close_connections(self) -> None:
+        with self.connections_lock:
+            connections, self.connections = list(self.connections), set()
+        for conn in connections:
+            _shutdown(conn)
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+def _shutdown(conn: socket.socket) -> None:
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "DHIS2-emulator"
+    sys_version = ""
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.connections_lock:
+            self.server.connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (OSError, ValueError):  # the client went away, or the socket was shut down
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:  # no access log on stderr
+        pass
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _origin(self) -> str:
+        scheme = self.headers.get("X-Forwarded-Proto") or "http"
+        host = self.headers.get("X-Forwarded-Host") or self.headers.get("Host")
+        if not host:
+            host = "{}:{}".format(*self.server.server_address[:2])
+        return f"{scheme}://{host}"
+
+    def _dispatch(self) -> None:
+        emulator = self.server.emulator
+        try:
+            body = self._read_body()
+        except ValueError:
+            self._send(html_page(400, "Bad request body"))
+            self.close_connection = True
+            return
+        split = urllib.parse.urlsplit(self.path)
+        if split.path.startswith("/__emulator__/"):
+            self._send(emulator._control(self.command, split.path, split.query))
+            return
+        req = Request(self.command, split.path, split.query, self.headers, body, self._origin())
+        wake = emulator._wake
+        fault = emulator._admit(req)
+        if emulator.latency > 0 and wake.wait(emulator.latency):
+            return self._hang_up()
+        if fault is not None and fault.delay > 0 and wake.wait(fault.delay):
+            return self._hang_up()  # reset() or stop() while waiting: give up quietly
+        if fault is None or fault.runs_handler:
+            response = emulator._handle(req)
+        else:
+            response = Response(200)
+        if fault is not None:
+            response = fault.apply(response)
+            if fault.drop:
+                return self._hang_up()
+        self._send(response, truncate=fault is not None and fault.truncate)
+
+    def _hang_up(self) -> None:
+        self.close_connection = True
+        _shutdown(self.connection)
+
+    def _send(self, resp: Response, truncate: bool = False) -> None:
+        """Status line, headers and body in one write (no Nagle delay between them)."""
+        body = resp.body
+        lines = [f"HTTP/1.1 {resp.status} {_phrase(resp.status)}",
+                 "Date: " + email.utils.formatdate(usegmt=True)]
+        lines.extend(f"{k}: {v}" for k, v in resp.headers)
+        if resp.status not in (204, 304) and resp.header("Content-Length") is None:
+            lines.append(f"Content-Length: {len(body)}")
+        if self.close_connection:
+            lines.append("Connection: close")
+        if self.command == "HEAD":
+            body = b""
+        if truncate:
+            body = body[: len(body) // 2]
+        data = "\r\n".join(lines).encode("latin-1", errors="replace") + b"\r\n\r\n" + body
+        try:
+            self.wfile.write(data)
+        except OSError:
+            self.close_connection = True
+            return
+        if truncate:
+            self._hang_up()
+
+
+# ---------------------------------------------------------------------------
+# Standalone demo server
+# ---------------------------------------------------------------------------
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.emulator",
+                                     description="Run the DHIS2 messaging emulator (a demo server).")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default 8080, 0 = any free port)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds to wait before every answer")
+    parser.add_argument("--demo", action="store_true", help="seed a few example conversations")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="allow a non-loopback --host (the demo passwords and tokens are public)")
+    args = parser.parse_args(argv)
+    if not _is_loopback(args.host) and not args.allow_remote:
+        parser.error(f"refusing to listen on {args.host}: not a loopback address (add --allow-remote)")
+    emulator = Emulator(latency=args.latency)
+    if args.demo:
+        emulator.seed_demo()
+    emulator.start(args.host, args.port)
+    print(f"DHIS2 messaging emulator at {emulator.url}")
+    row = "{:<8} {:<12} {:<12} {:<14} {}"
+    print(row.format("user", "uid", "password", "name", "personal access token"))
+    for user in emulator.users.values():
+        print(row.format(user.username, user.uid, user.password, user.display_name, user.token))
+    print("Press Ctrl-C to stop.", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
