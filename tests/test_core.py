@@ -245,7 +245,7 @@ class TestListConversations:
         uids = [admin.send(subject=f"s{i}", text="t", users=ALICE) for i in range(6)]
         assert uids[::-1] == [c.id for c in admin.list_conversations()]
         by_uid = admin.list_conversations(order=None)
-        assert [] == by_uid.conversations[0:0] and sorted(uids) == [c.id for c in by_uid]
+        assert sorted(uids) == [c.id for c in by_uid]
         assert [] == emulator.log[-1].param("order")
 
     def test_paging(self, admin):
@@ -296,8 +296,9 @@ class TestListConversations:
         """Bad arguments raise before any request."""
         with pytest.raises(error):
             admin.list_conversations(**kwargs)
-        with pytest.raises(error):
-            next(admin.iter_conversations(**{k: v for k, v in kwargs.items() if k != "page"} or {"page_size": 0}))
+        if "page" not in kwargs:
+            with pytest.raises(error):
+                admin.iter_conversations(**kwargs)
         assert [] == emulator.log
 
     def test_unknown_filter_property(self, admin):
@@ -376,7 +377,8 @@ class TestGetConversation:
         assert [False, False] == [m.internal for m in conv.messages]
         assert conv.messages[0].created < conv.messages[1].created
         flags = {p.user.username: p.read for p in conv.participants}
-        assert {"admin": False, "alice": True} == flags
+        # A reply marks the others unread and leaves the sender's own flag alone.
+        assert {"admin": False, "alice": False} == flags
         assert 2 == conv.message_count
 
     def test_unknown_uid_is_not_found_though_dhis2_says_200(self, emulator, admin):
@@ -449,7 +451,7 @@ class TestSend:
         uid = admin.send(subject="District reminder", text="Submit by Friday", organisation_units=BO_DISTRICT)
         for name in ("alice", "bob", "dave"):
             assert uid in [c.id for c in connect(name).list_conversations()]
-        assert [] == connect("carol").list_conversations().conversations
+        assert 0 == len(connect("carol").list_conversations())
 
     def test_unicode_round_trip(self, admin, alice):
         subject, text = "Données — مرحبا", "Ça va? 你好 🙂\nline two\ttab"
