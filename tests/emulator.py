@@ -53,6 +53,7 @@ import traceback
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["Emulator", "LoggedRequest", "SeedUser"]
@@ -85,27 +86,23 @@ ORDERABLE = {"id", "subject", "messageType", "status", "priority", "messageCount
 # The world: users, groups, org units, file resources, conversations
 # ---------------------------------------------------------------------------
 
+@dataclass(eq=False)
 class SeedUser:
     """A DHIS2 user of the seeded world."""
 
-    def __init__(self, uid: str, username: str, password: str, first_name: str,
-                 surname: str, authorities: Iterable[str], token: str) -> None:
-        self.uid = uid
-        self.username = username
-        self.password = password
-        self.first_name = first_name
-        self.surname = surname
-        self.authorities = tuple(authorities)
-        self.token = token
+    uid: str
+    username: str
+    password: str = field(repr=False)
+    first_name: str
+    surname: str
+    authorities: tuple[str, ...]
+    token: str = field(repr=False)
 
     @property
     def display_name(self) -> str:
         return self.first_name + " " + self.surname
 
     name = display_name
-
-    def __repr__(self) -> str:
-        return f"SeedUser({self.uid!r}, {self.username!r})"
 
 
 _SEED_USERS = (
@@ -125,143 +122,92 @@ _SEED_GROUPS = (("wl5cDMuUhmF", "Reporters", ("alice", "bob")),
 _SEED_ORG_UNITS = (("O6uvpzGd5pu", "Bo District", ("alice", "bob", "dave")),)
 
 
+@dataclass(eq=False)
 class Group:
     """A user group or an organisation unit: a uid, a name and member usernames."""
 
-    def __init__(self, uid: str, name: str, members: Iterable[str]) -> None:
-        self.uid = uid
-        self.name = name
-        self.members = list(members)
+    uid: str
+    name: str
+    members: list[str]
 
 
+@dataclass(eq=False)
 class FileResource:
-    __slots__ = (
-        "assigned",
-        "content_type",
-        "created",
-        "data",
-        "domain",
-        "last_updated",
-        "md5",
-        "name",
-        "owner",
-        "uid",
-    )
+    uid: str
+    name: str
+    content_type: str
+    data: bytes = field(repr=False)
+    domain: str
+    owner: SeedUser | None
+    created: int
+    last_updated: int
+    assigned: bool = False
 
-    def __init__(self, uid: str, name: str, content_type: str, data: bytes, domain: str,
-                 owner: SeedUser | None, now: int) -> None:
-        self.uid = uid
-        self.name = name
-        self.content_type = content_type
-        self.data = data
-        self.domain = domain
-        self.assigned = False
-        self.created = self.last_updated = now
-        self.owner = owner
-        self.md5 = hashlib.md5(data).hexdigest()
-
-    def __repr__(self) -> str:
-        return f"FileResource({self.uid!r}, {self.name!r}, {self.domain}, assigned={self.assigned})"
+    @property
+    def md5(self) -> str:
+        return hashlib.md5(self.data).hexdigest()
 
 
+@dataclass(eq=False)
 class Message:
-    __slots__ = ("attachments", "created", "internal", "last_updated", "meta_data", "sender", "text", "uid")
-
-    def __init__(self, uid: str, text: str | None, sender: SeedUser | None, now: int,
-                 internal: bool = False, user_agent: str | None = None,
-                 attachments: Iterable[FileResource] = ()) -> None:
-        self.uid = uid
-        self.text = text
-        self.sender = sender
-        self.created = self.last_updated = now
-        self.internal = internal
-        self.meta_data = "User-agent: %s" % (user_agent if user_agent is not None else "null")
-        self.attachments = list(attachments)
-
-    def __repr__(self) -> str:
-        return f"Message({self.uid!r}, {self.text!r}, internal={self.internal})"
+    uid: str
+    text: str | None
+    sender: SeedUser | None
+    created: int
+    last_updated: int
+    internal: bool = False
+    meta_data: str = "User-agent: null"
+    attachments: list[FileResource] = field(default_factory=list)
 
 
+@dataclass(eq=False)
 class Participant:
     """A DHIS2 UserMessage: one user's participation in a conversation."""
 
-    __slots__ = ("follow_up", "key", "read", "user")
-
-    def __init__(self, user: SeedUser, read: bool, key: str) -> None:
-        self.user = user
-        self.read = read
-        self.follow_up = False
-        self.key = key
-
-    def __repr__(self) -> str:
-        return f"Participant({self.user.username}, read={self.read}, follow_up={self.follow_up})"
+    user: SeedUser
+    read: bool
+    key: str = field(repr=False)
+    follow_up: bool = False
 
 
+@dataclass(eq=False)
 class Conversation:
-    __slots__ = (
-        "assignee",
-        "created",
-        "created_by",
-        "last_message",
-        "last_sender",
-        "last_updated",
-        "message_count",
-        "message_type",
-        "messages",
-        "participants",
-        "priority",
-        "status",
-        "subject",
-        "uid",
-    )
-
-    def __init__(self, uid: str, subject: str | None, message_type: str, status: str,
-                 priority: str, created_by: SeedUser | None, now: int) -> None:
-        self.uid = uid
-        self.subject = subject
-        self.message_type = message_type
-        self.status = status
-        self.priority = priority
-        self.messages: list[Message] = []
-        self.participants: dict[str, Participant] = {}  # username -> participation
-        self.assignee: SeedUser | None = None
-        self.last_sender: SeedUser | None = None
-        self.last_message = now
-        self.created = self.last_updated = now
-        self.created_by = created_by
-        self.message_count = 0  # non-internal messages
+    uid: str
+    subject: str | None
+    message_type: str
+    status: str
+    priority: str
+    created_by: SeedUser | None
+    created: int
+    last_updated: int
+    last_message: int
+    messages: list[Message] = field(default_factory=list, repr=False)
+    participants: dict[str, Participant] = field(default_factory=dict)  # by username
+    assignee: SeedUser | None = None
+    last_sender: SeedUser | None = None
+    message_count: int = 0  # non-internal messages only
 
     def participant(self, username: str) -> Participant | None:
         return self.participants.get(username)
 
-    def __repr__(self) -> str:
-        return f"Conversation({self.uid!r}, {self.subject!r}, {self.message_type}, {len(self.messages)} msgs)"
 
-
+@dataclass(eq=False)
 class LoggedRequest:
-    """One request the emulator received (control API excluded)."""
+    """One request the emulator received (the control API is not logged)."""
 
-    __slots__ = ("body", "headers", "method", "params", "path", "query", "user")
-
-    def __init__(self, method: str, path: str, query: str, params: list[tuple[str, str]],
-                 headers: Any, body: bytes, user: str | None) -> None:
-        self.method = method
-        self.path = path
-        self.query = query
-        self.params = params
-        self.headers = headers  # email.message.Message: case-insensitive lookup
-        self.body = body
-        self.user = user
+    method: str
+    path: str  # the URL path, without the query
+    query: str  # the raw query string
+    params: list[tuple[str, str]]  # decoded, in order
+    headers: Any = field(repr=False)  # an email.message.Message: case-insensitive lookup
+    body: bytes = field(repr=False)
+    user: str | None  # the authenticated username
 
     def param(self, name: str) -> list[str]:
         return [v for k, v in self.params if k == name]
 
     def json(self) -> Any:
         return json.loads(self.body.decode("utf-8"))
-
-    def __repr__(self) -> str:
-        return "<LoggedRequest {} {}{} user={}>".format(self.method, self.path,
-                                                   "?" + self.query if self.query else "", self.user)
 
 
 # ---------------------------------------------------------------------------
@@ -1001,25 +947,20 @@ def parse_multipart(content_type: str, body: bytes) -> list[tuple[dict[str, str]
 # Fault injection
 # ---------------------------------------------------------------------------
 
+@dataclass
 class Fault:
-    __slots__ = (
-        "body",
-        "content_type",
-        "delay",
-        "drop",
-        "headers",
-        "method",
-        "path",
-        "process",
-        "status",
-        "strip_headers",
-        "times",
-        "truncate",
-    )
-
-    def __init__(self, **kw: Any) -> None:
-        for name in self.__slots__:
-            setattr(self, name, kw[name])
+    method: str | None
+    path: re.Pattern[str] | None
+    times: int
+    status: int | None
+    body: Any
+    headers: dict[str, str]
+    content_type: str | None
+    delay: float
+    drop: bool
+    truncate: bool
+    process: bool
+    strip_headers: tuple[str, ...]
 
     def matches(self, method: str, path: str) -> bool:
         return ((self.method is None or self.method.upper() == method)
@@ -1149,8 +1090,8 @@ class Emulator:
                 self.users[username] = SeedUser(uid, username, password, first, surname, auths, token)
             self._users_by_uid = {u.uid: u for u in self.users.values()}
             self._tokens = {u.token: u for u in self.users.values()}
-            self.groups = {uid: Group(uid, name, members) for uid, name, members in _SEED_GROUPS}
-            self.org_units = {uid: Group(uid, name, members) for uid, name, members in _SEED_ORG_UNITS}
+            self.groups = {uid: Group(uid, name, list(members)) for uid, name, members in _SEED_GROUPS}
+            self.org_units = {uid: Group(uid, name, list(members)) for uid, name, members in _SEED_ORG_UNITS}
             self.feedback_group_uid = FEEDBACK_GROUP_UID
             self.conversations: dict[str, Conversation] = {}
             self.files: dict[str, FileResource] = {}
@@ -1257,7 +1198,8 @@ class Emulator:
     def _new_conversation(self, subject: str | None, message_type: str, sender: SeedUser | None,
                           recipients: Iterable[SeedUser], status: str = "NONE",
                           priority: str = "NONE") -> Conversation:
-        conv = Conversation(self._uid(), subject, message_type, status, priority, sender, self._tick())
+        now = self._tick()
+        conv = Conversation(self._uid(), subject, message_type, status, priority, sender, now, now, now)
         if sender is not None:
             conv.participants[sender.username] = Participant(sender, True, self._key())
         for user in recipients:
@@ -1270,7 +1212,8 @@ class Emulator:
                 internal: bool = False, user_agent: str | None = None,
                 attachments: Iterable[FileResource] = ()) -> Message:
         now = self._tick()
-        message = Message(self._uid(), text, sender, now, internal, user_agent, attachments)
+        message = Message(self._uid(), text, sender, now, now, internal,
+                          "User-agent: " + ("null" if user_agent is None else user_agent), list(attachments))
         conv.messages.append(message)
         if not internal:
             conv.message_count += 1
@@ -1291,7 +1234,8 @@ class Emulator:
             uid = self._uid()
         else:
             self._used_uids.add(uid)
-        f = FileResource(uid, name, content_type, data, domain, owner, self._tick())
+        now = self._tick()
+        f = FileResource(uid, name, content_type, data, domain, owner, now, now)
         self.files[f.uid] = f
         return f
 
