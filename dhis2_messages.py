@@ -1348,7 +1348,11 @@ def _cli_parser() -> Any:
     sub.required = True
 
     def command(name: str, text: str) -> Any:
-        return sub.add_parser(name, help=text, description=text)
+        p = sub.add_parser(name, help=text, description=text)
+        # --json is accepted after the subcommand too; SUPPRESS keeps a global --json.
+        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                       help="print machine-readable JSON")
+        return p
 
     p = command("list", "list conversations, newest first")
     p.add_argument("--unread", action="store_true", help="only unread ones")
