@@ -572,7 +572,7 @@ def _path_leaf(type_name: str, path: str) -> Prop:
     prop = None
     current: str | None = type_name
     parts = path.split(".")
-    for i, part in enumerate(parts):
+    for part in parts:
         if current is None:
             raise _bad_request("Simple type was found before finished parsing path expression, "
                                "please check your path string.")
@@ -605,13 +605,12 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[^\W_]+", text.lower())
 
 
-def _token_match(value: Any, query: str, case_sensitive: bool = False) -> bool:
+def _token_match(value: Any, query: str) -> bool:
     """DHIS2's token operator: every word of the query is a prefix of some word of the value."""
     if value is None:
         return False
-    words = _words(str(value)) if not case_sensitive else re.findall(r"[^\W_]+", str(value))
-    wanted = _words(query) if not case_sensitive else re.findall(r"[^\W_]+", query)
-    return all(any(w.startswith(q) for w in words) for q in wanted)
+    words = _words(str(value))
+    return all(any(w.startswith(q) for w in words) for q in _words(query))
 
 
 def _parse_arg(vtype: str, arg: str | None) -> Any:
@@ -703,8 +702,8 @@ def compile_filter(expr: str) -> Callable[[Any, Ctx], bool]:
 def _order_key(prop: str, ignore_case: bool) -> Callable[[Conversation], Any]:
     getter = TYPES["conversation"][prop].get
     if ignore_case:
-        return lambda c: (getter(c, None) or "").lower()  # type: ignore[arg-type]
-    return lambda c: getter(c, None)  # type: ignore[arg-type]
+        return lambda c: (getter(c, None) or "").lower()
+    return lambda c: getter(c, None)
 
 
 def apply_orders(convs: list[Conversation], orders: list[str]) -> list[Conversation]:
@@ -1134,9 +1133,10 @@ class Emulator:
         with self._lock:
             author = self._user_ref(sender) if sender is not None else None
             people = [self._user_ref(r) for r in recipients]
+            message_type = message_type.upper()
             if status is None:
                 status = "OPEN" if message_type in ("TICKET", "VALIDATION_RESULT") else "NONE"
-            conv = self._new_conversation(subject, message_type.upper(), author, people,
+            conv = self._new_conversation(subject, message_type, author, people,
                                           status=status.upper(), priority=priority.upper())
             self._append(conv, author, text, internal=internal, user_agent="emulator")
             for i in range(replies):
@@ -1274,12 +1274,15 @@ class Emulator:
         """Authenticate, route and run one API request under the lock."""
         with self._lock:
             try:
-                return self._route(req)
+                response = self._route(req)
             except Fail as failure:
-                return failure.response
+                response = failure.response
             except Exception:  # noqa: BLE001 - an emulator bug: answer 500, keep the traceback for tests
                 self.errors.append(traceback.format_exc())
-                return web_message(500, f"Emulator error: {sys.exc_info()[1]}")
+                response = web_message(500, f"Emulator error: {sys.exc_info()[1]}")
+            if req.set_cookie:
+                response.headers.append(("Set-Cookie", req.set_cookie))
+            return response
 
     def _route(self, req: Request) -> Response:
         path = req.raw_path
@@ -1300,10 +1303,7 @@ class Emulator:
             req.user = user
         if target is None:
             return html_page(404, f"No endpoint {req.method} {path}.")
-        response = getattr(self, "_h_" + target[0])(req, *target[1])
-        if req.set_cookie:
-            response.headers.append(("Set-Cookie", req.set_cookie))
-        return response
+        return getattr(self, "_h_" + target[0])(req, *target[1])
 
     @staticmethod
     def _find_route(method: str, path: str) -> tuple[str, tuple[str, ...]] | None:
@@ -1532,7 +1532,7 @@ class Emulator:
         if f is None:
             raise Fail(web_message(404, f"FileResource with id {uid} could not be found.", error_code="E1005"))
         fields = parse_fields(",".join(req.all("fields")) or "*")
-        return json_response(200, render("file", f, fields, Ctx(req.user, "")))  # type: ignore[arg-type]
+        return json_response(200, render("file", f, fields, Ctx(req.user, "")))
 
     def _h_file_data(self, req: Request, uid: str) -> Response:
         f = self.files.get(uid)
