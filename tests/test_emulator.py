@@ -232,6 +232,14 @@ class TestList:
         assert sorted([mine, theirs]) == sorted(c["id"] for c in listed)
         assert all(c["read"] is False for c in listed)
 
+    def test_list_shows_only_the_callers_participation(self, emu, call):
+        emu.add_conversation(sender="admin", recipients=["alice", "bob"], subject="s")
+        fields = {"fields": "userMessages[user[username]]"}
+        listed = call("GET", MC, "alice", params=fields).json()["messageConversations"][0]
+        assert [{"user": {"username": "alice"}}] == listed["userMessages"]
+        everyone = call("GET", MC, "alice", params={"query": "", **fields}).json()["messageConversations"][0]
+        assert 3 == len(everyone["userMessages"])
+
     def test_internal_messages_show_in_the_list_only(self, emu, call):
         uid = emu.add_conversation(sender="alice", recipients=["carol"], subject="t", message_type="TICKET")
         r = call("POST", f"{MC}/{uid}", "carol", params={"internal": "true"}, data="internal note")
