@@ -698,10 +698,10 @@ class Messenger:
         refs = _uids(attachments, "attachments", allow_empty=True)
         if refs:
             params.append(("attachments", ",".join(refs)))
-        self._request(
+        _ack(self._request(
             "POST", f"/messageConversations/{uid}", params=params, data=data,
             content_type=_TEXT, idempotent=False,
-        )
+        ))
 
     def send_feedback(self, *, subject: str, text: str) -> str:
         """Open a feedback ticket to the feedback recipients group; return its uid.
@@ -732,9 +732,9 @@ class Messenger:
         body = _recipients(users, user_groups, organisation_units)
         if not body:
             raise ValueError("add_recipients needs users, user_groups or organisation_units")
-        self._request(
+        _ack(self._request(
             "POST", f"/messageConversations/{uid}/recipients", json_body=body, idempotent=False
-        )
+        ))
 
     # -- Read state, follow-up, delete ----------------------------------------
 
@@ -804,10 +804,10 @@ class Messenger:
         """
         uid = _uid(uid, "uid")
         value = _choice(status, STATUSES, "status")
-        self._request(
+        _ack(self._request(
             "POST", f"/messageConversations/{uid}/status",
             params=[("messageConversationStatus", value)],
-        )
+        ))
 
     def set_priority(self, uid: str, priority: str) -> None:
         """Set a conversation's priority, one of ``PRIORITIES``.
@@ -816,10 +816,10 @@ class Messenger:
         """
         uid = _uid(uid, "uid")
         value = _choice(priority, PRIORITIES, "priority")
-        self._request(
+        _ack(self._request(
             "POST", f"/messageConversations/{uid}/priority",
             params=[("messageConversationPriority", value)],
-        )
+        ))
 
     def assign(self, uid: str, user: str) -> None:
         """Assign a conversation to a user (for a ticket: a feedback recipient).
@@ -827,7 +827,7 @@ class Messenger:
         ``POST /api/messageConversations/{uid}/assign?userId=...``
         """
         uid, user = _uid(uid, "uid"), _uid(user, "user")
-        self._request("POST", f"/messageConversations/{uid}/assign", params=[("userId", user)])
+        _ack(self._request("POST", f"/messageConversations/{uid}/assign", params=[("userId", user)]))
 
     def unassign(self, uid: str) -> None:
         """Remove a conversation's assignee.
@@ -835,7 +835,7 @@ class Messenger:
         ``DELETE /api/messageConversations/{uid}/assign``
         """
         uid = _uid(uid, "uid")
-        self._request("DELETE", f"/messageConversations/{uid}/assign")
+        _ack(self._request("DELETE", f"/messageConversations/{uid}/assign"))
 
     # -- Attachments ----------------------------------------------------------
 
@@ -928,16 +928,19 @@ class Messenger:
                 retry = attempt < self.retries and _may_retry(exc, idempotent)
                 if not retry:
                     raise TransportError(self._describe(exc, method, path)) from exc
-                wait = self.backoff * 2**attempt
+                wait = self.backoff * 2.0**attempt
             else:
                 status = response.status_code
                 log.debug("%s %s -> %d (%.1f ms)", method, path, status,
                           (time.perf_counter() - started) * 1000)
                 if status < 300:
+                    if accept is None and _media_type(response) == "text/html":
+                        raise _not_json(response)  # a proxy's or login page, not DHIS2
                     return response
-                wait = self._retry_wait(response, attempt) if idempotent else None
-                if wait is None:
+                retry_wait = self._retry_wait(response, attempt) if idempotent else None
+                if retry_wait is None:
                     raise _error_from(response, method, path)
+                wait = retry_wait
             attempt += 1
             time.sleep(wait)
 
@@ -947,7 +950,7 @@ class Messenger:
             return None
         wait = _retry_after(response.headers.get("Retry-After"))
         if wait is None:
-            return self.backoff * 2**attempt
+            return self.backoff * 2.0**attempt
         return wait if wait <= self.max_retry_wait else None
 
     def _describe(self, exc: requests.RequestException, method: str, path: str) -> str:
@@ -1118,14 +1121,28 @@ def _json(response: requests.Response) -> Any:
     try:
         return json.loads(response.content)
     except ValueError:
-        request = response.request
-        where = f"{request.method} {urlsplit(request.url or '').path}"
-        kind = response.headers.get("Content-Type", "no Content-Type")
-        raise ResponseError(
-            f"DHIS2 answered {where} with HTTP {response.status_code} but the body is not "
-            f"valid JSON ({kind}): {_snippet(response)!r}. Check that base_url points at DHIS2 "
-            "itself, not at a proxy or login page."
-        ) from None
+        raise _not_json(response) from None
+
+
+def _ack(response: requests.Response) -> None:
+    """Check the answer of a call that uses nothing from it: empty, or JSON as DHIS2 sends."""
+    if response.content.strip():
+        _json(response)
+
+
+def _media_type(response: requests.Response) -> str:
+    return response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+
+
+def _not_json(response: requests.Response) -> ResponseError:
+    request = response.request
+    where = f"{request.method} {urlsplit(request.url or '').path}"
+    kind = response.headers.get("Content-Type", "no Content-Type")
+    return ResponseError(
+        f"DHIS2 answered {where} with HTTP {response.status_code} but the body is not "
+        f"valid JSON ({kind}): {_snippet(response)!r}. Check that base_url points at DHIS2 "
+        "itself, not at a proxy or login page."
+    )
 
 
 def _uid_list(body: Any, key: str) -> List[str]:

@@ -1,0 +1,445 @@
+"""Network and server faults become typed errors within the timeout; retries are safe.
+
+Every call kind meets every fault: a GET, an idempotent POST, a DELETE and the
+calls that create something.  Waits between retries are recorded by replacing
+``dhis2_messages.time.sleep``; requests themselves always go over real HTTP to
+the emulator.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import socket
+import time
+
+import pytest
+
+import dhis2_messages
+from dhis2_messages import (
+    ApiError,
+    Dhis2Error,
+    Messenger,
+    ResponseError,
+    TransportError,
+)
+from tests.conftest import ALICE, BOB
+
+API = "/api/messageConversations"
+SHORT = (1.0, 0.3)  # (connect, read) seconds for the fault tests
+HTML_LOGIN = (
+    "<!doctype html><html><head><title>DHIS2 - Log in</title></head>"
+    "<body><form action='/dhis-web-login/'>Username <input name='j_username'></form></body></html>"
+)
+
+
+# -- The call kinds ----------------------------------------------------------
+# Each entry: how to call it (given a Messenger and a conversation uid), the
+# method and path regex of its request, and whether it may be retried.
+
+
+def _list(m, uid):
+    return m.list_conversations()
+
+
+def _get(m, uid):
+    return m.get_conversation(uid)
+
+
+def _mark_read(m, uid):
+    return m.mark_read([uid])
+
+
+def _set_status(m, uid):
+    return m.set_status(uid, "OPEN")
+
+
+def _delete(m, uid):
+    return m.delete_conversations([uid])
+
+
+def _send(m, uid):
+    return m.send(subject="Fault test", text="Body", users=[ALICE])
+
+
+def _reply(m, uid):
+    return m.reply(uid, "A reply")
+
+
+def _feedback(m, uid):
+    return m.send_feedback(subject="Fault test", text="Body")
+
+
+def _add_recipients(m, uid):
+    return m.add_recipients(uid, users=[BOB])
+
+
+def _upload(m, uid):
+    return m.upload_attachment(b"%PDF-1.4 test", filename="report.pdf")
+
+
+KINDS = {
+    # name: (call, method, path regex, idempotent)
+    "list": (_list, "GET", r"^/api/messageConversations$", True),
+    "get": (_get, "GET", r"^/api/messageConversations/[A-Za-z0-9]{11}$", True),
+    "mark_read": (_mark_read, "POST", r"/read$", True),
+    "set_status": (_set_status, "POST", r"/status$", True),
+    "delete": (_delete, "DELETE", r"^/api/messageConversations$", True),
+    "send": (_send, "POST", r"^/api/messageConversations$", False),
+    "reply": (_reply, "POST", r"^/api/messageConversations/[A-Za-z0-9]{11}$", False),
+    "send_feedback": (_feedback, "POST", r"/feedback$", False),
+    "add_recipients": (_add_recipients, "POST", r"/recipients$", False),
+    "upload": (_upload, "POST", r"^/api/fileResources$", False),
+}
+IDEMPOTENT = [name for name, kind in KINDS.items() if kind[3]]
+CREATES = [name for name, kind in KINDS.items() if not kind[3]]
+
+
+@pytest.fixture
+def conversation(emulator):
+    return emulator.add_conversation(sender="admin", recipients=["alice"], subject="Existing")
+
+
+@pytest.fixture
+def waits(monkeypatch):
+    """The seconds the client slept between attempts, in order (no real sleeping)."""
+    recorded = []
+    monkeypatch.setattr(dhis2_messages.time, "sleep", recorded.append)
+    return recorded
+
+
+def _messenger(connect, **options):
+    options.setdefault("timeout", SHORT)
+    m = connect("admin", **options)
+    m.backoff = 0.01
+    return m
+
+
+def _inject(emulator, kind, **fault):
+    _, method, path, _ = KINDS[kind]
+    emulator.inject(method=method, path=path, **fault)
+
+
+def _matching(emulator, kind):
+    """The requests of this call kind the emulator received."""
+    import re
+
+    _, method, path, _ = KINDS[kind]
+    return [r for r in emulator.log if r.method == method and re.search(path, r.path)]
+
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(call, m, uid, error, match=None):
+    """Call, expect *error*, and check it came within the timeout."""
+    started = time.monotonic()
+    with pytest.raises(error, match=match) as info:
+        call(m, uid)
+    elapsed = time.monotonic() - started
+    assert elapsed < sum(m.timeout) + 2, f"took {elapsed:.1f} s"
+    return info.value
+
+
+# -- The fault matrix: fault x call kind -> error class --------------------------
+
+ALL = list(KINDS)
+
+
+class TestFaultMatrix:
+    @pytest.mark.parametrize("kind", ALL)
+    def test_connection_refused(self, connect, kind):
+        """Nothing listens on the port: TransportError that says to check base_url."""
+        m = Messenger(f"http://127.0.0.1:{_free_port()}", auth=("admin", "district"),
+                      timeout=SHORT, retries=0)
+        error = _run(KINDS[kind][0], m, "AbCdEfGhIjK", TransportError,
+                     match="Could not connect")
+        assert "Check base_url" in str(error)
+        assert isinstance(error.__cause__, dhis2_messages.requests.ConnectionError)
+
+    @pytest.mark.parametrize("kind", ALL)
+    def test_server_never_answers(self, emulator, connect, conversation, kind):
+        """Accepted, then silence longer than the read timeout: TransportError in time."""
+        _inject(emulator, kind, delay=5)
+        error = _run(KINDS[kind][0], _messenger(connect), conversation, TransportError,
+                     match=r"did not answer .* within 0\.3 s")
+        assert "raise timeout=" in str(error)
+        assert 1 == len(_matching(emulator, kind))
+
+    @pytest.mark.parametrize("kind", ALL)
+    def test_dropped_without_response(self, emulator, connect, conversation, kind):
+        """The server hangs up before answering: TransportError, the answer was lost."""
+        _inject(emulator, kind, drop=True)
+        error = _run(KINDS[kind][0], _messenger(connect), conversation, TransportError,
+                     match="connection broke")
+        assert "check before sending again" in str(error)
+        assert 1 == len(_matching(emulator, kind))
+
+    @pytest.mark.parametrize("kind", ALL)
+    def test_dropped_mid_response(self, emulator, connect, conversation, kind):
+        """Half the body, then the connection closes: TransportError, never a partial result."""
+        # add_recipients answers 204 without a body, so give it one to cut in half.
+        fault = {"status": 200, "body": {"httpStatus": "OK", "message": "x" * 200}, "process": True} \
+            if kind == "add_recipients" else {}
+        _inject(emulator, kind, truncate=True, **fault)
+        _run(KINDS[kind][0], _messenger(connect), conversation, TransportError,
+             match="connection broke")
+        assert 1 == len(_matching(emulator, kind))
+
+    @pytest.mark.parametrize("status", [500, 502, 503, 504])
+    @pytest.mark.parametrize("kind", ALL)
+    def test_server_errors(self, emulator, connect, conversation, kind, status):
+        """5xx from DHIS2 or a proxy: ApiError with the status and a hint to try later."""
+        _inject(emulator, kind, status=status)
+        error = _run(KINDS[kind][0], _messenger(connect), conversation, ApiError)
+        assert status == error.status_code
+        assert type(error) is ApiError
+        assert "try again later" in str(error)
+        assert str(status) in str(error)
+
+    @pytest.mark.parametrize("kind", ALL)
+    def test_html_page_with_200(self, emulator, connect, conversation, kind):
+        """A proxy's or login page answered 200 in DHIS2's place: ResponseError naming it."""
+        _inject(emulator, kind, status=200, body=HTML_LOGIN, content_type="text/html;charset=UTF-8")
+        error = _run(KINDS[kind][0], _messenger(connect), conversation, ResponseError,
+                     match="not at a proxy or login page")
+        assert "DHIS2 - Log in" in str(error)
+        assert "<html>" not in str(error)
+
+    @pytest.mark.parametrize("body", ['{"messageConversations": [{"id": "AbCd', "not json at all", "{}}"])
+    @pytest.mark.parametrize("kind", ALL)
+    def test_truncated_or_invalid_json(self, emulator, connect, conversation, kind, body):
+        """A 2xx whose JSON body is cut short or malformed: ResponseError, not a JSON error.
+
+        send and send_feedback read only Location, which such an answer lacks."""
+        status = 201 if kind in ("send", "reply", "send_feedback") else 200
+        _inject(emulator, kind, status=status, body=body, content_type="application/json")
+        creates_uid = kind in ("send", "send_feedback")
+        error = _run(KINDS[kind][0], _messenger(connect), conversation, ResponseError,
+                     match="without the Location header" if creates_uid else "not valid JSON")
+        if not creates_uid:
+            assert "Check that base_url points at DHIS2" in str(error)
+
+    @pytest.mark.parametrize("kind", ["send", "send_feedback"])
+    def test_created_without_location(self, emulator, connect, kind):
+        """DHIS2 always names the new conversation in Location; without it, ResponseError
+        that warns the conversation probably exists."""
+        _inject(emulator, kind, process=True, strip_headers=("Location",))
+        error = _run(KINDS[kind][0], _messenger(connect), None, ResponseError, match="Location")
+        assert "look in the inbox before sending again" in str(error)
+        assert 1 == len(emulator.conversations)
+
+    def test_reply_needs_no_location(self, emulator, connect, conversation):
+        """reply returns nothing, so a 201 without Location is still a success."""
+        _inject(emulator, "reply", process=True, strip_headers=("Location",))
+        assert _messenger(connect).reply(conversation, "Fine") is None
+
+    @pytest.mark.parametrize("location", ["/api/messageConversations/", "/api/messageConversations/../x",
+                                          "/api/messageConversations/AbC?x=1"])
+    def test_location_without_uid(self, emulator, connect, location):
+        _inject(emulator, "send", process=True, headers={"Location": emulator.url + location})
+        _run(_send, _messenger(connect), None, ResponseError, match="uid was expected")
+
+    @pytest.mark.parametrize("kind", ALL)
+    def test_every_fault_is_a_dhis2_error(self, emulator, connect, conversation, kind):
+        """A fault never escapes as a requests or json exception."""
+        m = _messenger(connect)
+        for fault in ({"drop": True}, {"status": 200, "body": "<html></html>", "content_type": "text/html"},
+                      {"status": 503}, {"status": 200, "body": "[", "content_type": "application/json"}):
+            emulator.inject(**fault)
+            with pytest.raises(Dhis2Error) as info:
+                KINDS[kind][0](m, conversation)
+            assert type(info.value).__module__ == "dhis2_messages"
+
+
+# -- Retries -------------------------------------------------------------------
+
+RETRIED_CALLS = {
+    "list": _list,
+    "get": _get,
+    "mark_read": _mark_read,
+    "mark_unread": lambda m, uid: m.mark_unread([uid]),
+    "follow_up": lambda m, uid: m.follow_up([uid]),
+    "unfollow_up": lambda m, uid: m.unfollow_up([uid]),
+    "set_status": _set_status,
+    "set_priority": lambda m, uid: m.set_priority(uid, "HIGH"),
+    "assign": lambda m, uid: m.assign(uid, ALICE),
+    "unassign": lambda m, uid: m.unassign(uid),
+    "delete": _delete,
+}
+
+
+class TestIdempotentRetries:
+    @pytest.mark.parametrize("status", [429, 502, 503, 504])
+    @pytest.mark.parametrize("name", list(RETRIED_CALLS))
+    def test_retried_until_success(self, emulator, connect, conversation, waits, name, status):
+        """Two failures, then success: three requests, backoff doubling between them."""
+        emulator.inject(status=status, times=2)
+        m = _messenger(connect, retries=3)
+        RETRIED_CALLS[name](m, conversation)
+        assert 3 == len(emulator.log)
+        assert len({(r.method, r.path, r.query) for r in emulator.log}) == 1  # the same request again
+        assert [0.01, 0.02] == waits
+
+    @pytest.mark.parametrize("fault", [{"drop": True}, {"delay": 5}, {"truncate": True}])
+    @pytest.mark.parametrize("kind", IDEMPOTENT)
+    def test_connection_errors_retried(self, emulator, connect, conversation, waits, kind, fault):
+        """Dropped, timed-out and cut-short answers are retried for idempotent calls."""
+        _inject(emulator, kind, **fault)
+        KINDS[kind][0](_messenger(connect, retries=2), conversation)
+        assert 2 == len(_matching(emulator, kind))
+        assert [0.01] == waits
+
+    def test_download_is_retried(self, emulator, connect, waits):
+        m = _messenger(connect, retries=2)
+        file_uid = m.upload_attachment(b"payload", filename="a.txt")
+        uid = m.send(subject="s", text="t", users=[ALICE], attachments=[file_uid])
+        message = m.get_conversation(uid).messages[0].id
+        emulator.inject(method="GET", path="/attachments/", status=503)
+        assert b"payload" == m.download_attachment(uid, message, file_uid)
+        assert [0.01] == waits
+
+    @pytest.mark.parametrize("kind", IDEMPOTENT)
+    def test_exhausted_retries_raise_api_error(self, emulator, connect, conversation, waits, kind):
+        """retries=2 means three attempts; then ApiError with the last status, chained to nothing."""
+        _inject(emulator, kind, status=502)
+        _inject(emulator, kind, status=503)
+        _inject(emulator, kind, status=504)
+        _inject(emulator, kind, status=503)  # never reached
+        error = _run(KINDS[kind][0], _messenger(connect, retries=2), conversation, ApiError)
+        assert 504 == error.status_code
+        assert 3 == len(_matching(emulator, kind))
+        assert [0.01, 0.02] == waits
+        assert not isinstance(error.__context__, dhis2_messages.requests.RequestException)
+
+    @pytest.mark.parametrize("kind", IDEMPOTENT)
+    def test_exhausted_connection_retries_raise_transport_error(self, emulator, connect, conversation,
+                                                                 waits, kind):
+        _inject(emulator, kind, drop=True, times=5)
+        _run(KINDS[kind][0], _messenger(connect, retries=2), conversation, TransportError)
+        assert 3 == len(_matching(emulator, kind))
+        assert [0.01, 0.02] == waits
+
+    def test_refused_idempotent_retried(self, connect, waits):
+        m = Messenger(f"http://127.0.0.1:{_free_port()}", auth=("admin", "district"),
+                      timeout=SHORT, retries=3)
+        m.backoff = 0.01
+        with pytest.raises(TransportError, match="Could not connect"):
+            m.list_conversations()
+        assert [0.01, 0.02, 0.04] == waits
+
+    def test_retry_after_seconds(self, emulator, connect, waits):
+        emulator.inject(status=503, headers={"Retry-After": "2"})
+        _messenger(connect, retries=1).list_conversations()
+        assert [2.0] == waits
+        assert 2 == len(emulator.log)
+
+    def test_retry_after_http_date(self, emulator, connect, waits):
+        when = email.utils.formatdate(time.time() + 3, usegmt=True)
+        emulator.inject(status=429, headers={"Retry-After": when})
+        _messenger(connect, retries=1).list_conversations()
+        assert 1 == len(waits)
+        assert 1.5 <= waits[0] <= 3.5  # the date has whole seconds
+        assert 2 == len(emulator.log)
+
+    def test_retry_after_in_the_past(self, emulator, connect, waits):
+        emulator.inject(status=503, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})
+        _messenger(connect, retries=1).list_conversations()
+        assert [0.0] == waits
+
+    @pytest.mark.parametrize("value", ["soon", "-5", "1.5e3x", ""])
+    def test_unparseable_retry_after_uses_backoff(self, emulator, connect, waits, value):
+        emulator.inject(status=503, headers={"Retry-After": value})
+        _messenger(connect, retries=1).list_conversations()
+        assert [0.01] == waits
+
+    def test_retry_after_longer_than_max_wait_is_not_waited(self, emulator, connect, waits):
+        """A Retry-After beyond max_retry_wait: no retry, ApiError at once."""
+        m = _messenger(connect, retries=3)
+        emulator.inject(status=503, headers={"Retry-After": str(int(m.max_retry_wait) + 1)})
+        with pytest.raises(ApiError) as info:
+            m.list_conversations()
+        assert 503 == info.value.status_code
+        assert [] == waits
+        assert 1 == len(emulator.log)
+
+    def test_429_retried_for_get(self, emulator, connect, conversation, waits):
+        emulator.inject(method="GET", status=429)
+        assert conversation == _messenger(connect, retries=1).get_conversation(conversation).id
+        assert 2 == len(emulator.log)
+
+    @pytest.mark.parametrize("status", [500, 400, 401, 403, 404, 409])
+    def test_other_statuses_not_retried(self, emulator, connect, waits, status):
+        emulator.inject(status=status)
+        with pytest.raises(ApiError) as info:
+            _messenger(connect, retries=3).list_conversations()
+        assert status == info.value.status_code
+        assert 1 == len(emulator.log)
+        assert [] == waits
+
+    def test_retries_zero_turns_retries_off(self, emulator, connect, waits):
+        emulator.inject(status=503)
+        with pytest.raises(ApiError):
+            _messenger(connect, retries=0).list_conversations()
+        assert 1 == len(emulator.log)
+        assert [] == waits
+
+
+class TestCreatesNeverResent:
+    @pytest.mark.parametrize("status", [429, 502, 503, 504])
+    @pytest.mark.parametrize("kind", CREATES)
+    def test_gateway_errors(self, emulator, connect, conversation, waits, kind, status):
+        """Exactly one POST arrives, whatever the status and however many retries are allowed."""
+        _inject(emulator, kind, status=status, times=5)
+        error = _run(KINDS[kind][0], _messenger(connect, retries=3), conversation, ApiError)
+        assert status == error.status_code
+        assert 1 == len(_matching(emulator, kind))
+        assert [] == waits
+
+    @pytest.mark.parametrize("status", [502, 503])
+    @pytest.mark.parametrize("kind", ["send", "send_feedback"])
+    def test_created_then_proxy_failed(self, emulator, connect, waits, kind, status):
+        """DHIS2 created it, a proxy answered 5xx: still exactly one conversation."""
+        _inject(emulator, kind, status=status, process=True, times=5)
+        _run(KINDS[kind][0], _messenger(connect, retries=3), None, ApiError)
+        assert 1 == len(_matching(emulator, kind))
+        assert 1 == len(emulator.conversations)
+
+    @pytest.mark.parametrize("status", [502, 503])
+    def test_reply_processed_then_proxy_failed(self, emulator, connect, conversation, waits, status):
+        _inject(emulator, "reply", status=status, process=True, times=5)
+        m = _messenger(connect, retries=3)
+        with pytest.raises(ApiError):
+            m.reply(conversation, "Only once")
+        texts = [message.text for message in m.get_conversation(conversation).messages]
+        assert 1 == texts.count("Only once")
+
+    @pytest.mark.parametrize("fault", [{"delay": 5}, {"drop": True}, {"drop": True, "process": True},
+                                       {"truncate": True}])
+    @pytest.mark.parametrize("kind", CREATES)
+    def test_timeout_and_dropped(self, emulator, connect, conversation, waits, kind, fault):
+        """Read timeout or a dropped connection: the request may have arrived, so it is not re-sent."""
+        if kind == "add_recipients" and fault.get("truncate"):
+            fault = dict(fault, status=200, body={"message": "x" * 100}, process=True)
+        _inject(emulator, kind, times=5, **fault)
+        _run(KINDS[kind][0], _messenger(connect, retries=3), conversation, TransportError)
+        assert 1 == len(_matching(emulator, kind))
+        assert [] == waits
+
+    def test_send_processed_then_dropped_exists_once(self, emulator, connect, waits):
+        _inject(emulator, "send", drop=True, process=True, times=5)
+        with pytest.raises(TransportError, match="may still have been delivered"):
+            _send(_messenger(connect, retries=3), None)
+        assert 1 == len(emulator.conversations)
+
+    @pytest.mark.parametrize("kind", CREATES)
+    def test_refused_before_sending_is_retried(self, connect, waits, kind):
+        """Nothing reached a server, so a create may try again: retries=2 is three attempts."""
+        m = Messenger(f"http://127.0.0.1:{_free_port()}", auth=("admin", "district"),
+                      timeout=SHORT, retries=2)
+        m.backoff = 0.01
+        with pytest.raises(TransportError, match="Could not connect"):
+            KINDS[kind][0](m, "AbCdEfGhIjK")
+        assert [0.01, 0.02] == waits  # two waits: three attempts
