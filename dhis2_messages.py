@@ -1427,23 +1427,40 @@ def _cli_parser() -> Any:
 
 
 def _cli_messenger(args: Any) -> Messenger:
+    """Flags first, then DHIS2_URL, DHIS2_TOKEN (or DHIS2_PAT), DHIS2_USERNAME + DHIS2_PASSWORD."""
+    env = os.environ
     options: Dict[str, Any] = {}
     if args.timeout is not None:
         options["timeout"] = (DEFAULT_TIMEOUT[0], args.timeout)
-    if args.url:
-        options["base_url"] = args.url
+    options["base_url"] = args.url or env.get("DHIS2_URL")
+    if not options["base_url"]:
+        raise _UsageError("no DHIS2 server: give --url or set DHIS2_URL (e.g. https://dhis2.example.org)")
+    if args.token and args.username:
+        raise _UsageError("give --token or --username, not both")
+    username = args.username
     if args.token:
         options["token"] = args.token
-    elif args.username:
-        password = os.environ.get("DHIS2_PASSWORD")
+    elif not username and not (env.get("DHIS2_TOKEN") or env.get("DHIS2_PAT")):
+        username = env.get("DHIS2_USERNAME")
+        if not username:
+            raise _UsageError(
+                "no DHIS2 credentials: give --token or --username, or set DHIS2_TOKEN (or DHIS2_PAT), "
+                "or DHIS2_USERNAME and DHIS2_PASSWORD"
+            )
+    if username:
+        password = env.get("DHIS2_PASSWORD")
         if password is None:
             import getpass
             import sys
 
             if not sys.stdin.isatty():
-                raise _UsageError("--username needs the password in DHIS2_PASSWORD (no terminal to ask on)")
-            password = getpass.getpass(f"DHIS2 password for {args.username}: ")
-        options["auth"] = (args.username, password)
+                raise _UsageError(f"the password for {username} comes from DHIS2_PASSWORD or a prompt, "
+                                  "and there is no terminal to ask on: set DHIS2_PASSWORD")
+            try:
+                password = getpass.getpass(f"DHIS2 password for {username}: ")
+            except EOFError:
+                raise _UsageError("no password given") from None
+        options["auth"] = (username, password)
     try:
         return Messenger.from_env(**options)
     except ValueError as exc:
@@ -1458,6 +1475,16 @@ def _cli_text(value: str) -> str:
     return value
 
 
+def _cli_file(path: str) -> Tuple[bytes, str]:
+    """A file's bytes and name; a missing or empty file is a usage error that names it."""
+    try:
+        return _read_file(path)
+    except OSError as exc:
+        raise _UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise _UsageError(f"{path}: {exc}") from None
+
+
 def _jsonable(value: Any) -> Any:
     if attrs.has(type(value)):
         return {k: _jsonable(v) for k, v in attrs.asdict(value, recurse=False).items()}
@@ -1468,13 +1495,22 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+_CONTROL_IN_LINE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def _cell(value: Optional[str]) -> str:
+    """One line of text from DHIS2 (user input): newlines and terminal escapes become spaces."""
+    return _CONTROL.sub(" ", value or "")
+
+
 def _table(conversations: Iterable[Conversation]) -> str:
-    rows = [("UID", "", "TYPE", "STATUS", "PRIORITY", "LAST MESSAGE", "FROM", "SUBJECT")]
+    rows: List[Tuple[str, ...]] = [("UID", "", "TYPE", "STATUS", "PRIORITY", "LAST MESSAGE", "FROM", "SUBJECT")]
     for c in conversations:
         flags = ("*" if c.read is False else " ") + ("!" if c.follow_up else " ")
         sender = (c.last_sender.name or c.last_sender.id) if c.last_sender else "System"
-        rows.append((c.id, flags, c.message_type or "", c.status or "", c.priority or "",
-                     _when(c.last_message), sender, c.subject or ""))
+        rows.append(tuple(_cell(v) for v in (
+            c.id, flags, c.message_type, c.status, c.priority, _when(c.last_message), sender, c.subject)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1]
@@ -1483,17 +1519,19 @@ def _table(conversations: Iterable[Conversation]) -> str:
 
 
 def _thread(conv: Conversation) -> str:
-    lines = [conv.subject or conv.id,
-             " · ".join(v for v in (conv.message_type, conv.status, conv.priority) if v)]
+    # Everything from DHIS2 is user input: no terminal escapes get through.
+    lines = [_cell(conv.subject or conv.id),
+             _cell(" · ".join(v for v in (conv.message_type, conv.status, conv.priority) if v))]
     if conv.assignee:
-        lines[-1] += f" · assigned to {conv.assignee.name or conv.assignee.id}"
+        lines[-1] += f" · assigned to {_cell(conv.assignee.name or conv.assignee.id)}"
     for message in conv.messages:
-        sender = (message.sender.name or message.sender.id) if message.sender else "System"
+        sender = _cell(message.sender.name or message.sender.id) if message.sender else "System"
         note = " (internal)" if message.internal else ""
         lines += ["", f"[{_when(message.created)}] {sender}{note}:  ({message.id})"]
-        lines += ["    " + line for line in (message.text or "").splitlines() or [""]]
+        lines += ["    " + _CONTROL_IN_LINE.sub(" ", line)
+                  for line in (message.text or "").splitlines() or [""]]
         for a in message.attachments:
-            lines.append(f"    attachment {a.id}: {a.name or ''} ({a.content_length or 0} bytes)")
+            lines.append(f"    attachment {a.id}: {_cell(a.name)} ({a.content_length or 0} bytes)")
     return "\n".join(lines)
 
 
@@ -1517,8 +1555,16 @@ def _cli_run(args: Any, m: Messenger) -> Any:
         conv = m.get_conversation(args.uid, mark_read=args.mark_read)
         return _jsonable(conv) if args.json else _thread(conv)
     if c in ("send", "reply"):
-        text = _cli_text(args.text)
-        files = [m.upload_attachment(path) for path in args.attach]
+        text = _text(_cli_text(args.text), "text")
+        # Check everything before the first upload, so a mistake leaves no orphan files on DHIS2.
+        if c == "send":
+            _text(args.subject, "subject")
+            if not _recipients(args.user, args.group, args.org_unit):
+                raise _UsageError("send needs at least one recipient: --user, --group or --org-unit")
+        else:
+            _uid(args.uid, "uid")
+        contents = [_cli_file(path) for path in args.attach]
+        files = [m.upload_attachment(data, filename=name) for data, name in contents]
         if c == "send":
             uid = m.send(subject=args.subject, text=text, users=args.user, user_groups=args.group,
                          organisation_units=args.org_unit, attachments=files)
@@ -1533,17 +1579,23 @@ def _cli_run(args: Any, m: Messenger) -> Any:
     if c in bulk:
         changed = bulk[c](args.uids, user=args.user)
         return {"changed": changed} if args.json else "\n".join(changed)
-    if c in ("status", "priority", "assign"):
-        action = {"status": m.set_status, "priority": m.set_priority, "assign": m.assign}[c]
-        action(args.uid, args.value if c != "assign" else args.user)
-        return {"uid": args.uid} if args.json else f"{c} set on {args.uid}"
+    if c in ("status", "priority"):
+        value = _choice(args.value, STATUSES if c == "status" else PRIORITIES, c)
+        (m.set_status if c == "status" else m.set_priority)(args.uid, value)
+        return {"uid": args.uid, c: value} if args.json else f"{c} of {args.uid} set to {value}"
+    if c == "assign":
+        m.assign(args.uid, args.user)
+        return {"uid": args.uid, "assignee": args.user} if args.json else f"assigned {args.uid} to {args.user}"
     if c == "unassign":
         m.unassign(args.uid)
         return {"uid": args.uid} if args.json else f"unassigned {args.uid}"
     if c == "upload":
-        uid = m.upload_attachment(args.file)
+        data, name = _cli_file(args.file)
+        uid = m.upload_attachment(data, filename=name)
         return {"uid": uid} if args.json else uid
     if c == "download":
+        if args.json and not args.output:
+            raise _UsageError("download --json needs -o FILE: without it the attachment's bytes go to standard output")
         data = m.download_attachment(args.conversation, args.message, args.attachment)
         if args.output:
             with open(args.output, "wb") as handle:
@@ -1561,13 +1613,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import sys
 
     parser = _cli_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error argparse has reported
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     try:
         with _cli_messenger(args) as m:
             result = _cli_run(args, m)
     except _UsageError as exc:
         parser.print_usage(sys.stderr)
         print(f"dhis2-messages: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dhis2-messages: interrupted", file=sys.stderr)
+        return 130
+    except UnicodeEncodeError as exc:
+        # requests encodes Basic credentials as Latin-1; the error would show a character of them.
+        print(f"dhis2-messages: error: a value cannot be encoded as {exc.encoding} for the request "
+              "(in a username or password: use a personal access token)", file=sys.stderr)
         return 2
     except (ValueError, TypeError, OSError) as exc:
         # Bad input caught before any request (a malformed uid, a missing file, ...).

@@ -1,0 +1,607 @@
+"""The dhis2-messages command line against the emulator.
+
+Most behaviour runs in-process through ``main(argv)`` (fast); a representative
+few cases run ``python -m dhis2_messages`` as a real subprocess.
+"""
+
+from __future__ import annotations
+
+import configparser
+import importlib
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import dhis2_messages
+from dhis2_messages import main
+from tests.conftest import ALICE, BO_DISTRICT, BOB, CAROL, DAVE, REPORTERS, UNKNOWN
+
+ROOT = Path(__file__).resolve().parent.parent
+API = "/api/messageConversations"
+PDF = b"%PDF-1.4\n\x00\x01\x02\xff binary \r\n report\n"
+
+
+class Result:
+    def __init__(self, status, out, err):
+        self.status, self.out, self.err = status, out, err
+
+    def json(self):
+        return json.loads(self.out)
+
+    def __repr__(self):
+        return f"<Result {self.status} out={self.out[:300]!r} err={self.err[:300]!r}>"
+
+
+def _clean_env(environ):
+    return {k: v for k, v in environ.items() if not k.startswith("DHIS2_")}
+
+
+@pytest.fixture
+def cli(emulator, monkeypatch, capsysbinary):
+    """cli(*argv, user="admin", env=None, stdin="", binary=False) -> Result, through main(argv).
+
+    By default DHIS2_URL and DHIS2_TOKEN point at the emulator as *user*; *env*
+    replaces every DHIS2_* variable instead.
+    """
+    monkeypatch.setattr(dhis2_messages.Messenger, "backoff", 0.0)
+
+    def run(*argv, user="admin", env=None, stdin="", binary=False):
+        # stdin: the text standard input holds, or a file object to use as it
+        for name in [n for n in os.environ if n.startswith("DHIS2_")]:
+            monkeypatch.delenv(name)
+        if env is None:
+            env = {"DHIS2_URL": emulator.url, "DHIS2_TOKEN": emulator.user(user).token}
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin) if isinstance(stdin, str) else stdin)
+        status = main([str(a) for a in argv])
+        out, err = capsysbinary.readouterr()
+        return Result(status, out if binary else out.decode("utf-8"), err.decode("utf-8"))
+
+    return run
+
+
+@pytest.fixture
+def spawn(emulator):
+    """spawn(*argv, user="admin", env=None, stdin=None, binary=False) -> Result, as a subprocess."""
+
+    def run(*argv, user="admin", env=None, stdin=None, binary=False):
+        full = _clean_env(os.environ)
+        full["PYTHONIOENCODING"] = "utf-8"
+        full.update({"DHIS2_URL": emulator.url, "DHIS2_TOKEN": emulator.user(user).token} if env is None else env)
+        done = subprocess.run(
+            [sys.executable, "-m", "dhis2_messages", *map(str, argv)], check=False, cwd=ROOT, env=full,
+            input=None if stdin is None else stdin.encode("utf-8"), capture_output=True, timeout=60,
+        )
+        out = done.stdout if binary else done.stdout.decode("utf-8")
+        return Result(done.returncode, out, done.stderr.decode("utf-8"))
+
+    return run
+
+
+def ok(result):
+    assert 0 == result.status, result
+    assert "" == result.err, result
+    return result
+
+
+def attachment_file(tmp_path, name="report.pdf", data=PDF):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def error_line(result):
+    """The message after the usage line (which names every option anyway)."""
+    return result.err.strip().splitlines()[-1]
+
+
+def closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- Subprocesses: the real command ------------------------------------------------
+
+
+class TestSubprocess:
+    def test_list_table(self, emulator, spawn):
+        uid = emulator.add_conversation(sender="alice", recipients=["admin"], subject="Malaria ✓")
+        result = ok(spawn("list"))
+        header, row, footer = result.out.splitlines()
+        assert header.startswith("UID") and row.startswith(uid)
+        assert row.endswith("Alice Banda  Malaria ✓")
+        assert "page 1 of 1, 1 in all" == footer
+
+    def test_show_json(self, emulator, spawn):
+        uid = emulator.add_conversation(sender="alice", recipients=["admin"], subject="S", text="first", replies=1)
+        data = ok(spawn("--json", "show", uid)).json()
+        conv = emulator.conversations[uid]
+        assert (uid, "S") == (data["id"], data["subject"])
+        assert [m.uid for m in conv.messages] == [m["id"] for m in data["messages"]]
+        assert ["first", "Reply 1"] == [m["text"] for m in data["messages"]]
+        assert {"id": ALICE, "name": "Alice Banda", "username": "alice"} == data["messages"][0]["sender"]
+
+    def test_send_with_attachment_then_download_to_stdout(self, emulator, spawn, tmp_path):
+        path = attachment_file(tmp_path)
+        result = ok(spawn("send", "Weekly report", "Attached.", "--user", ALICE, "--attach", path))
+        uid = result.out.strip()
+        conv = emulator.conversations[uid]
+        (message,) = conv.messages
+        (file,) = message.attachments
+        assert ("Attached.", "report.pdf", PDF) == (message.text, file.name, file.data)
+        assert {"admin", "alice"} == set(conv.participants)
+        raw = spawn("download", uid, message.uid, file.uid, user="alice", binary=True)
+        assert (0, PDF, "") == (raw.status, raw.out, raw.err)
+
+    def test_reply_text_from_stdin(self, emulator, spawn):
+        uid = emulator.add_conversation(sender="alice", recipients=["admin"], subject="S")
+        text = "Line one\nLíne two ✓\n"
+        assert f"replied to {uid}\n" == ok(spawn("reply", uid, "-", stdin=text)).out
+        assert text == emulator.conversations[uid].messages[-1].text
+
+    def test_dhis2_error_exit_1(self, emulator, spawn):
+        result = spawn("show", UNKNOWN)
+        assert 1 == result.status and "" == result.out
+        assert f"No MessageConversation found with UID: {UNKNOWN}" in result.err
+        assert "Traceback" not in result.err
+
+    def test_missing_credentials_exit_2(self, emulator, spawn):
+        result = spawn("unread", env={"DHIS2_URL": emulator.url})
+        assert 2 == result.status and "" == result.out
+        for name in ("DHIS2_TOKEN", "DHIS2_USERNAME", "DHIS2_PASSWORD", "--token", "--username"):
+            assert name in error_line(result)
+        assert "Traceback" not in result.err
+        assert [] == emulator.log
+
+    def test_usage_error_exit_2(self, emulator, spawn):
+        result = spawn("mark-read")  # argparse: UID is required
+        assert 2 == result.status and "usage: dhis2-messages mark-read" in result.err
+        result = spawn("status", "not-a-uid", "open")
+        assert 2 == result.status and "not a DHIS2 uid" in result.err and "Traceback" not in result.err
+        assert [] == emulator.log
+
+
+# -- Entry points ------------------------------------------------------------------
+
+
+def test_console_script_declared():
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg", encoding="utf-8")
+    scripts = dict(
+        (part.strip() for part in line.split("=", 1))
+        for line in config["options.entry_points"]["console_scripts"].strip().splitlines()
+    )
+    assert "dhis2_messages:main" == scripts["dhis2-messages"]
+    module, _, name = scripts["dhis2-messages"].partition(":")
+    assert getattr(importlib.import_module(module), name) is main
+
+
+def test_main_in_process(cli, capsysbinary):
+    assert 0 == main(["--version"])
+    assert f"dhis2-messages {dhis2_messages.__version__}" in capsysbinary.readouterr().out.decode()
+    assert 0 == main(["send", "--help"])
+    assert "--attach FILE" in capsysbinary.readouterr().out.decode()
+    assert 2 == main([])
+    assert 2 == main(["no-such-command"])
+    assert 2 == cli("list", "--page-size", "many").status
+
+
+def test_every_method_has_a_subcommand():
+    parser = dhis2_messages._cli_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    assert {"list", "show", "send", "reply", "feedback", "mark-read", "mark-unread", "follow-up",
+            "unfollow-up", "delete", "status", "priority", "assign", "unassign", "upload",
+            "download", "unread"} == set(commands)
+
+
+# -- Connection ----------------------------------------------------------------------
+
+
+class TestConnection:
+    def test_missing_url(self, emulator, cli):
+        result = cli("unread", env={"DHIS2_TOKEN": emulator.user("admin").token})
+        assert 2 == result.status
+        assert "--url" in error_line(result) and "DHIS2_URL" in error_line(result)
+        assert emulator.user("admin").token not in result.err
+
+    def test_flags(self, emulator, cli):
+        emulator.add_conversation(sender="alice", recipients=["bob"], subject="S")
+        result = ok(cli("--url", emulator.url, "--token", emulator.user("bob").token, "unread", env={}))
+        assert "1\n" == result.out
+        assert "bob" == emulator.log[-1].user
+
+    def test_flags_win_over_environment(self, emulator, cli):
+        ok(cli("--token", emulator.user("carol").token, "unread", user="bob"))
+        assert "carol" == emulator.log[-1].user
+        ok(cli("--username", "alice", "unread", env={
+            "DHIS2_URL": emulator.url, "DHIS2_TOKEN": emulator.user("bob").token, "DHIS2_PASSWORD": "District1#"}))
+        assert "alice" == emulator.log[-1].user
+
+    def test_username_and_password_from_environment(self, emulator, cli):
+        ok(cli("unread", env={"DHIS2_URL": emulator.url, "DHIS2_USERNAME": "dave", "DHIS2_PASSWORD": "District1#"}))
+        assert "dave" == emulator.log[-1].user
+        assert emulator.log[-1].headers["Authorization"].startswith("Basic ")
+
+    def test_pat_variable(self, emulator, cli):
+        ok(cli("unread", env={"DHIS2_URL": emulator.url, "DHIS2_PAT": emulator.user("carol").token}))
+        assert "carol" == emulator.log[-1].user
+
+    def test_no_password_without_a_terminal(self, emulator, cli):
+        for argv, env in ((["--username", "alice"], {"DHIS2_URL": emulator.url}),
+                          ([], {"DHIS2_URL": emulator.url, "DHIS2_USERNAME": "alice"})):
+            result = cli(*argv, "unread", env=env)
+            assert 2 == result.status and "DHIS2_PASSWORD" in result.err, result
+        assert [] == emulator.log
+
+    def test_password_prompt(self, emulator, cli, monkeypatch):
+        class Terminal(io.StringIO):
+            def isatty(self):
+                return True
+
+        prompts = []
+
+        def getpass(prompt):
+            prompts.append(prompt)
+            return "District1#"
+
+        monkeypatch.setattr("getpass.getpass", getpass)
+        emulator.add_conversation(sender="bob", recipients=["alice"], subject="S")
+        result = ok(cli("--username", "alice", "unread", env={"DHIS2_URL": emulator.url}, stdin=Terminal()))
+        assert "1\n" == result.out
+        assert ["DHIS2 password for alice: "] == prompts
+        assert "alice" == emulator.log[-1].user
+
+    def test_token_and_username_conflict(self, emulator, cli):
+        result = cli("--token", emulator.user("bob").token, "--username", "bob", "unread",
+                     env={"DHIS2_URL": emulator.url, "DHIS2_PASSWORD": "District1#"})
+        assert 2 == result.status and "not both" in result.err
+
+    def test_wrong_credentials_exit_1_without_secrets(self, emulator, cli):
+        token = "d2p_" + "x" * 50
+        result = cli("--token", token, "unread", env={"DHIS2_URL": emulator.url})
+        assert 1 == result.status and "AuthenticationError" in result.err
+        assert token not in result.err + result.out
+        result = cli("unread", env={"DHIS2_URL": emulator.url, "DHIS2_USERNAME": "alice",
+                                    "DHIS2_PASSWORD": "Secret-Pa55word"})
+        assert 1 == result.status and "AuthenticationError" in result.err
+        assert "Secret-Pa55word" not in result.err + result.out
+
+    def test_malformed_token_or_url(self, emulator, cli):
+        result = cli("--token", "d2p_not a token!", "unread", env={"DHIS2_URL": emulator.url})
+        assert 2 == result.status and "not a token" not in result.err
+        assert 2 == cli("--url", "dhis2.example.org", "unread").status
+        assert 2 == cli("--timeout", "0", "unread").status
+        assert [] == emulator.log
+
+    def test_password_that_basic_auth_cannot_carry(self, emulator, cli):
+        password = "Pässwörd€"
+        result = cli("unread", env={"DHIS2_URL": emulator.url, "DHIS2_USERNAME": "alice",
+                                    "DHIS2_PASSWORD": password})
+        assert 2 == result.status and "token" in result.err
+        assert "€" not in result.err and password not in result.err and "Traceback" not in result.err
+
+    def test_server_unreachable_exit_1(self, emulator, cli):
+        result = cli("--url", f"http://127.0.0.1:{closed_port()}", "unread")
+        assert 1 == result.status and "TransportError" in result.err and "Could not connect" in result.err
+        assert emulator.user("admin").token not in result.err
+
+
+# -- list, show, unread ----------------------------------------------------------------
+
+
+class TestList:
+    def test_table_columns_line_up(self, emulator, cli):
+        plain = emulator.add_conversation(sender="alice", recipients=["admin"], subject="Stock-out")
+        tricky = emulator.add_conversation(sender="bob", recipients=["admin", "alice"],
+                                           subject="Two\nlines \x1b[31mred\x1b[0m")
+        system = emulator.add_conversation(sender=None, recipients=["admin"], subject="Validation",
+                                           message_type="VALIDATION_RESULT", priority="high")
+        mine = emulator.add_conversation(sender="admin", recipients=["carol"], subject="Mine")
+        emulator.conversations[plain].participants["admin"].follow_up = True
+        lines = ok(cli("list")).out.splitlines()
+        header, rows, footer = lines[0], lines[1:-1], lines[-1]
+        assert "page 1 of 1, 4 in all" == footer
+        names = ("TYPE", "STATUS", "PRIORITY", "LAST MESSAGE", "FROM", "SUBJECT")
+        starts = [header.index(name) for name in names]
+        expected = {
+            plain: ("*!", "PRIVATE", "NONE", "NONE", "Alice Banda", "Stock-out"),
+            tricky: ("* ", "PRIVATE", "NONE", "NONE", "Bob Mensah", "Two lines  [31mred [0m"),
+            system: ("* ", "VALIDATION_RESULT", "OPEN", "HIGH", "System", "Validation"),
+            mine: ("  ", "PRIVATE", "NONE", "NONE", "John Traore", "Mine"),
+        }
+        assert sorted(expected) == sorted(row[:11] for row in rows)
+        for row in rows:
+            assert "\x1b" not in row
+            flags, kind, status, priority, sender, subject = expected[row[:11]]
+            assert flags == row[13:15]
+            cells = [row[a:b].rstrip() for a, b in zip(starts, starts[1:] + [len(row)])]
+            assert all(row[start - 2:start] == "  " and row[start] != " " for start in starts), row
+            assert [kind, status, priority, sender, subject] == [cells[0], cells[1], cells[2], cells[4], cells[5]]
+            assert len(cells[3]) == len("2024-05-02 10:11")
+
+    def test_options_reach_dhis2(self, emulator, cli):
+        emulator.add_conversations(3, sender="bob", recipients=["admin"])
+        ok(cli("list", "--unread", "--filter", "messageType:eq:PRIVATE", "--query", "Conversation",
+               "--order", "subject:asc", "--page", "2", "--page-size", "2"))
+        request = emulator.requests("GET", API)[-1]
+        assert ["messageType:eq:PRIVATE", "read:eq:false"] == request.param("filter")
+        assert (["Conversation"], ["subject:asc"], ["2"], ["2"]) == (
+            request.param("queryString"), request.param("order"), request.param("page"), request.param("pageSize"))
+
+    def test_json_page(self, emulator, cli):
+        uids = emulator.add_conversations(3, sender="bob", recipients=["admin"])
+        data = ok(cli("--json", "list", "--page-size", "2")).json()
+        assert (1, 2, 3, 2) == (data["page"], data["page_count"], data["total"], data["page_size"])
+        assert uids[::-1][:2] == [c["id"] for c in data["conversations"]]
+        assert {"id": BOB, "name": "Bob Mensah", "username": "bob"} == data["conversations"][0]["last_sender"]
+        assert data == ok(cli("list", "--page-size", "2", "--json")).json()  # --json after the command
+
+    def test_all_walks_every_page(self, emulator, cli):
+        uids = emulator.add_conversations(5, sender="bob", recipients=["admin"])
+        lines = ok(cli("list", "--all", "--page-size", "2")).out.splitlines()
+        assert uids[::-1] == [line[:11] for line in lines[1:]]  # no footer: every page is shown
+        requests = emulator.requests("GET", API)
+        assert [["1"], ["2"], ["3"]] == [r.param("page") for r in requests]
+        emulator.clear_log()
+        data = ok(cli("--json", "list", "--all", "--page-size", "2", "--unread")).json()
+        assert uids[::-1] == [c["id"] for c in data]
+        assert 3 == len(emulator.requests("GET", API))
+
+    def test_bad_options(self, emulator, cli):
+        assert 2 == cli("list", "--page-size", "0").status
+        assert 2 == cli("list", "--filter", "nocolon").status
+        assert [] == emulator.log
+
+
+class TestShow:
+    def test_thread(self, emulator, cli, connect, tmp_path):
+        uid = connect("alice").send_feedback(subject="Export \x1b[2Jfails", text="It times out.\n\x07Twice.")
+        carol = connect("carol")
+        carol.reply(uid, "Looking into it.", internal=True)
+        file = carol.upload_attachment(PDF, filename="log.txt")
+        carol.reply(uid, "Here is the log.", attachments=[file])
+        carol.assign(uid, CAROL)
+        conv = emulator.conversations[uid]
+        out = ok(cli("show", uid)).out
+        lines = out.splitlines()
+        assert "Export  [2Jfails" == lines[0]
+        assert "TICKET · OPEN · NONE · assigned to Carol Osei" == lines[1]
+        assert "\x1b" not in out and "\x07" not in out
+        headers = [line for line in lines if line.startswith("[")]
+        assert [f"Alice Banda:  ({conv.messages[0].uid})", f"Carol Osei (internal):  ({conv.messages[1].uid})",
+                f"Carol Osei:  ({conv.messages[2].uid})"] == [h.split("] ", 1)[1] for h in headers]
+        assert all(len(h.split("] ")[0]) == len("[2024-05-02 10:11") for h in headers)
+        assert "    It times out." in lines and "     Twice." in lines
+        assert f"    attachment {file}: log.txt ({len(PDF)} bytes)" in lines
+
+    def test_json_and_mark_read(self, emulator, cli):
+        uid = emulator.add_conversation(sender="alice", recipients=["admin"], subject="S", replies=2)
+        data = ok(cli("show", uid, "--mark-read", "--json")).json()
+        conv = emulator.conversations[uid]
+        assert [m.uid for m in conv.messages] == [m["id"] for m in data["messages"]]
+        assert ["Hello", "Reply 1", "Reply 2"] == [m["text"] for m in data["messages"]]
+        assert {"admin": True, "alice": True} == {p["user"]["username"]: p["read"] for p in data["participants"]}
+        assert all(m["internal"] is False and m["attachments"] == [] for m in data["messages"])
+        assert conv.participants["admin"].read is True
+        assert data["created"].startswith("20") and "T" in data["created"]
+
+    def test_errors(self, emulator, cli):
+        uid = emulator.add_conversation(sender="alice", recipients=["bob"], subject="private")
+        result = cli("show", uid, user="dave")
+        assert 1 == result.status and "PermissionDenied" in result.err and "HTTP 403" in result.err
+        result = cli("show", "x" * 11 + "!")
+        assert 2 == result.status and "not a DHIS2 uid" in result.err
+        assert 1 == len(emulator.log)
+
+
+def test_unread(emulator, cli):
+    emulator.add_conversations(2, sender="alice", recipients=["bob"])
+    assert "2\n" == ok(cli("unread", user="bob")).out
+    assert {"unread": 0} == ok(cli("--json", "unread", user="alice")).json()
+    assert ["read:eq:false"] == emulator.log[-1].param("filter")
+
+
+# -- send, reply, feedback, attachments -----------------------------------------------
+
+
+class TestSend:
+    def test_recipients(self, emulator, cli):
+        uid = ok(cli("send", "Report due", "Friday, please.", "--user", DAVE, "--group", REPORTERS,
+                     "--org-unit", BO_DISTRICT, "--user", CAROL)).out.strip()
+        conv = emulator.conversations[uid]
+        assert ("Report due", "Friday, please.") == (conv.subject, conv.messages[0].text)
+        assert {"admin", "alice", "bob", "carol", "dave"} == set(conv.participants)
+        body = emulator.log[-1].json()
+        assert [{"id": DAVE}, {"id": CAROL}] == body["users"]
+
+    def test_text_from_stdin_and_json(self, emulator, cli):
+        text = "Multi\nline ✓\n"
+        data = ok(cli("--json", "send", "S", "-", "--user", ALICE, stdin=text)).json()
+        assert {"uid", "attachments"} == set(data) and [] == data["attachments"]
+        assert text == emulator.conversations[data["uid"]].messages[0].text
+
+    def test_attachments(self, emulator, cli, tmp_path):
+        one = attachment_file(tmp_path, "one.pdf")
+        two = attachment_file(tmp_path, "two.csv", b"a,b\n1,2\n")
+        data = ok(cli("send", "S", "T", "--user", ALICE, "--attach", one, "--attach", two, "--json")).json()
+        (message,) = emulator.conversations[data["uid"]].messages
+        assert data["attachments"] == [f.uid for f in message.attachments]
+        assert [("one.pdf", PDF, "application/pdf"), ("two.csv", b"a,b\n1,2\n", "text/csv")] == [
+            (f.name, f.data, f.content_type) for f in message.attachments]
+        assert all(f.domain == "MESSAGE_ATTACHMENT" for f in message.attachments)
+
+    def test_nothing_uploaded_when_the_command_is_wrong(self, emulator, cli, tmp_path):
+        good = attachment_file(tmp_path)
+        empty = attachment_file(tmp_path, "empty.txt", b"")
+        cases = [
+            (["send", "S", "T", "--attach", good], "recipient"),  # no recipient
+            (["send", "S", "T", "--user", "alice", "--attach", good], "not a DHIS2 uid"),
+            (["send", "S", " ", "--user", ALICE, "--attach", good], "text is empty"),
+            (["send", "S", "T", "--user", ALICE, "--attach", good, "--attach", tmp_path / "missing.pdf"],
+             "missing.pdf"),
+            (["send", "S", "T", "--user", ALICE, "--attach", empty], "empty.txt"),
+            (["reply", "bad-uid", "T", "--attach", good], "not a DHIS2 uid"),
+            (["upload", tmp_path], str(tmp_path)),
+        ]
+        for argv, message in cases:
+            result = cli(*argv)
+            assert 2 == result.status and message in result.err, (argv, result)
+            assert "Traceback" not in result.err
+        assert [] == emulator.log and {} == emulator.files
+
+    def test_dhis2_refuses(self, emulator, cli):
+        result = cli("send", "S", "T", "--user", UNKNOWN)
+        assert 1 == result.status and "ConflictError" in result.err
+        assert f"User does not exist: {UNKNOWN}" in result.err
+
+
+class TestReply:
+    def test_reply_internal_with_attachment(self, emulator, cli, tmp_path):
+        uid = emulator.add_conversation(sender="alice", recipients=["carol"], subject="Ticket",
+                                        message_type="TICKET")
+        data = ok(cli("reply", uid, "Note to the team", "--internal", "--attach", attachment_file(tmp_path),
+                      "--json", user="carol")).json()
+        message = emulator.conversations[uid].messages[-1]
+        assert {"uid": uid, "attachments": [message.attachments[0].uid]} == data
+        assert ("Note to the team", True, "carol") == (message.text, message.internal, message.sender.username)
+        assert ["true"] == emulator.log[-1].param("internal")
+
+    def test_not_allowed(self, emulator, cli):
+        uid = emulator.add_conversation(sender="alice", recipients=["bob"], subject="S")
+        result = cli("reply", uid, "internal?", "--internal", user="alice")
+        assert 1 == result.status and "PermissionDenied" in result.err
+        assert "Not authorized to send internal messages" in result.err
+        result = cli("reply", UNKNOWN, "hello")
+        assert 1 == result.status and "NotFoundError" in result.err
+
+
+def test_feedback(emulator, cli):
+    uid = ok(cli("feedback", "Export fails", "-", user="dave", stdin="CSV times out")).out.strip()
+    conv = emulator.conversations[uid]
+    assert ("TICKET", "OPEN", "Export fails", "CSV times out") == (
+        conv.message_type, conv.status, conv.subject, conv.messages[0].text)
+    assert {"dave", "carol"} == set(conv.participants)
+    assert {"uid"} == set(ok(cli("--json", "feedback", "S", "T")).json())
+
+
+class TestAttachments:
+    def test_upload(self, emulator, cli, tmp_path):
+        uid = ok(cli("upload", attachment_file(tmp_path, "scan.png", b"\x89PNG..."))).out.strip()
+        file = emulator.files[uid]
+        assert ("scan.png", b"\x89PNG...", "image/png", "MESSAGE_ATTACHMENT", False) == (
+            file.name, file.data, file.content_type, file.domain, file.assigned)
+        uid = ok(cli("--json", "upload", attachment_file(tmp_path))).json()["uid"]
+        assert PDF == emulator.files[uid].data
+
+    def test_round_trip(self, emulator, cli, tmp_path):
+        """send --attach, then show lists it, then download -o writes the identical bytes."""
+        uid = ok(cli("send", "S", "T", "--user", ALICE, "--attach", attachment_file(tmp_path))).out.strip()
+        show = ok(cli("--json", "show", uid, user="alice")).json()
+        (message,) = show["messages"]
+        (attachment,) = message["attachments"]
+        assert ("report.pdf", len(PDF)) == (attachment["name"], attachment["content_length"])
+        target = tmp_path / "out" / "copy.pdf"
+        target.parent.mkdir()
+        result = ok(cli("download", uid, message["id"], attachment["id"], "-o", target, user="alice"))
+        assert f"wrote {len(PDF)} bytes to {target}\n" == result.out
+        assert PDF == target.read_bytes()
+        target.unlink()
+        data = ok(cli("--json", "download", uid, message["id"], attachment["id"], "--output", target)).json()
+        assert {"file": str(target), "bytes": len(PDF)} == data
+        assert PDF == target.read_bytes()
+
+    def test_download_to_stdout(self, emulator, cli, connect):
+        admin = connect("admin")
+        file = admin.upload_attachment(PDF, filename="r.pdf")
+        uid = admin.send(subject="S", text="T", users=ALICE, attachments=[file])
+        message = emulator.conversations[uid].messages[0].uid
+        result = cli("download", uid, message, file, binary=True)
+        assert (0, PDF, "") == (result.status, result.out, result.err)
+
+    def test_download_json_needs_output(self, emulator, cli):
+        result = cli("--json", "download", UNKNOWN, UNKNOWN, UNKNOWN)
+        assert 2 == result.status and "-o FILE" in result.err and "" == result.out
+        assert [] == emulator.log
+
+    def test_download_errors(self, emulator, cli, tmp_path):
+        uid = emulator.add_conversation(sender="alice", recipients=["admin"], subject="S")
+        message = emulator.conversations[uid].messages[0].uid
+        target = tmp_path / "never.pdf"
+        result = cli("download", uid, message, UNKNOWN, "-o", target)
+        assert 1 == result.status and "No messageattachment found" in result.err
+        assert not target.exists()
+
+
+# -- read state, follow-up, delete, tickets -------------------------------------------
+
+
+class TestBulk:
+    @pytest.mark.parametrize("command, attribute, before, after", [
+        ("mark-read", "read", False, True),
+        ("mark-unread", "read", True, False),
+        ("follow-up", "follow_up", False, True),
+        ("unfollow-up", "follow_up", True, False),
+    ])
+    def test_flags(self, emulator, cli, command, attribute, before, after):
+        uids = emulator.add_conversations(2, sender="alice", recipients=["bob"])
+        for uid in uids:
+            setattr(emulator.conversations[uid].participants["bob"], attribute, before)
+        assert uids == ok(cli(command, *uids, user="bob")).out.split()
+        assert [after, after] == [getattr(emulator.conversations[u].participants["bob"], attribute) for u in uids]
+        # read state: only what changed; follow-up: every conversation found
+        again = [] if attribute == "read" else [uids[0]]
+        assert {"changed": again} == ok(cli("--json", command, uids[0], user="bob")).json()
+
+    def test_for_another_user(self, emulator, cli):
+        (uid,) = emulator.add_conversations(1, sender="alice", recipients=["bob"])
+        assert {"changed": [uid]} == ok(cli("--json", "mark-read", uid, "--user", BOB)).json()
+        assert ["DXyJmlo9rge"] == emulator.log[-1].param("user")
+        assert emulator.conversations[uid].participants["bob"].read is True
+
+    def test_delete(self, emulator, cli):
+        uids = emulator.add_conversations(2, sender="alice", recipients=["bob", "dave"])
+        assert uids == ok(cli("delete", *uids, user="bob")).out.split()
+        assert [{"alice", "dave"}] * 2 == [set(emulator.conversations[u].participants) for u in uids]
+        assert {"changed": [uids[0]]} == ok(cli("--json", "delete", uids[0], "--user", DAVE)).json()
+        assert {"alice"} == set(emulator.conversations[uids[0]].participants)
+
+    def test_errors(self, emulator, cli):
+        result = cli("mark-read", UNKNOWN)
+        assert 1 == result.status and "No MessageConversations found" in result.err
+        assert 2 == cli("follow-up", ALICE, "nope").status
+        assert 2 == cli("delete", ALICE, "--user", "bob").status
+        assert 1 == len(emulator.log)
+
+
+class TestTickets:
+    def test_status_and_priority(self, emulator, cli):
+        uid = emulator.add_conversation(sender="alice", recipients=["carol"], subject="T", message_type="TICKET")
+        assert f"status of {uid} set to SOLVED\n" == ok(cli("status", uid, "solved", user="carol")).out
+        assert {"uid": uid, "priority": "HIGH"} == ok(cli("--json", "priority", uid, "High", user="carol")).json()
+        conv = emulator.conversations[uid]
+        assert ("SOLVED", "HIGH") == (conv.status, conv.priority)
+        for argv in (("status", uid, "closed"), ("priority", uid, "urgent")):
+            result = cli(*argv)
+            assert 2 == result.status and "is not one of" in result.err
+        result = cli("status", uid, "OPEN", user="dave")
+        assert 1 == result.status and "PermissionDenied" in result.err
+        assert "SOLVED" == conv.status
+
+    def test_assign_and_unassign(self, emulator, cli):
+        uid = emulator.add_conversation(sender="alice", recipients=["carol"], subject="T", message_type="TICKET")
+        assert f"assigned {uid} to {CAROL}\n" == ok(cli("assign", uid, CAROL)).out
+        assert "carol" == emulator.conversations[uid].assignee.username
+        result = cli("assign", uid, DAVE)
+        assert 1 == result.status and "feedback recipient group" in result.err
+        assert {"uid": uid} == ok(cli("--json", "unassign", uid)).json()
+        assert emulator.conversations[uid].assignee is None
+        assert {"uid": uid, "assignee": CAROL} == ok(cli("assign", uid, CAROL, "--json")).json()
+        assert f"unassigned {uid}\n" == ok(cli("unassign", uid)).out
