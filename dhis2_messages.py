@@ -650,7 +650,7 @@ class Messenger:
         """
         uid = _uid(uid, "uid")
         params = [("fields", THREAD_FIELDS)]
-        if mark_read:
+        if _flag(mark_read, "mark_read"):
             params.append(("markRead", "true"))
         response = self._request("GET", f"/messageConversations/{uid}", params=params)
         body = _json(response)

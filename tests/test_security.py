@@ -1,0 +1,577 @@
+"""Secrets stay secret, TLS is verified, redirects are not followed, bad input sends nothing.
+
+The redaction tests run real calls (successes and every kind of failure) and
+look for the password, the token and the Authorization header in everything a
+user can see: repr, exception text and arguments along the whole cause chain,
+and every log record at DEBUG.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import io
+import json
+import logging
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import dhis2_messages
+from dhis2_messages import (
+    ApiError,
+    AuthenticationError,
+    Dhis2Error,
+    Messenger,
+    TransportError,
+)
+from tests.conftest import ALICE, BOB, UNKNOWN
+
+API = "/api/messageConversations"
+SHORT = (1.0, 0.3)
+WRONG_PASSWORD = "Wr0ng-pa55!secret"
+
+
+# -- Redaction -------------------------------------------------------------------
+
+
+def _secrets(user, password=None):
+    password = password or user.password
+    basic = base64.b64encode(f"{user.username}:{password}".encode()).decode()
+    return [password, user.token, basic, f"Basic {basic}", f"ApiToken {user.token}"]
+
+
+def _exception_texts(error):
+    """str, repr and args of an exception and of everything in its cause/context chain."""
+    texts, todo, seen = [], [error], set()
+    while todo:
+        exc = todo.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        texts += [str(exc), repr(exc)] + [repr(arg) for arg in exc.args] + [str(arg) for arg in exc.args]
+        if isinstance(exc, ApiError):
+            texts.append(repr(exc.body))
+        todo += [exc.__cause__, exc.__context__]
+    return texts
+
+
+def _log_texts(records):
+    texts = []
+    for record in records:
+        texts += [record.getMessage(), repr(record.args), record.exc_text or "", repr(record.msg)]
+    return texts
+
+
+def _assert_clean(texts, secrets):
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text, f"a secret leaked into: {text[:200]!r}"
+
+
+@pytest.fixture
+def waits(monkeypatch):
+    recorded = []
+    monkeypatch.setattr(dhis2_messages.time, "sleep", recorded.append)
+    return recorded
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+FAILURES = [
+    pytest.param({"status": 500}, ApiError, id="500"),
+    pytest.param({"status": 503, "times": 5}, ApiError, id="503-retried"),
+    pytest.param({"status": 401}, AuthenticationError, id="401"),
+    pytest.param({"status": 302, "headers": {"Location": "/dhis-web-login/"}}, AuthenticationError, id="302-login"),
+    pytest.param({"status": 302, "headers": {"Location": "http://elsewhere.invalid/api"}}, ApiError,
+                 id="302-elsewhere"),
+    pytest.param({"drop": True, "times": 5}, TransportError, id="dropped"),
+    pytest.param({"truncate": True, "times": 5}, TransportError, id="truncated"),
+    pytest.param({"delay": 5, "times": 5}, TransportError, id="timeout"),
+    pytest.param({"status": 200, "body": "<html><title>Login</title></html>", "content_type": "text/html"},
+                 Dhis2Error, id="html-200"),
+]
+
+
+class TestRedaction:
+    @pytest.mark.parametrize("kind", ["basic", "token"])
+    def test_repr_and_str(self, emulator, kind):
+        user = emulator.user("alice")
+        credentials = {"auth": (user.username, user.password)} if kind == "basic" else {"token": user.token}
+        m = Messenger(emulator.url, **credentials)
+        assert f"auth={kind}" in repr(m)
+        assert emulator.url in repr(m)
+        _assert_clean([repr(m), str(m), repr(vars(m).get("_send_options"))], _secrets(user))
+
+    @pytest.mark.parametrize("kind", ["basic", "token"])
+    @pytest.mark.parametrize(("fault", "error"), FAILURES)
+    def test_failures(self, emulator, caplog, waits, kind, fault, error):
+        """Every failure, with retries, leaks nothing in exceptions or in DEBUG logs of any logger."""
+        caplog.set_level(logging.DEBUG)
+        user = emulator.user("alice")
+        credentials = {"auth": (user.username, user.password)} if kind == "basic" else {"token": user.token}
+        m = Messenger(emulator.url, timeout=(1.0, 0.1), retries=1, **credentials)
+        m.backoff = 0.01
+        uid = m.send(subject="s", text="t", users=[BOB])
+        for call in (m.list_conversations, lambda: m.get_conversation(uid), lambda: m.reply(uid, "r"),
+                     lambda: m.mark_read(uid), lambda: m.delete_conversations(uid)):
+            emulator.inject(**fault)
+            with pytest.raises(error) as info:
+                call()
+            _assert_clean(_exception_texts(info.value), _secrets(user))
+        _assert_clean(_log_texts(caplog.records), _secrets(user))
+        assert caplog.records, "DEBUG logging was captured"
+
+    def test_wrong_password_is_not_echoed(self, emulator, caplog):
+        caplog.set_level(logging.DEBUG)
+        user = emulator.user("alice")
+        m = Messenger(emulator.url, auth=("alice", WRONG_PASSWORD), retries=0)
+        with pytest.raises(AuthenticationError) as info:
+            m.list_conversations()
+        assert "check the username and password" in str(info.value)
+        _assert_clean(_exception_texts(info.value) + _log_texts(caplog.records) + [repr(m)],
+                      _secrets(user, WRONG_PASSWORD))
+
+    @pytest.mark.parametrize("kind", ["basic", "token"])
+    def test_refused_and_tls_errors(self, caplog, waits, kind, tls_server):
+        """The chained requests exception's text names the URL, never the credentials."""
+        caplog.set_level(logging.DEBUG)
+        secret = "d2p_S3cretTok3nValue0123456789"
+        credentials = {"auth": ("alice", WRONG_PASSWORD)} if kind == "basic" else {"token": secret}
+        basic = base64.b64encode(f"alice:{WRONG_PASSWORD}".encode()).decode()
+        secrets = [WRONG_PASSWORD, secret, basic]
+        for url in (f"http://127.0.0.1:{_free_port()}", tls_server.url):
+            m = Messenger(url, timeout=SHORT, retries=1, **credentials)
+            with pytest.raises(TransportError) as info:
+                m.list_conversations()
+            assert isinstance(info.value.__cause__, dhis2_messages.requests.RequestException)
+            _assert_clean(_exception_texts(info.value), secrets)
+        _assert_clean(_log_texts(caplog.records), secrets)
+
+    def test_successes_log_nothing_secret(self, emulator, caplog, connect):
+        caplog.set_level(logging.DEBUG)
+        user = emulator.user("alice")
+        for m in (connect("alice"), connect("alice", token=True)):
+            uid = m.send(subject="s", text="t", users=[BOB])
+            m.reply(uid, "r")
+            m.get_conversation(uid, mark_read=True)
+            m.list_conversations()
+            m.mark_unread(uid)
+            m.upload_attachment(b"x")
+        _assert_clean(_log_texts(caplog.records), _secrets(user))
+
+    def test_one_debug_line_per_request_including_retries(self, emulator, caplog, connect, waits):
+        """The module logs to "dhis2_messages" only: one DEBUG line per request that was sent."""
+        caplog.set_level(logging.DEBUG)
+        m = connect("alice", retries=2, timeout=SHORT)
+        m.backoff = 0.01
+        uid = m.send(subject="s", text="t", users=[BOB])
+        emulator.inject(status=503, times=2)
+        m.get_conversation(uid)
+        emulator.inject(method="POST", drop=True)
+        m.mark_read(uid)
+        emulator.inject(status=404)
+        with pytest.raises(ApiError):
+            m.list_conversations()
+        emulator.inject(status=502, times=5)
+        with pytest.raises(ApiError):
+            m.set_status(uid, "OPEN")
+        ours = [r for r in caplog.records if r.name.startswith("dhis2_messages")]
+        assert len(emulator.log) == len(ours) == 1 + 3 + 2 + 1 + 3
+        assert {"dhis2_messages"} == {r.name for r in ours}
+        assert {logging.DEBUG} == {r.levelno for r in ours}
+        from_module = [r for r in caplog.records if r.pathname.endswith("dhis2_messages.py")]
+        assert from_module == ours, "the module logs through no other logger"
+        for record, request in zip(ours, emulator.log):
+            text = record.getMessage()
+            assert text.startswith(f"{request.method} ")
+            assert request.path.split("/api", 1)[1] in text
+            assert text.endswith(" ms)")
+        statuses = [r.getMessage().split(" -> ")[1].split(" ")[0] for r in ours]
+        assert ["201", "503", "503", "200", "ConnectionError", "200", "404", "502", "502", "502"] == statuses
+
+
+# -- TLS ---------------------------------------------------------------------------
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Answers every request with an empty DHIS2 list, and remembers it."""
+
+    def do_GET(self):
+        self.server.seen.append((self.command, self.path, dict(self.headers)))
+        body = json.dumps({"pager": {"page": 1, "pageCount": 1, "total": 0, "pageSize": 50},
+                           "messageConversations": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_DELETE = do_GET
+
+    def log_message(self, format, *args):
+        pass
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # failed TLS handshakes are expected here
+
+
+def _serve(context=None, host="127.0.0.1"):
+    server = _Server((host, 0), _Recorder)
+    server.seen = []
+    if context is not None:
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    scheme = "https" if context is not None else "http"
+    server.url = f"{scheme}://{host}:{server.server_address[1]}"
+    return server
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1, made by the openssl command."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-keyout", str(key), "-out", str(cert),
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign",
+         "-addext", "extendedKeyUsage=serverAuth"],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def tls_server(certificate):
+    cert, key = certificate
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    server = _serve(context)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def other_server():
+    server = _serve()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+class TestTls:
+    def test_verify_is_on_by_default(self, tls_server, waits):
+        """A self-signed certificate is refused: TransportError about the certificate, no retry."""
+        tls_server.seen.clear()
+        m = Messenger(tls_server.url, token="d2p_x", timeout=SHORT)
+        assert 3 == m.retries
+        with pytest.raises(TransportError) as info:
+            m.list_conversations()
+        message = str(info.value)
+        assert "certificate" in message.lower()
+        assert "verify=" in message
+        assert isinstance(info.value.__cause__, dhis2_messages.requests.exceptions.SSLError)
+        assert [] == tls_server.seen  # no HTTP request got through
+        assert [] == waits  # a certificate problem is not retried
+
+    def test_verify_with_the_certificate(self, tls_server, certificate):
+        """verify=<the certificate> trusts it: the call reaches the server and succeeds."""
+        tls_server.seen.clear()
+        m = Messenger(tls_server.url, token="d2p_x", timeout=SHORT, verify=str(certificate[0]))
+        assert 0 == len(m.list_conversations())
+        assert 1 == len(tls_server.seen)
+        assert "ApiToken d2p_x" == tls_server.seen[0][2]["Authorization"]
+
+    def test_verify_false(self, tls_server):
+        tls_server.seen.clear()
+        m = Messenger(tls_server.url, token="d2p_x", timeout=SHORT, verify=False)
+        with pytest.warns(Warning):  # urllib3's InsecureRequestWarning
+            m.list_conversations()
+        assert 1 == len(tls_server.seen)
+
+    def test_env_ca_bundle_does_not_override_explicit_verify(self, tls_server, monkeypatch, certificate):
+        """REQUESTS_CA_BUNDLE is honoured for verify=True (the default), not against an explicit path."""
+        tls_server.seen.clear()
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate[0]))
+        assert 0 == len(Messenger(tls_server.url, token="d2p_x", timeout=SHORT).list_conversations())
+        assert 1 == len(tls_server.seen)
+
+
+# -- Redirects ---------------------------------------------------------------------
+
+
+class TestRedirects:
+    @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+    def test_redirect_to_another_host_is_not_followed(self, emulator, connect, other_server, status):
+        target = f"{other_server.url}/api/messageConversations"
+        emulator.inject(status=status, headers={"Location": target})
+        with pytest.raises(ApiError) as info:
+            connect("alice", retries=3).list_conversations()
+        assert type(info.value) is ApiError
+        assert status == info.value.status_code
+        assert target in str(info.value)
+        assert "not followed" in str(info.value)
+        assert [] == other_server.seen
+        assert 1 == len(emulator.log)
+
+    @pytest.mark.parametrize("call", ["send", "reply", "mark_read", "delete"])
+    def test_no_call_follows(self, emulator, connect, other_server, call):
+        m = connect("alice", token=True)
+        uid = emulator.add_conversation(sender="admin", recipients=["alice"], subject="s")
+        emulator.inject(status=307, headers={"Location": other_server.url + "/x"})
+        calls = {
+            "send": lambda: m.send(subject="s", text="t", users=[BOB]),
+            "reply": lambda: m.reply(uid, "t"),
+            "mark_read": lambda: m.mark_read(uid),
+            "delete": lambda: m.delete_conversations(uid),
+        }
+        with pytest.raises(ApiError, match="redirect to http://127.0.0.1"):
+            calls[call]()
+        assert [] == other_server.seen
+
+    def test_same_server_under_another_name(self, emulator, connect):
+        """localhost vs 127.0.0.1: a different host as far as credentials go; not followed."""
+        port = emulator.url.rsplit(":", 1)[1]
+        target = f"http://localhost:{port}{API}"
+        emulator.inject(status=302, headers={"Location": target})
+        with pytest.raises(ApiError, match=f"redirect to {target}"):
+            connect("alice").list_conversations()
+        assert 1 == len(emulator.log)
+
+    @pytest.mark.parametrize("location", ["/dhis-web-login/", "/login/", "https://sso.example.org/LOGIN?next=/"])
+    def test_redirect_to_login_page(self, emulator, connect, location):
+        emulator.inject(status=302, headers={"Location": location})
+        with pytest.raises(AuthenticationError) as info:
+            connect("alice").list_conversations()
+        assert 302 == info.value.status_code
+        assert "check the username and password or the personal access token" in str(info.value)
+        assert 1 == len(emulator.log)
+
+
+# -- Bad input ------------------------------------------------------------------------
+
+BAD_UIDS = [
+    pytest.param("AbCdEfGhIj", ValueError, id="too-short"),
+    pytest.param("AbCdEfGhIjKl", ValueError, id="too-long"),
+    pytest.param("1bCdEfGhIjK", ValueError, id="leading-digit"),
+    pytest.param("../AbCdEfGh", ValueError, id="dot-dot-slash"),
+    pytest.param("AbCdEfGhIj?", ValueError, id="question-mark"),
+    pytest.param("AbCdE/GhIjK", ValueError, id="slash"),
+    pytest.param("AbCdEfGhIj#", ValueError, id="hash"),
+    pytest.param("AbCdEfGhIj\n", ValueError, id="newline"),
+    pytest.param("AbCdEfGhIjé", ValueError, id="non-ascii"),
+    pytest.param("", ValueError, id="empty"),
+    pytest.param(12345678901, TypeError, id="int"),
+    pytest.param(None, TypeError, id="none"),
+    pytest.param(b"AbCdEfGhIjK", TypeError, id="bytes"),
+]
+
+GOOD = "AbCdEfGhIjK"
+
+# Every method that takes a uid, with the uid in each position it can appear.
+UID_CALLS = {
+    "get_conversation": lambda m, u: m.get_conversation(u),
+    "reply": lambda m, u: m.reply(u, "text"),
+    "reply-attachment": lambda m, u: m.reply(GOOD, "text", attachments=[u]),
+    "send-users": lambda m, u: m.send(subject="s", text="t", users=[u]),
+    "send-user_groups": lambda m, u: m.send(subject="s", text="t", users=ALICE, user_groups=[u]),
+    "send-organisation_units": lambda m, u: m.send(subject="s", text="t", users=ALICE, organisation_units=[u]),
+    "send-attachments": lambda m, u: m.send(subject="s", text="t", users=ALICE, attachments=[u]),
+    "add_recipients": lambda m, u: m.add_recipients(u, users=ALICE),
+    "add_recipients-users": lambda m, u: m.add_recipients(GOOD, users=[ALICE, u]),
+    "mark_read": lambda m, u: m.mark_read([GOOD, u]),
+    "mark_read-user": lambda m, u: m.mark_read(GOOD, user=u),
+    "mark_unread": lambda m, u: m.mark_unread([u]),
+    "follow_up": lambda m, u: m.follow_up([u]),
+    "unfollow_up": lambda m, u: m.unfollow_up([u]),
+    "unfollow_up-user": lambda m, u: m.unfollow_up(GOOD, user=u),
+    "delete_conversations": lambda m, u: m.delete_conversations([u]),
+    "delete_conversations-user": lambda m, u: m.delete_conversations(GOOD, user=u),
+    "delete_conversation": lambda m, u: m.delete_conversation(u),
+    "delete_conversation-user": lambda m, u: m.delete_conversation(GOOD, user=u),
+    "set_status": lambda m, u: m.set_status(u, "OPEN"),
+    "set_priority": lambda m, u: m.set_priority(u, "HIGH"),
+    "assign": lambda m, u: m.assign(u, ALICE),
+    "assign-user": lambda m, u: m.assign(GOOD, u),
+    "unassign": lambda m, u: m.unassign(u),
+    "download-conversation": lambda m, u: m.download_attachment(u, GOOD, GOOD),
+    "download-message": lambda m, u: m.download_attachment(GOOD, u, GOOD),
+    "download-attachment": lambda m, u: m.download_attachment(GOOD, GOOD, u),
+}
+
+OTHER_BAD_CALLS = [
+    # (id, call, error)
+    ("list-page-0", lambda m: m.list_conversations(page=0), ValueError),
+    ("list-page-str", lambda m: m.list_conversations(page="1"), TypeError),
+    ("list-page-bool", lambda m: m.list_conversations(page=True), TypeError),
+    ("list-page_size-0", lambda m: m.list_conversations(page_size=0), ValueError),
+    ("list-page_size-float", lambda m: m.list_conversations(page_size=2.5), TypeError),
+    ("list-filter-empty", lambda m: m.list_conversations(filter=[" "]), ValueError),
+    ("list-filter-no-operator", lambda m: m.list_conversations(filter="read"), ValueError),
+    ("list-filter-int", lambda m: m.list_conversations(filter=[1]), TypeError),
+    ("list-filter-dict", lambda m: m.list_conversations(filter={"read": "eq"}), TypeError),
+    ("list-query-int", lambda m: m.list_conversations(query=5), TypeError),
+    ("list-query_operator", lambda m: m.list_conversations(query_operator="a&b=c"), ValueError),
+    ("list-fields-blank", lambda m: m.list_conversations(fields="  "), ValueError),
+    ("list-order-int", lambda m: m.list_conversations(order=[1]), TypeError),
+    ("iter-page_size-0", lambda m: m.iter_conversations(page_size=0), ValueError),
+    ("iter-filter-int", lambda m: m.iter_conversations(filter=5), TypeError),
+    ("get-mark_read-str", lambda m: m.get_conversation(GOOD, mark_read="false"), TypeError),
+    ("send-no-recipients", lambda m: m.send(subject="s", text="t"), ValueError),
+    ("send-empty-users", lambda m: m.send(subject="s", text="t", users=[]), ValueError),
+    ("send-empty-subject", lambda m: m.send(subject="", text="t", users=ALICE), ValueError),
+    ("send-blank-subject", lambda m: m.send(subject=" \t\n", text="t", users=ALICE), ValueError),
+    ("send-empty-text", lambda m: m.send(subject="s", text="", users=ALICE), ValueError),
+    ("send-blank-text", lambda m: m.send(subject="s", text="\u3000\n", users=ALICE), ValueError),
+    ("send-nul", lambda m: m.send(subject="s", text="a\x00b", users=ALICE), ValueError),
+    ("send-surrogate", lambda m: m.send(subject="s", text="\udc80", users=ALICE), ValueError),
+    ("send-subject-none", lambda m: m.send(subject=None, text="t", users=ALICE), TypeError),
+    ("send-text-bytes", lambda m: m.send(subject="s", text=b"t", users=ALICE), TypeError),
+    ("send-users-int", lambda m: m.send(subject="s", text="t", users=5), TypeError),
+    ("send-users-bytes", lambda m: m.send(subject="s", text="t", users=ALICE.encode()), TypeError),
+    ("send-users-dict", lambda m: m.send(subject="s", text="t", users={ALICE: ALICE}), TypeError),
+    ("reply-empty", lambda m: m.reply(GOOD, ""), ValueError),
+    ("reply-blank", lambda m: m.reply(GOOD, "   "), ValueError),
+    ("reply-none", lambda m: m.reply(GOOD, None), TypeError),
+    ("reply-internal-str", lambda m: m.reply(GOOD, "t", internal="yes"), TypeError),
+    ("reply-internal-int", lambda m: m.reply(GOOD, "t", internal=1), TypeError),
+    ("feedback-empty-subject", lambda m: m.send_feedback(subject="", text="t"), ValueError),
+    ("feedback-blank-text", lambda m: m.send_feedback(subject="s", text="\n"), ValueError),
+    ("feedback-subject-int", lambda m: m.send_feedback(subject=1, text="t"), TypeError),
+    ("add_recipients-none", lambda m: m.add_recipients(GOOD), ValueError),
+    ("add_recipients-empty", lambda m: m.add_recipients(GOOD, users=[], user_groups=()), ValueError),
+    ("mark_read-empty", lambda m: m.mark_read([]), ValueError),
+    ("mark_unread-empty-tuple", lambda m: m.mark_unread(()), ValueError),
+    ("follow_up-empty", lambda m: m.follow_up(iter([])), ValueError),
+    ("unfollow_up-int", lambda m: m.unfollow_up(5), TypeError),
+    ("delete-empty", lambda m: m.delete_conversations([]), ValueError),
+    ("delete-bytes", lambda m: m.delete_conversations(GOOD.encode()), TypeError),
+    ("set_status-unknown", lambda m: m.set_status(GOOD, "CLOSED"), ValueError),
+    ("set_status-empty", lambda m: m.set_status(GOOD, ""), ValueError),
+    ("set_status-none", lambda m: m.set_status(GOOD, None), TypeError),
+    ("set_priority-unknown", lambda m: m.set_priority(GOOD, "URGENT"), ValueError),
+    ("set_priority-int", lambda m: m.set_priority(GOOD, 3), TypeError),
+    ("upload-empty", lambda m: m.upload_attachment(b""), ValueError),
+    ("upload-text-mode", lambda m: m.upload_attachment(io.StringIO("text")), TypeError),
+    ("upload-int", lambda m: m.upload_attachment(5), TypeError),
+    ("upload-filename-blank", lambda m: m.upload_attachment(b"x", filename=" "), ValueError),
+    ("upload-content_type", lambda m: m.upload_attachment(b"x", content_type="pdf"), ValueError),
+]
+
+
+# user=None means "the caller": not a bad value there.
+UID_CASES = [
+    pytest.param(call, *case.values, id=f"{call}-{case.id}")
+    for call in UID_CALLS for case in BAD_UIDS
+    if not (call.endswith("-user") and case.values[0] is None)
+]
+
+
+class TestBadInput:
+    @pytest.mark.parametrize(("call", "value", "error"), UID_CASES)
+    def test_malformed_uid(self, emulator, alice, call, value, error):
+        """Every uid argument of every method is checked before any request."""
+        with pytest.raises(error) as info:
+            UID_CALLS[call](alice, value)
+        if error is ValueError:
+            assert "not a DHIS2 uid" in str(info.value) or "is empty" in str(info.value)
+        assert [] == emulator.log
+
+    @pytest.mark.parametrize(("call", "error"), [pytest.param(c, e, id=i) for i, c, e in OTHER_BAD_CALLS])
+    def test_other_bad_arguments(self, emulator, alice, call, error):
+        with pytest.raises(error) as info:
+            call(alice)
+        assert str(info.value)  # says what is wrong
+        assert [] == emulator.log
+
+    def test_malformed_uid_message_names_argument_and_value(self, emulator, alice):
+        with pytest.raises(ValueError, match=r"^user is not a DHIS2 uid.*'\.\./AbCdEfGh'"):
+            alice.mark_read(GOOD, user="../AbCdEfGh")
+        assert [] == emulator.log
+
+    @pytest.mark.parametrize("value", ["open", " Solved ", "pending"])
+    def test_status_is_case_insensitive(self, emulator, admin, value):
+        uid = admin.send_feedback(subject="s", text="t")
+        admin.set_status(uid, value)
+        assert [value.strip().upper()] == emulator.log[-1].param("messageConversationStatus")
+
+
+# -- Any text round-trips --------------------------------------------------------------
+
+TEXT = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=200,
+).filter(lambda s: s.strip())
+
+SAMPLES = [
+    "🙂👍🏽👨‍👩‍👧‍👦 emoji with modifiers and joiners",
+    "مرحبا بالعالم — שלום עולם \u202eRTL override\u202c",
+    "control \x01\x02\x07\x08\x0b\x0c\x1b[31m\x7f\x85 characters",
+    "line\r\nendings\rkept\n\n",
+    "  leading and trailing space  ",
+    '{"json": "looking", "a": [1, 2]}',
+    "\ufeffBOM at the start and a zero\u200bwidth space",
+    "Ω≈ç√∫ 𝕏𝕐ℤ 漢字かなカナ 한국어",
+    "🙂مx" * 150_000,  # about 1 MB of UTF-8
+    "x" * 1_000_000,
+]
+
+
+class TestTextRoundTrip:
+    def _check(self, emulator, m, text):
+        uid = m.send(subject=text[:255], text=text, users=[BOB])
+        sent = emulator.log[-1]
+        assert text == sent.json()["text"]
+        assert json.dumps({"text": text}, ensure_ascii=False).encode("utf-8")[9:-1] in sent.body
+        m.reply(uid, text)
+        replied = emulator.log[-1]
+        assert text.encode("utf-8") == replied.body  # byte-exact
+        messages = m.get_conversation(uid).messages
+        assert [text, text] == [message.text for message in messages]
+
+    @pytest.mark.parametrize("text", SAMPLES, ids=lambda t: f"{t[:12]!r}x{len(t)}")
+    def test_samples(self, emulator, alice, text):
+        self._check(emulator, alice, text)
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(text=TEXT)
+    def test_any_text(self, emulator, alice, text):
+        self._check(emulator, alice, text)
+
+    @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(subject=TEXT, text=TEXT)
+    def test_feedback(self, emulator, alice, subject, text):
+        uid = alice.send_feedback(subject=subject, text=text)
+        assert [subject] == emulator.log[-1].param("subject")
+        assert text.encode("utf-8") == emulator.log[-1].body
+        conversation = alice.get_conversation(uid)
+        assert subject == conversation.subject
+        assert text == conversation.messages[0].text
+
+
+def test_unknown_uid_is_not_a_bad_input(emulator, alice):
+    """A well-formed uid that does not exist reaches DHIS2 (and is its 404)."""
+    with pytest.raises(ApiError):
+        alice.get_conversation(UNKNOWN)
+    assert 1 == len(emulator.log)
