@@ -1,0 +1,667 @@
+"""Benchmarks for dhis2_messages against the DHIS2 emulator, run in a separate process.
+
+Not part of the test suite: nothing here is collected by pytest, and no test
+asserts on time.  Run it from anywhere::
+
+    python bench/bench.py            # full run, a minute or two
+    python bench/bench.py --quick    # smoke run, every section, ~20 s
+    python bench/bench.py --json out.json --profile
+
+Sections (all in one run, side by side, medians of at least 5 repetitions):
+
+1. Client overhead per call: ``Messenger`` against a hand-written plain
+   ``requests.Session`` making the same HTTP exchanges (checked byte for byte
+   against an in-process emulator first).  Target: ratio <= 1.10.
+   ``dhis2-client`` is a peer row when it is importable.
+2. Parsing: bytes -> records (``json.loads`` + ``from_json``) relative to
+   ``json.loads`` alone, for a 1,000-message thread and a 1,000-conversation
+   page.  Target: <= 3x.
+3. Memory: peak traced memory of ``iter_conversations`` over N and 10 N
+   conversations.  Target: ratio <= 1.3 (pages are not accumulated).
+4. Round trips: a triage workflow against a second emulator with 20 ms of
+   injected latency; the request count must be the minimum the API allows.
+
+The figures are printed as a table and written as JSON (bench/results.json
+unless --json says otherwise).  The exit status is 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import gc
+import io
+import json
+import math
+import os
+import platform
+import pstats
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+import urllib.parse
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import requests  # noqa: E402
+
+import dhis2_messages  # noqa: E402
+from dhis2_messages import LIST_FIELDS, THREAD_FIELDS, Conversation, Messenger, Page  # noqa: E402
+
+try:  # a peer, never a requirement of this repository
+    import dhis2_client  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - depends on the machine
+    dhis2_client = None
+
+USER, PASSWORD = "alice", "District1#"
+BOB = "DXyJmlo9rge"  # a seeded user uid (tests/emulator.py)
+TIMEOUT = dhis2_messages.DEFAULT_TIMEOUT
+LATENCY = 0.02
+TRIAGE_TOTAL = 500
+TRIAGE_PAGE_SIZE = 100
+TRIAGE_MARK, TRIAGE_DELETE, TRIAGE_REPLY = 200, 100, 5
+
+FULL = {"reps": 7, "calls": 200, "parse_size": 1000, "parse_loops": 10,
+        "mem_sizes": (2000, 20000), "mem_reps": 5, "rt_reps": 5}
+QUICK = {"reps": 5, "calls": 30, "parse_size": 1000, "parse_loops": 3,
+         "mem_sizes": (2000, 5000), "mem_reps": 5, "rt_reps": 5}
+
+TARGET_OVERHEAD = 1.10
+TARGET_PARSE = 3.0
+TARGET_MEMORY = 1.3
+
+
+# -- The emulator in its own process ------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class EmulatorProcess:
+    """``python -m tests.emulator`` in a child process; killed on exit, also on error."""
+
+    def __init__(self, latency: float = 0.0) -> None:
+        self.latency = latency
+        self.proc: Optional[subprocess.Popen] = None
+        self.url = ""
+        self.control = requests.Session()  # the control API: never counted, never timed
+        self._stderr = tempfile.TemporaryFile()
+
+    def __enter__(self) -> EmulatorProcess:
+        try:
+            for _attempt in range(3):  # another process may take the free port first
+                if self._start():
+                    return self
+            raise RuntimeError("the emulator did not start: " + self._stderr_text())
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _start(self) -> bool:
+        port = _free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.emulator", "--port", str(port), "--latency", str(self.latency)],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                self.control.get(self.url + "/__emulator__/stats", timeout=1).raise_for_status()
+                return True
+            except requests.RequestException:
+                time.sleep(0.05)
+        self.stop()
+        return False
+
+    def _stderr_text(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read().decode("utf-8", "replace")[-2000:] or "(nothing on stderr)"
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        self.control.close()
+
+    # The control API (no auth, not logged)
+    def reset(self) -> None:
+        self.control.post(self.url + "/__emulator__/reset", timeout=30).raise_for_status()
+
+    def add(self, n: int, messages: int = 1, recipients: str = "alice,bob") -> List[str]:
+        response = self.control.post(
+            self.url + "/__emulator__/conversations",
+            params={"n": n, "sender": "admin", "recipients": recipients, "messages": messages}, timeout=60)
+        response.raise_for_status()
+        return response.json()
+
+    def clear_log(self) -> None:
+        self.control.post(self.url + "/__emulator__/clear-log", timeout=30).raise_for_status()
+
+    def requests_seen(self) -> int:
+        response = self.control.get(self.url + "/__emulator__/stats", timeout=30)
+        response.raise_for_status()
+        return response.json()["requests"]
+
+
+# -- Clients --------------------------------------------------------------------
+
+
+def messenger(url: str, session: Optional[requests.Session] = None) -> Messenger:
+    return Messenger(url, auth=(USER, PASSWORD), session=session)
+
+
+class Plain:
+    """What a user would write with requests alone, making the same exchanges as Messenger."""
+
+    def __init__(self, url: str, user_agent: str) -> None:
+        self.api = url + "/api"
+        self.session = requests.Session()
+        self.session.auth = (USER, PASSWORD)
+        self.session.headers.update({
+            "Accept": "application/json",
+            "X-Requested-With": "XMLHttpRequest",
+            "User-Agent": user_agent,
+        })
+
+    def close(self) -> None:
+        self.session.close()
+
+    def list_conversations(self) -> Any:
+        params = [("fields", LIST_FIELDS), ("order", "lastMessage:desc"), ("pageSize", "50"), ("page", "1")]
+        response = self.session.get(self.api + "/messageConversations", params=params, timeout=TIMEOUT)
+        response.raise_for_status()
+        return response.json()
+
+    def get_conversation(self, uid: str) -> Any:
+        response = self.session.get(self.api + "/messageConversations/" + uid,
+                                    params={"fields": THREAD_FIELDS}, timeout=TIMEOUT)
+        response.raise_for_status()
+        return response.json()
+
+    def mark_read(self, uids: List[str]) -> Any:
+        response = self.session.post(self.api + "/messageConversations/read", json=uids, timeout=TIMEOUT)
+        response.raise_for_status()
+        return response.json()["markedRead"]
+
+    def send(self, subject: str, text: str, users: List[str]) -> str:
+        body = {"subject": subject, "text": text, "users": [{"id": uid} for uid in users]}
+        response = self.session.post(self.api + "/messageConversations", json=body, timeout=TIMEOUT)
+        response.raise_for_status()
+        return response.headers["Location"].rsplit("/", 1)[-1]
+
+    def reply(self, uid: str, text: str) -> None:
+        response = self.session.post(self.api + "/messageConversations/" + uid, data=text.encode("utf-8"),
+                                     headers={"Content-Type": "text/plain; charset=utf-8"}, timeout=TIMEOUT)
+        response.raise_for_status()
+
+
+def peer(url: str) -> Any:
+    """dhis2-client's DHIS2Client (httpx, dicts in and out), or None when it is not installed."""
+    if dhis2_client is None:
+        return None
+    return dhis2_client.DHIS2Client(url, username=USER, password=PASSWORD, retries=0)
+
+
+# The five calls of section 1: fixture (on a reset emulator) -> the three clients' calls.
+# A peer call of None means the peer library cannot make that request.
+
+SUBJECT, TEXT, REPLY = "Benchmark", "A message from the benchmark.", "Noted, thanks."
+
+
+def _calls(emu: EmulatorProcess, m: Messenger, plain: Plain, d2: Any) -> Dict[str, Tuple]:
+    emu.add(50)  # the page list_conversations returns
+    thread = emu.add(1, messages=50)[0]
+    hundred = emu.add(100)
+    target = emu.add(1)[0]
+    calls = {
+        "list_conversations (50)": (
+            m.list_conversations, plain.list_conversations,
+            d2 and (lambda: d2.get("/api/messageConversations", params={
+                "fields": LIST_FIELDS, "order": "lastMessage:desc", "pageSize": 50, "page": 1}))),
+        "get_conversation (50 msgs)": (
+            lambda: m.get_conversation(thread), lambda: plain.get_conversation(thread),
+            d2 and (lambda: d2.get("/api/messageConversations/" + thread, params={"fields": THREAD_FIELDS}))),
+        "mark_read (100 uids)": (
+            lambda: m.mark_read(hundred), lambda: plain.mark_read(hundred),
+            d2 and (lambda: d2.post("/api/messageConversations/read", json=hundred))),
+        "send": (
+            lambda: m.send(subject=SUBJECT, text=TEXT, users=[BOB]),
+            lambda: plain.send(SUBJECT, TEXT, [BOB]),
+            d2 and (lambda: d2.post("/api/messageConversations", json={
+                "subject": SUBJECT, "text": TEXT, "users": [{"id": BOB}]}))),
+        # dhis2-client sends JSON bodies only; a reply is a text/plain body.
+        "reply": (lambda: m.reply(target, REPLY), lambda: plain.reply(target, REPLY), None),
+    }
+    return calls
+
+
+# -- Section 1: client overhead ------------------------------------------------
+
+
+def check_identical_exchanges() -> List[str]:
+    """Run each call once per client on an in-process emulator; return the differences found."""
+    from tests.emulator import Emulator
+
+    problems = []
+    with Emulator() as emu:
+        uids = emu.add_conversations(100, sender="admin", recipients=["alice", "bob"])
+        thread = emu.add_conversations(1, sender="admin", recipients=["alice", "bob"], messages=50)[0]
+        m = messenger(emu.url)
+        plain = Plain(emu.url, m._headers["User-Agent"])
+        try:
+            pairs = [
+                ("list_conversations", m.list_conversations, plain.list_conversations),
+                ("get_conversation", lambda: m.get_conversation(thread), lambda: plain.get_conversation(thread)),
+                ("mark_read", lambda: m.mark_read(uids), lambda: plain.mark_read(uids)),
+                ("send", lambda: m.send(subject=SUBJECT, text=TEXT, users=[BOB]),
+                 lambda: plain.send(SUBJECT, TEXT, [BOB])),
+                ("reply", lambda: m.reply(thread, REPLY), lambda: plain.reply(thread, REPLY)),
+            ]
+            for name, ours, theirs in pairs:
+                seen = []
+                for call in (ours, theirs):
+                    emu.clear_log()
+                    call()
+                    (logged,) = emu.requests()
+                    # Each session has its own JSESSIONID: compare the cookie names only.
+                    headers = sorted((k.lower(), re.sub(r"=[^;]*", "=...", v) if k.lower() == "cookie" else v)
+                                     for k, v in logged.headers.items())
+                    seen.append((logged.method, logged.path, logged.query, headers, logged.body))
+                if seen[0] != seen[1]:
+                    labels = ("method", "path", "query", "headers", "body")
+                    diff = [label for label, a, b in zip(labels, *seen) if a != b]
+                    problems.append(f"{name}: {', '.join(diff)} differ")
+        finally:
+            m.close()
+            plain.close()
+    return problems
+
+
+def _timed(call: Callable[[], Any], n: int) -> Tuple[float, float]:
+    """Per-call wall and client-CPU microseconds over n calls."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(n):
+        call()
+    return ((time.perf_counter() - wall) / n * 1e6, (time.process_time() - cpu) / n * 1e6)
+
+
+def bench_overhead(emu: EmulatorProcess, cfg: Dict[str, Any], profile: bool) -> Dict[str, Any]:
+    rows = []
+    profiles = {}
+    emu.reset()
+    m = messenger(emu.url)
+    plain = Plain(emu.url, m._headers["User-Agent"])
+    d2 = peer(emu.url)
+    try:
+        for name, (ours, theirs, other) in _calls(emu, m, plain, d2).items():
+            clients = [("messenger", ours), ("plain", theirs)] + ([("peer", other)] if other else [])
+            for _label, call in clients:  # warm up: connections, caches
+                call()
+            samples: Dict[str, List[Tuple[float, float]]] = {label: [] for label, _ in clients}
+            for rep in range(cfg["reps"]):
+                # Alternate who goes first, so drift on a busy machine hits both sides.
+                order = clients if rep % 2 == 0 else clients[::-1]
+                for label, call in order:
+                    samples[label].append(_timed(call, cfg["calls"]))
+            row = {"call": name, "calls_per_rep": cfg["calls"], "reps": cfg["reps"]}
+            for label, values in samples.items():
+                row[f"{label}_us"] = statistics.median(v[0] for v in values)
+                row[f"{label}_cpu_us"] = statistics.median(v[1] for v in values)
+            # The ratio of each repetition's pair, then the median: pairs ran back to back.
+            row["ratio"] = statistics.median(a[0] / b[0] for a, b in zip(samples["messenger"], samples["plain"]))
+            row["cpu_ratio"] = statistics.median(
+                a[1] / b[1] for a, b in zip(samples["messenger"], samples["plain"]))
+            if "peer" in samples:
+                row["peer_ratio"] = statistics.median(
+                    a[0] / b[0] for a, b in zip(samples["peer"], samples["plain"]))
+            else:
+                row["peer_ratio"] = None
+            rows.append(row)
+            if profile:
+                profiles[name] = _profile(ours, cfg["calls"])
+    finally:
+        m.close()
+        plain.close()
+        if d2 is not None:
+            d2.close()
+    if dhis2_client is None:
+        peer_note = "dhis2-client: not installed"
+    else:
+        peer_note = (f"dhis2-client {getattr(dhis2_client, '__version__', '')}".rstrip() +
+                     " (httpx, dicts, no X-Requested-With; cannot send a text/plain reply)")
+    return {"rows": rows, "peer": peer_note, "profiles": profiles}
+
+
+def _profile(call: Callable[[], Any], n: int) -> str:
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(n):
+        call()
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(12)
+    return out.getvalue()
+
+
+# -- Section 2: parsing ----------------------------------------------------------
+
+
+def bench_parsing(emu: EmulatorProcess, cfg: Dict[str, Any]) -> List[Dict[str, Any]]:
+    n = cfg["parse_size"]
+    emu.reset()
+    thread = emu.add(1, messages=n)[0]
+    emu.add(n - 1)
+    get = emu.control.get
+    auth = (USER, PASSWORD)
+    thread_body = get(f"{emu.url}/api/messageConversations/{thread}", params={"fields": THREAD_FIELDS},
+                      auth=auth, timeout=60).content
+    page_body = get(f"{emu.url}/api/messageConversations", params={"fields": LIST_FIELDS, "pageSize": n},
+                    auth=auth, timeout=60).content
+    rows = []
+    for name, body, parse, count in (
+        (f"thread of {n:,} messages", thread_body, Conversation.from_json, lambda r: len(r.messages)),
+        (f"page of {n:,} conversations", page_body, Page.from_json, lambda r: len(r.conversations)),
+    ):
+        got = count(parse(json.loads(body)))
+        if got != n:
+            raise RuntimeError(f"parsing {name}: {got} records, expected {n}")
+        decoded = json.loads(body)
+        loops = cfg["parse_loops"]
+
+        def loads(body: bytes = body) -> Any:
+            return json.loads(body)
+
+        def records(body: bytes = body, parse: Callable[[Any], Any] = parse) -> Any:
+            return parse(json.loads(body))
+
+        def from_json(decoded: Any = decoded, parse: Callable[[Any], Any] = parse) -> Any:
+            return parse(decoded)
+
+        samples: Dict[str, List[float]] = {"loads": [], "records": [], "from_json": []}
+        for rep in range(cfg["reps"]):
+            order = [("loads", loads), ("records", records), ("from_json", from_json)]
+            for label, fn in (order if rep % 2 == 0 else order[::-1]):
+                samples[label].append(_timed(fn, loops)[0])
+        rows.append({
+            "body": name, "bytes": len(body),
+            "loads_us": statistics.median(samples["loads"]),
+            "records_us": statistics.median(samples["records"]),
+            "from_json_us": statistics.median(samples["from_json"]),
+            "ratio": statistics.median(r / j for r, j in zip(samples["records"], samples["loads"])),
+            "reps": cfg["reps"], "loops": loops,
+        })
+    return rows
+
+
+# -- Section 3: memory -------------------------------------------------------------
+
+
+def _clear_url_caches() -> None:
+    """Empty urllib.parse's bounded caches (the last 128 URLs split, two per page here).
+
+    Every traced walk then starts from the same state, whatever ran before it.
+    """
+    clear = getattr(urllib.parse, "clear_cache", None)
+    if clear is not None:
+        clear()
+
+
+def _url_cache_entries() -> Optional[int]:
+    info = getattr(urllib.parse.urlsplit, "cache_info", None)
+    return info().currsize if info is not None else None
+
+
+def bench_memory(emu: EmulatorProcess, cfg: Dict[str, Any]) -> Dict[str, Any]:
+    small, large = cfg["mem_sizes"]
+    emu.reset()
+    results: Dict[int, Dict[str, Any]] = {}
+    m = messenger(emu.url)
+    try:
+        m.list_conversations(page_size=1)  # connect and import everything lazy before tracing
+        have = 0
+        for size in (small, large):
+            emu.add(size - have, recipients="alice")
+            have = size
+            peaks, walls = [], []
+            for _ in range(cfg["mem_reps"]):
+                _clear_url_caches()
+                gc.collect()
+                started = time.perf_counter()
+                tracemalloc.start()
+                count = 0
+                for _conversation in m.iter_conversations():
+                    count += 1
+                peak = tracemalloc.get_traced_memory()[1]
+                tracemalloc.stop()
+                walls.append(time.perf_counter() - started)
+                if count != size:
+                    raise RuntimeError(f"iter_conversations yielded {count}, expected {size}")
+                peaks.append(peak)
+            results[size] = {"conversations": size, "pages": math.ceil(size / 50),
+                             "peak_bytes": statistics.median(peaks), "url_cache_entries": _url_cache_entries(),
+                             "traced_walk_s": statistics.median(walls), "reps": len(peaks)}
+    finally:
+        m.close()
+    return {"small": results[small], "large": results[large],
+            "ratio": results[large]["peak_bytes"] / results[small]["peak_bytes"]}
+
+
+# -- Section 4: round trips -------------------------------------------------------
+
+
+class _CountingAdapter(requests.adapters.HTTPAdapter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = 0
+
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        self.sent += 1
+        return super().send(request, *args, **kwargs)
+
+
+def bench_round_trips(emu: EmulatorProcess, cfg: Dict[str, Any]) -> Dict[str, Any]:
+    pages = math.ceil(TRIAGE_TOTAL / TRIAGE_PAGE_SIZE)
+    expected = pages + 1 + 1 + TRIAGE_REPLY + 1
+    expected_unread = TRIAGE_TOTAL - TRIAGE_MARK - TRIAGE_DELETE
+    runs = []
+    for _ in range(cfg["rt_reps"]):
+        emu.reset()
+        emu.add(TRIAGE_TOTAL)
+        session = requests.Session()
+        adapter = _CountingAdapter()
+        session.mount("http://", adapter)
+        m = messenger(emu.url, session=session)
+        try:
+            emu.clear_log()
+            started = time.perf_counter()
+            uids = [c.id for c in m.iter_conversations(filter="read:eq:false", page_size=TRIAGE_PAGE_SIZE)]
+            m.mark_read(uids[:TRIAGE_MARK])
+            m.delete_conversations(uids[TRIAGE_MARK:TRIAGE_MARK + TRIAGE_DELETE])
+            for uid in uids[:TRIAGE_REPLY]:  # already read: a reply leaves the caller's flag alone
+                m.reply(uid, REPLY)
+            unread = m.count_unread()
+            wall = time.perf_counter() - started
+        finally:
+            m.close()
+            session.close()
+        runs.append({"walked": len(uids), "unread": unread, "wall_s": wall,
+                     "server_requests": emu.requests_seen(), "client_requests": adapter.sent})
+    wall = statistics.median(r["wall_s"] for r in runs)
+    floor = expected * LATENCY
+    worst = lambda key: max((r[key] for r in runs), key=lambda v: abs(v - expected))  # noqa: E731
+    return {
+        "latency_s": LATENCY, "page_size": TRIAGE_PAGE_SIZE, "reps": len(runs),
+        "expected_requests": expected,
+        "expected_breakdown": f"{pages} pages + 1 mark_read + 1 delete + {TRIAGE_REPLY} replies + 1 count",
+        "server_requests": worst("server_requests"), "client_requests": worst("client_requests"),
+        "walked": runs[0]["walked"], "unread": runs[0]["unread"], "expected_unread": expected_unread,
+        "consistent": all(r["walked"] == TRIAGE_TOTAL and r["unread"] == expected_unread for r in runs),
+        "wall_s": wall, "latency_floor_s": floor, "wall_vs_floor": wall / floor,
+    }
+
+
+# -- Report -----------------------------------------------------------------------
+
+
+def _table(headers: List[str], rows: List[List[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(  # noqa: E731
+        c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def _mark(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def report(results: Dict[str, Any]) -> Tuple[str, List[Dict[str, Any]]]:
+    out, targets = [], []
+
+    def target(name: str, value: Any, limit: str, met: bool) -> str:
+        targets.append({"name": name, "value": value, "limit": limit, "met": met})
+        return _mark(met)
+
+    over = results["overhead"]
+    out.append(f"1. Client overhead per call: median of {over['rows'][0]['reps']} repetitions x "
+               f"{over['rows'][0]['calls_per_rep']} calls, no latency; ratio = Messenger / plain requests "
+               f"(target <= {TARGET_OVERHEAD:.2f})")
+    out.append(f"   exchanges identical to the plain baseline: {results['identical']}")
+    rows = []
+    for r in over["rows"]:
+        met = r["ratio"] <= TARGET_OVERHEAD
+        peer_cell = "n/a" if r["peer_ratio"] is None else f"{r['peer_ratio']:.2f}"
+        if dhis2_client is None:
+            peer_cell = "-"
+        rows.append([r["call"], f"{r['messenger_us']:.0f}", f"{r['plain_us']:.0f}", f"{r['ratio']:.2f}",
+                     f"{r['messenger_cpu_us']:.0f}", f"{r['plain_cpu_us']:.0f}", f"{r['cpu_ratio']:.2f}",
+                     peer_cell, target(f"overhead {r['call']}", round(r["ratio"], 3),
+                                       f"<= {TARGET_OVERHEAD}", met)])
+    out.append(_table(["call", "Messenger us", "plain us", "ratio", "M cpu us", "plain cpu us", "cpu ratio",
+                       "peer ratio", "target"], rows))
+    out.append(f"   us = wall per call (client + emulator); cpu = this process only. peer = {over['peer']}")
+
+    out.append("")
+    out.append(f"2. Parsing: bytes -> records relative to json.loads alone (target <= {TARGET_PARSE:.0f}x)")
+    rows = []
+    for r in results["parsing"]:
+        rows.append([r["body"], f"{r['bytes']:,}", f"{r['loads_us']:.0f}", f"{r['from_json_us']:.0f}",
+                     f"{r['records_us']:.0f}", f"{r['ratio']:.2f}",
+                     target(f"parse {r['body']}", round(r["ratio"], 3), f"<= {TARGET_PARSE}",
+                            r["ratio"] <= TARGET_PARSE)])
+    out.append(_table(["body", "bytes", "json.loads us", "from_json us", "records us", "ratio", "target"], rows))
+
+    out.append("")
+    mem = results["memory"]
+    small, large = mem["small"], mem["large"]
+    out.append(f"3. Memory: peak traced memory of iter_conversations (page size 50), the loop keeping a counter "
+               f"(target: {large['conversations']:,} / {small['conversations']:,} <= {TARGET_MEMORY})")
+    rows = [[f"{s['conversations']:,} conversations", str(s["pages"]), f"{s['peak_bytes'] / 1024:.0f}",
+             str(s["url_cache_entries"]), f"{s['traced_walk_s']:.2f}"] for s in (small, large)]
+    rows.append(["ratio", "", f"{mem['ratio']:.2f}", "",
+                 target("memory ratio", round(mem["ratio"], 3), f"<= {TARGET_MEMORY}", mem["ratio"] <= TARGET_MEMORY)])
+    out.append(_table(["walk", "pages", "peak KiB", "URL cache", "traced walk s"], rows))
+    out.append(f"   median of {small['reps']} walks, each from empty urllib.parse caches; the standard library keeps "
+               "the last 128 URLs (2 per page): part of the peak, bounded")
+    out.append("")
+    rt = results["round_trips"]
+    out.append(f"4. Round trips: triage with {rt['latency_s'] * 1000:.0f} ms injected latency, median of "
+               f"{rt['reps']} runs: walk {TRIAGE_TOTAL} unread (page size {rt['page_size']}), mark "
+               f"{TRIAGE_MARK} read, delete {TRIAGE_DELETE}, reply to {TRIAGE_REPLY}, count unread")
+    rows = [
+        ["requests seen by the emulator", str(rt["expected_requests"]), str(rt["server_requests"]),
+         target("round trips (emulator)", rt["server_requests"], f"== {rt['expected_requests']}",
+                rt["server_requests"] == rt["expected_requests"])],
+        ["requests sent by the client", str(rt["expected_requests"]), str(rt["client_requests"]),
+         target("round trips (client)", rt["client_requests"], f"== {rt['expected_requests']}",
+                rt["client_requests"] == rt["expected_requests"])],
+        ["unread afterwards", str(rt["expected_unread"]), str(rt["unread"]),
+         target("triage result", rt["unread"], f"== {rt['expected_unread']}", rt["consistent"])],
+    ]
+    out.append(_table(["", "expected", "actual", "target"], rows))
+    out.append(f"   minimum = {rt['expected_breakdown']}")
+    out.append(f"   wall {rt['wall_s'] * 1000:.0f} ms; latency floor {rt['expected_requests']} x "
+               f"{rt['latency_s'] * 1000:.0f} ms = {rt['latency_floor_s'] * 1000:.0f} ms; "
+               f"wall / floor {rt['wall_vs_floor']:.2f}")
+    return "\n".join(out), targets
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run: fewer calls and sizes")
+    parser.add_argument("--json", default=os.path.join(ROOT, "bench", "results.json"), metavar="PATH",
+                        help="write the figures here (default bench/results.json)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print a cProfile summary of each Messenger call of section 1")
+    args = parser.parse_args(argv)
+    cfg = QUICK if args.quick else FULL
+    # A plain SIGTERM would skip the finally blocks that stop the emulators.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+    started = time.perf_counter()
+    results: Dict[str, Any] = {
+        "mode": "quick" if args.quick else "full",
+        "python": platform.python_version(), "requests": requests.__version__,
+        "dhis2_messages": dhis2_messages.__version__, "cpus": os.cpu_count(),
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+    }
+    problems = check_identical_exchanges()
+    results["identical"] = "yes" if not problems else "NO: " + "; ".join(problems)
+    with EmulatorProcess() as emu:
+        print(f"emulator at {emu.url} (pid {emu.proc.pid}); mode {results['mode']}", flush=True)
+        results["overhead"] = bench_overhead(emu, cfg, args.profile)
+        results["parsing"] = bench_parsing(emu, cfg)
+        results["memory"] = bench_memory(emu, cfg)
+    with EmulatorProcess(latency=LATENCY) as slow:
+        results["round_trips"] = bench_round_trips(slow, cfg)
+    results["elapsed_s"] = time.perf_counter() - started
+
+    text, targets = report(results)
+    if problems:
+        targets.append({"name": "identical exchanges", "value": results["identical"], "limit": "yes",
+                        "met": False})
+    results["targets"] = targets
+    results["all_met"] = all(t["met"] for t in targets)
+    print()
+    print(text)
+    for name, stats in results["overhead"].pop("profiles").items():
+        print(f"\nprofile of Messenger {name}:\n{stats}")
+    missed = [t["name"] for t in targets if not t["met"]]
+    print()
+    print(f"{len(targets) - len(missed)} of {len(targets)} targets met in {results['elapsed_s']:.0f} s"
+          + (f"; missed: {', '.join(missed)}" if missed else ""))
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w", encoding="utf-8") as handle:
+        json.dump(results, handle, indent=2)
+        handle.write("\n")
+    print(f"figures written to {args.json}")
+    return 0 if not missed else 1
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
+    sys.exit(130)
