@@ -1161,7 +1161,11 @@ def _location_uid(response: requests.Response) -> str:
             "the new conversation; it was probably created: look in the inbox before sending "
             "again (DHIS2 before 2.41.3 sends no Location for feedback)."
         )
-    return _check_uid_from_server(urlsplit(location).path.rstrip("/").rsplit("/", 1)[-1])
+    try:
+        path = urlsplit(location).path
+    except ValueError:  # e.g. "http://[" : not a URL at all
+        path = location
+    return _check_uid_from_server(path.rstrip("/").rsplit("/", 1)[-1])
 
 
 def _check_uid_from_server(value: str) -> str:
@@ -1175,11 +1179,11 @@ def _retry_after(value: Optional[str]) -> Optional[float]:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if re.fullmatch(r"[0-9]+", value):  # not isdigit(): that takes "²" too
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when is None:
         return None
