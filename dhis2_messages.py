@@ -566,7 +566,7 @@ class Messenger:
     def __repr__(self) -> str:
         return f"<Messenger {self.base_url} auth={self._auth_kind}>"
 
-    def __enter__(self) -> Messenger:
+    def __enter__(self) -> Messenger:  # noqa: PYI034 (typing.Self is 3.11+)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -1215,7 +1215,7 @@ def _reason(exc: BaseException) -> str:
 
 def _snippet(response: requests.Response, limit: int = 200) -> str:
     text = response.content[:4096].decode("utf-8", "replace")
-    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
     if title:
         text = title.group(1)
     text = re.sub(r"<[^>]+>", " ", text)
@@ -1544,7 +1544,8 @@ def _cli_run(args: Any, m: Messenger) -> Any:
     c = args.command
     if c == "list":
         filters = args.filter + (["read:eq:false"] if args.unread else [])
-        options = dict(filter=filters or None, query=args.query, order=args.order, page_size=args.page_size)
+        options = {"filter": filters or None, "query": args.query, "order": args.order,
+                   "page_size": args.page_size}
         if args.all:
             conversations: Sequence[Conversation] = list(m.iter_conversations(**options))
             page = None

@@ -24,7 +24,15 @@ from dhis2_messages import (
     ResponseError,
     UserRef,
 )
-from tests.conftest import ADMIN, ALICE, BO_DISTRICT, BOB, CAROL, DAVE, REPORTERS, UNKNOWN
+from tests.conftest import (
+    ADMIN,
+    ALICE,
+    BO_DISTRICT,
+    BOB,
+    DAVE,
+    REPORTERS,
+    UNKNOWN,
+)
 
 API = "/api/messageConversations"
 DATA = Path(__file__).parent / "data"
@@ -511,7 +519,7 @@ class TestReply:
         request = emulator.log[-1]
         assert ("POST", f"{API}/{uid}") == (request.method, request.path)
         assert "text/plain; charset=utf-8" == request.headers["Content-Type"]
-        assert "Ça marche".encode("utf-8") == request.body
+        assert "Ça marche".encode() == request.body
         assert "" == request.query
 
     @pytest.mark.parametrize("text", ['{"text": "hi"}', "[1, 2]", '"quoted"', "🙂 مرحبا\r\n<b>x</b>", "x" * 1_000_000])

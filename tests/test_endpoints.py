@@ -8,7 +8,16 @@ import json
 import pytest
 
 from dhis2_messages import ConflictError, NotFoundError, PermissionDenied
-from tests.conftest import ADMIN, ALICE, BO_DISTRICT, BOB, CAROL, DAVE, REPORTERS, UNKNOWN
+from tests.conftest import (
+    ADMIN,
+    ALICE,
+    BO_DISTRICT,
+    BOB,
+    CAROL,
+    DAVE,
+    REPORTERS,
+    UNKNOWN,
+)
 
 API = "/api/messageConversations"
 
@@ -361,7 +370,8 @@ class TestAttachments:
         """A path (str or Path), bytes or a binary file object can be uploaded."""
         path = tmp_path / "notes.txt"
         path.write_bytes(b"hello")
-        file = {"bytes": b"hello", "file": open(path, "rb"), "str": str(path)}[make]
+        # Only "file" opens one, and it is closed below.
+        file = open(path, "rb") if make == "file" else {"bytes": b"hello", "str": str(path)}[make]  # noqa: SIM115
         try:
             uid = admin.upload_attachment(file)
         finally:
@@ -410,7 +420,7 @@ class TestAttachments:
 
     def test_bad_input(self, emulator, admin, tmp_path):
         (tmp_path / "empty.bin").write_bytes(b"")
-        text_file = open(tmp_path / "empty.bin")
+        text_file = open(tmp_path / "empty.bin")  # noqa: SIM115 (closed below)
         cases = [(b"", ValueError), (str(tmp_path / "empty.bin"), ValueError), (text_file, TypeError),
                  (12, TypeError), (str(tmp_path / "missing.pdf"), FileNotFoundError)]
         try:

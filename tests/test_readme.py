@@ -20,7 +20,7 @@ README = (ROOT / "README.rst").read_text(encoding="utf-8")
 
 def blocks(language):
     """The code blocks of one language, dedented, in order."""
-    pattern = re.compile(rf"^\.\. code-block:: {language}\n\n((?:(?: {{4}}.*)?\n)+)", re.M)
+    pattern = re.compile(rf"^\.\. code-block:: {language}\n\n((?:(?: {{4}}.*)?\n)+)", re.MULTILINE)
     return [textwrap.dedent(match.group(1)) for match in pattern.finditer(README)]
 
 
@@ -51,7 +51,7 @@ def test_python_examples_run(emulator, tmp_path, monkeypatch, capsys):
 def test_demo_round_trip():
     """The first set-up command's round trip runs and prints the thread."""
     result = subprocess.run([sys.executable, "-m", "tests.demo"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60)
+                            text=True, timeout=60, check=False)
     assert 0 == result.returncode, result.stderr
     assert "John Traore: Please submit the weekly malaria report" in result.stdout
     assert "Alice Banda: Done: submitted this morning." in result.stdout
