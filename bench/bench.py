@@ -53,10 +53,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-import requests  # noqa: E402
+import requests
 
-import dhis2_messages  # noqa: E402
-from dhis2_messages import LIST_FIELDS, THREAD_FIELDS, Conversation, Messenger, Page  # noqa: E402
+import dhis2_messages
+from dhis2_messages import LIST_FIELDS, THREAD_FIELDS, Conversation, Messenger, Page
 
 try:  # a peer, never a requirement of this repository
     import dhis2_client  # type: ignore[import-not-found]
@@ -98,9 +98,9 @@ class EmulatorProcess:
         self.proc: Optional[subprocess.Popen] = None
         self.url = ""
         self.control = requests.Session()  # the control API: never counted, never timed
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (read for error reports until the end)
 
-    def __enter__(self) -> EmulatorProcess:
+    def __enter__(self) -> EmulatorProcess:  # noqa: PYI034 (typing.Self is 3.11+)
         try:
             for _attempt in range(3):  # another process may take the free port first
                 if self._start():
@@ -521,7 +521,7 @@ def bench_round_trips(emu: EmulatorProcess, cfg: Dict[str, Any]) -> Dict[str, An
                      "server_requests": emu.requests_seen(), "client_requests": adapter.sent})
     wall = statistics.median(r["wall_s"] for r in runs)
     floor = expected * LATENCY
-    worst = lambda key: max((r[key] for r in runs), key=lambda v: abs(v - expected))  # noqa: E731
+    worst = lambda key: max((r[key] for r in runs), key=lambda v: abs(v - expected))
     return {
         "latency_s": LATENCY, "page_size": TRIAGE_PAGE_SIZE, "reps": len(runs),
         "expected_requests": expected,
@@ -538,7 +538,7 @@ def bench_round_trips(emu: EmulatorProcess, cfg: Dict[str, Any]) -> Dict[str, An
 
 def _table(headers: List[str], rows: List[List[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(  # noqa: E731
+    line = lambda cells: "  ".join(
         c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
