@@ -971,6 +971,9 @@ class Messenger:
                           (time.perf_counter() - started) * 1000)
                 retry = attempt < self.retries and _may_retry(exc, idempotent)
                 if not retry:
+                    # The chained requests error keeps the prepared request, whose
+                    # headers hold the credentials: drop it before it travels.
+                    exc.request = None
                     raise TransportError(self._describe(exc, method, path)) from exc
                 wait = self.backoff * 2.0**attempt
             else:

@@ -132,6 +132,19 @@ class TestRedaction:
         _assert_clean(_log_texts(caplog.records), _secrets(user))
         assert caplog.records, "DEBUG logging was captured"
 
+    @pytest.mark.parametrize("kind", ["basic", "token"])
+    def test_chained_error_holds_no_request(self, emulator, kind):
+        """The requests error under a TransportError no longer carries the request and its headers."""
+        user = emulator.user("alice")
+        credentials = {"auth": (user.username, user.password)} if kind == "basic" else {"token": user.token}
+        m = Messenger(emulator.url, timeout=(1.0, 0.1), retries=0, **credentials)
+        emulator.inject(delay=5)
+        with pytest.raises(TransportError) as info:
+            m.count_unread()
+        cause = info.value.__cause__
+        assert cause is not None and cause.request is None
+        _assert_clean([repr(vars(cause)), repr(cause.args)], _secrets(user))
+
     def test_wrong_password_is_not_echoed(self, emulator, caplog):
         caplog.set_level(logging.DEBUG)
         user = emulator.user("alice")
