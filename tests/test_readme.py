@@ -91,3 +91,15 @@ def test_env_variables_documented():
     assert all(name in README for name in ("DHIS2_URL", "DHIS2_TOKEN", "DHIS2_PAT", "DHIS2_USERNAME",
                                            "DHIS2_PASSWORD"))
     assert os.path.exists(ROOT / "LICENSE")
+
+
+def test_readme_is_valid_restructuredtext():
+    """The README renders without a docutils warning (PyPI rejects broken reST)."""
+    import io
+
+    import docutils.core
+
+    warnings = io.StringIO()
+    docutils.core.publish_string(README, writer_name="html",
+                                 settings_overrides={"warning_stream": warnings, "report_level": 2})
+    assert "" == warnings.getvalue()
