@@ -846,24 +846,19 @@ class Messenger:
 
         ``POST /api/messageConversations/{uid}/status?messageConversationStatus=...``
         """
-        uid = _uid(uid, "uid")
-        value = _choice(status, STATUSES, "status")
-        _ack(self._request(
-            "POST", f"/messageConversations/{uid}/status",
-            params=[("messageConversationStatus", value)],
-        ))
+        self._set(uid, "status", status, STATUSES)
 
     def set_priority(self, uid: str, priority: str) -> None:
         """Set a conversation's priority, one of ``PRIORITIES``.
 
         ``POST /api/messageConversations/{uid}/priority?messageConversationPriority=...``
         """
+        self._set(uid, "priority", priority, PRIORITIES)
+
+    def _set(self, uid: str, what: str, value: str, valid: Sequence[str]) -> None:
         uid = _uid(uid, "uid")
-        value = _choice(priority, PRIORITIES, "priority")
-        _ack(self._request(
-            "POST", f"/messageConversations/{uid}/priority",
-            params=[("messageConversationPriority", value)],
-        ))
+        param = ("messageConversation" + what.capitalize(), _choice(value, valid, what))
+        _ack(self._request("POST", f"/messageConversations/{uid}/{what}", params=[param]))
 
     def assign(self, uid: str, user: str) -> None:
         """Assign a conversation to a user (for a ticket: a feedback recipient).
