@@ -100,5 +100,6 @@ def test_readme_is_valid_restructuredtext():
     import docutils.core
 
     warnings = io.StringIO()
-    docutils.core.publish_doctree(README, settings_overrides={"warning_stream": warnings, "report_level": 2})
+    docutils.core.publish_doctree(README, settings_overrides={
+        "warning_stream": warnings, "report_level": 2, "syntax_highlight": "none"})
     assert "" == warnings.getvalue()
