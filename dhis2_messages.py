@@ -569,6 +569,14 @@ class Messenger:
                 raise TypeError("auth must be a (username, password) tuple of strings or a requests AuthBase")
             if not auth[0]:
                 raise ValueError("auth has an empty username")
+            try:
+                ":".join(auth).encode("latin-1")  # what HTTP Basic can carry, in requests
+            except UnicodeEncodeError:
+                # Said without the offending character: it is part of a secret.
+                raise ValueError(
+                    "the username or password has characters HTTP Basic cannot send "
+                    "(outside Latin-1): use a personal access token (token=...)"
+                ) from None
             self._auth, self._auth_kind = HTTPBasicAuth(*auth), "basic"
         self._owns_session = session is None
         self._session = requests.Session() if session is None else session
@@ -1674,11 +1682,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("dhis2-messages: interrupted", file=sys.stderr)
         return 130
-    except UnicodeEncodeError as exc:
-        # requests encodes Basic credentials as Latin-1; the error would show a character of them.
-        print(f"dhis2-messages: error: a value cannot be encoded as {exc.encoding} for the request "
-              "(in a username or password: use a personal access token)", file=sys.stderr)
-        return 2
     except (ValueError, TypeError, OSError) as exc:
         # Bad input caught before any request (a malformed uid, a missing file, ...).
         print(f"dhis2-messages: error: {exc}", file=sys.stderr)

@@ -77,6 +77,12 @@ class TestConstruction:
         with pytest.raises(TypeError):
             Messenger("https://h.org", auth=auth)
 
+    def test_password_outside_latin1(self):
+        """HTTP Basic cannot carry it: a ValueError that does not echo the password."""
+        with pytest.raises(ValueError, match="token") as info:
+            Messenger("https://h.org", auth=("admin", "pässwörd€"))
+        assert "€" not in str(info.value) and info.value.__cause__ is None
+
     @pytest.mark.parametrize("token", ["", "d2p_abc\r\nX-Evil: 1", "d2p abc", 12])
     def test_bad_token(self, token):
         """A token that could not be a header value is refused."""
