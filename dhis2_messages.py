@@ -969,6 +969,7 @@ class Messenger:
             started = time.perf_counter()
             try:
                 response = self._session.send(prepared, **self._send_options)
+                _check_complete(response)
             except requests.RequestException as exc:
                 log.debug("%s %s -> %s (%.1f ms)", method, path, type(exc).__name__,
                           (time.perf_counter() - started) * 1000)
@@ -1178,6 +1179,21 @@ def _ack(response: requests.Response) -> None:
     """Check the answer of a call that uses nothing from it: empty, or JSON as DHIS2 sends."""
     if response.content.strip():
         _json(response)
+
+
+def _check_complete(response: requests.Response) -> None:
+    """Raise as requests does with urllib3 2 when a body is shorter than its Content-Length.
+
+    urllib3 1.26 returns a cut-off body silently: a truncated attachment
+    would come back as wrong bytes.
+    """
+    length = response.headers.get("Content-Length", "")
+    encoded = "Content-Encoding" in response.headers  # the length is of the encoded body
+    if length.isdigit() and not encoded and len(response.content) < int(length):
+        response.close()
+        raise requests.exceptions.ChunkedEncodingError(
+            f"the answer was cut off: {len(response.content)} of {length} bytes arrived"
+        )
 
 
 def _media_type(response: requests.Response) -> str:

@@ -631,8 +631,12 @@ class TestFaults:
     def test_truncate(self, emu, call):
         emu.add_conversations(20, sender="admin", recipients=["alice"])
         emu.inject(truncate=True)
-        with pytest.raises(requests.exceptions.RequestException):
-            call("GET", MC, "alice", params={"fields": "*"})
+        try:
+            response = call("GET", MC, "alice", params={"fields": "*"})
+        except requests.exceptions.RequestException:
+            pass  # urllib3 2 checks Content-Length itself
+        else:  # urllib3 1.26 hands over the short body
+            assert len(response.content) < int(response.headers["Content-Length"])
         assert 200 == call("GET", MC, "alice").status_code
 
     def test_faults_are_logged_and_consumed_in_order(self, emu, call):
