@@ -36,6 +36,7 @@ import logging
 import mimetypes
 import os
 import re
+import sys
 import time
 from typing import (
     IO,
@@ -1521,7 +1522,6 @@ def _cli_messenger(args: Any) -> Messenger:
         password = env.get("DHIS2_PASSWORD")
         if password is None:
             import getpass
-            import sys
 
             if not sys.stdin.isatty():
                 raise _UsageError(f"the password for {username} comes from DHIS2_PASSWORD or a prompt, "
@@ -1539,8 +1539,6 @@ def _cli_messenger(args: Any) -> Messenger:
 
 def _cli_text(value: str) -> str:
     if value == "-":
-        import sys
-
         return sys.stdin.read()
     return value
 
@@ -1681,8 +1679,6 @@ def _cli_run(args: Any, m: Messenger) -> Any:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """The ``dhis2-messages`` command; returns the exit status."""
-    import sys
-
     parser = _cli_parser()
     try:
         args = parser.parse_args(argv)
