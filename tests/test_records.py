@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import pickle
 
@@ -168,6 +169,70 @@ class TestPage:
         """A page without the list, or with a malformed pager, is a ResponseError."""
         with pytest.raises(ResponseError):
             Page.from_json(data)
+
+
+JOHN = {"id": "xE7jOejl9FI", "displayName": "John Traore", "username": "admin"}
+ALICE = {"id": "PhzytPW3g2J", "displayName": "Alice Banda", "username": "alice"}
+
+
+def thread(senders):
+    """A thread with one message per sender, each sender a copy: equal, never the same dict."""
+    return {"id": "ZjHHSjyyeJ2", "messages": [
+        {"id": f"Msg{i:08d}", "text": "t", "sender": copy.copy(sender)} for i, sender in enumerate(senders)]}
+
+
+class TestSharedUsers:
+    """Within one response, equal users become one UserRef; nothing is shared beyond it."""
+
+    def test_a_thread_holds_one_record_per_sender(self):
+        """Senders, participants and lastSender share records, each equal to its own parse."""
+        data = thread([JOHN, ALICE] * 50)
+        data["lastSender"] = dict(ALICE)
+        data["userMessages"] = [{"read": True, "user": dict(JOHN)}]
+        conv = Conversation.from_json(data)
+        senders = [m.sender for m in conv.messages]
+        assert 2 == len({id(s) for s in senders})
+        assert [UserRef.from_json(JOHN), UserRef.from_json(ALICE)] * 50 == senders
+        assert conv.last_sender is conv.messages[1].sender
+        assert conv.participants[0].user is conv.messages[0].sender
+
+    def test_a_page_shares_across_its_conversations(self):
+        page = Page.from_json({"messageConversations": [
+            {"id": f"Conv{i:07d}", "lastSender": dict(JOHN)} for i in range(3)]})
+        assert page.conversations[0].last_sender is page.conversations[2].last_sender
+
+    @pytest.mark.parametrize("other", [
+        {"id": "xE7jOejl9FI", "displayName": "John T.", "username": "admin"},
+        {"id": "xE7jOejl9FI", "displayName": "John Traore"},
+        {"id": "Zz0000000Zz", "displayName": "John Traore", "username": "admin"},
+        {"id": "xE7jOejl9FI", "name": "Someone Else", "username": "admin"},
+    ])
+    def test_users_that_differ_in_any_field_stay_apart(self, other):
+        conv = Conversation.from_json(thread([JOHN, other]))
+        assert [UserRef.from_json(JOHN), UserRef.from_json(other)] == [m.sender for m in conv.messages]
+
+    def test_name_is_the_fallback_key(self):
+        """Without displayName, name gives UserRef.name, also for a second, equal user."""
+        named = {"id": "xE7jOejl9FI", "name": "John Traore"}
+        conv = Conversation.from_json(thread([named, JOHN, named]))
+        assert ["John Traore"] * 3 == [m.sender.name for m in conv.messages]
+        assert [None, "admin", None] == [m.sender.username for m in conv.messages]
+
+    @pytest.mark.parametrize("bad", [
+        {"id": "xE7jOejl9FI", "displayName": ["John"]},
+        {"id": "xE7jOejl9FI", "displayName": 5},
+        {"id": {"uid": "x"}},
+        "xE7jOejl9FI",
+    ])
+    def test_a_bad_user_after_a_good_one_is_a_response_error(self, bad):
+        """An unhashable or wrongly typed user is a ResponseError, never a TypeError or a cache hit."""
+        with pytest.raises(ResponseError):
+            Conversation.from_json(thread([JOHN, bad]))
+
+    def test_nothing_is_shared_between_responses(self):
+        first, second = (Conversation.from_json(thread([JOHN])) for _ in range(2))
+        assert first.messages[0].sender == second.messages[0].sender
+        assert first.messages[0].sender is not second.messages[0].sender
 
 
 class TestErrors:
