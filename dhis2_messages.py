@@ -252,8 +252,6 @@ _fromisoformat = _dt.datetime.fromisoformat
 
 
 def _timestamp(value: Any, key: str) -> Optional[_dt.datetime]:
-    if value is None:
-        return None
     if type(value) is str and len(value) == 23:
         # DHIS2's own shape, 2024-05-02T10:11:12.345: the C parser is ten times
         # faster than the general path below, which handles everything else.
@@ -261,6 +259,8 @@ def _timestamp(value: Any, key: str) -> Optional[_dt.datetime]:
             return _fromisoformat(value)
         except ValueError:
             pass
+    elif value is None:
+        return None
     match = _TIMESTAMP.match(value) if isinstance(value, str) else None
     if match is None:
         raise _bad(key, value, "a timestamp like 2024-05-02T10:11:12.345")
@@ -344,7 +344,10 @@ def _user(users: _Users, data: Any) -> UserRef:
     """
     if type(data) is dict:
         get = data.get
-        key = (get("id"), get("displayName"), get("name"), get("username"))
+        uid, name, username = get("id"), get("displayName"), get("username")
+        if name is None:
+            name = get("name")
+        key = (uid, name, username)  # what the UserRef will hold
         try:
             user = users.get(key)
         except TypeError:  # an unhashable value where a string belongs
@@ -394,6 +397,7 @@ class Message:
     def _parse(cls, users: _Users, data: Any) -> Message:
         get = _obj(data, "message").get
         uid, text, internal, sender = get("id"), get("text"), get("internal"), get("sender")
+        attachments = get("attachments")
         if type(uid) is not str or type(text) not in _STR or type(internal) not in _BOOL:
             raise _complain(data, "a message", (("text", _STR), ("internal", _BOOL)))
         return cls(
@@ -402,7 +406,7 @@ class Message:
             sender=None if sender is None else _user(users, sender),
             created=_timestamp(get("created"), "created"),
             internal=internal,
-            attachments=_list(get("attachments"), "attachments", Attachment.from_json),
+            attachments=() if attachments is None else _list(attachments, "attachments", Attachment.from_json),
         )
 
 
@@ -469,6 +473,7 @@ class Conversation:
             get("id"), get("subject"), get("messageType"), get("status"), get("priority"))
         read, follow_up, count = get("read"), get("followUp"), get("messageCount")
         sender, assignee = get("lastSender"), get("assignee")
+        messages, participants = get("messages"), get("userMessages")  # only in a thread
         if subject is None:
             subject = get("displayName")
         if not (
@@ -491,8 +496,9 @@ class Conversation:
             created=_timestamp(get("created"), "created"),
             last_sender=None if sender is None else _user(users, sender),
             assignee=None if assignee is None else _user(users, assignee),
-            messages=_list(get("messages"), "messages", Message._parse, users),
-            participants=_list(get("userMessages"), "userMessages", Participant._parse, users),
+            messages=() if messages is None else _list(messages, "messages", Message._parse, users),
+            participants=(
+                () if participants is None else _list(participants, "userMessages", Participant._parse, users)),
         )
 
     def _repr_html_(self) -> str:
