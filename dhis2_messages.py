@@ -1751,13 +1751,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Dhis2Error as exc:
         print(f"dhis2-messages: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    if isinstance(result, bytes):
-        sys.stdout.buffer.write(result)
+    try:
+        if isinstance(result, bytes):
+            sys.stdout.buffer.write(result)
+        elif args.json:
+            print(json.dumps(result, ensure_ascii=False, indent=2))
+        elif result:
+            print(result)
         sys.stdout.flush()
-    elif args.json:
-        print(json.dumps(result, ensure_ascii=False, indent=2))
-    elif result:
-        print(result)
+    except BrokenPipeError:
+        # The reader stopped early (``| head``): the command has done its work.
+        # Point stdout at devnull so the interpreter's last flush stays quiet.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # pragma: no cover - a stdout without a file descriptor
+            pass
     return 0
 
 

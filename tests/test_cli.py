@@ -20,7 +20,16 @@ import pytest
 
 import dhis2_messages
 from dhis2_messages import main
-from tests.conftest import ALICE, BO_DISTRICT, BOB, CAROL, DAVE, REPORTERS, UNKNOWN
+from tests.conftest import (
+    ADMIN,
+    ALICE,
+    BO_DISTRICT,
+    BOB,
+    CAROL,
+    DAVE,
+    REPORTERS,
+    UNKNOWN,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 API = "/api/messageConversations"
@@ -119,6 +128,25 @@ class TestSubprocess:
         assert header.startswith("UID") and row.startswith(uid)
         assert row.endswith("Alice Banda  Malaria ✓")
         assert "page 1 of 1, 1 in all" == footer
+
+    @pytest.mark.parametrize("argv", [("list",), ("--json", "list"), ("download", "{uid}", "{msg}", "{file}")])
+    def test_a_reader_that_stops_early_is_not_an_error(self, emulator, alice, argv):
+        """`dhis2-messages list | head -1`: the closed pipe ends the command quietly, status 0."""
+        emulator.add_conversations(30, sender="alice", recipients=["admin"])
+        file = alice.upload_attachment(b"%PDF" * 50_000)
+        uid = alice.send(subject="Big", text="Attached.", users=[ADMIN], attachments=[file])
+        message = emulator.conversations[uid].messages[0]
+        argv = [a.format(uid=uid, msg=message.uid, file=file) for a in argv]
+        env = _clean_env(os.environ)
+        env.update({"DHIS2_URL": emulator.url, "DHIS2_TOKEN": emulator.user("admin").token})
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # the reader is gone before the command writes a byte
+        try:
+            done = subprocess.run([sys.executable, "-m", "dhis2_messages", *argv], check=False, cwd=ROOT,
+                                  env=env, stdout=write_end, stderr=subprocess.PIPE, timeout=60)
+        finally:
+            os.close(write_end)
+        assert (0, b"") == (done.returncode, done.stderr)
 
     def test_show_json(self, emulator, spawn):
         uid = emulator.add_conversation(sender="alice", recipients=["admin"], subject="S", text="first", replies=1)
