@@ -38,6 +38,7 @@ import os
 import re
 import sys
 import time
+import unicodedata
 from itertools import repeat
 from typing import (
     IO,
@@ -1629,11 +1630,19 @@ def _table(conversations: Iterable[Conversation]) -> str:
         sender = (c.last_sender.name or c.last_sender.id) if c.last_sender else "System"
         rows.append(tuple(_cell(v) for v in (
             c.id, flags, c.message_type, c.status, c.priority, _when(c.last_message), sender, c.subject)))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    widths = [max(_columns(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1]
+        "  ".join(cell + " " * (width - _columns(cell)) for cell, width in zip(row, widths)) + "  " + row[-1]
         for row in rows
     )
+
+
+def _columns(text: str) -> int:
+    """Terminal columns of *text*: East Asian wide characters take two, combining marks none."""
+    if text.isascii():
+        return len(text)
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 0 if unicodedata.combining(ch) else 1
+               for ch in text)
 
 
 def _thread(conv: Conversation) -> str:

@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -354,6 +355,24 @@ class TestList:
             assert all(row[start - 2:start] == "  " and row[start] != " " for start in starts), row
             assert [kind, status, priority, sender, subject] == [cells[0], cells[1], cells[2], cells[4], cells[5]]
             assert len(cells[3]) == len("2024-05-02 10:11")
+
+    def test_wide_names_keep_the_columns_in_line(self, emulator, cli, monkeypatch):
+        """CJK takes two terminal columns per character, a combining accent none: SUBJECT stays in line."""
+        monkeypatch.setattr(emulator.user("alice"), "surname", "Ba\u0301nda")
+        bob = emulator.user("bob")
+        monkeypatch.setattr(bob, "first_name", "王")
+        monkeypatch.setattr(bob, "surname", "小明")
+        emulator.add_conversation(sender="bob", recipients=["admin"], subject="宽")
+        emulator.add_conversation(sender="alice", recipients=["admin"], subject="narrow")
+        header, *rows, _footer = ok(cli("list")).out.splitlines()
+
+        def columns(text):
+            return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 0 if unicodedata.combining(ch) else 1
+                       for ch in text)
+
+        (wide,) = [row for row in rows if row.endswith("宽") and "  王 小明 " in row]
+        (narrow,) = [row for row in rows if row.endswith("Alice Ba\u0301nda  narrow")]
+        assert header.index("SUBJECT") == columns(wide[:-1]) == columns(narrow[:-len("narrow")])
 
     def test_options_reach_dhis2(self, emulator, cli):
         emulator.add_conversations(3, sender="bob", recipients=["admin"])
