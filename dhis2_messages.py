@@ -323,40 +323,36 @@ class UserRef:
 
     @classmethod
     def from_json(cls, data: Any) -> UserRef:
-        get = _obj(data, "user").get
-        uid, name, username = get("id"), get("displayName"), get("username")
-        if name is None:
-            name = get("name")
-        if type(uid) is not str or type(name) not in _STR or type(username) not in _STR:
-            raise _complain(data, "a user", _USER_SPEC)
-        return cls(id=uid, name=name, username=username)
+        return cls._parse({}, data)
 
+    @classmethod
+    def _parse(cls, users: _Users, data: Any) -> UserRef:
+        """Parse *data*, sharing one record per distinct user through *users*.
 
-_USER_SPEC = (("displayName", _STR), ("name", _STR), ("username", _STR))
-_Users = Dict[Tuple[Any, ...], UserRef]
-
-
-def _user(users: _Users, data: Any) -> UserRef:
-    """``UserRef.from_json`` that shares one record per distinct user in a response.
-
-    A 1,000-message thread between three people then holds three UserRefs, not
-    1,000.  Records are frozen, so the sharing shows only to ``is``; ``users``
-    lives for one response, so nothing outlives it.
-    """
-    if type(data) is dict:
+        *users* lives for one response: a 1,000-message thread between three
+        people then holds three UserRefs, not 1,000.  Records are frozen, so
+        the sharing shows only to ``is``.
+        """
+        if not isinstance(data, dict):
+            raise _bad("user", data, "a JSON object")
         get = data.get
         uid, name, username = get("id"), get("displayName"), get("username")
         if name is None:
             name = get("name")
-        key = (uid, name, username)  # what the UserRef will hold
+        key = (uid, name, username)
         try:
-            user = users.get(key)
-        except TypeError:  # an unhashable value where a string belongs
+            user = users.get(key)  # a hit equals a key that passed the check below
+        except TypeError:  # unhashable: a list or object where a string belongs
             user = None
         if user is None:
-            user = users[key] = UserRef.from_json(data)  # raises before storing
+            if type(uid) is not str or type(name) not in _STR or type(username) not in _STR:
+                raise _complain(data, "a user", _USER_SPEC)
+            user = users[key] = cls(id=uid, name=name, username=username)
         return user
-    return UserRef.from_json(data)  # raises the ResponseError
+
+
+_USER_SPEC = (("displayName", _STR), ("name", _STR), ("username", _STR))
+_Users = Dict[Tuple[Any, ...], UserRef]
 
 
 @attrs.frozen(kw_only=True, slots=False)
@@ -404,7 +400,7 @@ class Message:
         return cls(
             id=uid,
             text=text,
-            sender=None if sender is None else _user(users, sender),
+            sender=None if sender is None else UserRef._parse(users, sender),
             created=_timestamp(get("created"), "created"),
             internal=internal,
             attachments=() if attachments is None else _list(attachments, "attachments", Attachment.from_json),
@@ -429,7 +425,7 @@ class Participant:
         if data.get("user") is None:
             raise ResponseError("DHIS2 sent a userMessage without 'user'")
         return cls(
-            user=_user(users, data["user"]),
+            user=UserRef._parse(users, data["user"]),
             read=_bool(data, "read"),
             follow_up=_bool(data, "followUp"),
         )
@@ -495,8 +491,8 @@ class Conversation:
             last_message=_timestamp(get("lastMessage"), "lastMessage"),
             last_updated=_timestamp(get("lastUpdated"), "lastUpdated"),
             created=_timestamp(get("created"), "created"),
-            last_sender=None if sender is None else _user(users, sender),
-            assignee=None if assignee is None else _user(users, assignee),
+            last_sender=None if sender is None else UserRef._parse(users, sender),
+            assignee=None if assignee is None else UserRef._parse(users, assignee),
             messages=() if messages is None else _list(messages, "messages", Message._parse, users),
             participants=(
                 () if participants is None else _list(participants, "userMessages", Participant._parse, users)),
