@@ -1452,7 +1452,6 @@ def _html_escape(text: str) -> str:
     return html.escape(text, quote=True)
 
 
-
 # -- Command line ------------------------------------------------------------
 # ``dhis2-messages`` and ``python -m dhis2_messages``: one subcommand a method.
 # Exit status: 0 done, 1 DHIS2 or the network failed, 2 the command was wrong.
