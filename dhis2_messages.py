@@ -275,8 +275,14 @@ def _timestamp(value: Any, key: str) -> Optional[_dt.datetime]:
             offset = _dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
             tz = _dt.timezone(-offset if zone[0] == "-" else offset)
         return _dt.datetime(
-            int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(s or 0),
-            int((frac or "0")[:6].ljust(6, "0")), tzinfo=tz,
+            int(y),
+            int(mo),
+            int(d),
+            int(h or 0),
+            int(mi or 0),
+            int(s or 0),
+            int((frac or "0")[:6].ljust(6, "0")),
+            tzinfo=tz,
         )
     except ValueError:
         raise _bad(key, value, "a valid date") from None
@@ -285,10 +291,16 @@ def _timestamp(value: Any, key: str) -> Optional[_dt.datetime]:
 _STR = (str, type(None))
 _BOOL = (bool, type(None))
 _INT = (int, type(None))
-_EXPECTED: Dict[Tuple[type, ...], str] = {_STR: "a string", _BOOL: "true or false", _INT: "an integer"}
+_EXPECTED: Dict[Tuple[type, ...], str] = {
+    _STR: "a string",
+    _BOOL: "true or false",
+    _INT: "an integer",
+}
 
 
-def _complain(data: _Json, what: str, spec: Sequence[Tuple[str, Tuple[type, ...]]]) -> ResponseError:
+def _complain(
+    data: _Json, what: str, spec: Sequence[Tuple[str, Tuple[type, ...]]]
+) -> ResponseError:
     """The error for a record whose fast type check failed: names the bad key."""
     if not isinstance(data.get("id"), str):
         return ResponseError(f"DHIS2 sent {what} without a string 'id'")
@@ -299,7 +311,9 @@ def _complain(data: _Json, what: str, spec: Sequence[Tuple[str, Tuple[type, ...]
     return ResponseError(f"DHIS2 sent a malformed {what}")  # pragma: no cover
 
 
-def _list(value: Any, key: str, parse: Callable[..., _T], users: Optional[_Users] = None) -> Tuple[_T, ...]:
+def _list(
+    value: Any, key: str, parse: Callable[..., _T], users: Optional[_Users] = None
+) -> Tuple[_T, ...]:
     """The records parsed from a JSON list; ``users`` goes to each ``_parse`` call."""
     if type(value) is not list:
         if value is None:
@@ -403,7 +417,9 @@ class Message:
             sender=None if sender is None else UserRef._parse(users, sender),
             created=_timestamp(get("created"), "created"),
             internal=internal,
-            attachments=() if attachments is None else _list(attachments, "attachments", Attachment.from_json),
+            attachments=()
+            if attachments is None
+            else _list(attachments, "attachments", Attachment.from_json),
         )
 
 
@@ -467,16 +483,26 @@ class Conversation:
         # test; _complain finds the offending key when it fails.
         get = _obj(data, "conversation").get
         uid, subject, kind, status, priority = (
-            get("id"), get("subject"), get("messageType"), get("status"), get("priority"))
+            get("id"),
+            get("subject"),
+            get("messageType"),
+            get("status"),
+            get("priority"),
+        )
         read, follow_up, count = get("read"), get("followUp"), get("messageCount")
         sender, assignee = get("lastSender"), get("assignee")
         messages, participants = get("messages"), get("userMessages")  # only in a thread
         if subject is None:
             subject = get("displayName")
         if not (
-            type(uid) is str and type(subject) in _STR and type(kind) in _STR
-            and type(status) in _STR and type(priority) in _STR and type(read) in _BOOL
-            and type(follow_up) in _BOOL and type(count) in _INT
+            type(uid) is str
+            and type(subject) in _STR
+            and type(kind) in _STR
+            and type(status) in _STR
+            and type(priority) in _STR
+            and type(read) in _BOOL
+            and type(follow_up) in _BOOL
+            and type(count) in _INT
         ):
             raise _complain(data, "a conversation", _CONVERSATION_SPEC)
         return cls(
@@ -495,7 +521,10 @@ class Conversation:
             assignee=None if assignee is None else UserRef._parse(users, assignee),
             messages=() if messages is None else _list(messages, "messages", Message._parse, users),
             participants=(
-                () if participants is None else _list(participants, "userMessages", Participant._parse, users)),
+                ()
+                if participants is None
+                else _list(participants, "userMessages", Participant._parse, users)
+            ),
         )
 
     def _repr_html_(self) -> str:
@@ -504,8 +533,14 @@ class Conversation:
 
 
 _CONVERSATION_SPEC = (
-    ("subject", _STR), ("displayName", _STR), ("messageType", _STR), ("status", _STR),
-    ("priority", _STR), ("read", _BOOL), ("followUp", _BOOL), ("messageCount", _INT),
+    ("subject", _STR),
+    ("displayName", _STR),
+    ("messageType", _STR),
+    ("status", _STR),
+    ("priority", _STR),
+    ("read", _BOOL),
+    ("followUp", _BOOL),
+    ("messageCount", _INT),
 )
 
 
@@ -524,7 +559,9 @@ class Page:
         data = _obj(data, "page")
         if "messageConversations" not in data:
             raise ResponseError("DHIS2 sent a list without 'messageConversations'")
-        conversations = _list(data["messageConversations"], "messageConversations", Conversation._parse, {})
+        conversations = _list(
+            data["messageConversations"], "messageConversations", Conversation._parse, {}
+        )
         pager = data.get("pager")
         if pager is None:  # paging=false: everything on one page
             n = len(conversations)
@@ -614,7 +651,9 @@ class Messenger:
                 or len(auth) != 2
                 or not all(isinstance(part, str) for part in auth)
             ):
-                raise TypeError("auth must be a (username, password) tuple of strings or a requests AuthBase")
+                raise TypeError(
+                    "auth must be a (username, password) tuple of strings or a requests AuthBase"
+                )
             if not auth[0]:
                 raise ValueError("auth has an empty username")
             try:
@@ -778,7 +817,9 @@ class Messenger:
         body: Dict[str, Any] = {"subject": _text(subject, "subject"), "text": _text(text, "text")}
         body.update(_recipients(users, user_groups, organisation_units))
         if not body.keys() - {"subject", "text"}:
-            raise ValueError("send needs at least one recipient: users, user_groups or organisation_units")
+            raise ValueError(
+                "send needs at least one recipient: users, user_groups or organisation_units"
+            )
         refs = _uids(attachments, "attachments", allow_empty=True)
         if refs:
             body["attachments"] = [{"id": ref} for ref in refs]
@@ -798,10 +839,16 @@ class Messenger:
         refs = _uids(attachments, "attachments", allow_empty=True)
         if refs:
             params.append(("attachments", ",".join(refs)))
-        _ack(self._request(
-            "POST", f"/messageConversations/{uid}", params=params, data=data,
-            content_type=_TEXT, idempotent=False,
-        ))
+        _ack(
+            self._request(
+                "POST",
+                f"/messageConversations/{uid}",
+                params=params,
+                data=data,
+                content_type=_TEXT,
+                idempotent=False,
+            )
+        )
 
     def send_feedback(self, *, subject: str, text: str) -> str:
         """Open a feedback ticket to the feedback recipients group; return its uid.
@@ -811,8 +858,12 @@ class Messenger:
         params = [("subject", _text(subject, "subject"))]
         data = _text(text, "text").encode("utf-8")
         response = self._request(
-            "POST", "/messageConversations/feedback", params=params, data=data,
-            content_type=_TEXT, idempotent=False,
+            "POST",
+            "/messageConversations/feedback",
+            params=params,
+            data=data,
+            content_type=_TEXT,
+            idempotent=False,
         )
         return _location_uid(response)
 
@@ -832,9 +883,11 @@ class Messenger:
         body = _recipients(users, user_groups, organisation_units)
         if not body:
             raise ValueError("add_recipients needs users, user_groups or organisation_units")
-        _ack(self._request(
-            "POST", f"/messageConversations/{uid}/recipients", json_body=body, idempotent=False
-        ))
+        _ack(
+            self._request(
+                "POST", f"/messageConversations/{uid}/recipients", json_body=body, idempotent=False
+            )
+        )
 
     # -- Read state, follow-up, delete ----------------------------------------
 
@@ -883,7 +936,9 @@ class Messenger:
         params = [("mc", uid) for uid in _uids(uids, "uids")]
         if user is not None:
             params.append(("user", _uid(user, "user")))
-        return _uid_list(_json(self._request("DELETE", "/messageConversations", params=params)), "removed")
+        return _uid_list(
+            _json(self._request("DELETE", "/messageConversations", params=params)), "removed"
+        )
 
     def delete_conversation(self, uid: str, *, user: Optional[str] = None) -> None:
         """Remove one conversation from a user's inbox; NotFoundError if it was not there.
@@ -922,7 +977,9 @@ class Messenger:
         ``POST /api/messageConversations/{uid}/assign?userId=...``
         """
         uid, user = _uid(uid, "uid"), _uid(user, "user")
-        _ack(self._request("POST", f"/messageConversations/{uid}/assign", params=[("userId", user)]))
+        _ack(
+            self._request("POST", f"/messageConversations/{uid}/assign", params=[("userId", user)])
+        )
 
     def unassign(self, uid: str) -> None:
         """Remove a conversation's assignee.
@@ -955,7 +1012,8 @@ class Messenger:
         elif not isinstance(content_type, str) or "/" not in content_type:
             raise ValueError(f"content_type must look like 'application/pdf', not {content_type!r}")
         response = self._request(
-            "POST", "/fileResources",
+            "POST",
+            "/fileResources",
             # Without the domain DHIS2 files the upload as DATA_VALUE, which
             # messages then refuse as "not a valid attachment".
             params=[("domain", "MESSAGE_ATTACHMENT")],
@@ -972,7 +1030,9 @@ class Messenger:
         ``GET /api/messageConversations/{conversation}/{message}/attachments/{attachment}``
         """
         path = "/messageConversations/{}/{}/attachments/{}".format(
-            _uid(conversation, "conversation"), _uid(message, "message"), _uid(attachment, "attachment")
+            _uid(conversation, "conversation"),
+            _uid(message, "message"),
+            _uid(attachment, "attachment"),
         )
         return self._request("GET", path, accept="*/*").content
 
@@ -1008,8 +1068,13 @@ class Messenger:
                 headers["Accept"] = accept
         prepared = self._session.prepare_request(
             requests.Request(
-                method, f"{self.base_url}/api{path}", headers=headers, params=params,
-                data=data, files=files, auth=self._auth,
+                method,
+                f"{self.base_url}/api{path}",
+                headers=headers,
+                params=params,
+                data=data,
+                files=files,
+                auth=self._auth,
             )
         )
         attempt = 0
@@ -1019,8 +1084,13 @@ class Messenger:
                 response = self._session.send(prepared, **self._send_options)
                 _check_complete(response)
             except requests.RequestException as exc:
-                log.debug("%s %s -> %s (%.1f ms)", method, path, type(exc).__name__,
-                          (time.perf_counter() - started) * 1000)
+                log.debug(
+                    "%s %s -> %s (%.1f ms)",
+                    method,
+                    path,
+                    type(exc).__name__,
+                    (time.perf_counter() - started) * 1000,
+                )
                 retry = attempt < self.retries and _may_retry(exc, idempotent)
                 if not retry:
                     # The chained requests error keeps the prepared request, whose
@@ -1030,8 +1100,13 @@ class Messenger:
                 wait = self.backoff * 2.0**attempt
             else:
                 status = response.status_code
-                log.debug("%s %s -> %d (%.1f ms)", method, path, status,
-                          (time.perf_counter() - started) * 1000)
+                log.debug(
+                    "%s %s -> %d (%.1f ms)",
+                    method,
+                    path,
+                    status,
+                    (time.perf_counter() - started) * 1000,
+                )
                 if status < 300:
                     if accept is None and _media_type(response) == "text/html":
                         raise _not_json(response)  # a proxy's or login page, not DHIS2
@@ -1056,20 +1131,30 @@ class Messenger:
         where = f"{method} {self.base_url}/api{path}"
         connect, read = self.timeout
         if isinstance(exc, requests.exceptions.SSLError):
-            return (f"TLS failed for {where}: {exc}. Check the certificate, or pass "
-                    "verify='/path/to/ca-bundle.pem' for a private certificate authority.")
+            return (
+                f"TLS failed for {where}: {exc}. Check the certificate, or pass "
+                "verify='/path/to/ca-bundle.pem' for a private certificate authority."
+            )
         if isinstance(exc, requests.ConnectTimeout):
-            return (f"Could not connect within {connect} s for {where}. "
-                    "Check base_url, the network, VPN or proxy.")
+            return (
+                f"Could not connect within {connect} s for {where}. "
+                "Check base_url, the network, VPN or proxy."
+            )
         if isinstance(exc, requests.ReadTimeout):
-            return (f"DHIS2 did not answer {where} within {read} s. The server may be busy: "
-                    "try later or raise timeout=. A send or reply may still have been "
-                    "delivered: check before sending again.")
+            return (
+                f"DHIS2 did not answer {where} within {read} s. The server may be busy: "
+                "try later or raise timeout=. A send or reply may still have been "
+                "delivered: check before sending again."
+            )
         if isinstance(exc, requests.ConnectionError) and _never_sent(exc):
-            return (f"Could not connect for {where}: {_reason(exc)}. "
-                    "Check base_url and that DHIS2 is running and reachable.")
-        return (f"The connection broke during {where}: {_reason(exc)}. The answer was lost; "
-                "a send or reply may still have been delivered: check before sending again.")
+            return (
+                f"Could not connect for {where}: {_reason(exc)}. "
+                "Check base_url and that DHIS2 is running and reachable."
+            )
+        return (
+            f"The connection broke during {where}: {_reason(exc)}. The answer was lost; "
+            "a send or reply may still have been delivered: check before sending again."
+        )
 
 
 # -- Helpers (private) -------------------------------------------------------
@@ -1127,7 +1212,9 @@ def _text(value: Any, name: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError(f"{name} contains characters that are not valid Unicode (lone surrogates)") from None
+        raise ValueError(
+            f"{name} contains characters that are not valid Unicode (lone surrogates)"
+        ) from None
     return value
 
 
@@ -1186,7 +1273,9 @@ def _list_params(
             params.append(("queryString", query))
     if query_operator is not None:
         if not isinstance(query_operator, str) or not re.fullmatch(r"!?[A-Za-z$]+", query_operator):
-            raise ValueError(f"query_operator must be an operator name such as token or ilike, not {query_operator!r}")
+            raise ValueError(
+                f"query_operator must be an operator name such as token or ilike, not {query_operator!r}"
+            )
         params.append(("queryOperator", query_operator))
     params.append(("pageSize", str(_positive(page_size, "page_size"))))
     return params
@@ -1343,12 +1432,17 @@ def _error_from(response: requests.Response, method: str, path: str) -> ApiError
         location = response.headers.get("Location", "")
         if "login" in location.lower():
             return AuthenticationError(
-                status, "DHIS2 redirected to its login page: the request carried no valid "
-                "credentials", None, location,
+                status,
+                "DHIS2 redirected to its login page: the request carried no valid credentials",
+                None,
+                location,
             )
         return ApiError(
-            status, f"DHIS2 answered {method} {path} with a redirect to {location or '(nowhere)'}; "
-            "redirects are not followed: use the final address as base_url", None, location,
+            status,
+            f"DHIS2 answered {method} {path} with a redirect to {location or '(nowhere)'}; "
+            "redirects are not followed: use the final address as base_url",
+            None,
+            location,
         )
     body: Any
     message = None
@@ -1378,9 +1472,13 @@ def _check_base_url(base_url: Any) -> str:
         raise TypeError(f"base_url must be a string, not {type(base_url).__name__}")
     parts = urlsplit(base_url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"base_url must be an absolute http(s) URL such as https://dhis2.example.org, not {base_url!r}")
+        raise ValueError(
+            f"base_url must be an absolute http(s) URL such as https://dhis2.example.org, not {base_url!r}"
+        )
     if parts.username is not None or parts.password is not None:
-        raise ValueError("base_url must not contain credentials: pass auth=(username, password) or token=")
+        raise ValueError(
+            "base_url must not contain credentials: pass auth=(username, password) or token="
+        )
     if parts.query or parts.fragment:
         raise ValueError("base_url must not have a query or fragment")
     path = parts.path.rstrip("/")
@@ -1391,12 +1489,16 @@ def _check_base_url(base_url: Any) -> str:
 
 def _check_timeout(timeout: Any) -> Tuple[float, float]:
     if timeout is None:
-        raise ValueError("timeout=None would let a call hang forever: give seconds or (connect, read)")
+        raise ValueError(
+            "timeout=None would let a call hang forever: give seconds or (connect, read)"
+        )
     pair = timeout if isinstance(timeout, tuple) else (timeout, timeout)
     if len(pair) != 2 or not all(
         isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 for t in pair
     ):
-        raise ValueError(f"timeout must be positive seconds or a (connect, read) pair, not {timeout!r}")
+        raise ValueError(
+            f"timeout must be positive seconds or a (connect, read) pair, not {timeout!r}"
+        )
     return (float(pair[0]), float(pair[1]))
 
 
@@ -1416,16 +1518,25 @@ def _page_html(page: Page) -> str:
         subject = esc(conv.subject or "")
         if conv.read is False:
             subject = f"<b>{subject}</b>"
-        cells = [subject, esc(conv.message_type or ""), esc(conv.status or ""),
-                 esc(conv.priority or ""), esc(_when(conv.last_message)),
-                 esc(conv.last_sender.name or conv.last_sender.id if conv.last_sender else ""),
-                 f"<code>{esc(conv.id)}</code>"]
+        cells = [
+            subject,
+            esc(conv.message_type or ""),
+            esc(conv.status or ""),
+            esc(conv.priority or ""),
+            esc(_when(conv.last_message)),
+            esc(conv.last_sender.name or conv.last_sender.id if conv.last_sender else ""),
+            f"<code>{esc(conv.id)}</code>",
+        ]
         rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
-    head = "".join(f"<th>{name}</th>" for name in
-                   ("Subject", "Type", "Status", "Priority", "Last message", "Last sender", "Uid"))
+    head = "".join(
+        f"<th>{name}</th>"
+        for name in ("Subject", "Type", "Status", "Priority", "Last message", "Last sender", "Uid")
+    )
     caption = f"Page {page.page} of {page.page_count} ({page.total} conversations; unread in bold)"
-    return (f"<table><caption>{caption}</caption><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>")
+    return (
+        f"<table><caption>{caption}</caption><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def _conversation_html(conv: Conversation) -> str:
@@ -1438,12 +1549,14 @@ def _conversation_html(conv: Conversation) -> str:
         sender = esc(message.sender.name or message.sender.id) if message.sender else "System"
         note = " <i>(internal)</i>" if message.internal else ""
         files = "".join(
-            f"<li>{esc(a.name or a.id)} ({a.content_length or 0:,} bytes)</li>" for a in message.attachments
+            f"<li>{esc(a.name or a.id)} ({a.content_length or 0:,} bytes)</li>"
+            for a in message.attachments
         )
         parts.append(
             f"<div><b>{sender}</b> <small>{esc(_when(message.created))}</small>{note}"
-            f"<pre style=\"white-space: pre-wrap\">{esc(message.text or '')}</pre>"
-            + (f"<ul>{files}</ul>" if files else "") + "</div>"
+            f'<pre style="white-space: pre-wrap">{esc(message.text or "")}</pre>'
+            + (f"<ul>{files}</ul>" if files else "")
+            + "</div>"
         )
     return "".join(parts)
 
@@ -1473,8 +1586,9 @@ def _cli_parser() -> Any:
     )
     parser.add_argument("--url", help="the DHIS2 server, e.g. https://dhis2.example.org")
     parser.add_argument("--token", help="a personal access token (d2p_...)")
-    parser.add_argument("--username", help="log in as this user; the password comes from "
-                        "DHIS2_PASSWORD or a prompt")
+    parser.add_argument(
+        "--username", help="log in as this user; the password comes from DHIS2_PASSWORD or a prompt"
+    )
     parser.add_argument("--timeout", type=float, help="seconds to wait for DHIS2 (default 30)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -1484,13 +1598,19 @@ def _cli_parser() -> Any:
     def command(name: str, text: str) -> Any:
         p = sub.add_parser(name, help=text, description=text)
         # --json is accepted after the subcommand too; SUPPRESS keeps a global --json.
-        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                       help="print machine-readable JSON")
+        p.add_argument(
+            "--json",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="print machine-readable JSON",
+        )
         return p
 
     p = command("list", "list conversations, newest first")
     p.add_argument("--unread", action="store_true", help="only unread ones")
-    p.add_argument("--filter", action="append", default=[], help="a DHIS2 filter, e.g. status:eq:OPEN")
+    p.add_argument(
+        "--filter", action="append", default=[], help="a DHIS2 filter, e.g. status:eq:OPEN"
+    )
     p.add_argument("--query", help="search subjects, texts and senders")
     p.add_argument("--order", default="lastMessage:desc", help="default lastMessage:desc")
     p.add_argument("--page", type=int, default=1)
@@ -1504,8 +1624,12 @@ def _cli_parser() -> Any:
     p.add_argument("text")
     p.add_argument("--user", action="append", default=[], help="a user uid (repeatable)")
     p.add_argument("--group", action="append", default=[], help="a user group uid (repeatable)")
-    p.add_argument("--org-unit", action="append", default=[], help="an organisation unit uid (repeatable)")
-    p.add_argument("--attach", action="append", default=[], metavar="FILE", help="upload and attach a file")
+    p.add_argument(
+        "--org-unit", action="append", default=[], help="an organisation unit uid (repeatable)"
+    )
+    p.add_argument(
+        "--attach", action="append", default=[], metavar="FILE", help="upload and attach a file"
+    )
     p = command("reply", "reply to a conversation")
     p.add_argument("uid")
     p.add_argument("text")
@@ -1514,10 +1638,13 @@ def _cli_parser() -> Any:
     p = command("feedback", "open a feedback ticket; prints its uid")
     p.add_argument("subject")
     p.add_argument("text")
-    for name, text in (("mark-read", "mark conversations read"), ("mark-unread", "mark conversations unread"),
-                       ("follow-up", "flag conversations for follow-up"),
-                       ("unfollow-up", "clear the follow-up flag"),
-                       ("delete", "remove conversations from an inbox (others keep them)")):
+    for name, text in (
+        ("mark-read", "mark conversations read"),
+        ("mark-unread", "mark conversations unread"),
+        ("follow-up", "flag conversations for follow-up"),
+        ("unfollow-up", "clear the follow-up flag"),
+        ("delete", "remove conversations from an inbox (others keep them)"),
+    ):
         p = command(name, text)
         p.add_argument("uids", nargs="+", metavar="UID")
         p.add_argument("--user", help="act for this user uid instead of yourself")
@@ -1551,7 +1678,9 @@ def _cli_messenger(args: Any) -> Messenger:
         options["timeout"] = (DEFAULT_TIMEOUT[0], args.timeout)
     options["base_url"] = args.url or env.get("DHIS2_URL")
     if not options["base_url"]:
-        raise _UsageError("no DHIS2 server: give --url or set DHIS2_URL (e.g. https://dhis2.example.org)")
+        raise _UsageError(
+            "no DHIS2 server: give --url or set DHIS2_URL (e.g. https://dhis2.example.org)"
+        )
     if args.token and args.username:
         raise _UsageError("give --token or --username, not both")
     username = args.username
@@ -1570,8 +1699,10 @@ def _cli_messenger(args: Any) -> Messenger:
             import getpass
 
             if not sys.stdin.isatty():
-                raise _UsageError(f"the password for {username} comes from DHIS2_PASSWORD or a prompt, "
-                                  "and there is no terminal to ask on: set DHIS2_PASSWORD")
+                raise _UsageError(
+                    f"the password for {username} comes from DHIS2_PASSWORD or a prompt, "
+                    "and there is no terminal to ask on: set DHIS2_PASSWORD"
+                )
             try:
                 password = getpass.getpass(f"DHIS2 password for {username}: ")
             except EOFError:
@@ -1619,15 +1750,32 @@ def _cell(value: Optional[str]) -> str:
 
 
 def _table(conversations: Iterable[Conversation]) -> str:
-    rows: List[Tuple[str, ...]] = [("UID", "", "TYPE", "STATUS", "PRIORITY", "LAST MESSAGE", "FROM", "SUBJECT")]
+    rows: List[Tuple[str, ...]] = [
+        ("UID", "", "TYPE", "STATUS", "PRIORITY", "LAST MESSAGE", "FROM", "SUBJECT")
+    ]
     for c in conversations:
         flags = ("*" if c.read is False else " ") + ("!" if c.follow_up else " ")
         sender = (c.last_sender.name or c.last_sender.id) if c.last_sender else "System"
-        rows.append(tuple(_cell(v) for v in (
-            c.id, flags, c.message_type, c.status, c.priority, _when(c.last_message), sender, c.subject)))
+        rows.append(
+            tuple(
+                _cell(v)
+                for v in (
+                    c.id,
+                    flags,
+                    c.message_type,
+                    c.status,
+                    c.priority,
+                    _when(c.last_message),
+                    sender,
+                    c.subject,
+                )
+            )
+        )
     widths = [max(_columns(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join(
-        "  ".join(cell + " " * (width - _columns(cell)) for cell, width in zip(row, widths)) + "  " + row[-1]
+        "  ".join(cell + " " * (width - _columns(cell)) for cell, width in zip(row, widths))
+        + "  "
+        + row[-1]
         for row in rows
     )
 
@@ -1636,22 +1784,28 @@ def _columns(text: str) -> int:
     """Terminal columns of *text*: East Asian wide characters take two, combining marks none."""
     if text.isascii():
         return len(text)
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 0 if unicodedata.combining(ch) else 1
-               for ch in text)
+    return sum(
+        2 if unicodedata.east_asian_width(ch) in "WF" else 0 if unicodedata.combining(ch) else 1
+        for ch in text
+    )
 
 
 def _thread(conv: Conversation) -> str:
     # Everything from DHIS2 is user input: no terminal escapes get through.
-    lines = [_cell(conv.subject or conv.id),
-             _cell(" · ".join(v for v in (conv.message_type, conv.status, conv.priority) if v))]
+    lines = [
+        _cell(conv.subject or conv.id),
+        _cell(" · ".join(v for v in (conv.message_type, conv.status, conv.priority) if v)),
+    ]
     if conv.assignee:
         lines[-1] += f" · assigned to {_cell(conv.assignee.name or conv.assignee.id)}"
     for message in conv.messages:
         sender = _cell(message.sender.name or message.sender.id) if message.sender else "System"
         note = " (internal)" if message.internal else ""
         lines += ["", f"[{_when(message.created)}] {sender}{note}:  ({message.id})"]
-        lines += ["    " + _CONTROL_IN_LINE.sub(" ", line)
-                  for line in (message.text or "").splitlines() or [""]]
+        lines += [
+            "    " + _CONTROL_IN_LINE.sub(" ", line)
+            for line in (message.text or "").splitlines() or [""]
+        ]
         for a in message.attachments:
             lines.append(f"    attachment {a.id}: {_cell(a.name)} ({a.content_length or 0} bytes)")
     return "\n".join(lines)
@@ -1662,8 +1816,12 @@ def _cli_run(args: Any, m: Messenger) -> Any:
     c = args.command
     if c == "list":
         filters = args.filter + (["read:eq:false"] if args.unread else [])
-        options = {"filter": filters or None, "query": args.query, "order": args.order,
-                   "page_size": args.page_size}
+        options = {
+            "filter": filters or None,
+            "query": args.query,
+            "order": args.order,
+            "page_size": args.page_size,
+        }
         if args.all:
             conversations: Sequence[Conversation] = list(m.iter_conversations(**options))
             page = None
@@ -1672,7 +1830,9 @@ def _cli_run(args: Any, m: Messenger) -> Any:
             conversations = page.conversations
         if args.json:
             return _jsonable(conversations) if page is None else _jsonable(page)
-        footer = "" if page is None else f"\npage {page.page} of {page.page_count}, {page.total} in all"
+        footer = (
+            "" if page is None else f"\npage {page.page} of {page.page_count}, {page.total} in all"
+        )
         return _table(conversations) + footer
     if c == "show":
         conv = m.get_conversation(args.uid, mark_read=args.mark_read)
@@ -1683,22 +1843,35 @@ def _cli_run(args: Any, m: Messenger) -> Any:
         if c == "send":
             _text(args.subject, "subject")
             if not _recipients(args.user, args.group, args.org_unit):
-                raise _UsageError("send needs at least one recipient: --user, --group or --org-unit")
+                raise _UsageError(
+                    "send needs at least one recipient: --user, --group or --org-unit"
+                )
         else:
             _uid(args.uid, "uid")
         contents = [_cli_file(path) for path in args.attach]
         files = [m.upload_attachment(data, filename=name) for data, name in contents]
         if c == "send":
-            uid = m.send(subject=args.subject, text=text, users=args.user, user_groups=args.group,
-                         organisation_units=args.org_unit, attachments=files)
+            uid = m.send(
+                subject=args.subject,
+                text=text,
+                users=args.user,
+                user_groups=args.group,
+                organisation_units=args.org_unit,
+                attachments=files,
+            )
             return {"uid": uid, "attachments": files} if args.json else uid
         m.reply(args.uid, text, internal=args.internal, attachments=files)
         return {"uid": args.uid, "attachments": files} if args.json else f"replied to {args.uid}"
     if c == "feedback":
         uid = m.send_feedback(subject=args.subject, text=_cli_text(args.text))
         return {"uid": uid} if args.json else uid
-    bulk = {"mark-read": m.mark_read, "mark-unread": m.mark_unread, "follow-up": m.follow_up,
-            "unfollow-up": m.unfollow_up, "delete": m.delete_conversations}
+    bulk = {
+        "mark-read": m.mark_read,
+        "mark-unread": m.mark_unread,
+        "follow-up": m.follow_up,
+        "unfollow-up": m.unfollow_up,
+        "delete": m.delete_conversations,
+    }
     if c in bulk:
         changed = bulk[c](args.uids, user=args.user)
         return {"changed": changed} if args.json else "\n".join(changed)
@@ -1708,7 +1881,11 @@ def _cli_run(args: Any, m: Messenger) -> Any:
         return {"uid": args.uid, c: value} if args.json else f"{c} of {args.uid} set to {value}"
     if c == "assign":
         m.assign(args.uid, args.user)
-        return {"uid": args.uid, "assignee": args.user} if args.json else f"assigned {args.uid} to {args.user}"
+        return (
+            {"uid": args.uid, "assignee": args.user}
+            if args.json
+            else f"assigned {args.uid} to {args.user}"
+        )
     if c == "unassign":
         m.unassign(args.uid)
         return {"uid": args.uid} if args.json else f"unassigned {args.uid}"
@@ -1718,12 +1895,18 @@ def _cli_run(args: Any, m: Messenger) -> Any:
         return {"uid": uid} if args.json else uid
     if c == "download":
         if args.json and not args.output:
-            raise _UsageError("download --json needs -o FILE: without it the attachment's bytes go to standard output")
+            raise _UsageError(
+                "download --json needs -o FILE: without it the attachment's bytes go to standard output"
+            )
         data = m.download_attachment(args.conversation, args.message, args.attachment)
         if args.output:
             with open(args.output, "wb") as handle:
                 handle.write(data)
-            return {"file": args.output, "bytes": len(data)} if args.json else f"wrote {len(data)} bytes to {args.output}"
+            return (
+                {"file": args.output, "bytes": len(data)}
+                if args.json
+                else f"wrote {len(data)} bytes to {args.output}"
+            )
         return data
     if c == "unread":
         count = m.count_unread()

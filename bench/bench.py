@@ -71,10 +71,24 @@ TRIAGE_TOTAL = 500
 TRIAGE_PAGE_SIZE = 100
 TRIAGE_MARK, TRIAGE_DELETE, TRIAGE_REPLY = 200, 100, 5
 
-FULL = {"reps": 7, "calls": 200, "parse_size": 1000, "parse_loops": 20,
-        "mem_sizes": (2000, 20000), "mem_reps": 5, "rt_reps": 5}
-QUICK = {"reps": 5, "calls": 30, "parse_size": 1000, "parse_loops": 3,
-         "mem_sizes": (2000, 5000), "mem_reps": 5, "rt_reps": 5}
+FULL = {
+    "reps": 7,
+    "calls": 200,
+    "parse_size": 1000,
+    "parse_loops": 20,
+    "mem_sizes": (2000, 20000),
+    "mem_reps": 5,
+    "rt_reps": 5,
+}
+QUICK = {
+    "reps": 5,
+    "calls": 30,
+    "parse_size": 1000,
+    "parse_loops": 3,
+    "mem_sizes": (2000, 5000),
+    "mem_reps": 5,
+    "rt_reps": 5,
+}
 
 TARGET_OVERHEAD = 1.10
 TARGET_PARSE = 3.0
@@ -117,8 +131,19 @@ class EmulatorProcess:
         port = _free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.emulator", "--port", str(port), "--latency", str(self.latency)],
-            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
+            [
+                sys.executable,
+                "-m",
+                "tests.emulator",
+                "--port",
+                str(port),
+                "--latency",
+                str(self.latency),
+            ],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -154,7 +179,9 @@ class EmulatorProcess:
     def add(self, n: int, messages: int = 1, recipients: str = "alice,bob") -> List[str]:
         response = self.control.post(
             self.url + "/__emulator__/conversations",
-            params={"n": n, "sender": "admin", "recipients": recipients, "messages": messages}, timeout=60)
+            params={"n": n, "sender": "admin", "recipients": recipients, "messages": messages},
+            timeout=60,
+        )
         response.raise_for_status()
         return response.json()
 
@@ -181,29 +208,43 @@ class Plain:
         self.api = url + "/api"
         self.session = requests.Session()
         self.session.auth = (USER, PASSWORD)
-        self.session.headers.update({
-            "Accept": "application/json",
-            "X-Requested-With": "XMLHttpRequest",
-            "User-Agent": user_agent,
-        })
+        self.session.headers.update(
+            {
+                "Accept": "application/json",
+                "X-Requested-With": "XMLHttpRequest",
+                "User-Agent": user_agent,
+            }
+        )
 
     def close(self) -> None:
         self.session.close()
 
     def list_conversations(self) -> Any:
-        params = [("fields", LIST_FIELDS), ("order", "lastMessage:desc"), ("pageSize", "50"), ("page", "1")]
-        response = self.session.get(self.api + "/messageConversations", params=params, timeout=TIMEOUT)
+        params = [
+            ("fields", LIST_FIELDS),
+            ("order", "lastMessage:desc"),
+            ("pageSize", "50"),
+            ("page", "1"),
+        ]
+        response = self.session.get(
+            self.api + "/messageConversations", params=params, timeout=TIMEOUT
+        )
         response.raise_for_status()
         return response.json()
 
     def get_conversation(self, uid: str) -> Any:
-        response = self.session.get(self.api + "/messageConversations/" + uid,
-                                    params={"fields": THREAD_FIELDS}, timeout=TIMEOUT)
+        response = self.session.get(
+            self.api + "/messageConversations/" + uid,
+            params={"fields": THREAD_FIELDS},
+            timeout=TIMEOUT,
+        )
         response.raise_for_status()
         return response.json()
 
     def mark_read(self, uids: List[str]) -> Any:
-        response = self.session.post(self.api + "/messageConversations/read", json=uids, timeout=TIMEOUT)
+        response = self.session.post(
+            self.api + "/messageConversations/read", json=uids, timeout=TIMEOUT
+        )
         response.raise_for_status()
         return response.json()["markedRead"]
 
@@ -214,8 +255,12 @@ class Plain:
         return response.headers["Location"].rsplit("/", 1)[-1]
 
     def reply(self, uid: str, text: str) -> None:
-        response = self.session.post(self.api + "/messageConversations/" + uid, data=text.encode("utf-8"),
-                                     headers={"Content-Type": "text/plain; charset=utf-8"}, timeout=TIMEOUT)
+        response = self.session.post(
+            self.api + "/messageConversations/" + uid,
+            data=text.encode("utf-8"),
+            headers={"Content-Type": "text/plain; charset=utf-8"},
+            timeout=TIMEOUT,
+        )
         response.raise_for_status()
 
 
@@ -239,20 +284,47 @@ def _calls(emu: EmulatorProcess, m: Messenger, plain: Plain, d2: Any) -> Dict[st
     target = emu.add(1)[0]
     calls = {
         "list_conversations (50)": (
-            m.list_conversations, plain.list_conversations,
-            d2 and (lambda: d2.get("/api/messageConversations", params={
-                "fields": LIST_FIELDS, "order": "lastMessage:desc", "pageSize": 50, "page": 1}))),
+            m.list_conversations,
+            plain.list_conversations,
+            d2
+            and (
+                lambda: d2.get(
+                    "/api/messageConversations",
+                    params={
+                        "fields": LIST_FIELDS,
+                        "order": "lastMessage:desc",
+                        "pageSize": 50,
+                        "page": 1,
+                    },
+                )
+            ),
+        ),
         "get_conversation (50 msgs)": (
-            lambda: m.get_conversation(thread), lambda: plain.get_conversation(thread),
-            d2 and (lambda: d2.get("/api/messageConversations/" + thread, params={"fields": THREAD_FIELDS}))),
+            lambda: m.get_conversation(thread),
+            lambda: plain.get_conversation(thread),
+            d2
+            and (
+                lambda: d2.get(
+                    "/api/messageConversations/" + thread, params={"fields": THREAD_FIELDS}
+                )
+            ),
+        ),
         "mark_read (100 uids)": (
-            lambda: m.mark_read(hundred), lambda: plain.mark_read(hundred),
-            d2 and (lambda: d2.post("/api/messageConversations/read", json=hundred))),
+            lambda: m.mark_read(hundred),
+            lambda: plain.mark_read(hundred),
+            d2 and (lambda: d2.post("/api/messageConversations/read", json=hundred)),
+        ),
         "send": (
             lambda: m.send(subject=SUBJECT, text=TEXT, users=[BOB]),
             lambda: plain.send(SUBJECT, TEXT, [BOB]),
-            d2 and (lambda: d2.post("/api/messageConversations", json={
-                "subject": SUBJECT, "text": TEXT, "users": [{"id": BOB}]}))),
+            d2
+            and (
+                lambda: d2.post(
+                    "/api/messageConversations",
+                    json={"subject": SUBJECT, "text": TEXT, "users": [{"id": BOB}]},
+                )
+            ),
+        ),
         # dhis2-client sends JSON bodies only; a reply is a text/plain body.
         "reply": (lambda: m.reply(target, REPLY), lambda: plain.reply(target, REPLY), None),
     }
@@ -269,16 +341,25 @@ def check_identical_exchanges() -> List[str]:
     problems = []
     with Emulator() as emu:
         uids = emu.add_conversations(100, sender="admin", recipients=["alice", "bob"])
-        thread = emu.add_conversations(1, sender="admin", recipients=["alice", "bob"], messages=50)[0]
+        thread = emu.add_conversations(1, sender="admin", recipients=["alice", "bob"], messages=50)[
+            0
+        ]
         m = messenger(emu.url)
         plain = Plain(emu.url, m._headers["User-Agent"])
         try:
             pairs = [
                 ("list_conversations", m.list_conversations, plain.list_conversations),
-                ("get_conversation", lambda: m.get_conversation(thread), lambda: plain.get_conversation(thread)),
+                (
+                    "get_conversation",
+                    lambda: m.get_conversation(thread),
+                    lambda: plain.get_conversation(thread),
+                ),
                 ("mark_read", lambda: m.mark_read(uids), lambda: plain.mark_read(uids)),
-                ("send", lambda: m.send(subject=SUBJECT, text=TEXT, users=[BOB]),
-                 lambda: plain.send(SUBJECT, TEXT, [BOB])),
+                (
+                    "send",
+                    lambda: m.send(subject=SUBJECT, text=TEXT, users=[BOB]),
+                    lambda: plain.send(SUBJECT, TEXT, [BOB]),
+                ),
                 ("reply", lambda: m.reply(thread, REPLY), lambda: plain.reply(thread, REPLY)),
             ]
             for name, ours, theirs in pairs:
@@ -288,8 +369,10 @@ def check_identical_exchanges() -> List[str]:
                     call()
                     (logged,) = emu.requests()
                     # Each session has its own JSESSIONID: compare the cookie names only.
-                    headers = sorted((k.lower(), re.sub(r"=[^;]*", "=...", v) if k.lower() == "cookie" else v)
-                                     for k, v in logged.headers.items())
+                    headers = sorted(
+                        (k.lower(), re.sub(r"=[^;]*", "=...", v) if k.lower() == "cookie" else v)
+                        for k, v in logged.headers.items()
+                    )
                     seen.append((logged.method, logged.path, logged.query, headers, logged.body))
                 if seen[0] != seen[1]:
                     labels = ("method", "path", "query", "headers", "body")
@@ -325,7 +408,9 @@ def bench_overhead(emu: EmulatorProcess, cfg: Dict[str, Any], profile: bool) -> 
     d2 = peer(emu.url)
     try:
         for name, (ours, theirs, other) in _calls(emu, m, plain, d2).items():
-            clients = [("messenger", ours), ("plain", theirs)] + ([("peer", other)] if other else [])
+            clients = [("messenger", ours), ("plain", theirs)] + (
+                [("peer", other)] if other else []
+            )
             for _label, call in clients:  # warm up: connections, caches
                 call()
             samples: Dict[str, List[Tuple[float, float]]] = {label: [] for label, _ in clients}
@@ -339,12 +424,16 @@ def bench_overhead(emu: EmulatorProcess, cfg: Dict[str, Any], profile: bool) -> 
                 row[f"{label}_us"] = statistics.median(v[0] for v in values)
                 row[f"{label}_cpu_us"] = statistics.median(v[1] for v in values)
             # The ratio of each repetition's pair, then the median: pairs ran back to back.
-            row["ratio"] = statistics.median(a[0] / b[0] for a, b in zip(samples["messenger"], samples["plain"]))
+            row["ratio"] = statistics.median(
+                a[0] / b[0] for a, b in zip(samples["messenger"], samples["plain"])
+            )
             row["cpu_ratio"] = statistics.median(
-                a[1] / b[1] for a, b in zip(samples["messenger"], samples["plain"]))
+                a[1] / b[1] for a, b in zip(samples["messenger"], samples["plain"])
+            )
             if "peer" in samples:
                 row["peer_ratio"] = statistics.median(
-                    a[0] / b[0] for a, b in zip(samples["peer"], samples["plain"]))
+                    a[0] / b[0] for a, b in zip(samples["peer"], samples["plain"])
+                )
             else:
                 row["peer_ratio"] = None
             rows.append(row)
@@ -358,8 +447,10 @@ def bench_overhead(emu: EmulatorProcess, cfg: Dict[str, Any], profile: bool) -> 
     if dhis2_client is None:
         peer_note = "dhis2-client: not installed"
     else:
-        peer_note = (f"dhis2-client {getattr(dhis2_client, '__version__', '')}".rstrip() +
-                     " (httpx, dicts, no X-Requested-With; cannot send a text/plain reply)")
+        peer_note = (
+            f"dhis2-client {getattr(dhis2_client, '__version__', '')}".rstrip()
+            + " (httpx, dicts, no X-Requested-With; cannot send a text/plain reply)"
+        )
     return {"rows": rows, "peer": peer_note, "profiles": profiles}
 
 
@@ -384,13 +475,26 @@ def bench_parsing(emu: EmulatorProcess, cfg: Dict[str, Any]) -> List[Dict[str, A
     emu.add(n - 1)
     get = emu.control.get
     auth = (USER, PASSWORD)
-    thread_body = get(f"{emu.url}/api/messageConversations/{thread}", params={"fields": THREAD_FIELDS},
-                      auth=auth, timeout=60).content
-    page_body = get(f"{emu.url}/api/messageConversations", params={"fields": LIST_FIELDS, "pageSize": n},
-                    auth=auth, timeout=60).content
+    thread_body = get(
+        f"{emu.url}/api/messageConversations/{thread}",
+        params={"fields": THREAD_FIELDS},
+        auth=auth,
+        timeout=60,
+    ).content
+    page_body = get(
+        f"{emu.url}/api/messageConversations",
+        params={"fields": LIST_FIELDS, "pageSize": n},
+        auth=auth,
+        timeout=60,
+    ).content
     rows = []
     for name, body, parse, count in (
-        (f"thread of {n:,} messages", thread_body, Conversation.from_json, lambda r: len(r.messages)),
+        (
+            f"thread of {n:,} messages",
+            thread_body,
+            Conversation.from_json,
+            lambda r: len(r.messages),
+        ),
         (f"page of {n:,} conversations", page_body, Page.from_json, lambda r: len(r.conversations)),
     ):
         got = count(parse(json.loads(body)))
@@ -411,18 +515,24 @@ def bench_parsing(emu: EmulatorProcess, cfg: Dict[str, Any]) -> List[Dict[str, A
         samples: Dict[str, List[float]] = {"loads": [], "records": [], "from_json": []}
         for rep in range(cfg["reps"]):
             order = [("loads", loads), ("records", records), ("from_json", from_json)]
-            for label, fn in (order if rep % 2 == 0 else order[::-1]):
+            for label, fn in order if rep % 2 == 0 else order[::-1]:
                 # Without the garbage collector, as timeit does: a collection
                 # triggered by one side's garbage would land on the other's clock.
                 samples[label].append(_timed(fn, loops, no_gc=True)[0])
-        rows.append({
-            "body": name, "bytes": len(body),
-            "loads_us": statistics.median(samples["loads"]),
-            "records_us": statistics.median(samples["records"]),
-            "from_json_us": statistics.median(samples["from_json"]),
-            "ratio": statistics.median(r / j for r, j in zip(samples["records"], samples["loads"])),
-            "reps": cfg["reps"], "loops": loops,
-        })
+        rows.append(
+            {
+                "body": name,
+                "bytes": len(body),
+                "loads_us": statistics.median(samples["loads"]),
+                "records_us": statistics.median(samples["records"]),
+                "from_json_us": statistics.median(samples["from_json"]),
+                "ratio": statistics.median(
+                    r / j for r, j in zip(samples["records"], samples["loads"])
+                ),
+                "reps": cfg["reps"],
+                "loops": loops,
+            }
+        )
     return rows
 
 
@@ -470,13 +580,21 @@ def bench_memory(emu: EmulatorProcess, cfg: Dict[str, Any]) -> Dict[str, Any]:
                 if count != size:
                     raise RuntimeError(f"iter_conversations yielded {count}, expected {size}")
                 peaks.append(peak)
-            results[size] = {"conversations": size, "pages": math.ceil(size / 50),
-                             "peak_bytes": statistics.median(peaks), "url_cache_entries": _url_cache_entries(),
-                             "traced_walk_s": statistics.median(walls), "reps": len(peaks)}
+            results[size] = {
+                "conversations": size,
+                "pages": math.ceil(size / 50),
+                "peak_bytes": statistics.median(peaks),
+                "url_cache_entries": _url_cache_entries(),
+                "traced_walk_s": statistics.median(walls),
+                "reps": len(peaks),
+            }
     finally:
         m.close()
-    return {"small": results[small], "large": results[large],
-            "ratio": results[large]["peak_bytes"] / results[small]["peak_bytes"]}
+    return {
+        "small": results[small],
+        "large": results[large],
+        "ratio": results[large]["peak_bytes"] / results[small]["peak_bytes"],
+    }
 
 
 # -- Section 4: round trips -------------------------------------------------------
@@ -507,9 +625,12 @@ def bench_round_trips(emu: EmulatorProcess, cfg: Dict[str, Any]) -> Dict[str, An
         try:
             emu.clear_log()
             started = time.perf_counter()
-            uids = [c.id for c in m.iter_conversations(filter="read:eq:false", page_size=TRIAGE_PAGE_SIZE)]
+            uids = [
+                c.id
+                for c in m.iter_conversations(filter="read:eq:false", page_size=TRIAGE_PAGE_SIZE)
+            ]
             m.mark_read(uids[:TRIAGE_MARK])
-            m.delete_conversations(uids[TRIAGE_MARK:TRIAGE_MARK + TRIAGE_DELETE])
+            m.delete_conversations(uids[TRIAGE_MARK : TRIAGE_MARK + TRIAGE_DELETE])
             for uid in uids[:TRIAGE_REPLY]:  # already read: a reply leaves the caller's flag alone
                 m.reply(uid, REPLY)
             unread = m.count_unread()
@@ -517,19 +638,35 @@ def bench_round_trips(emu: EmulatorProcess, cfg: Dict[str, Any]) -> Dict[str, An
         finally:
             m.close()
             session.close()
-        runs.append({"walked": len(uids), "unread": unread, "wall_s": wall,
-                     "server_requests": emu.requests_seen(), "client_requests": adapter.sent})
+        runs.append(
+            {
+                "walked": len(uids),
+                "unread": unread,
+                "wall_s": wall,
+                "server_requests": emu.requests_seen(),
+                "client_requests": adapter.sent,
+            }
+        )
     wall = statistics.median(r["wall_s"] for r in runs)
     floor = expected * LATENCY
     worst = lambda key: max((r[key] for r in runs), key=lambda v: abs(v - expected))
     return {
-        "latency_s": LATENCY, "page_size": TRIAGE_PAGE_SIZE, "reps": len(runs),
+        "latency_s": LATENCY,
+        "page_size": TRIAGE_PAGE_SIZE,
+        "reps": len(runs),
         "expected_requests": expected,
         "expected_breakdown": f"{pages} pages + 1 mark_read + 1 delete + {TRIAGE_REPLY} replies + 1 count",
-        "server_requests": worst("server_requests"), "client_requests": worst("client_requests"),
-        "walked": runs[0]["walked"], "unread": runs[0]["unread"], "expected_unread": expected_unread,
-        "consistent": all(r["walked"] == TRIAGE_TOTAL and r["unread"] == expected_unread for r in runs),
-        "wall_s": wall, "latency_floor_s": floor, "wall_vs_floor": wall / floor,
+        "server_requests": worst("server_requests"),
+        "client_requests": worst("client_requests"),
+        "walked": runs[0]["walked"],
+        "unread": runs[0]["unread"],
+        "expected_unread": expected_unread,
+        "consistent": all(
+            r["walked"] == TRIAGE_TOTAL and r["unread"] == expected_unread for r in runs
+        ),
+        "wall_s": wall,
+        "latency_floor_s": floor,
+        "wall_vs_floor": wall / floor,
     }
 
 
@@ -539,7 +676,8 @@ def bench_round_trips(emu: EmulatorProcess, cfg: Dict[str, Any]) -> Dict[str, An
 def _table(headers: List[str], rows: List[List[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     line = lambda cells: "  ".join(
-        c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+    )
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
@@ -555,9 +693,11 @@ def report(results: Dict[str, Any]) -> Tuple[str, List[Dict[str, Any]]]:
         return _mark(met)
 
     over = results["overhead"]
-    out.append(f"1. Client overhead per call: median of {over['rows'][0]['reps']} repetitions x "
-               f"{over['rows'][0]['calls_per_rep']} calls, no latency; ratio = Messenger / plain requests "
-               f"(target <= {TARGET_OVERHEAD:.2f})")
+    out.append(
+        f"1. Client overhead per call: median of {over['rows'][0]['reps']} repetitions x "
+        f"{over['rows'][0]['calls_per_rep']} calls, no latency; ratio = Messenger / plain requests "
+        f"(target <= {TARGET_OVERHEAD:.2f})"
+    )
     out.append(f"   exchanges identical to the plain baseline: {results['identical']}")
     rows = []
     for r in over["rows"]:
@@ -565,66 +705,167 @@ def report(results: Dict[str, Any]) -> Tuple[str, List[Dict[str, Any]]]:
         peer_cell = "n/a" if r["peer_ratio"] is None else f"{r['peer_ratio']:.2f}"
         if dhis2_client is None:
             peer_cell = "-"
-        rows.append([r["call"], f"{r['messenger_us']:.0f}", f"{r['plain_us']:.0f}", f"{r['ratio']:.2f}",
-                     f"{r['messenger_cpu_us']:.0f}", f"{r['plain_cpu_us']:.0f}", f"{r['cpu_ratio']:.2f}",
-                     peer_cell, target(f"overhead {r['call']}", round(r["ratio"], 3),
-                                       f"<= {TARGET_OVERHEAD}", met)])
-    out.append(_table(["call", "Messenger us", "plain us", "ratio", "M cpu us", "plain cpu us", "cpu ratio",
-                       "peer ratio", "target"], rows))
-    out.append(f"   us = wall per call (client + emulator); cpu = this process only. peer = {over['peer']}")
+        rows.append(
+            [
+                r["call"],
+                f"{r['messenger_us']:.0f}",
+                f"{r['plain_us']:.0f}",
+                f"{r['ratio']:.2f}",
+                f"{r['messenger_cpu_us']:.0f}",
+                f"{r['plain_cpu_us']:.0f}",
+                f"{r['cpu_ratio']:.2f}",
+                peer_cell,
+                target(f"overhead {r['call']}", round(r["ratio"], 3), f"<= {TARGET_OVERHEAD}", met),
+            ]
+        )
+    out.append(
+        _table(
+            [
+                "call",
+                "Messenger us",
+                "plain us",
+                "ratio",
+                "M cpu us",
+                "plain cpu us",
+                "cpu ratio",
+                "peer ratio",
+                "target",
+            ],
+            rows,
+        )
+    )
+    out.append(
+        f"   us = wall per call (client + emulator); cpu = this process only. peer = {over['peer']}"
+    )
 
     out.append("")
-    out.append(f"2. Parsing: bytes -> records relative to json.loads alone (target <= {TARGET_PARSE:.0f}x)")
+    out.append(
+        f"2. Parsing: bytes -> records relative to json.loads alone (target <= {TARGET_PARSE:.0f}x)"
+    )
     rows = []
     for r in results["parsing"]:
-        rows.append([r["body"], f"{r['bytes']:,}", f"{r['loads_us']:.0f}", f"{r['from_json_us']:.0f}",
-                     f"{r['records_us']:.0f}", f"{r['ratio']:.2f}",
-                     target(f"parse {r['body']}", round(r["ratio"], 3), f"<= {TARGET_PARSE}",
-                            r["ratio"] <= TARGET_PARSE)])
-    out.append(_table(["body", "bytes", "json.loads us", "from_json us", "records us", "ratio", "target"], rows))
+        rows.append(
+            [
+                r["body"],
+                f"{r['bytes']:,}",
+                f"{r['loads_us']:.0f}",
+                f"{r['from_json_us']:.0f}",
+                f"{r['records_us']:.0f}",
+                f"{r['ratio']:.2f}",
+                target(
+                    f"parse {r['body']}",
+                    round(r["ratio"], 3),
+                    f"<= {TARGET_PARSE}",
+                    r["ratio"] <= TARGET_PARSE,
+                ),
+            ]
+        )
+    out.append(
+        _table(
+            ["body", "bytes", "json.loads us", "from_json us", "records us", "ratio", "target"],
+            rows,
+        )
+    )
 
     out.append("")
     mem = results["memory"]
     small, large = mem["small"], mem["large"]
-    out.append(f"3. Memory: peak traced memory of iter_conversations (page size 50), the loop keeping a counter "
-               f"(target: {large['conversations']:,} / {small['conversations']:,} <= {TARGET_MEMORY})")
-    rows = [[f"{s['conversations']:,} conversations", str(s["pages"]), f"{s['peak_bytes'] / 1024:.0f}",
-             str(s["url_cache_entries"]), f"{s['traced_walk_s']:.2f}"] for s in (small, large)]
-    rows.append(["ratio", "", f"{mem['ratio']:.2f}", "",
-                 target("memory ratio", round(mem["ratio"], 3), f"<= {TARGET_MEMORY}", mem["ratio"] <= TARGET_MEMORY)])
+    out.append(
+        f"3. Memory: peak traced memory of iter_conversations (page size 50), the loop keeping a counter "
+        f"(target: {large['conversations']:,} / {small['conversations']:,} <= {TARGET_MEMORY})"
+    )
+    rows = [
+        [
+            f"{s['conversations']:,} conversations",
+            str(s["pages"]),
+            f"{s['peak_bytes'] / 1024:.0f}",
+            str(s["url_cache_entries"]),
+            f"{s['traced_walk_s']:.2f}",
+        ]
+        for s in (small, large)
+    ]
+    rows.append(
+        [
+            "ratio",
+            "",
+            f"{mem['ratio']:.2f}",
+            "",
+            target(
+                "memory ratio",
+                round(mem["ratio"], 3),
+                f"<= {TARGET_MEMORY}",
+                mem["ratio"] <= TARGET_MEMORY,
+            ),
+        ]
+    )
     out.append(_table(["walk", "pages", "peak KiB", "URL cache", "traced walk s"], rows))
-    out.append(f"   median of {small['reps']} walks, each from empty urllib.parse caches; the standard library keeps "
-               "the last 128 URLs (2 per page): part of the peak, bounded")
+    out.append(
+        f"   median of {small['reps']} walks, each from empty urllib.parse caches; the standard library keeps "
+        "the last 128 URLs (2 per page): part of the peak, bounded"
+    )
     out.append("")
     rt = results["round_trips"]
-    out.append(f"4. Round trips: triage with {rt['latency_s'] * 1000:.0f} ms injected latency, median of "
-               f"{rt['reps']} runs: walk {TRIAGE_TOTAL} unread (page size {rt['page_size']}), mark "
-               f"{TRIAGE_MARK} read, delete {TRIAGE_DELETE}, reply to {TRIAGE_REPLY}, count unread")
+    out.append(
+        f"4. Round trips: triage with {rt['latency_s'] * 1000:.0f} ms injected latency, median of "
+        f"{rt['reps']} runs: walk {TRIAGE_TOTAL} unread (page size {rt['page_size']}), mark "
+        f"{TRIAGE_MARK} read, delete {TRIAGE_DELETE}, reply to {TRIAGE_REPLY}, count unread"
+    )
     rows = [
-        ["requests seen by the emulator", str(rt["expected_requests"]), str(rt["server_requests"]),
-         target("round trips (emulator)", rt["server_requests"], f"== {rt['expected_requests']}",
-                rt["server_requests"] == rt["expected_requests"])],
-        ["requests sent by the client", str(rt["expected_requests"]), str(rt["client_requests"]),
-         target("round trips (client)", rt["client_requests"], f"== {rt['expected_requests']}",
-                rt["client_requests"] == rt["expected_requests"])],
-        ["unread afterwards", str(rt["expected_unread"]), str(rt["unread"]),
-         target("triage result", rt["unread"], f"== {rt['expected_unread']}", rt["consistent"])],
+        [
+            "requests seen by the emulator",
+            str(rt["expected_requests"]),
+            str(rt["server_requests"]),
+            target(
+                "round trips (emulator)",
+                rt["server_requests"],
+                f"== {rt['expected_requests']}",
+                rt["server_requests"] == rt["expected_requests"],
+            ),
+        ],
+        [
+            "requests sent by the client",
+            str(rt["expected_requests"]),
+            str(rt["client_requests"]),
+            target(
+                "round trips (client)",
+                rt["client_requests"],
+                f"== {rt['expected_requests']}",
+                rt["client_requests"] == rt["expected_requests"],
+            ),
+        ],
+        [
+            "unread afterwards",
+            str(rt["expected_unread"]),
+            str(rt["unread"]),
+            target("triage result", rt["unread"], f"== {rt['expected_unread']}", rt["consistent"]),
+        ],
     ]
     out.append(_table(["", "expected", "actual", "target"], rows))
     out.append(f"   minimum = {rt['expected_breakdown']}")
-    out.append(f"   wall {rt['wall_s'] * 1000:.0f} ms; latency floor {rt['expected_requests']} x "
-               f"{rt['latency_s'] * 1000:.0f} ms = {rt['latency_floor_s'] * 1000:.0f} ms; "
-               f"wall / floor {rt['wall_vs_floor']:.2f}")
+    out.append(
+        f"   wall {rt['wall_s'] * 1000:.0f} ms; latency floor {rt['expected_requests']} x "
+        f"{rt['latency_s'] * 1000:.0f} ms = {rt['latency_floor_s'] * 1000:.0f} ms; "
+        f"wall / floor {rt['wall_vs_floor']:.2f}"
+    )
     return "\n".join(out), targets
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a fast smoke run: fewer calls and sizes")
-    parser.add_argument("--json", default=os.path.join(ROOT, "bench", "results.json"), metavar="PATH",
-                        help="write the figures here (default bench/results.json)")
-    parser.add_argument("--profile", action="store_true",
-                        help="also print a cProfile summary of each Messenger call of section 1")
+    parser.add_argument(
+        "--quick", action="store_true", help="a fast smoke run: fewer calls and sizes"
+    )
+    parser.add_argument(
+        "--json",
+        default=os.path.join(ROOT, "bench", "results.json"),
+        metavar="PATH",
+        help="write the figures here (default bench/results.json)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also print a cProfile summary of each Messenger call of section 1",
+    )
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     # A plain SIGTERM would skip the finally blocks that stop the emulators.
@@ -633,8 +874,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     started = time.perf_counter()
     results: Dict[str, Any] = {
         "mode": "quick" if args.quick else "full",
-        "python": platform.python_version(), "requests": requests.__version__,
-        "dhis2_messages": dhis2_messages.__version__, "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "requests": requests.__version__,
+        "dhis2_messages": dhis2_messages.__version__,
+        "cpus": os.cpu_count(),
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
     }
     problems = check_identical_exchanges()
@@ -650,8 +893,14 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     text, targets = report(results)
     if problems:
-        targets.append({"name": "identical exchanges", "value": results["identical"], "limit": "yes",
-                        "met": False})
+        targets.append(
+            {
+                "name": "identical exchanges",
+                "value": results["identical"],
+                "limit": "yes",
+                "met": False,
+            }
+        )
     results["targets"] = targets
     results["all_met"] = all(t["met"] for t in targets)
     print()
@@ -660,8 +909,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"\nprofile of Messenger {name}:\n{stats}")
     missed = [t["name"] for t in targets if not t["met"]]
     print()
-    print(f"{len(targets) - len(missed)} of {len(targets)} targets met in {results['elapsed_s']:.0f} s"
-          + (f"; missed: {', '.join(missed)}" if missed else ""))
+    print(
+        f"{len(targets) - len(missed)} of {len(targets)} targets met in {results['elapsed_s']:.0f} s"
+        + (f"; missed: {', '.join(missed)}" if missed else "")
+    )
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w", encoding="utf-8") as handle:
         json.dump(results, handle, indent=2)

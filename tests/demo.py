@@ -16,8 +16,9 @@ BO_DISTRICT = "O6uvpzGd5pu"
 def main() -> None:
     with Emulator() as server:
         print(f"DHIS2 emulator running at {server.url}\n")
-        with Messenger(server.url, auth=("admin", "district")) as admin, \
-                Messenger(server.url, token=server.user("alice").token) as alice:
+        with Messenger(server.url, auth=("admin", "district")) as admin, Messenger(
+            server.url, token=server.user("alice").token
+        ) as alice:
             uid = admin.send(
                 subject="Malaria report due Friday",
                 text="Please submit the weekly malaria report for Bo District by Friday.",

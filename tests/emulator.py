@@ -61,7 +61,15 @@ __all__ = ["Emulator", "LoggedRequest", "SeedUser"]
 MESSAGE_TYPES = ("PRIVATE", "SYSTEM", "VALIDATION_RESULT", "TICKET", "SYSTEM_VERSION_UPDATE")
 STATUSES = ("NONE", "OPEN", "PENDING", "INVALID", "SOLVED")
 PRIORITIES = ("NONE", "LOW", "MEDIUM", "HIGH")
-DOMAINS = ("DATA_VALUE", "DOCUMENT", "MESSAGE_ATTACHMENT", "USER_AVATAR", "ORG_UNIT", "ICON", "JOB_DATA")
+DOMAINS = (
+    "DATA_VALUE",
+    "DOCUMENT",
+    "MESSAGE_ATTACHMENT",
+    "USER_AVATAR",
+    "ORG_UNIT",
+    "ICON",
+    "JOB_DATA",
+)
 MAX_UPLOAD_SIZE = 10_000_000
 FEEDBACK_GROUP_UID = "QYrzIjSfI8z"
 API_VERSIONS = range(28, 44)
@@ -72,19 +80,60 @@ JSON_TYPE = "application/json;charset=UTF-8"
 HTML_TYPE = "text/html;charset=utf-8"
 NO_CACHE = ("Cache-Control", "no-cache, private")
 JACKSON_SOURCE = "[Source: REDACTED (`StreamReadFeature.INCLUDE_SOURCE_IN_LOCATION` disabled)"
-FILTER_OPERATORS = frozenset((
-    "eq", "ieq", "!eq", "neq", "ne", "gt", "lt", "gte", "ge", "lte", "le",
-    "like", "!like", "$like", "!$like", "like$", "!like$", "ilike", "!ilike", "startsWith", "$ilike",
-    "!$ilike", "endsWith", "ilike$", "!ilike$", "token", "!token", "in", "!in", "null", "!null",
-    "empty", "!empty",
-))
-ORDERABLE = {"id", "subject", "messageType", "status", "priority", "messageCount",
-             "lastMessage", "lastUpdated", "created"}
+FILTER_OPERATORS = frozenset(
+    (
+        "eq",
+        "ieq",
+        "!eq",
+        "neq",
+        "ne",
+        "gt",
+        "lt",
+        "gte",
+        "ge",
+        "lte",
+        "le",
+        "like",
+        "!like",
+        "$like",
+        "!$like",
+        "like$",
+        "!like$",
+        "ilike",
+        "!ilike",
+        "startsWith",
+        "$ilike",
+        "!$ilike",
+        "endsWith",
+        "ilike$",
+        "!ilike$",
+        "token",
+        "!token",
+        "in",
+        "!in",
+        "null",
+        "!null",
+        "empty",
+        "!empty",
+    )
+)
+ORDERABLE = {
+    "id",
+    "subject",
+    "messageType",
+    "status",
+    "priority",
+    "messageCount",
+    "lastMessage",
+    "lastUpdated",
+    "created",
+}
 
 
 # ---------------------------------------------------------------------------
 # The world: users, groups, org units, file resources, conversations
 # ---------------------------------------------------------------------------
+
 
 @dataclass(eq=False)
 class SeedUser:
@@ -106,19 +155,56 @@ class SeedUser:
 
 
 _SEED_USERS = (
-    ("xE7jOejl9FI", "admin", "district", "John", "Traore", ("ALL",),
-     "d2p_38AibNyyurlGFb0EkjKWREhbiGjlvhkTp3SKQOo6Cd6r2Xxx3X"),
-    ("PhzytPW3g2J", "alice", "District1#", "Alice", "Banda", (),
-     "d2p_vau5kHvRwMzzuVtYkwMJFrCfZ4U2EqkNk6sEr6f4gUy02hSjbZ"),
-    ("DXyJmlo9rge", "bob", "District1#", "Bob", "Mensah", (),
-     "d2p_BQ8DEoFogNCAI3Ao3pxTnHyf6t5YdIngBaVbVJBMQKnY1giOJ3"),
-    ("Kh68cDMwZsg", "carol", "District1#", "Carol", "Osei", (),
-     "d2p_8qS0BFn7BwpkZ01BZGaG7yOh3FZ9NoDxQshIISj3bb5639Fabe"),
-    ("Onf73mPD6sL", "dave", "District1#", "Dave", "Kamara", (),
-     "d2p_42ldGDinouxZjugnDD57Nb5srpS9wg1QlRRLiiRejeKx23vv0z"),
+    (
+        "xE7jOejl9FI",
+        "admin",
+        "district",
+        "John",
+        "Traore",
+        ("ALL",),
+        "d2p_38AibNyyurlGFb0EkjKWREhbiGjlvhkTp3SKQOo6Cd6r2Xxx3X",
+    ),
+    (
+        "PhzytPW3g2J",
+        "alice",
+        "District1#",
+        "Alice",
+        "Banda",
+        (),
+        "d2p_vau5kHvRwMzzuVtYkwMJFrCfZ4U2EqkNk6sEr6f4gUy02hSjbZ",
+    ),
+    (
+        "DXyJmlo9rge",
+        "bob",
+        "District1#",
+        "Bob",
+        "Mensah",
+        (),
+        "d2p_BQ8DEoFogNCAI3Ao3pxTnHyf6t5YdIngBaVbVJBMQKnY1giOJ3",
+    ),
+    (
+        "Kh68cDMwZsg",
+        "carol",
+        "District1#",
+        "Carol",
+        "Osei",
+        (),
+        "d2p_8qS0BFn7BwpkZ01BZGaG7yOh3FZ9NoDxQshIISj3bb5639Fabe",
+    ),
+    (
+        "Onf73mPD6sL",
+        "dave",
+        "District1#",
+        "Dave",
+        "Kamara",
+        (),
+        "d2p_42ldGDinouxZjugnDD57Nb5srpS9wg1QlRRLiiRejeKx23vv0z",
+    ),
 )
-_SEED_GROUPS = (("wl5cDMuUhmF", "Reporters", ("alice", "bob")),
-                (FEEDBACK_GROUP_UID, "Feedback Team", ("carol",)))
+_SEED_GROUPS = (
+    ("wl5cDMuUhmF", "Reporters", ("alice", "bob")),
+    (FEEDBACK_GROUP_UID, "Feedback Team", ("carol",)),
+)
 _SEED_ORG_UNITS = (("O6uvpzGd5pu", "Bo District", ("alice", "bob", "dave")),)
 
 
@@ -214,11 +300,17 @@ class LoggedRequest:
 # Responses and the error styles
 # ---------------------------------------------------------------------------
 
+
 class Response:
     __slots__ = ("body", "headers", "status")
 
-    def __init__(self, status: int, body: bytes = b"", content_type: str | None = None,
-                 headers: Iterable[tuple[str, str]] = ()) -> None:
+    def __init__(
+        self,
+        status: int,
+        body: bytes = b"",
+        content_type: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
         self.status = status
         self.body = body
         self.headers: list[tuple[str, str]] = []
@@ -263,11 +355,20 @@ def json_response(status: int, obj: Any, headers: Iterable[tuple[str, str]] = ()
     return Response(status, _dumps(obj), JSON_TYPE, headers)
 
 
-def web_message(status: int, message: str | None = None, *, error_code: str | None = None,
-                response: dict | None = None, headers: Iterable[tuple[str, str]] = ()) -> Response:
+def web_message(
+    status: int,
+    message: str | None = None,
+    *,
+    error_code: str | None = None,
+    response: dict | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+) -> Response:
     """DHIS2's WebMessage envelope, keys in DHIS2's order, nulls omitted."""
-    body: dict[str, Any] = {"httpStatus": _phrase(status), "httpStatusCode": status,
-                            "status": "OK" if status < 400 else "ERROR"}
+    body: dict[str, Any] = {
+        "httpStatus": _phrase(status),
+        "httpStatusCode": status,
+        "status": "OK" if status < 400 else "ERROR",
+    }
     if message is not None:
         body["message"] = message
     if response is not None:
@@ -296,37 +397,48 @@ def html_page(status: int, message: str) -> Response:
     phrase = _phrase(status)
     descriptions = {
         400: "The server cannot or will not process the request due to something that is perceived "
-             "to be a client error (e.g., malformed request syntax, invalid request message framing, "
-             "or deceptive request routing).",
+        "to be a client error (e.g., malformed request syntax, invalid request message framing, "
+        "or deceptive request routing).",
         404: "The origin server did not find a current representation for the target resource or is "
-             "not willing to disclose that one exists.",
+        "not willing to disclose that one exists.",
     }
     description = descriptions.get(status, phrase)
     page = (
         f'<!doctype html><html lang="en"><head><title>HTTP Status {status} – {phrase}</title>'
         '<style type="text/css">body {font-family:Tahoma,Arial,sans-serif;} h1, h2, h3, b '
-        '{color:white;background-color:#525D76;} h1 {font-size:22px;} .line {height:1px;'
-        'background-color:#525D76;border:none;}</style></head><body>'
+        "{color:white;background-color:#525D76;} h1 {font-size:22px;} .line {height:1px;"
+        "background-color:#525D76;border:none;}</style></head><body>"
         f'<h1>HTTP Status {status} – {phrase}</h1><hr class="line" /><p><b>Type</b> Status Report</p>'
-        f'<p><b>Message</b> {html.escape(message)}</p><p><b>Description</b> {description}</p>'
+        f"<p><b>Message</b> {html.escape(message)}</p><p><b>Description</b> {description}</p>"
         '<hr class="line" /><h3>Apache Tomcat/10.1.34</h3></body></html>'
     )
     return Response(status, page.encode("utf-8"), HTML_TYPE, [("Content-Language", "en")])
 
 
 def missing_param(name: str, java_type: str = "String") -> Fail:
-    return Fail(html_page(400, f"Required request parameter '{name}' for method parameter type {java_type} "
-                               "is not present"))
+    return Fail(
+        html_page(
+            400,
+            f"Required request parameter '{name}' for method parameter type {java_type} "
+            "is not present",
+        )
+    )
 
 
 def bad_enum(value: str, param: str, valid: Iterable[str]) -> Fail:
-    return Fail(web_message(400, f"Value '{value}' is not valid for parameter {param}. "
-                                 f"Valid values are: [{', '.join(valid)}]"))
+    return Fail(
+        web_message(
+            400,
+            f"Value '{value}' is not valid for parameter {param}. "
+            f"Valid values are: [{', '.join(valid)}]",
+        )
+    )
 
 
 # ---------------------------------------------------------------------------
 # Rendering: DHIS2's field filter (fields=a,b[c,d[*]],*,!e)
 # ---------------------------------------------------------------------------
+
 
 @functools.lru_cache(maxsize=65536)
 def format_date(ms: int) -> str:
@@ -336,7 +448,14 @@ def format_date(ms: int) -> str:
 
 def parse_date(value: str) -> int | None:
     text = value.strip().replace(" ", "T").rstrip("Z")
-    for fmt in ("%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d", "%Y-%m", "%Y"):
+    for fmt in (
+        "%Y-%m-%dT%H:%M:%S.%f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d",
+        "%Y-%m",
+        "%Y",
+    ):
         try:
             dt = _dt.datetime.strptime(text, fmt)
         except ValueError:
@@ -388,8 +507,15 @@ class Ctx:
 
     __slots__ = ("href_base", "in_list", "own_entry_only", "read_override", "show_internal", "user")
 
-    def __init__(self, user: SeedUser, href_base: str, *, show_internal: bool = True,
-                 in_list: bool = False, own_entry_only: bool = False) -> None:
+    def __init__(
+        self,
+        user: SeedUser,
+        href_base: str,
+        *,
+        show_internal: bool = True,
+        in_list: bool = False,
+        own_entry_only: bool = False,
+    ) -> None:
         self.user = user
         self.href_base = href_base
         self.show_internal = show_internal
@@ -407,7 +533,9 @@ class Prop:
 
     __slots__ = ("get", "kind", "target", "vtype")
 
-    def __init__(self, kind: str, vtype: str, get: Callable[[Any, Ctx], Any], target: str | None = None):
+    def __init__(
+        self, kind: str, vtype: str, get: Callable[[Any, Ctx], Any], target: str | None = None
+    ):
         self.kind = kind
         self.vtype = vtype
         self.get = get
@@ -507,11 +635,18 @@ TYPES: dict[str, dict[str, Prop]] = {
         "createdBy": Prop("dto", "str", lambda c, x: c.created_by, "user"),
         "messages": Prop("refs", "str", _conv_messages, "message"),
         "userMessages": Prop("embedded", "str", _conv_user_messages, "userMessage"),
-        "userFirstname": _v("str", _list_only(lambda c: c.created_by.first_name if c.created_by else None)),
-        "userSurname": _v("str", _list_only(lambda c: c.created_by.surname if c.created_by else None)),
-        "lastSenderFirstname": _v("str", _list_only(
-            lambda c: c.last_sender.first_name if c.last_sender else None)),
-        "lastSenderSurname": _v("str", _list_only(lambda c: c.last_sender.surname if c.last_sender else None)),
+        "userFirstname": _v(
+            "str", _list_only(lambda c: c.created_by.first_name if c.created_by else None)
+        ),
+        "userSurname": _v(
+            "str", _list_only(lambda c: c.created_by.surname if c.created_by else None)
+        ),
+        "lastSenderFirstname": _v(
+            "str", _list_only(lambda c: c.last_sender.first_name if c.last_sender else None)
+        ),
+        "lastSenderSurname": _v(
+            "str", _list_only(lambda c: c.last_sender.surname if c.last_sender else None)
+        ),
     },
 }
 ALL_FIELDS = (("*", None),)
@@ -535,7 +670,9 @@ def _select(type_name: str, tokens: tuple[tuple[str, Any], ...]) -> dict[str, An
     return chosen
 
 
-def render(type_name: str, obj: Any, tokens: tuple[tuple[str, Any], ...], ctx: Ctx) -> dict[str, Any]:
+def render(
+    type_name: str, obj: Any, tokens: tuple[tuple[str, Any], ...], ctx: Ctx
+) -> dict[str, Any]:
     props = TYPES[type_name]
     out: dict[str, Any] = {}
     for name, sub in _select(type_name, tokens).items():
@@ -548,7 +685,9 @@ def render(type_name: str, obj: Any, tokens: tuple[tuple[str, Any], ...], ctx: C
         elif prop.kind == "ref":
             out[name] = {"id": value.uid} if sub is None else render(prop.target, value, sub, ctx)
         elif prop.kind == "refs":
-            out[name] = [{"id": v.uid} if sub is None else render(prop.target, v, sub, ctx) for v in value]
+            out[name] = [
+                {"id": v.uid} if sub is None else render(prop.target, v, sub, ctx) for v in value
+            ]
         elif prop.kind == "embedded":
             out[name] = [render(prop.target, v, sub or ALL_FIELDS, ctx) for v in value]
         elif prop.kind == "dto":
@@ -557,12 +696,18 @@ def render(type_name: str, obj: Any, tokens: tuple[tuple[str, Any], ...], ctx: C
 
 
 def _user_dto(u: SeedUser) -> dict[str, Any]:
-    return {"id": u.uid, "name": u.display_name, "displayName": u.display_name, "username": u.username}
+    return {
+        "id": u.uid,
+        "name": u.display_name,
+        "displayName": u.display_name,
+        "username": u.username,
+    }
 
 
 # ---------------------------------------------------------------------------
 # Filtering and ordering: filter=prop:op:value, order=prop:dir, queryString
 # ---------------------------------------------------------------------------
+
 
 def _bad_request(message: str) -> Fail:  # QueryParserException rethrown as BadRequestException
     return Fail(web_message(400, message, error_code="E1003"))
@@ -574,8 +719,10 @@ def _path_leaf(type_name: str, path: str) -> Prop:
     parts = path.split(".")
     for part in parts:
         if current is None:
-            raise _bad_request("Simple type was found before finished parsing path expression, "
-                               "please check your path string.")
+            raise _bad_request(
+                "Simple type was found before finished parsing path expression, "
+                "please check your path string."
+            )
         prop = TYPES[current].get(part)
         if prop is None:
             raise _bad_request("Unknown path property: " + path)
@@ -694,7 +841,9 @@ def compile_filter(expr: str) -> Callable[[Any, Ctx], bool]:
     steps = path.split(".")
 
     def test(conv: Conversation, ctx: Ctx) -> bool:
-        return any(_compare(op, v, arg, raw) for v in _path_values("conversation", conv, steps, ctx))
+        return any(
+            _compare(op, v, arg, raw) for v in _path_values("conversation", conv, steps, ctx)
+        )
 
     return test
 
@@ -724,6 +873,7 @@ def apply_orders(convs: list[Conversation], orders: list[str]) -> list[Conversat
 # Request parsing helpers
 # ---------------------------------------------------------------------------
 
+
 class Request:
     """What handlers see."""
 
@@ -741,7 +891,9 @@ class Request:
         "user",
     )
 
-    def __init__(self, method: str, raw_path: str, query: str, headers: Any, body: bytes, origin: str):
+    def __init__(
+        self, method: str, raw_path: str, query: str, headers: Any, body: bytes, origin: str
+    ):
         self.method = method
         self.raw_path = raw_path
         self.path = raw_path
@@ -781,7 +933,9 @@ class Request:
 
 
 def _is_json_type(media: str) -> bool:
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 def _bool_param(req: Request, name: str, default: bool) -> bool:
@@ -793,8 +947,11 @@ def _bool_param(req: Request, name: str, default: bool) -> bool:
         return True
     if lowered in ("false", "off", "no", "0"):
         return False
-    raise Fail(web_message(400, f"Value '{value}' is not valid for parameter {name}. "
-                                "It should be of type boolean"))
+    raise Fail(
+        web_message(
+            400, f"Value '{value}' is not valid for parameter {name}. It should be of type boolean"
+        )
+    )
 
 
 def _int_param(req: Request, name: str, default: int) -> int:
@@ -804,8 +961,12 @@ def _int_param(req: Request, name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError:
-        raise Fail(web_message(400, f"Value '{value}' is not valid for parameter {name}. "
-                                    "It should be of type Integer")) from None
+        raise Fail(
+            web_message(
+                400,
+                f"Value '{value}' is not valid for parameter {name}. It should be of type Integer",
+            )
+        ) from None
 
 
 def _enum_param(req: Request, name: str, valid: tuple[str, ...]) -> str:
@@ -858,8 +1019,10 @@ def _json_kind(value: Any) -> tuple[str, str]:
 
 def _cannot_deserialize(java_type: str, value: Any) -> JacksonError:
     shape, token = _json_kind(value)
-    return JacksonError(f"Cannot deserialize value of type `{java_type}` from {shape} value "
-                        f"(token `JsonToken.{token}`)")
+    return JacksonError(
+        f"Cannot deserialize value of type `{java_type}` from {shape} value "
+        f"(token `JsonToken.{token}`)"
+    )
 
 
 def parse_conversation_dto(body: bytes) -> dict[str, Any]:
@@ -873,8 +1036,14 @@ def parse_conversation_dto(body: bytes) -> dict[str, Any]:
         raise JacksonError(_json_error(text, err)) from None
     if not isinstance(data, dict):
         raise _cannot_deserialize(_DTO_CLASS, data)
-    dto: dict[str, Any] = {"subject": None, "text": None, "users": [], "userGroups": [],
-                           "organisationUnits": [], "attachments": []}
+    dto: dict[str, Any] = {
+        "subject": None,
+        "text": None,
+        "users": [],
+        "userGroups": [],
+        "organisationUnits": [],
+        "attachments": [],
+    }
     for key, value in data.items():  # document order: Jackson fails on the first bad value
         if key in ("subject", "text"):
             if isinstance(value, (dict, list)):
@@ -910,11 +1079,14 @@ def _parse_references(text: str, key: str, value: Any) -> list[str | None]:
             f"Cannot construct instance of `{java}` (although at least one Creator exists): "
             f"no {argument}-argument constructor/factory method to deserialize from {shape} value ({shown})"
             f"{_jackson_location(text, max(where, 0))} "
-            f'(through reference chain: {_DTO_CLASS}["{key}"]->java.util.HashSet[{i}])')
+            f'(through reference chain: {_DTO_CLASS}["{key}"]->java.util.HashSet[{i}])'
+        )
     return ids
 
 
-def parse_multipart(content_type: str, body: bytes) -> list[tuple[dict[str, str], dict[str, str], bytes]]:
+def parse_multipart(
+    content_type: str, body: bytes
+) -> list[tuple[dict[str, str], dict[str, str], bytes]]:
     """Split a multipart/form-data body into (headers, disposition params, data) parts."""
     match = re.search(r'boundary="?([^";]+)"?', content_type, re.IGNORECASE)
     if not match:
@@ -946,6 +1118,7 @@ def parse_multipart(content_type: str, body: bytes) -> list[tuple[dict[str, str]
 # Fault injection
 # ---------------------------------------------------------------------------
 
+
 @dataclass
 class Fault:
     method: str | None
@@ -962,8 +1135,9 @@ class Fault:
     strip_headers: tuple[str, ...]
 
     def matches(self, method: str, path: str) -> bool:
-        return ((self.method is None or self.method.upper() == method)
-                and (self.path is None or self.path.search(path) is not None))
+        return (self.method is None or self.method.upper() == method) and (
+            self.path is None or self.path.search(path) is not None
+        )
 
     @property
     def runs_handler(self) -> bool:
@@ -984,7 +1158,11 @@ class Fault:
                 resp.body, guessed = _dumps(body), JSON_TYPE
             else:
                 resp.body = body.encode("utf-8") if isinstance(body, str) else bytes(body)
-                guessed = JSON_TYPE if resp.body.lstrip()[:1] in (b"{", b"[") else "text/plain;charset=UTF-8"
+                guessed = (
+                    JSON_TYPE
+                    if resp.body.lstrip()[:1] in (b"{", b"[")
+                    else "text/plain;charset=UTF-8"
+                )
             resp.set_header("Content-Type", guessed)
         if self.content_type is not None:
             resp.set_header("Content-Type", self.content_type)
@@ -999,29 +1177,32 @@ class Fault:
 # The emulator
 # ---------------------------------------------------------------------------
 
-_ROUTES: list[tuple[str, re.Pattern[str], str]] = [(m, re.compile(p), h) for m, p, h in (
-    ("GET", r"/messageConversations", "list"),
-    ("POST", r"/messageConversations", "create"),
-    ("DELETE", r"/messageConversations", "remove_batch"),
-    ("POST", r"/messageConversations/feedback", "feedback"),
-    ("POST", r"/messageConversations/(read|unread)", "bulk_read"),
-    ("POST", r"/messageConversations/(followup|unfollowup)", "bulk_follow_up"),
-    ("GET", r"/messageConversations/([a-zA-Z0-9]{11})", "get"),
-    ("POST", r"/messageConversations/([^/]+)", "reply"),
-    ("DELETE", r"/messageConversations/([^/]+)", "hard_delete"),
-    ("POST", r"/messageConversations/([^/]+)/recipients", "recipients"),
-    ("POST", r"/messageConversations/([^/]+)/(read|unread)", "single_read"),
-    ("POST", r"/messageConversations/([^/]+)/status", "status"),
-    ("POST", r"/messageConversations/([^/]+)/priority", "priority"),
-    ("POST", r"/messageConversations/([^/]+)/assign", "assign"),
-    ("DELETE", r"/messageConversations/([^/]+)/assign", "unassign"),
-    ("DELETE", r"/messageConversations/([^/]+)/([^/]+)", "remove_participant"),
-    ("GET", r"/messageConversations/([^/]+)/([^/]+)/attachments/([^/]+)", "download"),
-    ("POST", r"/fileResources", "upload"),
-    ("GET", r"/fileResources/([^/]+)", "file_metadata"),
-    ("GET", r"/fileResources/([^/]+)/data", "file_data"),
-    ("POST", r"/auth/login", "login"),
-)]
+_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
+    (m, re.compile(p), h)
+    for m, p, h in (
+        ("GET", r"/messageConversations", "list"),
+        ("POST", r"/messageConversations", "create"),
+        ("DELETE", r"/messageConversations", "remove_batch"),
+        ("POST", r"/messageConversations/feedback", "feedback"),
+        ("POST", r"/messageConversations/(read|unread)", "bulk_read"),
+        ("POST", r"/messageConversations/(followup|unfollowup)", "bulk_follow_up"),
+        ("GET", r"/messageConversations/([a-zA-Z0-9]{11})", "get"),
+        ("POST", r"/messageConversations/([^/]+)", "reply"),
+        ("DELETE", r"/messageConversations/([^/]+)", "hard_delete"),
+        ("POST", r"/messageConversations/([^/]+)/recipients", "recipients"),
+        ("POST", r"/messageConversations/([^/]+)/(read|unread)", "single_read"),
+        ("POST", r"/messageConversations/([^/]+)/status", "status"),
+        ("POST", r"/messageConversations/([^/]+)/priority", "priority"),
+        ("POST", r"/messageConversations/([^/]+)/assign", "assign"),
+        ("DELETE", r"/messageConversations/([^/]+)/assign", "unassign"),
+        ("DELETE", r"/messageConversations/([^/]+)/([^/]+)", "remove_participant"),
+        ("GET", r"/messageConversations/([^/]+)/([^/]+)/attachments/([^/]+)", "download"),
+        ("POST", r"/fileResources", "upload"),
+        ("GET", r"/fileResources/([^/]+)", "file_metadata"),
+        ("GET", r"/fileResources/([^/]+)/data", "file_data"),
+        ("POST", r"/auth/login", "login"),
+    )
+]
 _PUBLIC = {"login"}
 
 
@@ -1049,8 +1230,12 @@ class Emulator:
         self._server = server_class((host, port), self)
         bound_host, bound_port = self._server.server_address[:2]
         self.url = f"http://{f'[{bound_host}]' if ':' in bound_host else bound_host}:{bound_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="dhis2-emulator", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="dhis2-emulator",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -1086,48 +1271,92 @@ class Emulator:
             self._uid_order: tuple[int, list[Conversation]] = (-1, [])
             self.users: dict[str, SeedUser] = {}
             for uid, username, password, first, surname, auths, token in _SEED_USERS:
-                self.users[username] = SeedUser(uid, username, password, first, surname, auths, token)
+                self.users[username] = SeedUser(
+                    uid, username, password, first, surname, auths, token
+                )
             self._users_by_uid = {u.uid: u for u in self.users.values()}
             self._tokens = {u.token: u for u in self.users.values()}
-            self.groups = {uid: Group(uid, name, list(members)) for uid, name, members in _SEED_GROUPS}
-            self.org_units = {uid: Group(uid, name, list(members)) for uid, name, members in _SEED_ORG_UNITS}
+            self.groups = {
+                uid: Group(uid, name, list(members)) for uid, name, members in _SEED_GROUPS
+            }
+            self.org_units = {
+                uid: Group(uid, name, list(members)) for uid, name, members in _SEED_ORG_UNITS
+            }
             self.feedback_group_uid = FEEDBACK_GROUP_UID
             self.conversations: dict[str, Conversation] = {}
             self.files: dict[str, FileResource] = {}
             self.log: list[LoggedRequest] = []
             self._faults: list[Fault] = []
             self._sessions: dict[str, str] = {}
-            self._used_uids = {u.uid for u in self.users.values()} | set(self.groups) | set(self.org_units)
+            self._used_uids = (
+                {u.uid for u in self.users.values()} | set(self.groups) | set(self.org_units)
+            )
 
     # -- inspection and setup (for tests) ----------------------------------
 
     def requests(self, method: str | None = None, path: str | None = None) -> list[LoggedRequest]:
         with self._lock:
-            return [r for r in self.log
-                    if (method is None or r.method == method.upper()) and (path is None or r.path == path)]
+            return [
+                r
+                for r in self.log
+                if (method is None or r.method == method.upper())
+                and (path is None or r.path == path)
+            ]
 
     def clear_log(self) -> None:
         with self._lock:
             self.log = []
 
-    def inject(self, *, method: str | None = None, path: str | None = None, times: int = 1,
-               status: int | None = None, body: Any = None, headers: dict[str, str] | None = None,
-               content_type: str | None = None, delay: float = 0.0, drop: bool = False,
-               truncate: bool = False, process: bool = False, strip_headers: Iterable[str] = ()) -> None:
+    def inject(
+        self,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        times: int = 1,
+        status: int | None = None,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        content_type: str | None = None,
+        delay: float = 0.0,
+        drop: bool = False,
+        truncate: bool = False,
+        process: bool = False,
+        strip_headers: Iterable[str] = (),
+    ) -> None:
         """Make the next ``times`` matching requests misbehave (see the module docs of each mode)."""
-        fault = Fault(method=method, path=re.compile(path) if path is not None else None, times=times,
-                      status=status, body=body, headers=dict(headers or {}), content_type=content_type,
-                      delay=delay, drop=drop, truncate=truncate, process=process,
-                      strip_headers=tuple(strip_headers))
+        fault = Fault(
+            method=method,
+            path=re.compile(path) if path is not None else None,
+            times=times,
+            status=status,
+            body=body,
+            headers=dict(headers or {}),
+            content_type=content_type,
+            delay=delay,
+            drop=drop,
+            truncate=truncate,
+            process=process,
+            strip_headers=tuple(strip_headers),
+        )
         with self._lock:
             self._faults.append(fault)
 
     def user(self, username: str) -> SeedUser:
         return self._user_ref(username)
 
-    def add_conversation(self, *, sender: str | None, recipients: Any, subject: str, text: str = "Hello",
-                         message_type: str = "PRIVATE", status: str | None = None, priority: str = "NONE",
-                         internal: bool = False, replies: int = 0) -> str:
+    def add_conversation(
+        self,
+        *,
+        sender: str | None,
+        recipients: Any,
+        subject: str,
+        text: str = "Hello",
+        message_type: str = "PRIVATE",
+        status: str | None = None,
+        priority: str = "NONE",
+        internal: bool = False,
+        replies: int = 0,
+    ) -> str:
         if isinstance(recipients, str):
             recipients = [recipients]
         with self._lock:
@@ -1136,15 +1365,30 @@ class Emulator:
             message_type = message_type.upper()
             if status is None:
                 status = "OPEN" if message_type in ("TICKET", "VALIDATION_RESULT") else "NONE"
-            conv = self._new_conversation(subject, message_type, author, people,
-                                          status=status.upper(), priority=priority.upper())
+            conv = self._new_conversation(
+                subject,
+                message_type,
+                author,
+                people,
+                status=status.upper(),
+                priority=priority.upper(),
+            )
             self._append(conv, author, text, internal=internal, user_agent="emulator")
             for i in range(replies):
-                self._append(conv, author, f"Reply {i + 1}", internal=internal, user_agent="emulator")
+                self._append(
+                    conv, author, f"Reply {i + 1}", internal=internal, user_agent="emulator"
+                )
             return conv.uid
 
-    def add_conversations(self, n: int, *, sender: str, recipients: Any, subject_prefix: str = "Conversation",
-                          messages: int = 1) -> list[str]:
+    def add_conversations(
+        self,
+        n: int,
+        *,
+        sender: str,
+        recipients: Any,
+        subject_prefix: str = "Conversation",
+        messages: int = 1,
+    ) -> list[str]:
         if isinstance(recipients, str):
             recipients = [recipients]
         uids = []
@@ -1152,16 +1396,27 @@ class Emulator:
             author = self._user_ref(sender)
             people = [self._user_ref(r) for r in recipients]
             for i in range(n):
-                conv = self._new_conversation(f"{subject_prefix} {i + 1}", "PRIVATE", author, people)
+                conv = self._new_conversation(
+                    f"{subject_prefix} {i + 1}", "PRIVATE", author, people
+                )
                 for j in range(max(1, messages)):
                     self._append(conv, author, f"Message {j + 1}", user_agent="emulator")
                 uids.append(conv.uid)
         return uids
 
-    def add_file(self, *, owner: str, data: bytes, name: str = "report.pdf",
-                 content_type: str = "application/pdf", domain: str = "MESSAGE_ATTACHMENT") -> str:
+    def add_file(
+        self,
+        *,
+        owner: str,
+        data: bytes,
+        name: str = "report.pdf",
+        content_type: str = "application/pdf",
+        domain: str = "MESSAGE_ATTACHMENT",
+    ) -> str:
         with self._lock:
-            return self._new_file(self._user_ref(owner), data, name, content_type, domain.upper()).uid
+            return self._new_file(
+                self._user_ref(owner), data, name, content_type, domain.upper()
+            ).uid
 
     # -- state primitives (call with the lock held) ------------------------
 
@@ -1195,11 +1450,19 @@ class Emulator:
     def _touch(self, conv: Conversation) -> None:
         conv.last_updated = self._tick()
 
-    def _new_conversation(self, subject: str | None, message_type: str, sender: SeedUser | None,
-                          recipients: Iterable[SeedUser], status: str = "NONE",
-                          priority: str = "NONE") -> Conversation:
+    def _new_conversation(
+        self,
+        subject: str | None,
+        message_type: str,
+        sender: SeedUser | None,
+        recipients: Iterable[SeedUser],
+        status: str = "NONE",
+        priority: str = "NONE",
+    ) -> Conversation:
         now = self._tick()
-        conv = Conversation(self._uid(), subject, message_type, status, priority, sender, now, now, now)
+        conv = Conversation(
+            self._uid(), subject, message_type, status, priority, sender, now, now, now
+        )
         if sender is not None:
             conv.participants[sender.username] = Participant(sender, True, self._key())
         for user in recipients:
@@ -1208,12 +1471,27 @@ class Emulator:
         self.conversations[conv.uid] = conv
         return conv
 
-    def _append(self, conv: Conversation, sender: SeedUser | None, text: str | None, *,
-                internal: bool = False, user_agent: str | None = None,
-                attachments: Iterable[FileResource] = ()) -> Message:
+    def _append(
+        self,
+        conv: Conversation,
+        sender: SeedUser | None,
+        text: str | None,
+        *,
+        internal: bool = False,
+        user_agent: str | None = None,
+        attachments: Iterable[FileResource] = (),
+    ) -> Message:
         now = self._tick()
-        message = Message(self._uid(), text, sender, now, now, internal,
-                          "User-agent: " + ("null" if user_agent is None else user_agent), list(attachments))
+        message = Message(
+            self._uid(),
+            text,
+            sender,
+            now,
+            now,
+            internal,
+            "User-agent: " + ("null" if user_agent is None else user_agent),
+            list(attachments),
+        )
         conv.messages.append(message)
         if not internal:
             conv.message_count += 1
@@ -1228,8 +1506,15 @@ class Emulator:
             if not internal or self._is_feedback_manager(p.user):
                 p.read = False
 
-    def _new_file(self, owner: SeedUser | None, data: bytes, name: str, content_type: str,
-                  domain: str, uid: str | None = None) -> FileResource:
+    def _new_file(
+        self,
+        owner: SeedUser | None,
+        data: bytes,
+        name: str,
+        content_type: str,
+        domain: str,
+        uid: str | None = None,
+    ) -> FileResource:
         if uid is None:
             uid = self._uid()
         else:
@@ -1252,7 +1537,9 @@ class Emulator:
         return user.username in conv.participants or "ALL" in user.authorities
 
     def _has_access(self, conv: Conversation, user: SeedUser) -> bool:
-        return self._can_read(conv, user) or (conv.message_type == "TICKET" and self._is_feedback_manager(user))
+        return self._can_read(conv, user) or (
+            conv.message_type == "TICKET" and self._is_feedback_manager(user)
+        )
 
     # -- the HTTP side: called by the request handler ----------------------
 
@@ -1260,8 +1547,17 @@ class Emulator:
         """Log the request (before anything else happens) and pick the fault to apply, if any."""
         with self._lock:
             req.user = self._authenticate(req, create_session=False)[0]
-            self.log.append(LoggedRequest(req.method, req.raw_path, req.query, req.params, req.headers,
-                                          req.body, req.user.username if req.user else None))
+            self.log.append(
+                LoggedRequest(
+                    req.method,
+                    req.raw_path,
+                    req.query,
+                    req.params,
+                    req.headers,
+                    req.body,
+                    req.user.username if req.user else None,
+                )
+            )
             for fault in self._faults:
                 if fault.matches(req.method, req.raw_path):
                     fault.times -= 1
@@ -1287,8 +1583,12 @@ class Emulator:
     def _route(self, req: Request) -> Response:
         path = req.raw_path
         if path in ("/login", "/login/"):
-            return Response(200, b"<!doctype html><html><head><title>DHIS2</title></head><body>"
-                                 b"<h1>Log in</h1></body></html>", HTML_TYPE)
+            return Response(
+                200,
+                b"<!doctype html><html><head><title>DHIS2</title></head><body>"
+                b"<h1>Log in</h1></body></html>",
+                HTML_TYPE,
+            )
         match = re.match(r"^/api(?:/(\d+))?(/.*)$", path)
         target: tuple[str, tuple[str, ...]] | None = None
         if match and (match.group(1) is None or int(match.group(1)) in API_VERSIONS):
@@ -1314,7 +1614,9 @@ class Emulator:
                     return name, tuple(urllib.parse.unquote(g) for g in m.groups())
         return None
 
-    def _authenticate(self, req: Request, create_session: bool) -> tuple[SeedUser | None, Response | None]:
+    def _authenticate(
+        self, req: Request, create_session: bool
+    ) -> tuple[SeedUser | None, Response | None]:
         header = (req.headers.get("Authorization") or "").strip()
         if header[:6].lower() == "basic ":
             try:
@@ -1369,10 +1671,12 @@ class Emulator:
         if method == "POST" and path == "/__emulator__/conversations":
             try:
                 uids = self.add_conversations(
-                    int(params.get("n", "1")), sender=params.get("sender", "admin"),
+                    int(params.get("n", "1")),
+                    sender=params.get("sender", "admin"),
                     recipients=[r for r in params.get("recipients", "alice").split(",") if r],
                     subject_prefix=params.get("subject_prefix", "Conversation"),
-                    messages=int(params.get("messages", "1")))
+                    messages=int(params.get("messages", "1")),
+                )
             except (KeyError, ValueError) as err:
                 return json_response(400, {"message": str(err)})
             return json_response(200, uids)
@@ -1400,20 +1704,38 @@ class Emulator:
         compiled = [compile_filter(f) for f in filters]
         junction = any if (req.first("rootJunction") or "AND").upper() == "OR" else all
         orders = [o for value in req.all("order") for o in value.split(",") if o.strip()]
-        ctx = Ctx(user, self._href_base(req), show_internal=True, in_list=True, own_entry_only=not has_query)
+        ctx = Ctx(
+            user,
+            self._href_base(req),
+            show_internal=True,
+            in_list=True,
+            own_entry_only=not has_query,
+        )
 
         if self._cache_version != self._version:
             self._list_cache = {}
             self._cache_version = self._version
-        key = (user.username, has_query, query, query_string, query_operator, tuple(filters),
-               junction is any, tuple(orders))
+        key = (
+            user.username,
+            has_query,
+            query,
+            query_string,
+            query_operator,
+            tuple(filters),
+            junction is any,
+            tuple(orders),
+        )
         result = self._list_cache.get(key)
         if result is None:
             result = self._sorted_by_uid()
             if not has_query:  # the inbox restriction, skipped when query= is present
                 result = [c for c in result if user.username in c.participants]
                 if query_string:
-                    result = [c for c in result if self._matches_query(c, query_string, query_operator, ctx)]
+                    result = [
+                        c
+                        for c in result
+                        if self._matches_query(c, query_string, query_operator, ctx)
+                    ]
             elif query:
                 q = query.lower()
                 result = [c for c in result if c.uid == query or q in (c.subject or "").lower()]
@@ -1428,15 +1750,21 @@ class Emulator:
 
         total = len(result)
         if not paging:
-            return json_response(200, {"messageConversations": [render("conversation", c, fields, ctx)
-                                                                for c in result]}, [NO_CACHE])
+            return json_response(
+                200,
+                {"messageConversations": [render("conversation", c, fields, ctx) for c in result]},
+                [NO_CACHE],
+            )
         page_count = max(1, math.ceil(total / page_size))
         page = min(max(page, 1), page_count)
-        items = result[(page - 1) * page_size: page * page_size]
+        items = result[(page - 1) * page_size : page * page_size]
         pager: dict[str, Any] = {"page": page, "total": total, "pageSize": page_size}
         pager.update(self._pager_links(req, page, page_size, page_count))
         pager["pageCount"] = page_count
-        body = {"pager": pager, "messageConversations": [render("conversation", c, fields, ctx) for c in items]}
+        body = {
+            "pager": pager,
+            "messageConversations": [render("conversation", c, fields, ctx) for c in items],
+        }
         return json_response(200, body, [NO_CACHE])
 
     def _sorted_by_uid(self) -> list[Conversation]:
@@ -1515,7 +1843,9 @@ class Emulator:
             raise forbidden("Not authorized to access this conversation.")
         message = next((m for m in conv.messages if m.uid == msg), None)
         if message is None:
-            raise Fail(web_message(404, f"No message with uid '{msg}' in messageConversation '{mc}"))
+            raise Fail(
+                web_message(404, f"No message with uid '{msg}' in messageConversation '{mc}")
+            )
         if message.internal and not self._in_feedback_group(user):
             raise Fail(web_message(409, "Not authorized to access this message"))
         f = next((a for a in message.attachments if a.uid == file_uid), None)
@@ -1523,27 +1853,47 @@ class Emulator:
             raise Fail(web_message(404, f"No messageattachment found with id '{file_uid}'"))
         if f.domain != "MESSAGE_ATTACHMENT":
             raise Fail(web_message(409, "Invalid messageattachment."))
-        return Response(200, f.data, f.content_type, [
-            ("Content-Disposition", "filename=" + f.name), NO_CACHE,
-            ("X-Content-Type-Options", "nosniff"), ("Content-Security-Policy", "frame-ancestors 'self'")])
+        return Response(
+            200,
+            f.data,
+            f.content_type,
+            [
+                ("Content-Disposition", "filename=" + f.name),
+                NO_CACHE,
+                ("X-Content-Type-Options", "nosniff"),
+                ("Content-Security-Policy", "frame-ancestors 'self'"),
+            ],
+        )
 
     def _h_file_metadata(self, req: Request, uid: str) -> Response:
         f = self.files.get(uid)
         if f is None:
-            raise Fail(web_message(404, f"FileResource with id {uid} could not be found.", error_code="E1005"))
+            raise Fail(
+                web_message(
+                    404, f"FileResource with id {uid} could not be found.", error_code="E1005"
+                )
+            )
         fields = parse_fields(",".join(req.all("fields")) or "*")
         return json_response(200, render("file", f, fields, Ctx(req.user, "")))
 
     def _h_file_data(self, req: Request, uid: str) -> Response:
         f = self.files.get(uid)
         if f is None:
-            raise Fail(web_message(404, f"FileResource with id {uid} could not be found.", error_code="E1005"))
-        return Response(200, f.data, f.content_type, [("Content-Disposition", "filename=" + f.name)])
+            raise Fail(
+                web_message(
+                    404, f"FileResource with id {uid} could not be found.", error_code="E1005"
+                )
+            )
+        return Response(
+            200, f.data, f.content_type, [("Content-Disposition", "filename=" + f.name)]
+        )
 
     # -- handlers: creating things -----------------------------------------
 
     def _created(self, req: Request, uid: str, message: str) -> Response:
-        return web_message(201, message, headers=[("Location", req.api_url("/messageConversations/" + uid))])
+        return web_message(
+            201, message, headers=[("Location", req.api_url("/messageConversations/" + uid))]
+        )
 
     def _resolve_recipients(self, dto: dict[str, Any]) -> dict[str, SeedUser]:
         """Org units, then users, then groups, as DHIS2 resolves them (first failure wins)."""
@@ -1562,13 +1912,18 @@ class Emulator:
         for group_id in dto["userGroups"]:
             group = self.groups.get(group_id) if group_id is not None else None
             if group is None:
-                raise Fail(web_message(404, f"UserGroup with id {group_id} could not be found.",
-                                       error_code="E1005"))
+                raise Fail(
+                    web_message(
+                        404, f"UserGroup with id {group_id} could not be found.", error_code="E1005"
+                    )
+                )
             for username in group.members:
                 recipients.setdefault(username, self.users[username])
         return recipients
 
-    def _take_attachments(self, ids: Iterable[str | None], error_code: str | None) -> list[FileResource]:
+    def _take_attachments(
+        self, ids: Iterable[str | None], error_code: str | None
+    ) -> list[FileResource]:
         """Check and assign attachments one by one (earlier ones stay consumed on failure)."""
         taken = []
         for file_id in ids:
@@ -1576,7 +1931,9 @@ class Emulator:
             if f is None:
                 raise conflict(f"Attachment '{file_id}' not found.", error_code)
             if f.domain != "MESSAGE_ATTACHMENT" or f.assigned:
-                raise conflict(f"Attachment '{file_id}' is already used or not a valid attachment.", error_code)
+                raise conflict(
+                    f"Attachment '{file_id}' is already used or not a valid attachment.", error_code
+                )
             f.assigned = True
             f.last_updated = self._tick()
             taken.append(f)
@@ -1587,8 +1944,13 @@ class Emulator:
         assert user is not None
         media = req.content_type()
         if media != "application/json":
-            raise Fail(web_message(415, "Content-Type '%s' is not supported" % (
-                req.headers.get("Content-Type") or "application/octet-stream")))
+            raise Fail(
+                web_message(
+                    415,
+                    "Content-Type '%s' is not supported"
+                    % (req.headers.get("Content-Type") or "application/octet-stream"),
+                )
+            )
         try:
             dto = parse_conversation_dto(req.body)
         except JacksonError as err:
@@ -1598,10 +1960,21 @@ class Emulator:
             raise conflict("No recipients selected.")
         attachments = self._take_attachments(dto["attachments"], "E1004")
         if dto["subject"] is None:  # a NOT NULL column in DHIS2's database
-            raise Fail(web_message(409, 'ERROR: null value in column "subject" of relation '
-                                        '"messageconversation" violates not-null constraint'))
+            raise Fail(
+                web_message(
+                    409,
+                    'ERROR: null value in column "subject" of relation '
+                    '"messageconversation" violates not-null constraint',
+                )
+            )
         conv = self._new_conversation(dto["subject"], "PRIVATE", user, recipients.values())
-        self._append(conv, user, dto["text"], user_agent=req.headers.get("User-Agent"), attachments=attachments)
+        self._append(
+            conv,
+            user,
+            dto["text"],
+            user_agent=req.headers.get("User-Agent"),
+            attachments=attachments,
+        )
         return self._created(req, conv.uid, "Message conversation created")
 
     def _text_body(self, req: Request) -> str:
@@ -1623,8 +1996,14 @@ class Emulator:
         if not self._has_access(conv, user):
             raise forbidden("Not authorized to send messages to this conversation.")
         attachments = self._take_attachments(attachment_ids, None)
-        self._append(conv, user, text, internal=internal, user_agent=req.headers.get("User-Agent"),
-                     attachments=attachments)
+        self._append(
+            conv,
+            user,
+            text,
+            internal=internal,
+            user_agent=req.headers.get("User-Agent"),
+            attachments=attachments,
+        )
         self._mark_replied(conv, user, internal)
         return self._created(req, conv.uid, "Message conversation created")
 
@@ -1653,22 +2032,28 @@ class Emulator:
         content_type = req.headers.get("Content-Type") or ""
         if not content_type.lower().startswith("multipart/"):
             raise Fail(html_page(400, "Current request is not a multipart request"))
-        part = next((p for p in parse_multipart(content_type, req.body) if p[1].get("name") == "file"), None)
+        part = next(
+            (p for p in parse_multipart(content_type, req.body) if p[1].get("name") == "file"), None
+        )
         if part is None:
             raise Fail(html_page(400, "Required part 'file' is not present."))
         headers, params, data = part
         if not data:
             raise conflict("Could not read file or file is empty.", None)
         if len(data) > MAX_UPLOAD_SIZE:
-            raise conflict(f"File size can't be bigger than {MAX_UPLOAD_SIZE}, current file size {len(data)}",
-                           None)
+            raise conflict(
+                f"File size can't be bigger than {MAX_UPLOAD_SIZE}, current file size {len(data)}",
+                None,
+            )
         wanted_uid = req.first("uid")
         if wanted_uid and wanted_uid in self.files:
             raise conflict(f"FileResource already exists: `{wanted_uid}`", "E1119")
         part_type = headers.get("content-type", "").strip()
         if not re.match(r"^[\w.+-]+/[\w.+-]+", part_type):
             part_type = "application/octet-stream"
-        f = self._new_file(user, data, params.get("filename") or "untitled", part_type, domain, wanted_uid or None)
+        f = self._new_file(
+            user, data, params.get("filename") or "untitled", part_type, domain, wanted_uid or None
+        )
         rendered = render("file", f, ALL_FIELDS, Ctx(user, ""))
         return web_message(202, response={"responseType": "FileResource", "fileResource": rendered})
 
@@ -1682,8 +2067,11 @@ class Emulator:
             raise Fail(web_message(401, "Bad credentials"))
         session = uuid.uuid4().hex.upper()
         self._sessions[session] = user.username
-        return json_response(200, {"loginStatus": "SUCCESS", "redirectUrl": req.origin + "/dhis-web-dashboard/"},
-                             [("Set-Cookie", f"JSESSIONID={session}; Path=/; HttpOnly")])
+        return json_response(
+            200,
+            {"loginStatus": "SUCCESS", "redirectUrl": req.origin + "/dhis-web-dashboard/"},
+            [("Set-Cookie", f"JSESSIONID={session}; Path=/; HttpOnly")],
+        )
 
     # -- handlers: changing things -----------------------------------------
 
@@ -1693,8 +2081,13 @@ class Emulator:
         if not req.body and not media:
             raise Fail(web_message(400, "Required request body is missing"))
         if not _is_json_type(media):
-            raise Fail(web_message(415, "Content-Type '%s' is not supported" % (
-                req.headers.get("Content-Type") or "application/octet-stream")))
+            raise Fail(
+                web_message(
+                    415,
+                    "Content-Type '%s' is not supported"
+                    % (req.headers.get("Content-Type") or "application/octet-stream"),
+                )
+            )
         if not req.body:
             raise Fail(web_message(400, "Required request body is missing"))
         text = req.body.decode("utf-8", errors="replace")
@@ -1706,10 +2099,19 @@ class Emulator:
     def _uid_list_body(self, req: Request) -> list[str]:
         data = self._json_body(req)
         if not isinstance(data, list) or any(isinstance(v, (dict, list)) for v in data):
-            raise Fail(web_message(400, "JSON parse error: Cannot deserialize value of type "
-                                        "`java.util.ArrayList<java.lang.String>` from Object value "
-                                        "(token `JsonToken.START_OBJECT`)"))
-        return ["true" if v is True else "false" if v is False else str(v) for v in data if v is not None]
+            raise Fail(
+                web_message(
+                    400,
+                    "JSON parse error: Cannot deserialize value of type "
+                    "`java.util.ArrayList<java.lang.String>` from Object value "
+                    "(token `JsonToken.START_OBJECT`)",
+                )
+            )
+        return [
+            "true" if v is True else "false" if v is False else str(v)
+            for v in data
+            if v is not None
+        ]
 
     def _target_user(self, req: Request, param: str, message: str) -> SeedUser:
         uid = req.first(param)
@@ -1736,7 +2138,9 @@ class Emulator:
             if not self._has_access(conv, req.user):
                 raise forbidden(message)
 
-    def _set_read(self, req: Request, convs: list[Conversation], target: SeedUser, read: bool) -> Response:
+    def _set_read(
+        self, req: Request, convs: list[Conversation], target: SeedUser, read: bool
+    ) -> Response:
         self._check_all(req, convs, "Not authorized to change read property of this conversation.")
         changed = []
         for conv in convs:
@@ -1769,14 +2173,20 @@ class Emulator:
         if not convs:
             raise Fail(bare(404, "No MessageConversations found for the given UIDs"))
         follow = which == "followup"
-        self._check_all(req, convs, "Not authorized to change %s in this conversation."
-                        % ("followups" if follow else "unfollowups"))
+        self._check_all(
+            req,
+            convs,
+            "Not authorized to change %s in this conversation."
+            % ("followups" if follow else "unfollowups"),
+        )
         for conv in convs:
             p = conv.participants.get(target.username)
             if p is not None and p.follow_up != follow:
                 p.follow_up = follow
                 self._touch(conv)
-        return json_response(200, {"markedFollowup" if follow else "unmarkedFollowup": [c.uid for c in convs]})
+        return json_response(
+            200, {"markedFollowup" if follow else "unmarkedFollowup": [c.uid for c in convs]}
+        )
 
     def _conversation_or_404(self, uid: str) -> Conversation:
         conv = self.conversations.get(uid)
@@ -1808,14 +2218,18 @@ class Emulator:
         if assignee is None:
             raise Fail(bare(404, "Could not find user to assign"))
         if conv.message_type == "TICKET" and not self._in_feedback_group(assignee):
-            raise Fail(bare(409, "User provided is not a member of the system's feedback recipient group"))
+            raise Fail(
+                bare(409, "User provided is not a member of the system's feedback recipient group")
+            )
         conv.assignee = assignee
         self._touch(conv)
         return bare(200, f"User {assignee.display_name} was assigned successfully")
 
     def _h_unassign(self, req: Request, uid: str) -> Response:
         conv = self._conversation_or_404(uid)
-        self._check_all(req, [conv], "Not authorized to remove the assigned user to this conversation.")
+        self._check_all(
+            req, [conv], "Not authorized to remove the assigned user to this conversation."
+        )
         conv.assignee = None
         self._touch(conv)
         return bare(200, "Message is no longer assigned to user")
@@ -1854,23 +2268,39 @@ class Emulator:
         conv = self.conversations.get(mc)
         if conv is None:
             raise Fail(bare(404, "No messageConversation with uid: " + mc))
-        self._check_all(req, [conv], "Not authorized to remove assigned users to this conversation.")
+        self._check_all(
+            req, [conv], "Not authorized to remove assigned users to this conversation."
+        )
         return json_response(200, {"removed": [mc] if self._remove(conv, target) else []})
 
     def _generic_collection_delete(self, req: Request, uid: str, prop: str) -> Response:
         """DELETE /{uid}/{property} with a JSON body: the inherited collection endpoint wins."""
         if uid not in self.conversations:
-            raise Fail(web_message(404, f"MessageConversation with id {uid} could not be found.",
-                                   error_code="E1005"))
+            raise Fail(
+                web_message(
+                    404,
+                    f"MessageConversation with id {uid} could not be found.",
+                    error_code="E1005",
+                )
+            )
         text = req.body.decode("utf-8", errors="replace")
         if not text.strip():
-            raise Fail(web_message(409, "No content to map due to end-of-input" + _jackson_location(text, 0)))
+            raise Fail(
+                web_message(
+                    409, "No content to map due to end-of-input" + _jackson_location(text, 0)
+                )
+            )
         try:
             json.loads(text)
         except json.JSONDecodeError as err:
             raise Fail(web_message(409, _json_error(text, err))) from None
-        raise Fail(web_message(404, f"Property {prop} does not exist on org.hisp.dhis.message.MessageConversation",
-                               error_code="E1005"))
+        raise Fail(
+            web_message(
+                404,
+                f"Property {prop} does not exist on org.hisp.dhis.message.MessageConversation",
+                error_code="E1005",
+            )
+        )
 
     def _h_remove_batch(self, req: Request) -> Response:
         if not req.has("mc"):
@@ -1886,15 +2316,23 @@ class Emulator:
         user = req.user
         assert user is not None
         if not {"ALL", "F_METADATA_IMPORT"} & set(user.authorities):
-            raise Fail(web_message(403, "Access is denied, requires one Authority from [F_METADATA_IMPORT]"))
+            raise Fail(
+                web_message(
+                    403, "Access is denied, requires one Authority from [F_METADATA_IMPORT]"
+                )
+            )
         conv = self.conversations.get(uid)
         if conv is None:
             raise Fail(web_message(404, "Message conversation does not exist: " + uid))
         self._check_all(req, [conv], "Not authorized to delete this conversation.")
         del self.conversations[uid]
         self._tick()
-        report = {"responseType": "ObjectReport", "klass": "org.hisp.dhis.message.MessageConversation",
-                  "uid": uid, "errorReports": []}
+        report = {
+            "responseType": "ObjectReport",
+            "klass": "org.hisp.dhis.message.MessageConversation",
+            "uid": uid,
+            "errorReports": [],
+        }
         return web_message(200, response=report)
 
     # -- demo data ---------------------------------------------------------
@@ -1902,23 +2340,43 @@ class Emulator:
     def seed_demo(self) -> None:
         """A few realistic conversations for trying the server by hand."""
         with self._lock:
-            admin, alice, bob, carol, dave = (self.users[n] for n in ("admin", "alice", "bob", "carol", "dave"))
+            admin, alice, bob, carol, dave = (
+                self.users[n] for n in ("admin", "alice", "bob", "carol", "dave")
+            )
             ua = "DHIS2 Web Messaging/100.7.1"
             bo = [self.users[n] for n in self.org_units["O6uvpzGd5pu"].members]
-            reminder = self._new_conversation("Monthly reports due on the 5th", "PRIVATE", admin, bo)
-            self._append(reminder, admin, "Dear Bo District colleagues, please submit the monthly HMIS "
-                                          "reports before the 5th.", user_agent=ua)
-            ticket = self._new_conversation("ORS stock-out at Ngelehun CHC", "TICKET", alice, [carol],
-                                            status="OPEN")
-            self._append(ticket, alice, "We ran out of ORS sachets last week. Can the district send more?",
-                         user_agent=ua)
-            self._append(ticket, carol, "Checking the store records first.", internal=True, user_agent=ua)
+            reminder = self._new_conversation(
+                "Monthly reports due on the 5th", "PRIVATE", admin, bo
+            )
+            self._append(
+                reminder,
+                admin,
+                "Dear Bo District colleagues, please submit the monthly HMIS "
+                "reports before the 5th.",
+                user_agent=ua,
+            )
+            ticket = self._new_conversation(
+                "ORS stock-out at Ngelehun CHC", "TICKET", alice, [carol], status="OPEN"
+            )
+            self._append(
+                ticket,
+                alice,
+                "We ran out of ORS sachets last week. Can the district send more?",
+                user_agent=ua,
+            )
+            self._append(
+                ticket, carol, "Checking the store records first.", internal=True, user_agent=ua
+            )
             self._mark_replied(ticket, carol, True)
             self._append(ticket, carol, "A delivery is planned for Thursday.", user_agent=ua)
             self._mark_replied(ticket, carol, False)
             ticket.assignee = carol
-            thread = self._new_conversation("Mortality data for January", "PRIVATE", bob, [alice, dave])
-            self._append(thread, bob, "Have you reported the January mortality data?", user_agent=ua)
+            thread = self._new_conversation(
+                "Mortality data for January", "PRIVATE", bob, [alice, dave]
+            )
+            self._append(
+                thread, bob, "Have you reported the January mortality data?", user_agent=ua
+            )
             self._append(thread, alice, "Yes, entered yesterday.", user_agent=ua)
             self._mark_replied(thread, alice, False)
             self._append(thread, dave, "Ours will be in by Friday.", user_agent=ua)
@@ -1928,6 +2386,7 @@ class Emulator:
 # ---------------------------------------------------------------------------
 # The HTTP server
 # ---------------------------------------------------------------------------
+
 
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
@@ -2052,8 +2511,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _send(self, resp: Response, truncate: bool = False) -> None:
         """Status line, headers and body in one write (no Nagle delay between them)."""
         body = resp.body
-        lines = [f"HTTP/1.1 {resp.status} {_phrase(resp.status)}",
-                 "Date: " + email.utils.formatdate(usegmt=True)]
+        lines = [
+            f"HTTP/1.1 {resp.status} {_phrase(resp.status)}",
+            "Date: " + email.utils.formatdate(usegmt=True),
+        ]
         lines.extend(f"{k}: {v}" for k, v in resp.headers)
         if resp.status not in (204, 304) and resp.header("Content-Length") is None:
             lines.append(f"Content-Length: {len(body)}")
@@ -2077,6 +2538,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 # Standalone demo server
 # ---------------------------------------------------------------------------
 
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -2087,17 +2549,28 @@ def _is_loopback(host: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.emulator",
-                                     description="Run the DHIS2 messaging emulator (a demo server).")
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.emulator",
+        description="Run the DHIS2 messaging emulator (a demo server).",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="port (default 8080, 0 = any free port)")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds to wait before every answer")
+    parser.add_argument(
+        "--port", type=int, default=8080, help="port (default 8080, 0 = any free port)"
+    )
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds to wait before every answer"
+    )
     parser.add_argument("--demo", action="store_true", help="seed a few example conversations")
-    parser.add_argument("--allow-remote", action="store_true",
-                        help="allow a non-loopback --host (the demo passwords and tokens are public)")
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a non-loopback --host (the demo passwords and tokens are public)",
+    )
     args = parser.parse_args(argv)
     if not _is_loopback(args.host) and not args.allow_remote:
-        parser.error(f"refusing to listen on {args.host}: not a loopback address (add --allow-remote)")
+        parser.error(
+            f"refusing to listen on {args.host}: not a loopback address (add --allow-remote)"
+        )
     emulator = Emulator(latency=args.latency)
     if args.demo:
         emulator.seed_demo()

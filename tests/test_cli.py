@@ -84,10 +84,19 @@ def spawn(emulator):
     def run(*argv, user="admin", env=None, stdin=None, binary=False):
         full = _clean_env(os.environ)
         full["PYTHONIOENCODING"] = "utf-8"
-        full.update({"DHIS2_URL": emulator.url, "DHIS2_TOKEN": emulator.user(user).token} if env is None else env)
+        full.update(
+            {"DHIS2_URL": emulator.url, "DHIS2_TOKEN": emulator.user(user).token}
+            if env is None
+            else env
+        )
         done = subprocess.run(
-            [sys.executable, "-m", "dhis2_messages", *map(str, argv)], check=False, cwd=ROOT, env=full,
-            input=None if stdin is None else stdin.encode("utf-8"), capture_output=True, timeout=60,
+            [sys.executable, "-m", "dhis2_messages", *map(str, argv)],
+            check=False,
+            cwd=ROOT,
+            env=full,
+            input=None if stdin is None else stdin.encode("utf-8"),
+            capture_output=True,
+            timeout=60,
         )
         out = done.stdout if binary else done.stdout.decode("utf-8")
         return Result(done.returncode, out, done.stderr.decode("utf-8"))
@@ -130,7 +139,9 @@ class TestSubprocess:
         assert row.endswith("Alice Banda  Malaria ✓")
         assert "page 1 of 1, 1 in all" == footer
 
-    @pytest.mark.parametrize("argv", [("list",), ("--json", "list"), ("download", "{uid}", "{msg}", "{file}")])
+    @pytest.mark.parametrize(
+        "argv", [("list",), ("--json", "list"), ("download", "{uid}", "{msg}", "{file}")]
+    )
     def test_a_reader_that_stops_early_is_not_an_error(self, emulator, alice, argv):
         """`dhis2-messages list | head -1`: the closed pipe ends the command quietly, status 0."""
         emulator.add_conversations(30, sender="alice", recipients=["admin"])
@@ -143,20 +154,31 @@ class TestSubprocess:
         read_end, write_end = os.pipe()
         os.close(read_end)  # the reader is gone before the command writes a byte
         try:
-            done = subprocess.run([sys.executable, "-m", "dhis2_messages", *argv], check=False, cwd=ROOT,
-                                  env=env, stdout=write_end, stderr=subprocess.PIPE, timeout=60)
+            done = subprocess.run(
+                [sys.executable, "-m", "dhis2_messages", *argv],
+                check=False,
+                cwd=ROOT,
+                env=env,
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                timeout=60,
+            )
         finally:
             os.close(write_end)
         assert (0, b"") == (done.returncode, done.stderr)
 
     def test_show_json(self, emulator, spawn):
-        uid = emulator.add_conversation(sender="alice", recipients=["admin"], subject="S", text="first", replies=1)
+        uid = emulator.add_conversation(
+            sender="alice", recipients=["admin"], subject="S", text="first", replies=1
+        )
         data = ok(spawn("--json", "show", uid)).json()
         conv = emulator.conversations[uid]
         assert (uid, "S") == (data["id"], data["subject"])
         assert [m.uid for m in conv.messages] == [m["id"] for m in data["messages"]]
         assert ["first", "Reply 1"] == [m["text"] for m in data["messages"]]
-        assert {"id": ALICE, "name": "Alice Banda", "username": "alice"} == data["messages"][0]["sender"]
+        assert {"id": ALICE, "name": "Alice Banda", "username": "alice"} == data["messages"][0][
+            "sender"
+        ]
 
     def test_send_with_attachment_then_download_to_stdout(self, emulator, spawn, tmp_path):
         path = attachment_file(tmp_path)
@@ -194,7 +216,9 @@ class TestSubprocess:
         result = spawn("mark-read")  # argparse: UID is required
         assert 2 == result.status and "usage: dhis2-messages mark-read" in result.err
         result = spawn("status", "not-a-uid", "open")
-        assert 2 == result.status and "not a DHIS2 uid" in result.err and "Traceback" not in result.err
+        assert (
+            2 == result.status and "not a DHIS2 uid" in result.err and "Traceback" not in result.err
+        )
         assert [] == emulator.log
 
 
@@ -226,9 +250,25 @@ def test_main_in_process(cli, capsysbinary):
 def test_every_method_has_a_subcommand():
     parser = dhis2_messages._cli_parser()
     commands = next(a for a in parser._actions if a.dest == "command").choices
-    assert {"list", "show", "send", "reply", "feedback", "mark-read", "mark-unread", "follow-up",
-            "unfollow-up", "delete", "status", "priority", "assign", "unassign", "upload",
-            "download", "unread"} == set(commands)
+    assert {
+        "list",
+        "show",
+        "send",
+        "reply",
+        "feedback",
+        "mark-read",
+        "mark-unread",
+        "follow-up",
+        "unfollow-up",
+        "delete",
+        "status",
+        "priority",
+        "assign",
+        "unassign",
+        "upload",
+        "download",
+        "unread",
+    } == set(commands)
 
 
 # -- Connection ----------------------------------------------------------------------
@@ -243,29 +283,56 @@ class TestConnection:
 
     def test_flags(self, emulator, cli):
         emulator.add_conversation(sender="alice", recipients=["bob"], subject="S")
-        result = ok(cli("--url", emulator.url, "--token", emulator.user("bob").token, "unread", env={}))
+        result = ok(
+            cli("--url", emulator.url, "--token", emulator.user("bob").token, "unread", env={})
+        )
         assert "1\n" == result.out
         assert "bob" == emulator.log[-1].user
 
     def test_flags_win_over_environment(self, emulator, cli):
         ok(cli("--token", emulator.user("carol").token, "unread", user="bob"))
         assert "carol" == emulator.log[-1].user
-        ok(cli("--username", "alice", "unread", env={
-            "DHIS2_URL": emulator.url, "DHIS2_TOKEN": emulator.user("bob").token, "DHIS2_PASSWORD": "District1#"}))
+        ok(
+            cli(
+                "--username",
+                "alice",
+                "unread",
+                env={
+                    "DHIS2_URL": emulator.url,
+                    "DHIS2_TOKEN": emulator.user("bob").token,
+                    "DHIS2_PASSWORD": "District1#",
+                },
+            )
+        )
         assert "alice" == emulator.log[-1].user
 
     def test_username_and_password_from_environment(self, emulator, cli):
-        ok(cli("unread", env={"DHIS2_URL": emulator.url, "DHIS2_USERNAME": "dave", "DHIS2_PASSWORD": "District1#"}))
+        ok(
+            cli(
+                "unread",
+                env={
+                    "DHIS2_URL": emulator.url,
+                    "DHIS2_USERNAME": "dave",
+                    "DHIS2_PASSWORD": "District1#",
+                },
+            )
+        )
         assert "dave" == emulator.log[-1].user
         assert emulator.log[-1].headers["Authorization"].startswith("Basic ")
 
     def test_pat_variable(self, emulator, cli):
-        ok(cli("unread", env={"DHIS2_URL": emulator.url, "DHIS2_PAT": emulator.user("carol").token}))
+        ok(
+            cli(
+                "unread", env={"DHIS2_URL": emulator.url, "DHIS2_PAT": emulator.user("carol").token}
+            )
+        )
         assert "carol" == emulator.log[-1].user
 
     def test_no_password_without_a_terminal(self, emulator, cli):
-        for argv, env in ((["--username", "alice"], {"DHIS2_URL": emulator.url}),
-                          ([], {"DHIS2_URL": emulator.url, "DHIS2_USERNAME": "alice"})):
+        for argv, env in (
+            (["--username", "alice"], {"DHIS2_URL": emulator.url}),
+            ([], {"DHIS2_URL": emulator.url, "DHIS2_USERNAME": "alice"}),
+        ):
             result = cli(*argv, "unread", env=env)
             assert 2 == result.status and "DHIS2_PASSWORD" in result.err, result
         assert [] == emulator.log
@@ -283,14 +350,22 @@ class TestConnection:
 
         monkeypatch.setattr("getpass.getpass", getpass)
         emulator.add_conversation(sender="bob", recipients=["alice"], subject="S")
-        result = ok(cli("--username", "alice", "unread", env={"DHIS2_URL": emulator.url}, stdin=Terminal()))
+        result = ok(
+            cli("--username", "alice", "unread", env={"DHIS2_URL": emulator.url}, stdin=Terminal())
+        )
         assert "1\n" == result.out
         assert ["DHIS2 password for alice: "] == prompts
         assert "alice" == emulator.log[-1].user
 
     def test_token_and_username_conflict(self, emulator, cli):
-        result = cli("--token", emulator.user("bob").token, "--username", "bob", "unread",
-                     env={"DHIS2_URL": emulator.url, "DHIS2_PASSWORD": "District1#"})
+        result = cli(
+            "--token",
+            emulator.user("bob").token,
+            "--username",
+            "bob",
+            "unread",
+            env={"DHIS2_URL": emulator.url, "DHIS2_PASSWORD": "District1#"},
+        )
         assert 2 == result.status and "not both" in result.err
 
     def test_wrong_credentials_exit_1_without_secrets(self, emulator, cli):
@@ -298,8 +373,14 @@ class TestConnection:
         result = cli("--token", token, "unread", env={"DHIS2_URL": emulator.url})
         assert 1 == result.status and "AuthenticationError" in result.err
         assert token not in result.err + result.out
-        result = cli("unread", env={"DHIS2_URL": emulator.url, "DHIS2_USERNAME": "alice",
-                                    "DHIS2_PASSWORD": "Secret-Pa55word"})
+        result = cli(
+            "unread",
+            env={
+                "DHIS2_URL": emulator.url,
+                "DHIS2_USERNAME": "alice",
+                "DHIS2_PASSWORD": "Secret-Pa55word",
+            },
+        )
         assert 1 == result.status and "AuthenticationError" in result.err
         assert "Secret-Pa55word" not in result.err + result.out
 
@@ -312,14 +393,22 @@ class TestConnection:
 
     def test_password_that_basic_auth_cannot_carry(self, emulator, cli):
         password = "Pässwörd€"
-        result = cli("unread", env={"DHIS2_URL": emulator.url, "DHIS2_USERNAME": "alice",
-                                    "DHIS2_PASSWORD": password})
+        result = cli(
+            "unread",
+            env={"DHIS2_URL": emulator.url, "DHIS2_USERNAME": "alice", "DHIS2_PASSWORD": password},
+        )
         assert 2 == result.status and "token" in result.err
-        assert "€" not in result.err and password not in result.err and "Traceback" not in result.err
+        assert (
+            "€" not in result.err and password not in result.err and "Traceback" not in result.err
+        )
 
     def test_server_unreachable_exit_1(self, emulator, cli):
         result = cli("--url", f"http://127.0.0.1:{closed_port()}", "unread")
-        assert 1 == result.status and "TransportError" in result.err and "Could not connect" in result.err
+        assert (
+            1 == result.status
+            and "TransportError" in result.err
+            and "Could not connect" in result.err
+        )
         assert emulator.user("admin").token not in result.err
 
 
@@ -329,10 +418,16 @@ class TestConnection:
 class TestList:
     def test_table_columns_line_up(self, emulator, cli):
         plain = emulator.add_conversation(sender="alice", recipients=["admin"], subject="Stock-out")
-        tricky = emulator.add_conversation(sender="bob", recipients=["admin", "alice"],
-                                           subject="Two\nlines \x1b[31mred\x1b[0m")
-        system = emulator.add_conversation(sender=None, recipients=["admin"], subject="Validation",
-                                           message_type="VALIDATION_RESULT", priority="high")
+        tricky = emulator.add_conversation(
+            sender="bob", recipients=["admin", "alice"], subject="Two\nlines \x1b[31mred\x1b[0m"
+        )
+        system = emulator.add_conversation(
+            sender=None,
+            recipients=["admin"],
+            subject="Validation",
+            message_type="VALIDATION_RESULT",
+            priority="high",
+        )
         mine = emulator.add_conversation(sender="admin", recipients=["carol"], subject="Mine")
         emulator.conversations[plain].participants["admin"].follow_up = True
         lines = ok(cli("list")).out.splitlines()
@@ -352,8 +447,16 @@ class TestList:
             flags, kind, status, priority, sender, subject = expected[row[:11]]
             assert flags == row[13:15]
             cells = [row[a:b].rstrip() for a, b in zip(starts, starts[1:] + [len(row)])]
-            assert all(row[start - 2:start] == "  " and row[start] != " " for start in starts), row
-            assert [kind, status, priority, sender, subject] == [cells[0], cells[1], cells[2], cells[4], cells[5]]
+            assert all(row[start - 2 : start] == "  " and row[start] != " " for start in starts), (
+                row
+            )
+            assert [kind, status, priority, sender, subject] == [
+                cells[0],
+                cells[1],
+                cells[2],
+                cells[4],
+                cells[5],
+            ]
             assert len(cells[3]) == len("2024-05-02 10:11")
 
     def test_wide_names_keep_the_columns_in_line(self, emulator, cli, monkeypatch):
@@ -367,29 +470,57 @@ class TestList:
         header, *rows, _footer = ok(cli("list")).out.splitlines()
 
         def columns(text):
-            return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 0 if unicodedata.combining(ch) else 1
-                       for ch in text)
+            return sum(
+                2
+                if unicodedata.east_asian_width(ch) in "WF"
+                else 0
+                if unicodedata.combining(ch)
+                else 1
+                for ch in text
+            )
 
         (wide,) = [row for row in rows if row.endswith("宽") and "  王 小明 " in row]
         (narrow,) = [row for row in rows if row.endswith("Alice Ba\u0301nda  narrow")]
-        assert header.index("SUBJECT") == columns(wide[:-1]) == columns(narrow[:-len("narrow")])
+        assert header.index("SUBJECT") == columns(wide[:-1]) == columns(narrow[: -len("narrow")])
 
     def test_options_reach_dhis2(self, emulator, cli):
         emulator.add_conversations(3, sender="bob", recipients=["admin"])
-        ok(cli("list", "--unread", "--filter", "messageType:eq:PRIVATE", "--query", "Conversation",
-               "--order", "subject:asc", "--page", "2", "--page-size", "2"))
+        ok(
+            cli(
+                "list",
+                "--unread",
+                "--filter",
+                "messageType:eq:PRIVATE",
+                "--query",
+                "Conversation",
+                "--order",
+                "subject:asc",
+                "--page",
+                "2",
+                "--page-size",
+                "2",
+            )
+        )
         request = emulator.requests("GET", API)[-1]
         assert ["messageType:eq:PRIVATE", "read:eq:false"] == request.param("filter")
         assert (["Conversation"], ["subject:asc"], ["2"], ["2"]) == (
-            request.param("queryString"), request.param("order"), request.param("page"), request.param("pageSize"))
+            request.param("queryString"),
+            request.param("order"),
+            request.param("page"),
+            request.param("pageSize"),
+        )
 
     def test_json_page(self, emulator, cli):
         uids = emulator.add_conversations(3, sender="bob", recipients=["admin"])
         data = ok(cli("--json", "list", "--page-size", "2")).json()
         assert (1, 2, 3, 2) == (data["page"], data["page_count"], data["total"], data["page_size"])
         assert uids[::-1][:2] == [c["id"] for c in data["conversations"]]
-        assert {"id": BOB, "name": "Bob Mensah", "username": "bob"} == data["conversations"][0]["last_sender"]
-        assert data == ok(cli("list", "--page-size", "2", "--json")).json()  # --json after the command
+        assert {"id": BOB, "name": "Bob Mensah", "username": "bob"} == data["conversations"][0][
+            "last_sender"
+        ]
+        assert (
+            data == ok(cli("list", "--page-size", "2", "--json")).json()
+        )  # --json after the command
 
     def test_all_walks_every_page(self, emulator, cli):
         uids = emulator.add_conversations(5, sender="bob", recipients=["admin"])
@@ -410,7 +541,9 @@ class TestList:
 
 class TestShow:
     def test_thread(self, emulator, cli, connect, tmp_path):
-        uid = connect("alice").send_feedback(subject="Export \x1b[2Jfails", text="It times out.\n\x07Twice.")
+        uid = connect("alice").send_feedback(
+            subject="Export \x1b[2Jfails", text="It times out.\n\x07Twice."
+        )
         carol = connect("carol")
         carol.reply(uid, "Looking into it.", internal=True)
         file = carol.upload_attachment(PDF, filename="log.txt")
@@ -423,19 +556,26 @@ class TestShow:
         assert "TICKET · OPEN · NONE · assigned to Carol Osei" == lines[1]
         assert "\x1b" not in out and "\x07" not in out
         headers = [line for line in lines if line.startswith("[")]
-        assert [f"Alice Banda:  ({conv.messages[0].uid})", f"Carol Osei (internal):  ({conv.messages[1].uid})",
-                f"Carol Osei:  ({conv.messages[2].uid})"] == [h.split("] ", 1)[1] for h in headers]
+        assert [
+            f"Alice Banda:  ({conv.messages[0].uid})",
+            f"Carol Osei (internal):  ({conv.messages[1].uid})",
+            f"Carol Osei:  ({conv.messages[2].uid})",
+        ] == [h.split("] ", 1)[1] for h in headers]
         assert all(len(h.split("] ")[0]) == len("[2024-05-02 10:11") for h in headers)
         assert "    It times out." in lines and "     Twice." in lines
         assert f"    attachment {file}: log.txt ({len(PDF)} bytes)" in lines
 
     def test_json_and_mark_read(self, emulator, cli):
-        uid = emulator.add_conversation(sender="alice", recipients=["admin"], subject="S", replies=2)
+        uid = emulator.add_conversation(
+            sender="alice", recipients=["admin"], subject="S", replies=2
+        )
         data = ok(cli("show", uid, "--mark-read", "--json")).json()
         conv = emulator.conversations[uid]
         assert [m.uid for m in conv.messages] == [m["id"] for m in data["messages"]]
         assert ["Hello", "Reply 1", "Reply 2"] == [m["text"] for m in data["messages"]]
-        assert {"admin": True, "alice": True} == {p["user"]["username"]: p["read"] for p in data["participants"]}
+        assert {"admin": True, "alice": True} == {
+            p["user"]["username"]: p["read"] for p in data["participants"]
+        }
         assert all(m["internal"] is False and m["attachments"] == [] for m in data["messages"])
         assert conv.participants["admin"].read is True
         assert data["created"].startswith("20") and "T" in data["created"]
@@ -461,8 +601,21 @@ def test_unread(emulator, cli):
 
 class TestSend:
     def test_recipients(self, emulator, cli):
-        uid = ok(cli("send", "Report due", "Friday, please.", "--user", DAVE, "--group", REPORTERS,
-                     "--org-unit", BO_DISTRICT, "--user", CAROL)).out.strip()
+        uid = ok(
+            cli(
+                "send",
+                "Report due",
+                "Friday, please.",
+                "--user",
+                DAVE,
+                "--group",
+                REPORTERS,
+                "--org-unit",
+                BO_DISTRICT,
+                "--user",
+                CAROL,
+            )
+        ).out.strip()
         conv = emulator.conversations[uid]
         assert ("Report due", "Friday, please.") == (conv.subject, conv.messages[0].text)
         assert {"admin", "alice", "bob", "carol", "dave"} == set(conv.participants)
@@ -478,11 +631,14 @@ class TestSend:
     def test_attachments(self, emulator, cli, tmp_path):
         one = attachment_file(tmp_path, "one.pdf")
         two = attachment_file(tmp_path, "two.csv", b"a,b\n1,2\n")
-        data = ok(cli("send", "S", "T", "--user", ALICE, "--attach", one, "--attach", two, "--json")).json()
+        data = ok(
+            cli("send", "S", "T", "--user", ALICE, "--attach", one, "--attach", two, "--json")
+        ).json()
         (message,) = emulator.conversations[data["uid"]].messages
         assert data["attachments"] == [f.uid for f in message.attachments]
         assert [("one.pdf", PDF, "application/pdf"), ("two.csv", b"a,b\n1,2\n", "text/csv")] == [
-            (f.name, f.data, f.content_type) for f in message.attachments]
+            (f.name, f.data, f.content_type) for f in message.attachments
+        ]
         assert all(f.domain == "MESSAGE_ATTACHMENT" for f in message.attachments)
 
     def test_nothing_uploaded_when_the_command_is_wrong(self, emulator, cli, tmp_path):
@@ -492,8 +648,20 @@ class TestSend:
             (["send", "S", "T", "--attach", good], "recipient"),  # no recipient
             (["send", "S", "T", "--user", "alice", "--attach", good], "not a DHIS2 uid"),
             (["send", "S", " ", "--user", ALICE, "--attach", good], "text is empty"),
-            (["send", "S", "T", "--user", ALICE, "--attach", good, "--attach", tmp_path / "missing.pdf"],
-             "missing.pdf"),
+            (
+                [
+                    "send",
+                    "S",
+                    "T",
+                    "--user",
+                    ALICE,
+                    "--attach",
+                    good,
+                    "--attach",
+                    tmp_path / "missing.pdf",
+                ],
+                "missing.pdf",
+            ),
             (["send", "S", "T", "--user", ALICE, "--attach", empty], "empty.txt"),
             (["reply", "bad-uid", "T", "--attach", good], "not a DHIS2 uid"),
             (["upload", tmp_path], str(tmp_path)),
@@ -512,13 +680,28 @@ class TestSend:
 
 class TestReply:
     def test_reply_internal_with_attachment(self, emulator, cli, tmp_path):
-        uid = emulator.add_conversation(sender="alice", recipients=["carol"], subject="Ticket",
-                                        message_type="TICKET")
-        data = ok(cli("reply", uid, "Note to the team", "--internal", "--attach", attachment_file(tmp_path),
-                      "--json", user="carol")).json()
+        uid = emulator.add_conversation(
+            sender="alice", recipients=["carol"], subject="Ticket", message_type="TICKET"
+        )
+        data = ok(
+            cli(
+                "reply",
+                uid,
+                "Note to the team",
+                "--internal",
+                "--attach",
+                attachment_file(tmp_path),
+                "--json",
+                user="carol",
+            )
+        ).json()
         message = emulator.conversations[uid].messages[-1]
         assert {"uid": uid, "attachments": [message.attachments[0].uid]} == data
-        assert ("Note to the team", True, "carol") == (message.text, message.internal, message.sender.username)
+        assert ("Note to the team", True, "carol") == (
+            message.text,
+            message.internal,
+            message.sender.username,
+        )
         assert ["true"] == emulator.log[-1].param("internal")
 
     def test_not_allowed(self, emulator, cli):
@@ -534,7 +717,11 @@ def test_feedback(emulator, cli):
     uid = ok(cli("feedback", "Export fails", "-", user="dave", stdin="CSV times out")).out.strip()
     conv = emulator.conversations[uid]
     assert ("TICKET", "OPEN", "Export fails", "CSV times out") == (
-        conv.message_type, conv.status, conv.subject, conv.messages[0].text)
+        conv.message_type,
+        conv.status,
+        conv.subject,
+        conv.messages[0].text,
+    )
     assert {"dave", "carol"} == set(conv.participants)
     assert {"uid"} == set(ok(cli("--json", "feedback", "S", "T")).json())
 
@@ -544,24 +731,35 @@ class TestAttachments:
         uid = ok(cli("upload", attachment_file(tmp_path, "scan.png", b"\x89PNG..."))).out.strip()
         file = emulator.files[uid]
         assert ("scan.png", b"\x89PNG...", "image/png", "MESSAGE_ATTACHMENT", False) == (
-            file.name, file.data, file.content_type, file.domain, file.assigned)
+            file.name,
+            file.data,
+            file.content_type,
+            file.domain,
+            file.assigned,
+        )
         uid = ok(cli("--json", "upload", attachment_file(tmp_path))).json()["uid"]
         assert PDF == emulator.files[uid].data
 
     def test_round_trip(self, emulator, cli, tmp_path):
         """send --attach, then show lists it, then download -o writes the identical bytes."""
-        uid = ok(cli("send", "S", "T", "--user", ALICE, "--attach", attachment_file(tmp_path))).out.strip()
+        uid = ok(
+            cli("send", "S", "T", "--user", ALICE, "--attach", attachment_file(tmp_path))
+        ).out.strip()
         show = ok(cli("--json", "show", uid, user="alice")).json()
         (message,) = show["messages"]
         (attachment,) = message["attachments"]
         assert ("report.pdf", len(PDF)) == (attachment["name"], attachment["content_length"])
         target = tmp_path / "out" / "copy.pdf"
         target.parent.mkdir()
-        result = ok(cli("download", uid, message["id"], attachment["id"], "-o", target, user="alice"))
+        result = ok(
+            cli("download", uid, message["id"], attachment["id"], "-o", target, user="alice")
+        )
         assert f"wrote {len(PDF)} bytes to {target}\n" == result.out
         assert PDF == target.read_bytes()
         target.unlink()
-        data = ok(cli("--json", "download", uid, message["id"], attachment["id"], "--output", target)).json()
+        data = ok(
+            cli("--json", "download", uid, message["id"], attachment["id"], "--output", target)
+        ).json()
         assert {"file": str(target), "bytes": len(PDF)} == data
         assert PDF == target.read_bytes()
 
@@ -591,18 +789,23 @@ class TestAttachments:
 
 
 class TestBulk:
-    @pytest.mark.parametrize("command, attribute, before, after", [
-        ("mark-read", "read", False, True),
-        ("mark-unread", "read", True, False),
-        ("follow-up", "follow_up", False, True),
-        ("unfollow-up", "follow_up", True, False),
-    ])
+    @pytest.mark.parametrize(
+        "command, attribute, before, after",
+        [
+            ("mark-read", "read", False, True),
+            ("mark-unread", "read", True, False),
+            ("follow-up", "follow_up", False, True),
+            ("unfollow-up", "follow_up", True, False),
+        ],
+    )
     def test_flags(self, emulator, cli, command, attribute, before, after):
         uids = emulator.add_conversations(2, sender="alice", recipients=["bob"])
         for uid in uids:
             setattr(emulator.conversations[uid].participants["bob"], attribute, before)
         assert uids == ok(cli(command, *uids, user="bob")).out.split()
-        assert [after, after] == [getattr(emulator.conversations[u].participants["bob"], attribute) for u in uids]
+        assert [after, after] == [
+            getattr(emulator.conversations[u].participants["bob"], attribute) for u in uids
+        ]
         # read state: only what changed; follow-up: every conversation found
         again = [] if attribute == "read" else [uids[0]]
         assert {"changed": again} == ok(cli("--json", command, uids[0], user="bob")).json()
@@ -616,7 +819,9 @@ class TestBulk:
     def test_delete(self, emulator, cli):
         uids = emulator.add_conversations(2, sender="alice", recipients=["bob", "dave"])
         assert uids == ok(cli("delete", *uids, user="bob")).out.split()
-        assert [{"alice", "dave"}] * 2 == [set(emulator.conversations[u].participants) for u in uids]
+        assert [{"alice", "dave"}] * 2 == [
+            set(emulator.conversations[u].participants) for u in uids
+        ]
         assert {"changed": [uids[0]]} == ok(cli("--json", "delete", uids[0], "--user", DAVE)).json()
         assert {"alice"} == set(emulator.conversations[uids[0]].participants)
 
@@ -630,9 +835,15 @@ class TestBulk:
 
 class TestTickets:
     def test_status_and_priority(self, emulator, cli):
-        uid = emulator.add_conversation(sender="alice", recipients=["carol"], subject="T", message_type="TICKET")
-        assert f"status of {uid} set to SOLVED\n" == ok(cli("status", uid, "solved", user="carol")).out
-        assert {"uid": uid, "priority": "HIGH"} == ok(cli("--json", "priority", uid, "High", user="carol")).json()
+        uid = emulator.add_conversation(
+            sender="alice", recipients=["carol"], subject="T", message_type="TICKET"
+        )
+        assert (
+            f"status of {uid} set to SOLVED\n" == ok(cli("status", uid, "solved", user="carol")).out
+        )
+        assert {"uid": uid, "priority": "HIGH"} == ok(
+            cli("--json", "priority", uid, "High", user="carol")
+        ).json()
         conv = emulator.conversations[uid]
         assert ("SOLVED", "HIGH") == (conv.status, conv.priority)
         for argv in (("status", uid, "closed"), ("priority", uid, "urgent")):
@@ -643,7 +854,9 @@ class TestTickets:
         assert "SOLVED" == conv.status
 
     def test_assign_and_unassign(self, emulator, cli):
-        uid = emulator.add_conversation(sender="alice", recipients=["carol"], subject="T", message_type="TICKET")
+        uid = emulator.add_conversation(
+            sender="alice", recipients=["carol"], subject="T", message_type="TICKET"
+        )
         assert f"assigned {uid} to {CAROL}\n" == ok(cli("assign", uid, CAROL)).out
         assert "carol" == emulator.conversations[uid].assignee.username
         result = cli("assign", uid, DAVE)

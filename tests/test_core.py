@@ -56,8 +56,18 @@ class TestConstruction:
         """A DHIS2 under a context path keeps it."""
         assert "https://h.org/dhis" == Messenger("https://h.org/dhis/api/", token="d2p_x").base_url
 
-    @pytest.mark.parametrize("url", ["dhis2.example.org", "ftp://h.org", "", "https://", "/api",
-                                     "https://admin:district@h.org", "https://h.org?x=1"])
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "dhis2.example.org",
+            "ftp://h.org",
+            "",
+            "https://",
+            "/api",
+            "https://admin:district@h.org",
+            "https://h.org?x=1",
+        ],
+    )
     def test_bad_base_url(self, url):
         """Anything but an absolute http(s) URL without credentials is a ValueError."""
         with pytest.raises(ValueError):
@@ -72,7 +82,9 @@ class TestConstruction:
         with pytest.raises(ValueError, match="not both"):
             Messenger("https://h.org", auth=("a", "b"), token="d2p_x")
 
-    @pytest.mark.parametrize("auth", [("admin",), ["admin", "district"], ("admin", 5), "admin:district"])
+    @pytest.mark.parametrize(
+        "auth", [("admin",), ["admin", "district"], ("admin", 5), "admin:district"]
+    )
     def test_bad_auth(self, auth):
         with pytest.raises(TypeError):
             Messenger("https://h.org", auth=auth)
@@ -221,7 +233,9 @@ class TestHeadersAndAuth:
 
     def test_login_redirect(self, emulator, admin):
         """A 302 to the login page (a proxy ate the header) is an AuthenticationError, not HTML parsing."""
-        emulator.inject(status=302, headers={"Location": emulator.url + "/dhis-web-login/"}, body=b"")
+        emulator.inject(
+            status=302, headers={"Location": emulator.url + "/dhis-web-login/"}, body=b""
+        )
         with pytest.raises(AuthenticationError, match="login page") as info:
             admin.list_conversations()
         assert 302 == info.value.status_code
@@ -247,7 +261,11 @@ class TestListConversations:
         (conv,) = page
         assert uid == conv.id
         assert ("Mortality data", "PRIVATE", "NONE", "NONE") == (
-            conv.subject, conv.message_type, conv.status, conv.priority)
+            conv.subject,
+            conv.message_type,
+            conv.status,
+            conv.priority,
+        )
         assert (True, False, 1) == (conv.read, conv.follow_up, conv.message_count)
         assert UserRef(id=ADMIN, name="John Traore", username="admin") == conv.last_sender
         assert conv.assignee is None
@@ -267,7 +285,13 @@ class TestListConversations:
         for i in range(5):
             admin.send(subject=f"s{i}", text="t", users=ALICE)
         page = admin.list_conversations(page=3, page_size=2)
-        assert (3, 3, 5, 2, 1) == (page.page, page.page_count, page.total, page.page_size, len(page))
+        assert (3, 3, 5, 2, 1) == (
+            page.page,
+            page.page_count,
+            page.total,
+            page.page_size,
+            len(page),
+        )
 
     def test_filters(self, emulator, admin, alice):
         """One filter or several (ANDed) reach DHIS2 as repeated filter params."""
@@ -300,12 +324,21 @@ class TestListConversations:
         (conv,) = admin.list_conversations(fields="id,subject")
         assert Conversation(id=uid, subject="Hello") == conv
 
-    @pytest.mark.parametrize("kwargs, error", [
-        ({"page": 0}, ValueError), ({"page_size": 0}, ValueError), ({"page": "2"}, TypeError),
-        ({"page_size": 2.5}, TypeError), ({"filter": 5}, TypeError), ({"filter": "read"}, ValueError),
-        ({"filter": ["read:eq:true", ""]}, ValueError), ({"query": 5}, TypeError),
-        ({"query_operator": "ilike; drop"}, ValueError), ({"order": [None]}, TypeError),
-    ])
+    @pytest.mark.parametrize(
+        "kwargs, error",
+        [
+            ({"page": 0}, ValueError),
+            ({"page_size": 0}, ValueError),
+            ({"page": "2"}, TypeError),
+            ({"page_size": 2.5}, TypeError),
+            ({"filter": 5}, TypeError),
+            ({"filter": "read"}, ValueError),
+            ({"filter": ["read:eq:true", ""]}, ValueError),
+            ({"query": 5}, TypeError),
+            ({"query_operator": "ilike; drop"}, ValueError),
+            ({"order": [None]}, TypeError),
+        ],
+    )
     def test_bad_input_sends_nothing(self, emulator, admin, kwargs, error):
         """Bad arguments raise before any request."""
         with pytest.raises(error):
@@ -349,16 +382,27 @@ class TestIterConversations:
 
     def test_stops_on_pager_not_next_page(self, emulator, admin):
         """A nextPage link on the last page (pager says page == pageCount) does not cause another request."""
-        body = {"pager": {"page": 1, "pageCount": 1, "total": 1, "pageSize": 50,
-                          "nextPage": emulator.url + API + "?page=2"},
-                "messageConversations": [{"id": "ZjHHSjyyeJ2", "subject": "only"}]}
+        body = {
+            "pager": {
+                "page": 1,
+                "pageCount": 1,
+                "total": 1,
+                "pageSize": 50,
+                "nextPage": emulator.url + API + "?page=2",
+            },
+            "messageConversations": [{"id": "ZjHHSjyyeJ2", "subject": "only"}],
+        }
         emulator.inject(status=200, body=json.dumps(body), content_type="application/json")
         assert ["ZjHHSjyyeJ2"] == [c.id for c in admin.iter_conversations()]
         assert 1 == len(emulator.log)
 
     def test_filters_are_kept_on_every_page(self, emulator, admin):
         emulator.add_conversations(4, sender="admin", recipients=["alice"])
-        list(admin.iter_conversations(filter="messageType:eq:PRIVATE", page_size=2, query="Conversation"))
+        list(
+            admin.iter_conversations(
+                filter="messageType:eq:PRIVATE", page_size=2, query="Conversation"
+            )
+        )
         for request in emulator.log:
             assert ["messageType:eq:PRIVATE"] == request.param("filter")
             assert ["Conversation"] == request.param("queryString")
@@ -374,7 +418,10 @@ class TestCountUnread:
         assert 0 == admin.count_unread()
         request = emulator.log[0]
         assert (["read:eq:false"], ["1"], ["id"]) == (
-            request.param("filter"), request.param("pageSize"), request.param("fields"))
+            request.param("filter"),
+            request.param("pageSize"),
+            request.param("fields"),
+        )
         assert 2 == len(emulator.log)
 
 
@@ -407,7 +454,9 @@ class TestGetConversation:
         with pytest.raises(PermissionDenied) as info:
             connect("dave").get_conversation(uid)
         assert ("Not authorized to access this conversation.", "E1006") == (
-            info.value.message, info.value.error_code)
+            info.value.message,
+            info.value.error_code,
+        )
 
     def test_mark_read(self, emulator, admin, alice):
         """mark_read=True marks it read; the answer still shows the value from before."""
@@ -426,11 +475,15 @@ class TestGetConversation:
         ticket = alice.send_feedback(subject="Login broken", text="Cannot log in")
         carol.reply(ticket, "Probably the LDAP sync", internal=True)
         carol.reply(ticket, "Fixed, try again")
-        assert ["Cannot log in", "Fixed, try again"] == [m.text for m in alice.get_conversation(ticket).messages]
+        assert ["Cannot log in", "Fixed, try again"] == [
+            m.text for m in alice.get_conversation(ticket).messages
+        ]
         seen = [(m.text, m.internal) for m in carol.get_conversation(ticket).messages]
         assert ("Probably the LDAP sync", True) == seen[1]
 
-    @pytest.mark.parametrize("uid", ["short", "1abcdefghij", "../abcdefgh", "abcdefghij?", "abcdefghijkl", ""])
+    @pytest.mark.parametrize(
+        "uid", ["short", "1abcdefghij", "../abcdefgh", "abcdefghij?", "abcdefghijkl", ""]
+    )
     def test_malformed_uid_sends_nothing(self, emulator, admin, uid):
         with pytest.raises(ValueError, match="uid"):
             admin.get_conversation(uid)
@@ -445,13 +498,21 @@ class TestGetConversation:
 class TestSend:
     def test_send(self, emulator, admin):
         """One JSON POST with {"id"} references; the uid comes from Location."""
-        uid = admin.send(subject="Mortality data", text="Reported January?", users=[ALICE, BOB],
-                         user_groups=REPORTERS)
+        uid = admin.send(
+            subject="Mortality data",
+            text="Reported January?",
+            users=[ALICE, BOB],
+            user_groups=REPORTERS,
+        )
         (request,) = emulator.log
         assert ("POST", API) == (request.method, request.path)
         assert request.headers["Content-Type"].startswith("application/json")
-        assert {"subject": "Mortality data", "text": "Reported January?",
-                "users": [{"id": ALICE}, {"id": BOB}], "userGroups": [{"id": REPORTERS}]} == json.loads(request.body)
+        assert {
+            "subject": "Mortality data",
+            "text": "Reported January?",
+            "users": [{"id": ALICE}, {"id": BOB}],
+            "userGroups": [{"id": REPORTERS}],
+        } == json.loads(request.body)
         conv = emulator.conversations[uid]
         assert "Mortality data" == conv.subject
 
@@ -462,7 +523,9 @@ class TestSend:
 
     def test_org_unit_reaches_its_users(self, admin, connect):
         """Sending to an organisation unit reaches every user attached to it."""
-        uid = admin.send(subject="District reminder", text="Submit by Friday", organisation_units=BO_DISTRICT)
+        uid = admin.send(
+            subject="District reminder", text="Submit by Friday", organisation_units=BO_DISTRICT
+        )
         for name in ("alice", "bob", "dave"):
             assert uid in [c.id for c in connect(name).list_conversations()]
         assert 0 == len(connect("carol").list_conversations())
@@ -477,7 +540,10 @@ class TestSend:
         """DHIS2's 409 for an unknown user is a ConflictError with its text and code."""
         with pytest.raises(ConflictError) as info:
             admin.send(subject="s", text="t", users=[UNKNOWN])
-        assert (f"User does not exist: {UNKNOWN}", "E1004") == (info.value.message, info.value.error_code)
+        assert (f"User does not exist: {UNKNOWN}", "E1004") == (
+            info.value.message,
+            info.value.error_code,
+        )
 
     def test_unknown_group_is_404(self, admin):
         with pytest.raises(NotFoundError, match=f"UserGroup with id {UNKNOWN} could not be found."):
@@ -488,21 +554,24 @@ class TestSend:
         with pytest.raises(ConflictError, match=f"Organisation Unit does not exist: {UNKNOWN}"):
             admin.send(subject="s", text="t", users="Zz1111111Zz", organisation_units=UNKNOWN)
 
-    @pytest.mark.parametrize("kwargs, error", [
-        ({"subject": "s", "text": "t"}, ValueError),
-        ({"subject": "", "text": "t", "users": ALICE}, ValueError),
-        ({"subject": "   ", "text": "t", "users": ALICE}, ValueError),
-        ({"subject": "s", "text": "\n\t ", "users": ALICE}, ValueError),
-        ({"subject": "s", "text": "a\x00b", "users": ALICE}, ValueError),
-        ({"subject": "s", "text": "\ud800", "users": ALICE}, ValueError),
-        ({"subject": None, "text": "t", "users": ALICE}, TypeError),
-        ({"subject": "s", "text": b"t", "users": ALICE}, TypeError),
-        ({"subject": "s", "text": "t", "users": ["alice"]}, ValueError),
-        ({"subject": "s", "text": "t", "users": [ALICE, 5]}, TypeError),
-        ({"subject": "s", "text": "t", "users": {ALICE: 1}}, TypeError),
-        ({"subject": "s", "text": "t", "user_groups": ["../../api"]}, ValueError),
-        ({"subject": "s", "text": "t", "users": ALICE, "attachments": ["x"]}, ValueError),
-    ])
+    @pytest.mark.parametrize(
+        "kwargs, error",
+        [
+            ({"subject": "s", "text": "t"}, ValueError),
+            ({"subject": "", "text": "t", "users": ALICE}, ValueError),
+            ({"subject": "   ", "text": "t", "users": ALICE}, ValueError),
+            ({"subject": "s", "text": "\n\t ", "users": ALICE}, ValueError),
+            ({"subject": "s", "text": "a\x00b", "users": ALICE}, ValueError),
+            ({"subject": "s", "text": "\ud800", "users": ALICE}, ValueError),
+            ({"subject": None, "text": "t", "users": ALICE}, TypeError),
+            ({"subject": "s", "text": b"t", "users": ALICE}, TypeError),
+            ({"subject": "s", "text": "t", "users": ["alice"]}, ValueError),
+            ({"subject": "s", "text": "t", "users": [ALICE, 5]}, TypeError),
+            ({"subject": "s", "text": "t", "users": {ALICE: 1}}, TypeError),
+            ({"subject": "s", "text": "t", "user_groups": ["../../api"]}, ValueError),
+            ({"subject": "s", "text": "t", "users": ALICE, "attachments": ["x"]}, ValueError),
+        ],
+    )
     def test_bad_input_sends_nothing(self, emulator, admin, kwargs, error):
         with pytest.raises(error):
             admin.send(**kwargs)
@@ -528,7 +597,9 @@ class TestReply:
         assert "Ça marche".encode() == request.body
         assert "" == request.query
 
-    @pytest.mark.parametrize("text", ['{"text": "hi"}', "[1, 2]", '"quoted"', "🙂 مرحبا\r\n<b>x</b>", "x" * 1_000_000])
+    @pytest.mark.parametrize(
+        "text", ['{"text": "hi"}', "[1, 2]", '"quoted"', "🙂 مرحبا\r\n<b>x</b>", "x" * 1_000_000]
+    )
     def test_verbatim(self, admin, alice, text):
         """JSON-looking, non-ASCII and 1 MB texts arrive exactly as given."""
         uid = admin.send(subject="s", text="t", users=ALICE)
@@ -558,18 +629,29 @@ class TestReply:
         with pytest.raises(NotFoundError) as info:
             admin.reply(UNKNOWN, "hello")
         assert (404, f"Message conversation does not exist: {UNKNOWN}", None) == (
-            info.value.status_code, info.value.message, info.value.error_code)
+            info.value.status_code,
+            info.value.message,
+            info.value.error_code,
+        )
 
     def test_not_a_participant(self, admin, connect):
         uid = admin.send(subject="s", text="t", users=ALICE)
-        with pytest.raises(PermissionDenied, match="Not authorized to send messages to this conversation."):
+        with pytest.raises(
+            PermissionDenied, match="Not authorized to send messages to this conversation."
+        ):
             connect("dave").reply(uid, "hi")
 
-    @pytest.mark.parametrize("args, kwargs, error", [
-        (("Zz0000000Zz", ""), {}, ValueError), (("Zz0000000Zz", " "), {}, ValueError),
-        (("bad", "t"), {}, ValueError), (("Zz0000000Zz", "t"), {"internal": "yes"}, TypeError),
-        (("Zz0000000Zz", "t"), {"attachments": "x/y"}, ValueError), (("Zz0000000Zz", None), {}, TypeError),
-    ])
+    @pytest.mark.parametrize(
+        "args, kwargs, error",
+        [
+            (("Zz0000000Zz", ""), {}, ValueError),
+            (("Zz0000000Zz", " "), {}, ValueError),
+            (("bad", "t"), {}, ValueError),
+            (("Zz0000000Zz", "t"), {"internal": "yes"}, TypeError),
+            (("Zz0000000Zz", "t"), {"attachments": "x/y"}, ValueError),
+            (("Zz0000000Zz", None), {}, TypeError),
+        ],
+    )
     def test_bad_input_sends_nothing(self, emulator, admin, args, kwargs, error):
         with pytest.raises(error):
             admin.reply(*args, **kwargs)
@@ -579,30 +661,44 @@ class TestReply:
 class TestErrorStyles:
     """The three error styles of DHIS2, and the reference bodies from its controller tests."""
 
-    @pytest.mark.parametrize("name, cls", [
-        ("create_no_recipients_409", ConflictError),
-        ("reply_forbidden_403", PermissionDenied),
-        ("reply_unknown_attachment_409", ConflictError),
-        ("reply_unknown_conversation_404", NotFoundError),
-    ])
+    @pytest.mark.parametrize(
+        "name, cls",
+        [
+            ("create_no_recipients_409", ConflictError),
+            ("reply_forbidden_403", PermissionDenied),
+            ("reply_unknown_attachment_409", ConflictError),
+            ("reply_unknown_conversation_404", NotFoundError),
+        ],
+    )
     def test_reference_webmessages(self, emulator, admin, name, cls):
         """Each WebMessage from DHIS2's tests maps to its class with message and errorCode."""
         response = json.loads((DATA / f"{name}.json").read_text())["response"]
         body = response["body"]
-        emulator.inject(status=response["status"], body=json.dumps(body), content_type="application/json")
+        emulator.inject(
+            status=response["status"], body=json.dumps(body), content_type="application/json"
+        )
         with pytest.raises(cls) as info:
             admin.list_conversations()
         assert (response["status"], body["message"], body.get("errorCode")) == (
-            info.value.status_code, info.value.message, info.value.error_code)
+            info.value.status_code,
+            info.value.message,
+            info.value.error_code,
+        )
         assert body == info.value.body
 
     def test_bare_message(self, emulator, admin):
         """A bare {"message"} body (no WebMessage envelope) still gives DHIS2's text."""
-        emulator.inject(status=404, body='{"message":"No user with uid: Zz0000000Zz"}',
-                        content_type="application/json")
+        emulator.inject(
+            status=404,
+            body='{"message":"No user with uid: Zz0000000Zz"}',
+            content_type="application/json",
+        )
         with pytest.raises(NotFoundError) as info:
             admin.list_conversations()
-        assert ("No user with uid: Zz0000000Zz", None) == (info.value.message, info.value.error_code)
+        assert ("No user with uid: Zz0000000Zz", None) == (
+            info.value.message,
+            info.value.error_code,
+        )
         assert {"message": "No user with uid: Zz0000000Zz"} == info.value.body
 
     def test_html_error_page(self, emulator, admin):

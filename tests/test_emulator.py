@@ -18,7 +18,13 @@ import requests
 
 from tests.emulator import Emulator
 
-ADMIN, ALICE, BOB, CAROL, DAVE = "xE7jOejl9FI", "PhzytPW3g2J", "DXyJmlo9rge", "Kh68cDMwZsg", "Onf73mPD6sL"
+ADMIN, ALICE, BOB, CAROL, DAVE = (
+    "xE7jOejl9FI",
+    "PhzytPW3g2J",
+    "DXyJmlo9rge",
+    "Kh68cDMwZsg",
+    "Onf73mPD6sL",
+)
 REPORTERS, FEEDBACK_TEAM, BO_DISTRICT = "wl5cDMuUhmF", "QYrzIjSfI8z", "O6uvpzGd5pu"
 MC = "/api/messageConversations"
 UID = re.compile(r"^[a-zA-Z][a-zA-Z0-9]{10}$")
@@ -78,6 +84,7 @@ def wm(status, message=None, error_code=None, overall="ERROR"):
 
 # -- authentication -----------------------------------------------------------
 
+
 class TestAuth:
     def test_basic_and_token(self, emu, call):
         assert 200 == call("GET", MC).status_code
@@ -90,8 +97,12 @@ class TestAuth:
     def test_wrong_basic_credentials(self, emu):
         r = requests.get(emu.url + MC, auth=("alice", "nope"), allow_redirects=False)
         assert 401 == r.status_code
-        assert {"httpStatus": "Unauthorized", "httpStatusCode": 401, "status": "ERROR",
-                "message": "Unauthorized"} == r.json()
+        assert {
+            "httpStatus": "Unauthorized",
+            "httpStatusCode": 401,
+            "status": "ERROR",
+            "message": "Unauthorized",
+        } == r.json()
         assert r.text.startswith('{"httpStatus":"Unauthorized","httpStatusCode":401,')
 
     def test_no_credentials_redirects_to_login(self, emu):
@@ -121,7 +132,11 @@ class TestAuth:
 
     def test_versioned_path_and_unknown_paths(self, emu, call):
         uid = send(call, users=[{"id": ALICE}])
-        r = call("POST", "/api/41/messageConversations", json={"subject": "s", "text": "t", "users": [{"id": BOB}]})
+        r = call(
+            "POST",
+            "/api/41/messageConversations",
+            json={"subject": "s", "text": "t", "users": [{"id": BOB}]},
+        )
         assert r.headers["Location"].startswith(emu.url + "/api/41/messageConversations/")
         assert uid == call("GET", f"/api/42/messageConversations/{uid}").json()["id"]
         for path in ("/api/nothingHere", "/api/99/messageConversations", f"{MC}/{uid}/nope"):
@@ -131,6 +146,7 @@ class TestAuth:
 
 
 # -- listing --------------------------------------------------------------------
+
 
 class TestList:
     def test_default_fields_order_and_inbox(self, emu, call):
@@ -148,9 +164,14 @@ class TestList:
         r = call("GET", MC, "alice", params={"pageSize": 3, "page": 2, "fields": "id,subject"})
         pager = r.json()["pager"]
         base = emu.url + MC
-        assert {"page": 2, "total": 7, "pageSize": 3, "pageCount": 3,
-                "nextPage": base + "?page=3&pageSize=3&fields=id%2Csubject",
-                "prevPage": base + "?pageSize=3&fields=id%2Csubject"} == pager
+        assert {
+            "page": 2,
+            "total": 7,
+            "pageSize": 3,
+            "pageCount": 3,
+            "nextPage": base + "?page=3&pageSize=3&fields=id%2Csubject",
+            "prevPage": base + "?pageSize=3&fields=id%2Csubject",
+        } == pager
         assert list(pager) == ["page", "total", "pageSize", "nextPage", "prevPage", "pageCount"]
         assert 3 == len(r.json()["messageConversations"])
         last = call("GET", MC, "alice", params={"page": 99}).json()["pager"]
@@ -164,20 +185,32 @@ class TestList:
         assert 60 == len(body["messageConversations"])
 
     def test_fields_selector(self, emu, call):
-        uid = emu.add_conversation(sender="admin", recipients=["alice"], subject="Stock", text="ACT?")
-        fields = "id,subject,read,lastSender[id,displayName],messages[text,sender[username]],nonsense"
+        uid = emu.add_conversation(
+            sender="admin", recipients=["alice"], subject="Stock", text="ACT?"
+        )
+        fields = (
+            "id,subject,read,lastSender[id,displayName],messages[text,sender[username]],nonsense"
+        )
         conv = call("GET", MC, "alice", params={"fields": fields}).json()["messageConversations"][0]
-        assert {"id": uid, "subject": "Stock", "read": False,
-                "lastSender": {"id": ADMIN, "displayName": "John Traore"},
-                "messages": [{"text": "ACT?", "sender": {"username": "admin"}}]} == conv
+        assert {
+            "id": uid,
+            "subject": "Stock",
+            "read": False,
+            "lastSender": {"id": ADMIN, "displayName": "John Traore"},
+            "messages": [{"text": "ACT?", "sender": {"username": "admin"}}],
+        } == conv
         star = call("GET", MC, "alice", params={"fields": "*"}).json()["messageConversations"][0]
         assert {"id": ADMIN} == star["lastSender"]
         assert DATE.match(star["lastMessage"])
 
     def test_filters(self, emu, call):
         a = emu.add_conversation(sender="admin", recipients=["alice"], subject="Malaria stock")
-        b = emu.add_conversation(sender="bob", recipients=["alice"], subject="Measles", priority="HIGH")
-        t = emu.add_conversation(sender="alice", recipients=["carol"], subject="Help", message_type="TICKET")
+        b = emu.add_conversation(
+            sender="bob", recipients=["alice"], subject="Measles", priority="HIGH"
+        )
+        t = emu.add_conversation(
+            sender="alice", recipients=["carol"], subject="Help", message_type="TICKET"
+        )
 
         def ids(*filters, **extra):
             r = call("GET", MC, "alice", params={"filter": list(filters), "fields": "id", **extra})
@@ -202,18 +235,33 @@ class TestList:
         emu.add_conversation(sender="admin", recipients=["alice"], subject="c")
 
         def ids(order):
-            return [c["id"] for c in call("GET", MC, "alice", params={"order": order}).json()["messageConversations"]]
+            return [
+                c["id"]
+                for c in call("GET", MC, "alice", params={"order": order}).json()[
+                    "messageConversations"
+                ]
+            ]
 
         assert second == ids("lastMessage:desc")[1]
         assert first == ids("lastMessage:asc")[0]
-        subjects = [c["displayName"] for c in call("GET", MC, "alice", params={"order": "subject:iasc"}).json()[
-            "messageConversations"]]
+        subjects = [
+            c["displayName"]
+            for c in call("GET", MC, "alice", params={"order": "subject:iasc"}).json()[
+                "messageConversations"
+            ]
+        ]
         assert ["A", "b", "c"] == subjects
 
     def test_query_string_tokens(self, emu, call):
-        hit = emu.add_conversation(sender="admin", recipients=["alice"], subject="Monthly malaria report",
-                                   text="Please send the figures")
-        emu.add_conversation(sender="bob", recipients=["alice"], subject="Other", text="Nothing here")
+        hit = emu.add_conversation(
+            sender="admin",
+            recipients=["alice"],
+            subject="Monthly malaria report",
+            text="Please send the figures",
+        )
+        emu.add_conversation(
+            sender="bob", recipients=["alice"], subject="Other", text="Nothing here"
+        )
 
         def ids(q):
             r = call("GET", MC, "alice", params={"queryString": q})
@@ -228,7 +276,9 @@ class TestList:
         mine = emu.add_conversation(sender="admin", recipients=["alice"], subject="mine")
         theirs = emu.add_conversation(sender="bob", recipients=["carol"], subject="theirs")
         assert [mine] == [c["id"] for c in call("GET", MC, "alice").json()["messageConversations"]]
-        listed = call("GET", MC, "alice", params={"query": "", "fields": "id,read"}).json()["messageConversations"]
+        listed = call("GET", MC, "alice", params={"query": "", "fields": "id,read"}).json()[
+            "messageConversations"
+        ]
         assert sorted([mine, theirs]) == sorted(c["id"] for c in listed)
         assert all(c["read"] is False for c in listed)
 
@@ -237,20 +287,29 @@ class TestList:
         fields = {"fields": "userMessages[user[username]]"}
         listed = call("GET", MC, "alice", params=fields).json()["messageConversations"][0]
         assert [{"user": {"username": "alice"}}] == listed["userMessages"]
-        everyone = call("GET", MC, "alice", params={"query": "", **fields}).json()["messageConversations"][0]
+        everyone = call("GET", MC, "alice", params={"query": "", **fields}).json()[
+            "messageConversations"
+        ][0]
         assert 3 == len(everyone["userMessages"])
 
     def test_internal_messages_show_in_the_list_only(self, emu, call):
-        uid = emu.add_conversation(sender="alice", recipients=["carol"], subject="t", message_type="TICKET")
+        uid = emu.add_conversation(
+            sender="alice", recipients=["carol"], subject="t", message_type="TICKET"
+        )
         r = call("POST", f"{MC}/{uid}", "carol", params={"internal": "true"}, data="internal note")
         assert 201 == r.status_code
-        listed = call("GET", MC, "alice", params={"fields": "messages[text]"}).json()["messageConversations"][0]
+        listed = call("GET", MC, "alice", params={"fields": "messages[text]"}).json()[
+            "messageConversations"
+        ][0]
         assert ["Hello", "internal note"] == [m["text"] for m in listed["messages"]]
-        single = call("GET", f"{MC}/{uid}", "alice", params={"fields": "messageCount,messages[text]"}).json()
+        single = call(
+            "GET", f"{MC}/{uid}", "alice", params={"fields": "messageCount,messages[text]"}
+        ).json()
         assert {"messageCount": 1, "messages": [{"text": "Hello"}]} == single
 
 
 # -- one conversation -----------------------------------------------------------
+
 
 class TestGet:
     def test_unknown_uid_is_200_with_a_bare_message(self, call):
@@ -265,8 +324,12 @@ class TestGet:
         assert {"id": ADMIN} == body["lastSender"]
         assert 2 == body["messageCount"]
         users = {um["user"]["username"]: um for um in body["userMessages"]}
-        assert {"id": ALICE, "name": "Alice Banda", "displayName": "Alice Banda",
-                "username": "alice"} == users["alice"]["user"]
+        assert {
+            "id": ALICE,
+            "name": "Alice Banda",
+            "displayName": "Alice Banda",
+            "username": "alice",
+        } == users["alice"]["user"]
         assert (True, False) == (users["admin"]["read"], users["alice"]["read"])
 
     def test_not_a_participant(self, emu, call):
@@ -279,19 +342,34 @@ class TestGet:
     def test_mark_read_answers_the_old_value(self, emu, call):
         uid = emu.add_conversation(sender="admin", recipients=["alice"], subject="s")
         before = emu.conversations[uid].last_updated
-        assert False is call("GET", f"{MC}/{uid}", "alice", params={"markRead": "TRUE", "fields": "read"}).json()["read"]
+        assert (
+            False
+            is call(
+                "GET", f"{MC}/{uid}", "alice", params={"markRead": "TRUE", "fields": "read"}
+            ).json()["read"]
+        )
         assert False is emu.conversations[uid].participants["alice"].read  # only "true" counts
-        assert False is call("GET", f"{MC}/{uid}", "alice", params={"markRead": "true", "fields": "read"}).json()["read"]
+        assert (
+            False
+            is call(
+                "GET", f"{MC}/{uid}", "alice", params={"markRead": "true", "fields": "read"}
+            ).json()["read"]
+        )
         assert True is emu.conversations[uid].participants["alice"].read
         assert emu.conversations[uid].last_updated > before
 
 
 # -- creating -------------------------------------------------------------------
 
+
 class TestCreate:
     def test_created(self, emu, call):
-        r = call("POST", MC, json={"subject": "Mortality", "text": "Reported?", "users": [{"id": ALICE}]},
-                 headers={"User-Agent": "probe/1.0"})
+        r = call(
+            "POST",
+            MC,
+            json={"subject": "Mortality", "text": "Reported?", "users": [{"id": ALICE}]},
+            headers={"User-Agent": "probe/1.0"},
+        )
         assert 201 == r.status_code
         assert wm(201, "Message conversation created", overall="OK") == r.json()
         location = r.headers["Location"]
@@ -307,19 +385,24 @@ class TestCreate:
         uid = send(call, userGroups=[{"id": REPORTERS}], organisationUnits=[{"id": BO_DISTRICT}])
         assert {"admin", "alice", "bob", "dave"} == set(emu.conversations[uid].participants)
 
-    @pytest.mark.parametrize("key, java", [
-        ("users", "org.hisp.dhis.user.User"),
-        ("attachments", "org.hisp.dhis.fileresource.FileResource"),
-    ])
+    @pytest.mark.parametrize(
+        "key, java",
+        [
+            ("users", "org.hisp.dhis.user.User"),
+            ("attachments", "org.hisp.dhis.fileresource.FileResource"),
+        ],
+    )
     def test_bare_string_ids_are_a_jackson_409(self, call, key, java):
         body = {"subject": "s", "text": "t", "users": [{"id": ALICE}]}
         body[key] = ["fTpI4GOmujz"]
         r = call("POST", MC, json=body)
         assert 409 == r.status_code
         message = r.json()["message"]
-        assert message.startswith(f"Cannot construct instance of `{java}` (although at least one Creator exists): "
-                                  "no String-argument constructor/factory method to deserialize from String "
-                                  "value ('fTpI4GOmujz')")
+        assert message.startswith(
+            f"Cannot construct instance of `{java}` (although at least one Creator exists): "
+            "no String-argument constructor/factory method to deserialize from String "
+            "value ('fTpI4GOmujz')"
+        )
         assert "errorCode" not in r.json()
 
     def test_recipient_error_order(self, call):
@@ -327,16 +410,26 @@ class TestCreate:
             r = call("POST", MC, json={"subject": "s", "text": "t", **body})
             return r.status_code, r.json()["message"], r.json().get("errorCode")
 
-        everything_wrong = {"users": [{"id": "nobody00000"}], "userGroups": [{"id": "nogroup0000"}],
-                            "organisationUnits": [{"id": "noorgunit00"}]}
-        assert (409, "Organisation Unit does not exist: noorgunit00", "E1004") == error(**everything_wrong)
+        everything_wrong = {
+            "users": [{"id": "nobody00000"}],
+            "userGroups": [{"id": "nogroup0000"}],
+            "organisationUnits": [{"id": "noorgunit00"}],
+        }
+        assert (409, "Organisation Unit does not exist: noorgunit00", "E1004") == error(
+            **everything_wrong
+        )
         del everything_wrong["organisationUnits"]
         assert (409, "User does not exist: nobody00000", "E1004") == error(**everything_wrong)
         del everything_wrong["users"]
-        assert (404, "UserGroup with id nogroup0000 could not be found.", "E1005") == error(**everything_wrong)
-        assert (409, "No recipients selected.", "E1004") == error(users=[], attachments=[{"id": "nofile00000"}])
+        assert (404, "UserGroup with id nogroup0000 could not be found.", "E1005") == error(
+            **everything_wrong
+        )
+        assert (409, "No recipients selected.", "E1004") == error(
+            users=[], attachments=[{"id": "nofile00000"}]
+        )
         assert (409, "Attachment 'nofile00000' not found.", "E1004") == error(
-            users=[{"id": ALICE}], attachments=[{"id": "nofile00000"}])
+            users=[{"id": ALICE}], attachments=[{"id": "nofile00000"}]
+        )
 
     def test_content_type_must_be_json(self, call):
         r = call("POST", MC, data='{"subject":"s"}', headers={"Content-Type": "text/plain"})
@@ -353,7 +446,13 @@ class TestReply:
     def test_body_is_stored_verbatim(self, emu, call):
         uid = emu.add_conversation(sender="admin", recipients=["alice", "bob"], subject="s")
         emu.conversations[uid].participants["bob"].read = True
-        r = call("POST", f"{MC}/{uid}", "alice", data='{"text":"hi"}', headers={"Content-Type": "application/json"})
+        r = call(
+            "POST",
+            f"{MC}/{uid}",
+            "alice",
+            data='{"text":"hi"}',
+            headers={"Content-Type": "application/json"},
+        )
         assert 201 == r.status_code
         assert wm(201, "Message conversation created", overall="OK") == r.json()
         assert emu.url + f"{MC}/{uid}" == r.headers["Location"]
@@ -361,7 +460,9 @@ class TestReply:
         assert '{"text":"hi"}' == conv.messages[-1].text
         assert (ALICE, 2) == (conv.last_sender.uid, conv.message_count)
         # others become unread; the replier's own flag is left as it was
-        assert {"admin": False, "alice": False, "bob": False} == {n: p.read for n, p in conv.participants.items()}
+        assert {"admin": False, "alice": False, "bob": False} == {
+            n: p.read for n, p in conv.participants.items()
+        }
 
     def test_errors_in_order(self, emu, call):
         uid = emu.add_conversation(sender="admin", recipients=["alice"], subject="s")
@@ -382,11 +483,17 @@ class TestReply:
         assert wm(404, "Message conversation does not exist: attachments") == r.json()
 
     def test_feedback(self, emu, call):
-        r = call("POST", f"{MC}/feedback", "dave", params={"subject": "Broken form"}, data="It crashes")
+        r = call(
+            "POST", f"{MC}/feedback", "dave", params={"subject": "Broken form"}, data="It crashes"
+        )
         assert 201 == r.status_code
         assert wm(201, "Feedback created", overall="OK") == r.json()
         conv = emu.conversations[r.headers["Location"].rsplit("/", 1)[1]]
-        assert ("TICKET", "OPEN", "It crashes") == (conv.message_type, conv.status, conv.messages[0].text)
+        assert ("TICKET", "OPEN", "It crashes") == (
+            conv.message_type,
+            conv.status,
+            conv.messages[0].text,
+        )
         assert {"dave": True, "carol": False} == {n: p.read for n, p in conv.participants.items()}
         r = call("POST", f"{MC}/feedback", "dave", data="no subject")
         assert 400 == r.status_code
@@ -395,6 +502,7 @@ class TestReply:
 
 
 # -- changing ---------------------------------------------------------------------
+
 
 class TestChanges:
     def test_read_and_unread_list_only_changed(self, emu, call):
@@ -405,7 +513,10 @@ class TestChanges:
         assert (200, {"markedRead": [a]}) == (r.status_code, r.json())
         assert {"markedUnread": [a, b]} == call("POST", f"{MC}/unread", "alice", json=[a, b]).json()
         r = call("POST", f"{MC}/read", "alice", json=["Zz0000000Zz"])
-        assert (404, {"message": "No MessageConversations found for the given IDs."}) == (r.status_code, r.json())
+        assert (404, {"message": "No MessageConversations found for the given IDs."}) == (
+            r.status_code,
+            r.json(),
+        )
         r = call("POST", f"{MC}/read", "alice", json=[a], params={"user": "Zz0000000Zz"})
         assert {"message": "No user with uid: Zz0000000Zz"} == r.json()
         r = call("POST", f"{MC}/{a}/read", "admin", params={"userUid": ALICE})
@@ -416,50 +527,94 @@ class TestChanges:
         mine = emu.add_conversation(sender="admin", recipients=["dave"], subject="mine")
         other = emu.add_conversation(sender="admin", recipients=["alice"], subject="other")
         r = call("POST", f"{MC}/read", "dave", json=[mine, other])
-        assert wm(403, "Not authorized to change read property of this conversation.", "E1006") == r.json()
+        assert (
+            wm(403, "Not authorized to change read property of this conversation.", "E1006")
+            == r.json()
+        )
         assert False is emu.conversations[mine].participants["dave"].read
 
     def test_followup_lists_all_found(self, emu, call):
         a = emu.add_conversation(sender="admin", recipients=["alice"], subject="a")
         b = emu.add_conversation(sender="admin", recipients=["alice"], subject="b")
         emu.conversations[b].participants["alice"].follow_up = True
-        assert {"markedFollowup": [a, b]} == call("POST", f"{MC}/followup", "alice", json=[a, b]).json()
-        assert {"unmarkedFollowup": [a]} == call("POST", f"{MC}/unfollowup", "alice", json=[a]).json()
+        assert {"markedFollowup": [a, b]} == call(
+            "POST", f"{MC}/followup", "alice", json=[a, b]
+        ).json()
+        assert {"unmarkedFollowup": [a]} == call(
+            "POST", f"{MC}/unfollowup", "alice", json=[a]
+        ).json()
         r = call("POST", f"{MC}/followup", "alice", json=["Zz0000000Zz"])
         assert {"message": "No MessageConversations found for the given UIDs"} == r.json()
-        flags = call("GET", MC, "alice", params={"fields": "id,followUp", "filter": "followUp:eq:true"}).json()
+        flags = call(
+            "GET", MC, "alice", params={"fields": "id,followUp", "filter": "followUp:eq:true"}
+        ).json()
         assert [{"id": b, "followUp": True}] == flags["messageConversations"]
 
     def test_status_and_priority(self, emu, call):
-        uid = emu.add_conversation(sender="alice", recipients=["carol"], subject="t", message_type="TICKET")
-        r = call("POST", f"{MC}/{uid}/status", "alice", params={"messageConversationStatus": "solved"})
+        uid = emu.add_conversation(
+            sender="alice", recipients=["carol"], subject="t", message_type="TICKET"
+        )
+        r = call(
+            "POST", f"{MC}/{uid}/status", "alice", params={"messageConversationStatus": "solved"}
+        )
         assert (200, {"SOLVED": [uid]}) == (r.status_code, r.json())
-        assert {"HIGH": [uid]} == call("POST", f"{MC}/{uid}/priority", "alice",
-                                       params={"messageConversationPriority": "HIGH"}).json()
-        assert ("SOLVED", "HIGH") == (emu.conversations[uid].status, emu.conversations[uid].priority)
-        r = call("POST", "/api/messageConversations/Zz0000000Zz/status", params={"messageConversationStatus": "FOO"})
-        assert wm(400, "Value 'FOO' is not valid for parameter messageConversationStatus. "
-                       "Valid values are: [NONE, OPEN, PENDING, INVALID, SOLVED]") == r.json()
-        r = call("POST", f"{MC}/Zz0000000Zz/priority", params={"messageConversationPriority": "low"})
-        assert (404, {"message": "No MessageConversation found for the given ID."}) == (r.status_code, r.json())
+        assert {"HIGH": [uid]} == call(
+            "POST", f"{MC}/{uid}/priority", "alice", params={"messageConversationPriority": "HIGH"}
+        ).json()
+        assert ("SOLVED", "HIGH") == (
+            emu.conversations[uid].status,
+            emu.conversations[uid].priority,
+        )
+        r = call(
+            "POST",
+            "/api/messageConversations/Zz0000000Zz/status",
+            params={"messageConversationStatus": "FOO"},
+        )
+        assert (
+            wm(
+                400,
+                "Value 'FOO' is not valid for parameter messageConversationStatus. "
+                "Valid values are: [NONE, OPEN, PENDING, INVALID, SOLVED]",
+            )
+            == r.json()
+        )
+        r = call(
+            "POST", f"{MC}/Zz0000000Zz/priority", params={"messageConversationPriority": "low"}
+        )
+        assert (404, {"message": "No MessageConversation found for the given ID."}) == (
+            r.status_code,
+            r.json(),
+        )
         r = call("POST", f"{MC}/{uid}/status", "dave", params={"messageConversationStatus": "OPEN"})
         assert wm(403, "Not authorized to change status in this conversation.", "E1006") == r.json()
         # a feedback manager may change a ticket without taking part in it
-        uid2 = emu.add_conversation(sender="alice", recipients=["bob"], subject="t2", message_type="TICKET")
-        assert 200 == call("POST", f"{MC}/{uid2}/status", "carol", params={"messageConversationStatus": "OPEN"}).status_code
+        uid2 = emu.add_conversation(
+            sender="alice", recipients=["bob"], subject="t2", message_type="TICKET"
+        )
+        assert (
+            200
+            == call(
+                "POST", f"{MC}/{uid2}/status", "carol", params={"messageConversationStatus": "OPEN"}
+            ).status_code
+        )
 
     def test_assign(self, emu, call):
-        ticket = emu.add_conversation(sender="alice", recipients=["carol"], subject="t", message_type="TICKET")
+        ticket = emu.add_conversation(
+            sender="alice", recipients=["carol"], subject="t", message_type="TICKET"
+        )
         r = call("POST", f"{MC}/{ticket}/assign", "carol", params={"userId": BOB})
-        assert (409, {"message": "User provided is not a member of the system's feedback recipient group"}) == (
-            r.status_code, r.json())
+        assert (
+            409,
+            {"message": "User provided is not a member of the system's feedback recipient group"},
+        ) == (r.status_code, r.json())
         r = call("POST", f"{MC}/{ticket}/assign", "carol", params={"userId": CAROL})
         assert {"message": "User Carol Osei was assigned successfully"} == r.json()
         assert CAROL == call("GET", f"{MC}/{ticket}", "carol").json()["assignee"]["id"]
         r = call("POST", f"{MC}/{ticket}/assign", "carol", params={"userId": "Zz0000000Zz"})
         assert (404, {"message": "Could not find user to assign"}) == (r.status_code, r.json())
         assert {"message": "Message is no longer assigned to user"} == call(
-            "DELETE", f"{MC}/{ticket}/assign", "carol").json()
+            "DELETE", f"{MC}/{ticket}/assign", "carol"
+        ).json()
         assert emu.conversations[ticket].assignee is None
 
     def test_add_recipients(self, emu, call):
@@ -468,7 +623,10 @@ class TestChanges:
         assert (204, b"") == (r.status_code, r.content)
         assert False is emu.conversations[uid].participants["dave"].read
         r = call("POST", f"{MC}/{uid}/recipients", "bob", json={})
-        assert wm(403, "Not authorized to change recipients in this conversation.", "E1006") == r.json()
+        assert (
+            wm(403, "Not authorized to change recipients in this conversation.", "E1006")
+            == r.json()
+        )
 
 
 class TestDelete:
@@ -478,9 +636,14 @@ class TestDelete:
         r = call("DELETE", MC, "alice", params={"mc": [a, f"{b},Zz0000000Zz"]})
         assert (200, {"removed": [a, b]}) == (r.status_code, r.json())
         assert [] == call("GET", MC, "alice").json()["messageConversations"]
-        assert 2 == len(call("GET", MC, "admin").json()["messageConversations"])  # others still see them
+        assert 2 == len(
+            call("GET", MC, "admin").json()["messageConversations"]
+        )  # others still see them
         r = call("DELETE", MC, "alice", params={"mc": a})
-        assert wm(403, "Not authorized to remove assigned users to this conversation.", "E1006") == r.json()
+        assert (
+            wm(403, "Not authorized to remove assigned users to this conversation.", "E1006")
+            == r.json()
+        )
         r = call("DELETE", MC, "admin", params={"mc": a, "user": ALICE})
         assert {"removed": []} == r.json()
         r = call("DELETE", MC, "admin", params={"mc": "Zz0000000Zz"})
@@ -493,9 +656,12 @@ class TestDelete:
         r = call("DELETE", f"{MC}/{uid}/{BOB}", "alice")
         assert (200, {"removed": [uid]}) == (r.status_code, r.json())
         assert {"admin", "alice"} == set(emu.conversations[uid].participants)
-        assert {"message": "No user with uid: Zz0000000Zz"} == call("DELETE", f"{MC}/{uid}/Zz0000000Zz").json()
+        assert {"message": "No user with uid: Zz0000000Zz"} == call(
+            "DELETE", f"{MC}/{uid}/Zz0000000Zz"
+        ).json()
         assert {"message": "No messageConversation with uid: Zz0000000Zz"} == call(
-            "DELETE", f"{MC}/Zz0000000Zz/{BOB}").json()
+            "DELETE", f"{MC}/Zz0000000Zz/{BOB}"
+        ).json()
         # with a JSON content type the generic collection endpoint answers instead
         r = call("DELETE", f"{MC}/{uid}/{ALICE}", json={})
         assert 404 == r.status_code
@@ -505,11 +671,21 @@ class TestDelete:
     def test_hard_delete(self, emu, call):
         uid = emu.add_conversation(sender="alice", recipients=["bob"], subject="s")
         r = call("DELETE", f"{MC}/{uid}", "alice")
-        assert wm(403, "Access is denied, requires one Authority from [F_METADATA_IMPORT]") == r.json()
+        assert (
+            wm(403, "Access is denied, requires one Authority from [F_METADATA_IMPORT]") == r.json()
+        )
         r = call("DELETE", f"{MC}/{uid}", "admin")
-        assert {"httpStatus": "OK", "httpStatusCode": 200, "status": "OK",
-                "response": {"responseType": "ObjectReport", "klass": "org.hisp.dhis.message.MessageConversation",
-                             "uid": uid, "errorReports": []}} == r.json()
+        assert {
+            "httpStatus": "OK",
+            "httpStatusCode": 200,
+            "status": "OK",
+            "response": {
+                "responseType": "ObjectReport",
+                "klass": "org.hisp.dhis.message.MessageConversation",
+                "uid": uid,
+                "errorReports": [],
+            },
+        } == r.json()
         assert uid not in emu.conversations
         r = call("DELETE", f"{MC}/{uid}", "admin")
         assert wm(404, f"Message conversation does not exist: {uid}") == r.json()
@@ -517,29 +693,57 @@ class TestDelete:
 
 # -- attachments ------------------------------------------------------------------
 
+
 class TestAttachments:
     def upload(self, call, data, user="alice", name="report.pdf", domain="MESSAGE_ATTACHMENT"):
         params = {"domain": domain} if domain else {}
-        return call("POST", "/api/fileResources", user, params=params,
-                    files={"file": (name, data, "application/pdf")})
+        return call(
+            "POST",
+            "/api/fileResources",
+            user,
+            params=params,
+            files={"file": (name, data, "application/pdf")},
+        )
 
     def test_upload_attach_once_download(self, emu, call):
         data = bytes(range(256)) * 10
         r = self.upload(call, data)
         assert 202 == r.status_code
         body = r.json()
-        assert ("Accepted", "OK", "FileResource") == (body["httpStatus"], body["status"],
-                                                       body["response"]["responseType"])
+        assert ("Accepted", "OK", "FileResource") == (
+            body["httpStatus"],
+            body["status"],
+            body["response"]["responseType"],
+        )
         fr = body["response"]["fileResource"]
         assert ("report.pdf", "application/pdf", 2560, "MESSAGE_ATTACHMENT", False) == (
-            fr["name"], fr["contentType"], fr["contentLength"], fr["domain"], fr["assigned"])
+            fr["name"],
+            fr["contentType"],
+            fr["contentLength"],
+            fr["domain"],
+            fr["assigned"],
+        )
         file_uid = fr["id"]
         uid = send(call, "alice", users=[{"id": BOB}], attachments=[{"id": file_uid}])
         assert emu.files[file_uid].assigned
-        r = call("POST", MC, "alice", json={"subject": "s", "text": "t", "users": [{"id": BOB}],
-                                            "attachments": [{"id": file_uid}]})
-        assert wm(409, f"Attachment '{file_uid}' is already used or not a valid attachment.", "E1004") == r.json()
-        msg = call("GET", f"{MC}/{uid}", "bob", params={"fields": "messages[id,attachments[id,name]]"}).json()
+        r = call(
+            "POST",
+            MC,
+            "alice",
+            json={
+                "subject": "s",
+                "text": "t",
+                "users": [{"id": BOB}],
+                "attachments": [{"id": file_uid}],
+            },
+        )
+        assert (
+            wm(409, f"Attachment '{file_uid}' is already used or not a valid attachment.", "E1004")
+            == r.json()
+        )
+        msg = call(
+            "GET", f"{MC}/{uid}", "bob", params={"fields": "messages[id,attachments[id,name]]"}
+        ).json()
         message = msg["messages"][0]
         assert [{"id": file_uid, "name": "report.pdf"}] == message["attachments"]
         r = call("GET", f"{MC}/{uid}/{message['id']}/attachments/{file_uid}", "bob")
@@ -549,50 +753,92 @@ class TestAttachments:
         assert str(len(data)) == r.headers["Content-Length"]
 
     def test_download_errors(self, emu, call):
-        uid = emu.add_conversation(sender="alice", recipients=["carol"], subject="t", message_type="TICKET")
+        uid = emu.add_conversation(
+            sender="alice", recipients=["carol"], subject="t", message_type="TICKET"
+        )
         f = emu.add_file(owner="carol", data=b"secret")
-        assert 201 == call("POST", f"{MC}/{uid}", "carol", data="note",
-                           params={"internal": "true", "attachments": f}).status_code
+        assert (
+            201
+            == call(
+                "POST",
+                f"{MC}/{uid}",
+                "carol",
+                data="note",
+                params={"internal": "true", "attachments": f},
+            ).status_code
+        )
         internal = emu.conversations[uid].messages[-1].uid
         path = f"{MC}/{uid}/{internal}/attachments/{f}"
         assert wm(409, "Not authorized to access this message") == call("GET", path, "admin").json()
         assert b"secret" == call("GET", path, "carol").content
-        assert wm(403, "Not authorized to access this conversation.", "E1006") == call("GET", path, "dave").json()
-        assert wm(404, "No message conversation with uid 'Zz0000000Zz'") == call(
-            "GET", f"{MC}/Zz0000000Zz/{internal}/attachments/{f}", "carol").json()
-        assert wm(404, f"No message with uid 'Zz0000000Zz' in messageConversation '{uid}") == call(
-            "GET", f"{MC}/{uid}/Zz0000000Zz/attachments/{f}", "carol").json()
-        assert wm(404, "No messageattachment found with id 'Zz0000000Zz'") == call(
-            "GET", f"{MC}/{uid}/{internal}/attachments/Zz0000000Zz", "carol").json()
+        assert (
+            wm(403, "Not authorized to access this conversation.", "E1006")
+            == call("GET", path, "dave").json()
+        )
+        assert (
+            wm(404, "No message conversation with uid 'Zz0000000Zz'")
+            == call("GET", f"{MC}/Zz0000000Zz/{internal}/attachments/{f}", "carol").json()
+        )
+        assert (
+            wm(404, f"No message with uid 'Zz0000000Zz' in messageConversation '{uid}")
+            == call("GET", f"{MC}/{uid}/Zz0000000Zz/attachments/{f}", "carol").json()
+        )
+        assert (
+            wm(404, "No messageattachment found with id 'Zz0000000Zz'")
+            == call("GET", f"{MC}/{uid}/{internal}/attachments/Zz0000000Zz", "carol").json()
+        )
 
     def test_upload_limits_and_domain(self, emu, call):
         r = self.upload(call, b"")
         assert wm(409, "Could not read file or file is empty.") == r.json()
         r = self.upload(call, b"x" * 10_000_001)
-        assert wm(409, "File size can't be bigger than 10000000, current file size 10000001") == r.json()
+        assert (
+            wm(409, "File size can't be bigger than 10000000, current file size 10000001")
+            == r.json()
+        )
         r = self.upload(call, b"data", domain=None)
         data_value = r.json()["response"]["fileResource"]
         assert "DATA_VALUE" == data_value["domain"]
         uid = emu.add_conversation(sender="alice", recipients=["bob"], subject="s")
         r = call("POST", f"{MC}/{uid}", "alice", data="x", params={"attachments": data_value["id"]})
-        assert wm(409, f"Attachment '{data_value['id']}' is already used or not a valid attachment.") == r.json()
-        assert "MESSAGE_ATTACHMENT" == self.upload(call, b"d", domain="message_attachment").json()[
-            "response"]["fileResource"]["domain"]
+        assert (
+            wm(409, f"Attachment '{data_value['id']}' is already used or not a valid attachment.")
+            == r.json()
+        )
+        assert (
+            "MESSAGE_ATTACHMENT"
+            == self.upload(call, b"d", domain="message_attachment").json()["response"][
+                "fileResource"
+            ]["domain"]
+        )
         assert 400 == self.upload(call, b"d", domain="messageAttachment").status_code
 
 
 # -- fault injection ----------------------------------------------------------------
 
+
 class TestFaults:
     def test_status_body_and_headers(self, emu, call):
-        emu.inject(method="GET", path=r"/messageConversations$", status=503, headers={"Retry-After": "1"}, times=2)
+        emu.inject(
+            method="GET",
+            path=r"/messageConversations$",
+            status=503,
+            headers={"Retry-After": "1"},
+            times=2,
+        )
         for _ in range(2):
             r = call("GET", MC)
             assert (503, "1", b"") == (r.status_code, r.headers["Retry-After"], r.content)
         assert 200 == call("GET", MC).status_code
-        emu.inject(path="feedback", status=502, body="<html>Bad gateway</html>", content_type="text/html")
+        emu.inject(
+            path="feedback", status=502, body="<html>Bad gateway</html>", content_type="text/html"
+        )
         r = call("POST", f"{MC}/feedback", params={"subject": "s"}, data="t")
-        assert (502, "<html>Bad gateway</html>", "text/html") == (r.status_code, r.text, r.headers["Content-Type"])
+        assert (502, "<html>Bad gateway</html>", "text/html") == (
+            r.status_code,
+            r.text,
+            r.headers["Content-Type"],
+        )
         assert [] == list(emu.conversations)  # the handler did not run
 
     def test_process_then_fail(self, emu, call):
@@ -649,11 +895,18 @@ class TestFaults:
 
 # -- the request log and the control API ------------------------------------------------
 
+
 class TestLogAndControl:
     def test_request_log(self, emu, call):
         uid = emu.add_conversation(sender="admin", recipients=["alice"], subject="s")
-        call("POST", f"{MC}/{uid}", "alice", params={"attachments": ["a", "b"], "internal": "false"},
-             data="héllo".encode(), headers={"Content-Type": "text/plain; charset=utf-8"})
+        call(
+            "POST",
+            f"{MC}/{uid}",
+            "alice",
+            params={"attachments": ["a", "b"], "internal": "false"},
+            data="héllo".encode(),
+            headers={"Content-Type": "text/plain; charset=utf-8"},
+        )
         entry = emu.log[-1]
         assert ("POST", f"{MC}/{uid}", "alice") == (entry.method, entry.path, entry.user)
         assert ["a", "b"] == entry.param("attachments")
@@ -667,8 +920,10 @@ class TestLogAndControl:
         assert [] == emu.log
 
     def test_control_api(self, emu):
-        r = requests.post(emu.url + "/__emulator__/conversations",
-                          params={"n": 3, "sender": "admin", "recipients": "alice,bob", "messages": 2})
+        r = requests.post(
+            emu.url + "/__emulator__/conversations",
+            params={"n": 3, "sender": "admin", "recipients": "alice,bob", "messages": 2},
+        )
         uids = r.json()
         assert 3 == len(uids) and all(UID.match(u) for u in uids)
         assert 2 == len(emu.conversations[uids[0]].messages)
@@ -688,7 +943,12 @@ class TestLogAndControl:
         uids = emu.add_conversations(50, sender="admin", recipients=["alice"])
         stamps = [emu.conversations[u].last_message for u in uids]
         assert stamps == sorted(set(stamps))
-        listed = call("GET", MC, "alice", params={"order": "lastMessage:desc", "fields": "id", "paging": "false"})
+        listed = call(
+            "GET",
+            MC,
+            "alice",
+            params={"order": "lastMessage:desc", "fields": "id", "paging": "false"},
+        )
         assert list(reversed(uids)) == [c["id"] for c in listed.json()["messageConversations"]]
 
     def test_bulk_setup_is_fast(self, emu):
@@ -698,14 +958,19 @@ class TestLogAndControl:
 
 
 def test_command_line_demo_server():
-    proc = subprocess.Popen([sys.executable, "-m", "tests.emulator", "--port", "0", "--demo"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.emulator", "--port", "0", "--demo"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = proc.stdout.readline().split()[-1]
         assert url.startswith("http://127.0.0.1:")
         table = [proc.stdout.readline() for _ in range(6)]
         assert "d2p_" in table[2] and "alice" in table[2]
-        r = requests.get(url + MC, auth=("alice", "District1#"), params={"fields": "subject"}, timeout=5)
+        r = requests.get(
+            url + MC, auth=("alice", "District1#"), params={"fields": "subject"}, timeout=5
+        )
         assert 3 == r.json()["pager"]["total"]
     finally:
         proc.terminate()
@@ -713,8 +978,13 @@ def test_command_line_demo_server():
 
 
 def test_refuses_a_public_address():
-    r = subprocess.run([sys.executable, "-m", "tests.emulator", "--host", "0.0.0.0"],
-                       capture_output=True, text=True, timeout=20, check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "tests.emulator", "--host", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
     assert 2 == r.returncode
     assert "loopback" in r.stderr
 
@@ -726,5 +996,13 @@ def test_json_is_compact_and_without_nulls(server):
     assert ": " not in r.text and ", " not in r.text
     body = json.loads(r.text)
     assert "lastSender" not in body and "assignee" not in body
-    assert "sender" not in json.loads(requests.get(
-        f"{server.url}{MC}/{uid}", auth=("alice", "District1#"), params={"fields": "messages[*]"}).text)["messages"][0]
+    assert (
+        "sender"
+        not in json.loads(
+            requests.get(
+                f"{server.url}{MC}/{uid}",
+                auth=("alice", "District1#"),
+                params={"fields": "messages[*]"},
+            ).text
+        )["messages"][0]
+    )

@@ -35,12 +35,17 @@ class TestFeedback:
         uid = alice.send_feedback(subject="Login broken", text='{"not": "json"} ✓')
         request = emulator.log[-1]
         assert ("POST", f"{API}/feedback", ["Login broken"]) == (
-            request.method, request.path, request.param("subject"))
+            request.method,
+            request.path,
+            request.param("subject"),
+        )
         assert "text/plain; charset=utf-8" == request.headers["Content-Type"]
         conv = connect("carol").get_conversation(uid)
         assert ("TICKET", "OPEN", "Login broken") == (conv.message_type, conv.status, conv.subject)
         assert '{"not": "json"} ✓' == conv.messages[0].text
-        assert {"alice": True, "carol": False} == {p.user.username: p.read for p in conv.participants}
+        assert {"alice": True, "carol": False} == {
+            p.user.username: p.read for p in conv.participants
+        }
 
     def test_bad_input(self, emulator, alice):
         for kwargs in ({"subject": "", "text": "t"}, {"subject": "s", "text": " "}):
@@ -56,9 +61,12 @@ class TestAddRecipients:
         assert admin.add_recipients(uid, users=[CAROL], user_groups=REPORTERS) is None
         request = emulator.log[-1]
         assert ("POST", f"{API}/{uid}/recipients") == (request.method, request.path)
-        assert {"users": [{"id": CAROL}], "userGroups": [{"id": REPORTERS}]} == json.loads(request.body)
+        assert {"users": [{"id": CAROL}], "userGroups": [{"id": REPORTERS}]} == json.loads(
+            request.body
+        )
         assert {"admin": True, "alice": False, "bob": False, "carol": False} == {
-            k: v[0] for k, v in participants(emulator, uid).items()}
+            k: v[0] for k, v in participants(emulator, uid).items()
+        }
 
     def test_org_unit(self, emulator, admin):
         uid = admin.send(subject="s", text="t", users=CAROL)
@@ -73,11 +81,17 @@ class TestAddRecipients:
             admin.add_recipients(uid, user_groups=UNKNOWN)
         with pytest.raises(NotFoundError, match=f"Message conversation does not exist: {UNKNOWN}"):
             admin.add_recipients(UNKNOWN, users=BOB)
-        with pytest.raises(PermissionDenied, match="Not authorized to change recipients in this conversation."):
+        with pytest.raises(
+            PermissionDenied, match="Not authorized to change recipients in this conversation."
+        ):
             connect("dave").add_recipients(uid, users=DAVE)
 
     def test_bad_input(self, emulator, admin):
-        for args, kwargs in [((UNKNOWN,), {}), (("bad",), {"users": BOB}), ((UNKNOWN,), {"users": ["x"]})]:
+        for args, kwargs in [
+            ((UNKNOWN,), {}),
+            (("bad",), {"users": BOB}),
+            ((UNKNOWN,), {"users": ["x"]}),
+        ]:
             with pytest.raises(ValueError):
                 admin.add_recipients(*args, **kwargs)
         assert [] == emulator.log
@@ -123,7 +137,9 @@ class TestReadState:
         with pytest.raises(NotFoundError) as info:
             admin.mark_read([UNKNOWN])
         assert ("No MessageConversations found for the given IDs.", None) == (
-            info.value.message, info.value.error_code)
+            info.value.message,
+            info.value.error_code,
+        )
 
     def test_unknown_user(self, admin):
         uid = admin.send(subject="s", text="t", users=ALICE)
@@ -134,7 +150,9 @@ class TestReadState:
         """One conversation the caller may not touch: 403 and nothing changes."""
         mine = admin.send(subject="s", text="t", users=ALICE)
         other = connect("bob").send(subject="s", text="t", users=DAVE)
-        with pytest.raises(PermissionDenied, match="Not authorized to change read property of this conversation."):
+        with pytest.raises(
+            PermissionDenied, match="Not authorized to change read property of this conversation."
+        ):
             alice.mark_read([mine, other])
         assert (False, False) == participants(emulator, mine)["alice"]
 
@@ -159,7 +177,9 @@ class TestFollowUp:
         assert [a] == alice.follow_up(a)
         assert sorted([a, b]) == sorted(alice.follow_up([a, b, UNKNOWN]))
         assert f"{API}/followup" == emulator.log[-1].path
-        assert [a] == [c.id for c in alice.list_conversations(filter="followUp:eq:true", order="subject:asc")][:1]
+        assert [a] == [
+            c.id for c in alice.list_conversations(filter="followUp:eq:true", order="subject:asc")
+        ][:1]
         assert sorted([a, b]) == sorted(alice.unfollow_up([a, b]))
         assert f"{API}/unfollowup" == emulator.log[-1].path
         assert (False, False) == participants(emulator, a)["alice"]
@@ -175,7 +195,9 @@ class TestFollowUp:
             admin.follow_up(UNKNOWN)
         assert "No MessageConversations found for the given UIDs" == info.value.message
         uid = admin.send(subject="s", text="t", users=ALICE)
-        with pytest.raises(PermissionDenied, match="Not authorized to change unfollowups in this conversation."):
+        with pytest.raises(
+            PermissionDenied, match="Not authorized to change unfollowups in this conversation."
+        ):
             connect("dave").unfollow_up(uid)
 
     def test_bad_input(self, emulator, admin):
@@ -193,7 +215,12 @@ class TestDelete:
         emulator.clear_log()
         assert sorted([a, b]) == sorted(alice.delete_conversations([a, b]))
         (request,) = emulator.log
-        assert ("DELETE", API, [a, b], []) == (request.method, request.path, request.param("mc"), request.param("user"))
+        assert ("DELETE", API, [a, b], []) == (
+            request.method,
+            request.path,
+            request.param("mc"),
+            request.param("user"),
+        )
         assert b"" == request.body
         assert "Content-Type" not in request.headers
         assert 0 == len(alice.list_conversations())
@@ -223,7 +250,11 @@ class TestDelete:
         """delete_conversation is the batch call for one uid, never the hard-delete item route."""
         uid = admin.send(subject="s", text="t", users=ALICE)
         assert admin.delete_conversation(uid) is None
-        assert ("DELETE", API, [uid]) == (emulator.log[-1].method, emulator.log[-1].path, emulator.log[-1].param("mc"))
+        assert ("DELETE", API, [uid]) == (
+            emulator.log[-1].method,
+            emulator.log[-1].path,
+            emulator.log[-1].param("mc"),
+        )
         with pytest.raises(NotFoundError, match="not in the inbox"):
             admin.delete_conversation(uid)
         assert uid in emulator.conversations
@@ -235,12 +266,16 @@ class TestDelete:
         assert [] == [r for r in emulator.log if r.method == "DELETE" and r.path != API]
 
     def test_errors(self, admin, connect):
-        with pytest.raises(NotFoundError, match="No MessageConversations found for the given UIDs."):
+        with pytest.raises(
+            NotFoundError, match="No MessageConversations found for the given UIDs."
+        ):
             admin.delete_conversations(UNKNOWN)
         uid = admin.send(subject="s", text="t", users=ALICE)
         with pytest.raises(NotFoundError, match=f"User does not exist: {UNKNOWN}"):
             admin.delete_conversations(uid, user=UNKNOWN)
-        with pytest.raises(PermissionDenied, match="Not authorized to remove assigned users to this conversation."):
+        with pytest.raises(
+            PermissionDenied, match="Not authorized to remove assigned users to this conversation."
+        ):
             connect("dave").delete_conversations(uid)
         with pytest.raises(NotFoundError):
             admin.delete_conversation(UNKNOWN)
@@ -252,8 +287,11 @@ class TestDelete:
         assert 1 == len(emulator.log)
 
     def test_bad_input(self, emulator, admin):
-        for call in (lambda: admin.delete_conversations([]), lambda: admin.delete_conversation("x"),
-                     lambda: admin.delete_conversations(UNKNOWN, user="bob")):
+        for call in (
+            lambda: admin.delete_conversations([]),
+            lambda: admin.delete_conversation("x"),
+            lambda: admin.delete_conversations(UNKNOWN, user="bob"),
+        ):
             with pytest.raises(ValueError):
                 call()
         assert [] == emulator.log
@@ -264,13 +302,18 @@ class TestTickets:
     def ticket(self, connect):
         return connect("alice").send_feedback(subject="Export fails", text="CSV export times out")
 
-    @pytest.mark.parametrize("given, sent", [("solved", "SOLVED"), ("Pending", "PENDING"), ("INVALID", "INVALID")])
+    @pytest.mark.parametrize(
+        "given, sent", [("solved", "SOLVED"), ("Pending", "PENDING"), ("INVALID", "INVALID")]
+    )
     def test_status(self, emulator, connect, ticket, given, sent):
         """Status is validated, sent upper-case, and applied."""
         connect("carol").set_status(ticket, given)
         request = emulator.log[-1]
         assert ("POST", f"{API}/{ticket}/status", [sent]) == (
-            request.method, request.path, request.param("messageConversationStatus"))
+            request.method,
+            request.path,
+            request.param("messageConversationStatus"),
+        )
         assert sent == emulator.conversations[ticket].status
 
     @pytest.mark.parametrize("given", ["high", "LOW", "Medium", "none"])
@@ -291,10 +334,17 @@ class TestTickets:
     def test_status_errors(self, admin, connect, ticket):
         with pytest.raises(NotFoundError) as info:
             admin.set_status(UNKNOWN, "SOLVED")
-        assert ("No MessageConversation found for the given ID.", None) == (info.value.message, info.value.error_code)
-        with pytest.raises(PermissionDenied, match="Not authorized to change status in this conversation."):
+        assert ("No MessageConversation found for the given ID.", None) == (
+            info.value.message,
+            info.value.error_code,
+        )
+        with pytest.raises(
+            PermissionDenied, match="Not authorized to change status in this conversation."
+        ):
             connect("dave").set_status(ticket, "SOLVED")
-        with pytest.raises(PermissionDenied, match="Not authorized to change priority in this conversation."):
+        with pytest.raises(
+            PermissionDenied, match="Not authorized to change priority in this conversation."
+        ):
             connect("dave").set_priority(ticket, "HIGH")
 
     def test_feedback_manager_may_triage_without_participating(self, emulator, connect):
@@ -310,16 +360,24 @@ class TestTickets:
         assert [CAROL] == emulator.log[-1].param("userId")
         conv = carol.get_conversation(ticket)
         assert ("carol", "Carol Osei") == (conv.assignee.username, conv.assignee.name)
-        assert [ticket] == [c.id for c in carol.list_conversations(filter=f"assignee.id:eq:{CAROL}")]
+        assert [ticket] == [
+            c.id for c in carol.list_conversations(filter=f"assignee.id:eq:{CAROL}")
+        ]
         assert carol.unassign(ticket) is None
-        assert ("DELETE", f"{API}/{ticket}/assign") == (emulator.log[-1].method, emulator.log[-1].path)
+        assert ("DELETE", f"{API}/{ticket}/assign") == (
+            emulator.log[-1].method,
+            emulator.log[-1].path,
+        )
         assert carol.get_conversation(ticket).assignee is None
 
     def test_ticket_assignee_must_be_feedback_recipient(self, admin, ticket):
         """DHIS2's 409 for a TICKET assignee outside the feedback group (ALL does not count)."""
         with pytest.raises(ConflictError) as info:
             admin.assign(ticket, ADMIN)
-        assert "User provided is not a member of the system's feedback recipient group" == info.value.message
+        assert (
+            "User provided is not a member of the system's feedback recipient group"
+            == info.value.message
+        )
 
     def test_private_conversation_assignable_to_anyone(self, emulator, admin):
         uid = admin.send(subject="s", text="t", users=ALICE)
@@ -331,14 +389,22 @@ class TestTickets:
             admin.assign(ticket, UNKNOWN)
         with pytest.raises(NotFoundError, match="No MessageConversation found for the given ID."):
             admin.assign(UNKNOWN, CAROL)
-        with pytest.raises(PermissionDenied, match="Not authorized to assign a user to this conversation."):
+        with pytest.raises(
+            PermissionDenied, match="Not authorized to assign a user to this conversation."
+        ):
             connect("dave").assign(ticket, CAROL)
-        with pytest.raises(PermissionDenied, match="Not authorized to remove the assigned user to this conversation."):
+        with pytest.raises(
+            PermissionDenied,
+            match="Not authorized to remove the assigned user to this conversation.",
+        ):
             connect("dave").unassign(ticket)
 
     def test_assign_bad_input(self, emulator, admin):
-        for call in (lambda: admin.assign(UNKNOWN, "carol"), lambda: admin.assign("x", CAROL),
-                     lambda: admin.unassign("../assign")):
+        for call in (
+            lambda: admin.assign(UNKNOWN, "carol"),
+            lambda: admin.assign("x", CAROL),
+            lambda: admin.unassign("../assign"),
+        ):
             with pytest.raises(ValueError):
                 call()
         assert [] == emulator.log
@@ -353,15 +419,24 @@ class TestAttachments:
         file_uid = admin.upload_attachment(path)
         request = emulator.log[-1]
         assert ("POST", "/api/fileResources", ["MESSAGE_ATTACHMENT"]) == (
-            request.method, request.path, request.param("domain"))
+            request.method,
+            request.path,
+            request.param("domain"),
+        )
         assert request.headers["Content-Type"].startswith("multipart/form-data")
         assert b'name="file"; filename="district report.pdf"' in request.body
         uid = admin.send(subject="Report", text="attached", users=ALICE, attachments=[file_uid])
-        assert [{"id": file_uid}] == json.loads(emulator.requests("POST", API)[-1].body)["attachments"]
+        assert [{"id": file_uid}] == json.loads(emulator.requests("POST", API)[-1].body)[
+            "attachments"
+        ]
         conv = alice.get_conversation(uid)
         (attachment,) = conv.messages[0].attachments
         assert (file_uid, "district report.pdf", "application/pdf", len(data)) == (
-            attachment.id, attachment.name, attachment.content_type, attachment.content_length)
+            attachment.id,
+            attachment.name,
+            attachment.content_type,
+            attachment.content_length,
+        )
         assert data == alice.download_attachment(uid, conv.messages[0].id, file_uid)
         assert "*/*" == emulator.log[-1].headers["Accept"]
 
@@ -382,8 +457,13 @@ class TestAttachments:
         assert ("attachment" if make == "bytes" else "notes.txt") == stored.name
 
     def test_filename_and_type(self, emulator, admin):
-        uid = admin.upload_attachment(io.BytesIO(b"a,b\n1,2\n"), filename="cases.csv", content_type="text/csv")
-        assert ("cases.csv", "text/csv") == (emulator.files[uid].name, emulator.files[uid].content_type)
+        uid = admin.upload_attachment(
+            io.BytesIO(b"a,b\n1,2\n"), filename="cases.csv", content_type="text/csv"
+        )
+        assert ("cases.csv", "text/csv") == (
+            emulator.files[uid].name,
+            emulator.files[uid].content_type,
+        )
 
     def test_reply_with_attachments(self, emulator, admin, alice):
         """reply sends attachment uids as a query parameter."""
@@ -399,7 +479,10 @@ class TestAttachments:
         """An uploaded file can be attached once only."""
         file_uid = admin.upload_attachment(b"x")
         admin.send(subject="s", text="t", users=ALICE, attachments=file_uid)
-        with pytest.raises(ConflictError, match=f"Attachment '{file_uid}' is already used or not a valid attachment."):
+        with pytest.raises(
+            ConflictError,
+            match=f"Attachment '{file_uid}' is already used or not a valid attachment.",
+        ):
             admin.send(subject="s", text="t", users=ALICE, attachments=file_uid)
 
     def test_wrong_domain(self, emulator, admin):
@@ -415,14 +498,22 @@ class TestAttachments:
 
     def test_too_large(self, emulator, admin):
         """DHIS2's 10 MB limit is its 409, passed on as a ConflictError."""
-        with pytest.raises(ConflictError, match="File size can't be bigger than 10000000, current file size 10000001"):
+        with pytest.raises(
+            ConflictError,
+            match="File size can't be bigger than 10000000, current file size 10000001",
+        ):
             admin.upload_attachment(b"x" * 10_000_001)
 
     def test_bad_input(self, emulator, admin, tmp_path):
         (tmp_path / "empty.bin").write_bytes(b"")
         text_file = open(tmp_path / "empty.bin")  # noqa: SIM115 (closed below)
-        cases = [(b"", ValueError), (str(tmp_path / "empty.bin"), ValueError), (text_file, TypeError),
-                 (12, TypeError), (str(tmp_path / "missing.pdf"), FileNotFoundError)]
+        cases = [
+            (b"", ValueError),
+            (str(tmp_path / "empty.bin"), ValueError),
+            (text_file, TypeError),
+            (12, TypeError),
+            (str(tmp_path / "missing.pdf"), FileNotFoundError),
+        ]
         try:
             for file, error in cases:
                 with pytest.raises(error):
@@ -445,7 +536,9 @@ class TestAttachments:
             alice.download_attachment(UNKNOWN, msg, file_uid)
         with pytest.raises(PermissionDenied, match="Not authorized to access this conversation."):
             connect("dave").download_attachment(uid, msg, file_uid)
-        with pytest.raises(NotFoundError, match=f"No message with uid '{UNKNOWN}' in messageConversation '{uid}"):
+        with pytest.raises(
+            NotFoundError, match=f"No message with uid '{UNKNOWN}' in messageConversation '{uid}"
+        ):
             alice.download_attachment(uid, UNKNOWN, file_uid)
         with pytest.raises(NotFoundError, match=f"No messageattachment found with id '{UNKNOWN}'"):
             alice.download_attachment(uid, msg, UNKNOWN)
@@ -463,4 +556,3 @@ class TestAttachments:
         with pytest.raises(ValueError, match="attachment"):
             admin.download_attachment(UNKNOWN, UNKNOWN, "../../etc")
         assert [] == emulator.log
-

@@ -152,10 +152,10 @@ class TestFaultMatrix:
     @pytest.mark.parametrize("kind", ALL)
     def test_connection_refused(self, connect, kind):
         """Nothing listens on the port: TransportError that says to check base_url."""
-        m = Messenger(f"http://127.0.0.1:{_free_port()}", auth=("admin", "district"),
-                      timeout=SHORT, retries=0)
-        error = _run(KINDS[kind][0], m, "AbCdEfGhIjK", TransportError,
-                     match="Could not connect")
+        m = Messenger(
+            f"http://127.0.0.1:{_free_port()}", auth=("admin", "district"), timeout=SHORT, retries=0
+        )
+        error = _run(KINDS[kind][0], m, "AbCdEfGhIjK", TransportError, match="Could not connect")
         assert "Check base_url" in str(error)
         assert isinstance(error.__cause__, dhis2_messages.requests.ConnectionError)
 
@@ -163,8 +163,13 @@ class TestFaultMatrix:
     def test_server_never_answers(self, emulator, connect, conversation, kind):
         """Accepted, then silence longer than the read timeout: TransportError in time."""
         _inject(emulator, kind, delay=5)
-        error = _run(KINDS[kind][0], _messenger(connect), conversation, TransportError,
-                     match=r"did not answer .* within 0\.3 s")
+        error = _run(
+            KINDS[kind][0],
+            _messenger(connect),
+            conversation,
+            TransportError,
+            match=r"did not answer .* within 0\.3 s",
+        )
         assert "raise timeout=" in str(error)
         assert 1 == len(_matching(emulator, kind))
 
@@ -172,8 +177,13 @@ class TestFaultMatrix:
     def test_dropped_without_response(self, emulator, connect, conversation, kind):
         """The server hangs up before answering: TransportError, the answer was lost."""
         _inject(emulator, kind, drop=True)
-        error = _run(KINDS[kind][0], _messenger(connect), conversation, TransportError,
-                     match="connection broke")
+        error = _run(
+            KINDS[kind][0],
+            _messenger(connect),
+            conversation,
+            TransportError,
+            match="connection broke",
+        )
         assert "check before sending again" in str(error)
         assert 1 == len(_matching(emulator, kind))
 
@@ -181,11 +191,19 @@ class TestFaultMatrix:
     def test_dropped_mid_response(self, emulator, connect, conversation, kind):
         """Half the body, then the connection closes: TransportError, never a partial result."""
         # add_recipients answers 204 without a body, so give it one to cut in half.
-        fault = {"status": 200, "body": {"httpStatus": "OK", "message": "x" * 200}, "process": True} \
-            if kind == "add_recipients" else {}
+        fault = (
+            {"status": 200, "body": {"httpStatus": "OK", "message": "x" * 200}, "process": True}
+            if kind == "add_recipients"
+            else {}
+        )
         _inject(emulator, kind, truncate=True, **fault)
-        _run(KINDS[kind][0], _messenger(connect), conversation, TransportError,
-             match="connection broke")
+        _run(
+            KINDS[kind][0],
+            _messenger(connect),
+            conversation,
+            TransportError,
+            match="connection broke",
+        )
         assert 1 == len(_matching(emulator, kind))
 
     @pytest.mark.parametrize("status", [500, 502, 503, 504])
@@ -203,12 +221,19 @@ class TestFaultMatrix:
     def test_html_page_with_200(self, emulator, connect, conversation, kind):
         """A proxy's or login page answered 200 in DHIS2's place: ResponseError naming it."""
         _inject(emulator, kind, status=200, body=HTML_LOGIN, content_type="text/html;charset=UTF-8")
-        error = _run(KINDS[kind][0], _messenger(connect), conversation, ResponseError,
-                     match="not at a proxy or login page")
+        error = _run(
+            KINDS[kind][0],
+            _messenger(connect),
+            conversation,
+            ResponseError,
+            match="not at a proxy or login page",
+        )
         assert "DHIS2 - Log in" in str(error)
         assert "<html>" not in str(error)
 
-    @pytest.mark.parametrize("body", ['{"messageConversations": [{"id": "AbCd', "not json at all", "{}}"])
+    @pytest.mark.parametrize(
+        "body", ['{"messageConversations": [{"id": "AbCd', "not json at all", "{}}"]
+    )
     @pytest.mark.parametrize("kind", ALL)
     def test_truncated_or_invalid_json(self, emulator, connect, conversation, kind, body):
         """A 2xx whose JSON body is cut short or malformed: ResponseError, not a JSON error.
@@ -217,8 +242,13 @@ class TestFaultMatrix:
         status = 201 if kind in ("send", "reply", "send_feedback") else 200
         _inject(emulator, kind, status=status, body=body, content_type="application/json")
         creates_uid = kind in ("send", "send_feedback")
-        error = _run(KINDS[kind][0], _messenger(connect), conversation, ResponseError,
-                     match="without the Location header" if creates_uid else "not valid JSON")
+        error = _run(
+            KINDS[kind][0],
+            _messenger(connect),
+            conversation,
+            ResponseError,
+            match="without the Location header" if creates_uid else "not valid JSON",
+        )
         if not creates_uid:
             assert "Check that base_url points at DHIS2" in str(error)
 
@@ -236,8 +266,14 @@ class TestFaultMatrix:
         _inject(emulator, "reply", process=True, strip_headers=("Location",))
         assert _messenger(connect).reply(conversation, "Fine") is None
 
-    @pytest.mark.parametrize("location", ["/api/messageConversations/", "/api/messageConversations/../x",
-                                          "/api/messageConversations/AbC?x=1"])
+    @pytest.mark.parametrize(
+        "location",
+        [
+            "/api/messageConversations/",
+            "/api/messageConversations/../x",
+            "/api/messageConversations/AbC?x=1",
+        ],
+    )
     def test_location_without_uid(self, emulator, connect, location):
         _inject(emulator, "send", process=True, headers={"Location": emulator.url + location})
         _run(_send, _messenger(connect), None, ResponseError, match="uid was expected")
@@ -246,8 +282,12 @@ class TestFaultMatrix:
     def test_every_fault_is_a_dhis2_error(self, emulator, connect, conversation, kind):
         """A fault never escapes as a requests or json exception."""
         m = _messenger(connect)
-        for fault in ({"drop": True}, {"status": 200, "body": "<html></html>", "content_type": "text/html"},
-                      {"status": 503}, {"status": 200, "body": "[", "content_type": "application/json"}):
+        for fault in (
+            {"drop": True},
+            {"status": 200, "body": "<html></html>", "content_type": "text/html"},
+            {"status": 503},
+            {"status": 200, "body": "[", "content_type": "application/json"},
+        ):
             emulator.inject(**fault)
             with pytest.raises(Dhis2Error) as info:
                 KINDS[kind][0](m, conversation)
@@ -280,7 +320,9 @@ class TestIdempotentRetries:
         m = _messenger(connect, retries=3)
         RETRIED_CALLS[name](m, conversation)
         assert 3 == len(emulator.log)
-        assert len({(r.method, r.path, r.query) for r in emulator.log}) == 1  # the same request again
+        assert (
+            len({(r.method, r.path, r.query) for r in emulator.log}) == 1
+        )  # the same request again
         assert [0.01, 0.02] == waits
 
     @pytest.mark.parametrize("fault", [{"drop": True}, {"delay": 5}, {"truncate": True}])
@@ -315,16 +357,18 @@ class TestIdempotentRetries:
         assert not isinstance(error.__context__, dhis2_messages.requests.RequestException)
 
     @pytest.mark.parametrize("kind", IDEMPOTENT)
-    def test_exhausted_connection_retries_raise_transport_error(self, emulator, connect, conversation,
-                                                                 waits, kind):
+    def test_exhausted_connection_retries_raise_transport_error(
+        self, emulator, connect, conversation, waits, kind
+    ):
         _inject(emulator, kind, drop=True, times=5)
         _run(KINDS[kind][0], _messenger(connect, retries=2), conversation, TransportError)
         assert 3 == len(_matching(emulator, kind))
         assert [0.01, 0.02] == waits
 
     def test_refused_idempotent_retried(self, connect, waits):
-        m = Messenger(f"http://127.0.0.1:{_free_port()}", auth=("admin", "district"),
-                      timeout=SHORT, retries=3)
+        m = Messenger(
+            f"http://127.0.0.1:{_free_port()}", auth=("admin", "district"), timeout=SHORT, retries=3
+        )
         m.backoff = 0.01
         with pytest.raises(TransportError, match="Could not connect"):
             m.list_conversations()
@@ -408,7 +452,9 @@ class TestCreatesNeverResent:
         assert 1 == len(emulator.conversations)
 
     @pytest.mark.parametrize("status", [502, 503])
-    def test_reply_processed_then_proxy_failed(self, emulator, connect, conversation, waits, status):
+    def test_reply_processed_then_proxy_failed(
+        self, emulator, connect, conversation, waits, status
+    ):
         _inject(emulator, "reply", status=status, process=True, times=5)
         m = _messenger(connect, retries=3)
         with pytest.raises(ApiError):
@@ -416,8 +462,9 @@ class TestCreatesNeverResent:
         texts = [message.text for message in m.get_conversation(conversation).messages]
         assert 1 == texts.count("Only once")
 
-    @pytest.mark.parametrize("fault", [{"delay": 5}, {"drop": True}, {"drop": True, "process": True},
-                                       {"truncate": True}])
+    @pytest.mark.parametrize(
+        "fault", [{"delay": 5}, {"drop": True}, {"drop": True, "process": True}, {"truncate": True}]
+    )
     @pytest.mark.parametrize("kind", CREATES)
     def test_timeout_and_dropped(self, emulator, connect, conversation, waits, kind, fault):
         """Read timeout or a dropped connection: the request may have arrived, so it is not re-sent."""
@@ -437,8 +484,9 @@ class TestCreatesNeverResent:
     @pytest.mark.parametrize("kind", CREATES)
     def test_refused_before_sending_is_retried(self, connect, waits, kind):
         """Nothing reached a server, so a create may try again: retries=2 is three attempts."""
-        m = Messenger(f"http://127.0.0.1:{_free_port()}", auth=("admin", "district"),
-                      timeout=SHORT, retries=2)
+        m = Messenger(
+            f"http://127.0.0.1:{_free_port()}", auth=("admin", "district"), timeout=SHORT, retries=2
+        )
         m.backoff = 0.01
         with pytest.raises(TransportError, match="Could not connect"):
             KINDS[kind][0](m, "AbCdEfGhIjK")

@@ -34,16 +34,25 @@ from dhis2_messages import (
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=12,
 )
-UIDS = st.builds("{}{}".format, st.sampled_from(string.ascii_letters),
-                 st.text(string.ascii_letters + string.digits, min_size=10, max_size=10))
+UIDS = st.builds(
+    "{}{}".format,
+    st.sampled_from(string.ascii_letters),
+    st.text(string.ascii_letters + string.digits, min_size=10, max_size=10),
+)
 NAMES = st.none() | st.text(max_size=40)
 BOOLS = st.none() | st.booleans()
 INTS = st.none() | st.integers(min_value=0, max_value=2**53)
-MOMENTS = st.datetimes(min_value=dt.datetime(1970, 1, 1), max_value=dt.datetime(2999, 12, 31, 23, 59, 59))
-ENUMS = st.none() | st.sampled_from(["PRIVATE", "TICKET", "SYSTEM", "OPEN", "SOLVED", "HIGH", "SOMETHING_NEW"])
+MOMENTS = st.datetimes(
+    min_value=dt.datetime(1970, 1, 1), max_value=dt.datetime(2999, 12, 31, 23, 59, 59)
+)
+ENUMS = st.none() | st.sampled_from(
+    ["PRIVATE", "TICKET", "SYSTEM", "OPEN", "SOLVED", "HIGH", "SOMETHING_NEW"]
+)
 
 
 @st.composite
@@ -84,7 +93,9 @@ def users(draw):
 
 def _extra():
     """Keys DHIS2 may add that the records ignore."""
-    return st.dictionaries(st.sampled_from(["href", "access", "sharing", "translations", "code"]), JSON, max_size=2)
+    return st.dictionaries(
+        st.sampled_from(["href", "access", "sharing", "translations", "code"]), JSON, max_size=2
+    )
 
 
 @st.composite
@@ -101,33 +112,62 @@ def messages(draw):
     sender = draw(_maybe(users()))
     created = draw(_maybe(timestamps()))
     files = draw(st.lists(attachments(), max_size=2))
-    data = {"id": uid, "text": text, "internal": internal,
-            "sender": sender[0] if sender else None, "created": created[0] if created else None,
-            "attachments": [f[0] for f in files]}
-    record = Message(id=uid, text=text, internal=internal, sender=sender[1] if sender else None,
-                     created=created[1] if created else None, attachments=tuple(f[1] for f in files))
+    data = {
+        "id": uid,
+        "text": text,
+        "internal": internal,
+        "sender": sender[0] if sender else None,
+        "created": created[0] if created else None,
+        "attachments": [f[0] for f in files],
+    }
+    record = Message(
+        id=uid,
+        text=text,
+        internal=internal,
+        sender=sender[1] if sender else None,
+        created=created[1] if created else None,
+        attachments=tuple(f[1] for f in files),
+    )
     return data, record
 
 
 @st.composite
 def participants(draw):
     user, read, follow_up = draw(users()), draw(BOOLS), draw(BOOLS)
-    return ({"user": user[0], "read": read, "followUp": follow_up},
-            Participant(user=user[1], read=read, follow_up=follow_up))
+    return (
+        {"user": user[0], "read": read, "followUp": follow_up},
+        Participant(user=user[1], read=read, follow_up=follow_up),
+    )
 
 
 @st.composite
 def conversations(draw, full=True):
     uid = draw(UIDS)
     values = {
-        "subject": draw(NAMES), "message_type": draw(ENUMS), "status": draw(ENUMS), "priority": draw(ENUMS),
-        "read": draw(BOOLS), "follow_up": draw(BOOLS), "message_count": draw(INTS),
+        "subject": draw(NAMES),
+        "message_type": draw(ENUMS),
+        "status": draw(ENUMS),
+        "priority": draw(ENUMS),
+        "read": draw(BOOLS),
+        "follow_up": draw(BOOLS),
+        "message_count": draw(INTS),
     }
-    keys = {"subject": "subject", "message_type": "messageType", "status": "status", "priority": "priority",
-            "read": "read", "follow_up": "followUp", "message_count": "messageCount"}
+    keys = {
+        "subject": "subject",
+        "message_type": "messageType",
+        "status": "status",
+        "priority": "priority",
+        "read": "read",
+        "follow_up": "followUp",
+        "message_count": "messageCount",
+    }
     data = {keys[name]: value for name, value in values.items()}
     data["id"] = uid
-    for name, key in (("last_message", "lastMessage"), ("last_updated", "lastUpdated"), ("created", "created")):
+    for name, key in (
+        ("last_message", "lastMessage"),
+        ("last_updated", "lastUpdated"),
+        ("created", "created"),
+    ):
         stamp = draw(_maybe(timestamps()))
         data[key], values[name] = (stamp[0], stamp[1]) if stamp else (None, None)
     for name, key in (("last_sender", "lastSender"), ("assignee", "assignee")):
@@ -152,11 +192,23 @@ def pages(draw):
     items = draw(st.lists(conversations(full=False), max_size=4))
     page, page_count = draw(st.integers(1, 1000)), draw(st.integers(1, 1000))
     total, page_size = draw(st.integers(0, 10**6)), draw(st.integers(1, 1000))
-    data = {"pager": {"page": page, "pageCount": page_count, "total": total, "pageSize": page_size,
-                      "nextPage": "http://x/api/messageConversations?page=2"},
-            "messageConversations": [c[0] for c in items]}
-    return data, Page(conversations=tuple(c[1] for c in items), page=page, page_count=page_count,
-                      total=total, page_size=page_size)
+    data = {
+        "pager": {
+            "page": page,
+            "pageCount": page_count,
+            "total": total,
+            "pageSize": page_size,
+            "nextPage": "http://x/api/messageConversations?page=2",
+        },
+        "messageConversations": [c[0] for c in items],
+    }
+    return data, Page(
+        conversations=tuple(c[1] for c in items),
+        page=page,
+        page_count=page_count,
+        total=total,
+        page_size=page_size,
+    )
 
 
 # -- Arbitrary values in every field ------------------------------------------------
@@ -166,29 +218,70 @@ RECORDS = {
     Attachment: (attachments(), ["id", "name", "contentType", "contentLength"]),
     Message: (messages(), ["id", "text", "sender", "created", "internal", "attachments"]),
     Participant: (participants(), ["user", "read", "followUp"]),
-    Conversation: (conversations(), ["id", "subject", "displayName", "messageType", "status", "priority", "read",
-                                     "followUp", "messageCount", "lastMessage", "lastUpdated", "created",
-                                     "lastSender", "assignee", "messages", "userMessages"]),
+    Conversation: (
+        conversations(),
+        [
+            "id",
+            "subject",
+            "displayName",
+            "messageType",
+            "status",
+            "priority",
+            "read",
+            "followUp",
+            "messageCount",
+            "lastMessage",
+            "lastUpdated",
+            "created",
+            "lastSender",
+            "assignee",
+            "messages",
+            "userMessages",
+        ],
+    ),
     Page: (pages(), ["messageConversations", "pager"]),
 }
 
 FIELD_TYPES = {
     # attribute: the types it may hold after a successful parse
-    "id": (str,), "name": (str, type(None)), "username": (str, type(None)), "content_type": (str, type(None)),
-    "content_length": (int, type(None)), "text": (str, type(None)), "sender": (UserRef, type(None)),
-    "created": (dt.datetime, type(None)), "internal": (bool, type(None)), "attachments": (tuple,),
-    "user": (UserRef,), "read": (bool, type(None)), "follow_up": (bool, type(None)),
-    "subject": (str, type(None)), "message_type": (str, type(None)), "status": (str, type(None)),
-    "priority": (str, type(None)), "message_count": (int, type(None)),
-    "last_message": (dt.datetime, type(None)), "last_updated": (dt.datetime, type(None)),
-    "last_sender": (UserRef, type(None)), "assignee": (UserRef, type(None)), "messages": (tuple,),
-    "participants": (tuple,), "conversations": (tuple,), "page": (int,), "page_count": (int,),
-    "total": (int,), "page_size": (int,),
+    "id": (str,),
+    "name": (str, type(None)),
+    "username": (str, type(None)),
+    "content_type": (str, type(None)),
+    "content_length": (int, type(None)),
+    "text": (str, type(None)),
+    "sender": (UserRef, type(None)),
+    "created": (dt.datetime, type(None)),
+    "internal": (bool, type(None)),
+    "attachments": (tuple,),
+    "user": (UserRef,),
+    "read": (bool, type(None)),
+    "follow_up": (bool, type(None)),
+    "subject": (str, type(None)),
+    "message_type": (str, type(None)),
+    "status": (str, type(None)),
+    "priority": (str, type(None)),
+    "message_count": (int, type(None)),
+    "last_message": (dt.datetime, type(None)),
+    "last_updated": (dt.datetime, type(None)),
+    "last_sender": (UserRef, type(None)),
+    "assignee": (UserRef, type(None)),
+    "messages": (tuple,),
+    "participants": (tuple,),
+    "conversations": (tuple,),
+    "page": (int,),
+    "page_count": (int,),
+    "total": (int,),
+    "page_size": (int,),
 }
 
 
-NESTED = {"attachments": Attachment, "messages": Message, "participants": Participant,
-          "conversations": Conversation}
+NESTED = {
+    "attachments": Attachment,
+    "messages": Message,
+    "participants": Participant,
+    "conversations": Conversation,
+}
 
 
 def _check_types(record):
@@ -332,13 +425,21 @@ def test_timestamps(pair):
     assert parsed.tzinfo is None
 
 
-@given(moment=MOMENTS, hours=st.integers(-14, 14), minutes=st.sampled_from([0, 30, 45]),
-       style=st.sampled_from(["{:+03d}:{:02d}", "{:+03d}{:02d}"]))
+@given(
+    moment=MOMENTS,
+    hours=st.integers(-14, 14),
+    minutes=st.sampled_from([0, 30, 45]),
+    style=st.sampled_from(["{:+03d}:{:02d}", "{:+03d}{:02d}"]),
+)
 def test_timestamps_with_a_zone(moment, hours, minutes, style):
     assume(not (hours in (-14, 14) and minutes))
     moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
     offset = dt.timedelta(hours=hours, minutes=minutes if hours >= 0 else -minutes)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}" + style.format(hours, minutes)
+    text = (
+        moment.strftime("%Y-%m-%dT%H:%M:%S.")
+        + f"{moment.microsecond // 1000:03d}"
+        + style.format(hours, minutes)
+    )
     parsed = Message.from_json({"id": "AbCdEfGhIjK", "created": text}).created
     assert moment.replace(tzinfo=dt.timezone(offset)) == parsed
 
@@ -346,7 +447,9 @@ def test_timestamps_with_a_zone(moment, hours, minutes, style):
 # -- Headers, uids and error bodies ------------------------------------------------------
 
 
-def _response(status=200, headers=None, body=b"", method="POST", url="http://h/api/messageConversations"):
+def _response(
+    status=200, headers=None, body=b"", method="POST", url="http://h/api/messageConversations"
+):
     """A requests.Response as the client receives it (built, not mocked: no network)."""
     response = requests.Response()
     response.status_code = status
@@ -360,8 +463,12 @@ def _response(status=200, headers=None, body=b"", method="POST", url="http://h/a
 @settings(max_examples=300)
 @example(value="\u00b2")
 @example(value="Mon, 01 Jan 99999999999999999999 00:00:00 GMT")
-@given(value=st.one_of(st.text(max_size=40), st.text(string.digits + " ,:GMTADFJMNOSUWaceghilnoprstuvy",
-                                                     max_size=40)))
+@given(
+    value=st.one_of(
+        st.text(max_size=40),
+        st.text(string.digits + " ,:GMTADFJMNOSUWaceghilnoprstuvy", max_size=40),
+    )
+)
 def test_retry_after_never_raises(value):
     try:
         value.encode("latin-1")
@@ -371,10 +478,21 @@ def test_retry_after_never_raises(value):
     assert wait is None or wait >= 0.0
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("0", 0.0), ("7", 7.0), (" 12 ", 12.0), ("", None), ("soon", None), ("-1", None), ("1.5", None),
-    ("\u00b2", None), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0), ("Mon, 01 Jan 99999 00:00:00 GMT", None),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0", 0.0),
+        ("7", 7.0),
+        (" 12 ", 12.0),
+        ("", None),
+        ("soon", None),
+        ("-1", None),
+        ("1.5", None),
+        ("\u00b2", None),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+        ("Mon, 01 Jan 99999 00:00:00 GMT", None),
+    ],
+)
 def test_retry_after_examples(value, expected):
     assert expected == dhis2_messages._retry_after(value)
 
@@ -382,7 +500,10 @@ def test_retry_after_examples(value, expected):
 @settings(max_examples=300)
 @example(location="http://[::1/api/messageConversations/AbCdEfGhIjK")
 @example(location="//[x")
-@given(location=st.text(max_size=60) | st.builds("http://h/api/messageConversations/{}".format, st.text(max_size=15)))
+@given(
+    location=st.text(max_size=60)
+    | st.builds("http://h/api/messageConversations/{}".format, st.text(max_size=15))
+)
 def test_any_location(location):
     try:
         location.encode("latin-1")
@@ -398,20 +519,33 @@ def test_any_location(location):
         assert uid in location
 
 
-@given(uid=UIDS, prefix=st.sampled_from(["http://h/api/messageConversations/", "/api/33/messageConversations/",
-                                         "https://h:8443/dhis/api/messageConversations/"]),
-       suffix=st.sampled_from(["", "/"]))
+@given(
+    uid=UIDS,
+    prefix=st.sampled_from(
+        [
+            "http://h/api/messageConversations/",
+            "/api/33/messageConversations/",
+            "https://h:8443/dhis/api/messageConversations/",
+        ]
+    ),
+    suffix=st.sampled_from(["", "/"]),
+)
 def test_good_locations(uid, prefix, suffix):
     assert uid == dhis2_messages._location_uid(_response(201, {"Location": prefix + uid + suffix}))
 
 
 @settings(max_examples=200)
-@given(status=st.integers(300, 599), body=st.one_of(st.binary(max_size=80), JSON.map(lambda v: json.dumps(v).encode())),
-       content_type=st.sampled_from(["application/json", "text/html", "text/plain", ""]))
+@given(
+    status=st.integers(300, 599),
+    body=st.one_of(st.binary(max_size=80), JSON.map(lambda v: json.dumps(v).encode())),
+    content_type=st.sampled_from(["application/json", "text/html", "text/plain", ""]),
+)
 def test_any_error_answer(status, body, content_type):
     """Every error status with any body maps to an ApiError whose text says something."""
     headers = {"Content-Type": content_type} if content_type else {}
-    error = dhis2_messages._error_from(_response(status, headers, body), "GET", "/messageConversations")
+    error = dhis2_messages._error_from(
+        _response(status, headers, body), "GET", "/messageConversations"
+    )
     assert isinstance(error, ApiError)
     assert error.status_code == status
     assert str(error).startswith(f"HTTP {status}")

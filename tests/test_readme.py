@@ -50,8 +50,14 @@ def test_python_examples_run(emulator, tmp_path, monkeypatch, capsys):
 
 def test_demo_round_trip():
     """The first set-up command's round trip runs and prints the thread."""
-    result = subprocess.run([sys.executable, "-m", "tests.demo"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.demo"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert 0 == result.returncode, result.stderr
     assert "John Traore: Please submit the weekly malaria report" in result.stdout
     assert "Alice Banda: Done: submitted this morning." in result.stdout
@@ -82,14 +88,16 @@ def test_method_table_lists_every_method():
     """The method → endpoint table names every public Messenger method."""
     public = {name for name in vars(dhis2_messages.Messenger) if not name.startswith("_")}
     public -= {"from_env", "close", "backoff", "max_retry_wait"}
-    table = README[README.index("Methods and endpoints"):README.index("Compatibility")]
+    table = README[README.index("Methods and endpoints") : README.index("Compatibility")]
     for name in public:
         assert f"``{name}(" in table, name
 
 
 def test_env_variables_documented():
-    assert all(name in README for name in ("DHIS2_URL", "DHIS2_TOKEN", "DHIS2_PAT", "DHIS2_USERNAME",
-                                           "DHIS2_PASSWORD"))
+    assert all(
+        name in README
+        for name in ("DHIS2_URL", "DHIS2_TOKEN", "DHIS2_PAT", "DHIS2_USERNAME", "DHIS2_PASSWORD")
+    )
     assert os.path.exists(ROOT / "LICENSE")
 
 
@@ -100,6 +108,12 @@ def test_readme_is_valid_restructuredtext():
     import docutils.core
 
     warnings = io.StringIO()
-    docutils.core.publish_doctree(README, settings_overrides={
-        "warning_stream": warnings, "report_level": 2, "syntax_highlight": "none"})
+    docutils.core.publish_doctree(
+        README,
+        settings_overrides={
+            "warning_stream": warnings,
+            "report_level": 2,
+            "syntax_highlight": "none",
+        },
+    )
     assert "" == warnings.getvalue()

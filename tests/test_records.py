@@ -51,15 +51,28 @@ THREAD = {
             "created": "2024-05-02T10:11:12.345",
             "sender": {"id": "PhzytPW3g2J", "displayName": "Alice Banda", "username": "alice"},
             "attachments": [
-                {"id": "fTpI4GOmujz", "name": "report.pdf", "contentType": "application/pdf",
-                 "contentLength": 1234}
+                {
+                    "id": "fTpI4GOmujz",
+                    "name": "report.pdf",
+                    "contentType": "application/pdf",
+                    "contentLength": 1234,
+                }
             ],
         },
     ],
     "userMessages": [
-        {"key": "2b7c...", "read": True, "followUp": False,
-         "user": {"id": "xE7jOejl9FI", "code": None, "name": "John Traore",
-                  "displayName": "John Traore", "username": "admin"}},
+        {
+            "key": "2b7c...",
+            "read": True,
+            "followUp": False,
+            "user": {
+                "id": "xE7jOejl9FI",
+                "code": None,
+                "name": "John Traore",
+                "displayName": "John Traore",
+                "username": "admin",
+            },
+        },
     ],
     "someFieldWeDoNotModel": {"nested": [1, 2, 3]},
 }
@@ -79,10 +92,21 @@ class TestConversation:
         assert ["Have you reported?", "Yes"] == [m.text for m in conv.messages]
         second = conv.messages[1]
         assert "alice" == second.sender.username
-        assert (Attachment(id="fTpI4GOmujz", name="report.pdf", content_type="application/pdf",
-                           content_length=1234),) == second.attachments
-        assert (Participant(user=UserRef(id="xE7jOejl9FI", name="John Traore", username="admin"),
-                            read=True, follow_up=False),) == conv.participants
+        assert (
+            Attachment(
+                id="fTpI4GOmujz",
+                name="report.pdf",
+                content_type="application/pdf",
+                content_length=1234,
+            ),
+        ) == second.attachments
+        assert (
+            Participant(
+                user=UserRef(id="xE7jOejl9FI", name="John Traore", username="admin"),
+                read=True,
+                follow_up=False,
+            ),
+        ) == conv.participants
 
     def test_default_list_shape(self):
         """DHIS2's default list fields (id, displayName) give a subject and Nones."""
@@ -92,7 +116,9 @@ class TestConversation:
 
     def test_unknown_enum_values_are_kept(self):
         """A message type or status this library does not know stays a string."""
-        conv = Conversation.from_json({"id": "a", "messageType": "CARRIER_PIGEON", "status": "ESCALATED"})
+        conv = Conversation.from_json(
+            {"id": "a", "messageType": "CARRIER_PIGEON", "status": "ESCALATED"}
+        )
         assert ("CARRIER_PIGEON", "ESCALATED") == (conv.message_type, conv.status)
 
     def test_system_message_has_no_sender(self):
@@ -105,25 +131,47 @@ class TestConversation:
         conv = Conversation.from_json({"id": "ZjHHSjyyeJ2", "messages": [{"id": "Ab1cdefghij"}]})
         assert (Message(id="Ab1cdefghij"),) == conv.messages
 
-    @pytest.mark.parametrize("value, expected", [
-        ("2024-05-02T10:11:12.345", dt.datetime(2024, 5, 2, 10, 11, 12, 345000)),
-        ("2024-05-02T10:11:12", dt.datetime(2024, 5, 2, 10, 11, 12)),
-        ("2024-05-02", dt.datetime(2024, 5, 2)),
-        ("2024-05-02T10:11:12.345Z", dt.datetime(2024, 5, 2, 10, 11, 12, 345000, tzinfo=dt.timezone.utc)),
-        ("2024-05-02T10:11:12.345+0200",
-         dt.datetime(2024, 5, 2, 10, 11, 12, 345000, tzinfo=dt.timezone(dt.timedelta(hours=2)))),
-    ])
+    @pytest.mark.parametrize(
+        "value, expected",
+        [
+            ("2024-05-02T10:11:12.345", dt.datetime(2024, 5, 2, 10, 11, 12, 345000)),
+            ("2024-05-02T10:11:12", dt.datetime(2024, 5, 2, 10, 11, 12)),
+            ("2024-05-02", dt.datetime(2024, 5, 2)),
+            (
+                "2024-05-02T10:11:12.345Z",
+                dt.datetime(2024, 5, 2, 10, 11, 12, 345000, tzinfo=dt.timezone.utc),
+            ),
+            (
+                "2024-05-02T10:11:12.345+0200",
+                dt.datetime(
+                    2024, 5, 2, 10, 11, 12, 345000, tzinfo=dt.timezone(dt.timedelta(hours=2))
+                ),
+            ),
+        ],
+    )
     def test_timestamps(self, value, expected):
         """DHIS2's zone-less timestamps are naive; a zone, when sent, is kept."""
         assert expected == Conversation.from_json({"id": "a", "lastUpdated": value}).last_updated
 
-    @pytest.mark.parametrize("data", [
-        None, [], "x", {"subject": "no id"}, {"id": 5}, {"id": "a", "read": "yes"},
-        {"id": "a", "messageCount": "2"}, {"id": "a", "messageCount": True},
-        {"id": "a", "lastMessage": "yesterday"}, {"id": "a", "lastMessage": "2024-13-45T00:00:00"},
-        {"id": "a", "messages": {"id": "b"}}, {"id": "a", "messages": [{"text": "no id"}]},
-        {"id": "a", "lastSender": "xE7jOejl9FI"}, {"id": "a", "userMessages": [{"read": True}]},
-    ])
+    @pytest.mark.parametrize(
+        "data",
+        [
+            None,
+            [],
+            "x",
+            {"subject": "no id"},
+            {"id": 5},
+            {"id": "a", "read": "yes"},
+            {"id": "a", "messageCount": "2"},
+            {"id": "a", "messageCount": True},
+            {"id": "a", "lastMessage": "yesterday"},
+            {"id": "a", "lastMessage": "2024-13-45T00:00:00"},
+            {"id": "a", "messages": {"id": "b"}},
+            {"id": "a", "messages": [{"text": "no id"}]},
+            {"id": "a", "lastSender": "xE7jOejl9FI"},
+            {"id": "a", "userMessages": [{"read": True}]},
+        ],
+    )
     def test_garbage_is_a_response_error(self, data):
         """Wrong types or a missing id raise ResponseError, nothing else."""
         with pytest.raises(ResponseError):
@@ -148,11 +196,18 @@ class TestConversation:
 class TestPage:
     def test_pager(self):
         """The pager envelope fills page, page_count, total and page_size."""
-        page = Page.from_json({
-            "pager": {"page": 2, "total": 120, "pageSize": 50, "pageCount": 3,
-                      "nextPage": "https://x/api/messageConversations?page=3"},
-            "messageConversations": [{"id": "ZjHHSjyyeJ2"}, {"id": "Bc2defghijk"}],
-        })
+        page = Page.from_json(
+            {
+                "pager": {
+                    "page": 2,
+                    "total": 120,
+                    "pageSize": 50,
+                    "pageCount": 3,
+                    "nextPage": "https://x/api/messageConversations?page=3",
+                },
+                "messageConversations": [{"id": "ZjHHSjyyeJ2"}, {"id": "Bc2defghijk"}],
+            }
+        )
         assert (2, 3, 120, 50) == (page.page, page.page_count, page.total, page.page_size)
         assert ["ZjHHSjyyeJ2", "Bc2defghijk"] == [c.id for c in page]
         assert 2 == len(page)
@@ -162,9 +217,15 @@ class TestPage:
         page = Page.from_json({"messageConversations": [{"id": "ZjHHSjyyeJ2"}]})
         assert (1, 1, 1) == (page.page, page.page_count, page.total)
 
-    @pytest.mark.parametrize("data", [{}, {"pager": {}},
-                                      {"messageConversations": [], "pager": []},
-                                      {"messageConversations": [], "pager": {"page": "1"}}])
+    @pytest.mark.parametrize(
+        "data",
+        [
+            {},
+            {"pager": {}},
+            {"messageConversations": [], "pager": []},
+            {"messageConversations": [], "pager": {"page": "1"}},
+        ],
+    )
     def test_bad_pages(self, data):
         """A page without the list, or with a malformed pager, is a ResponseError."""
         with pytest.raises(ResponseError):
@@ -177,8 +238,13 @@ ALICE = {"id": "PhzytPW3g2J", "displayName": "Alice Banda", "username": "alice"}
 
 def thread(senders):
     """A thread with one message per sender, each sender a copy: equal, never the same dict."""
-    return {"id": "ZjHHSjyyeJ2", "messages": [
-        {"id": f"Msg{i:08d}", "text": "t", "sender": copy.copy(sender)} for i, sender in enumerate(senders)]}
+    return {
+        "id": "ZjHHSjyyeJ2",
+        "messages": [
+            {"id": f"Msg{i:08d}", "text": "t", "sender": copy.copy(sender)}
+            for i, sender in enumerate(senders)
+        ],
+    }
 
 
 class TestSharedUsers:
@@ -197,19 +263,29 @@ class TestSharedUsers:
         assert conv.participants[0].user is conv.messages[0].sender
 
     def test_a_page_shares_across_its_conversations(self):
-        page = Page.from_json({"messageConversations": [
-            {"id": f"Conv{i:07d}", "lastSender": dict(JOHN)} for i in range(3)]})
+        page = Page.from_json(
+            {
+                "messageConversations": [
+                    {"id": f"Conv{i:07d}", "lastSender": dict(JOHN)} for i in range(3)
+                ]
+            }
+        )
         assert page.conversations[0].last_sender is page.conversations[2].last_sender
 
-    @pytest.mark.parametrize("other", [
-        {"id": "xE7jOejl9FI", "displayName": "John T.", "username": "admin"},
-        {"id": "xE7jOejl9FI", "displayName": "John Traore"},
-        {"id": "Zz0000000Zz", "displayName": "John Traore", "username": "admin"},
-        {"id": "xE7jOejl9FI", "name": "Someone Else", "username": "admin"},
-    ])
+    @pytest.mark.parametrize(
+        "other",
+        [
+            {"id": "xE7jOejl9FI", "displayName": "John T.", "username": "admin"},
+            {"id": "xE7jOejl9FI", "displayName": "John Traore"},
+            {"id": "Zz0000000Zz", "displayName": "John Traore", "username": "admin"},
+            {"id": "xE7jOejl9FI", "name": "Someone Else", "username": "admin"},
+        ],
+    )
     def test_users_that_differ_in_any_field_stay_apart(self, other):
         conv = Conversation.from_json(thread([JOHN, other]))
-        assert [UserRef.from_json(JOHN), UserRef.from_json(other)] == [m.sender for m in conv.messages]
+        assert [UserRef.from_json(JOHN), UserRef.from_json(other)] == [
+            m.sender for m in conv.messages
+        ]
 
     def test_name_is_the_fallback_key(self):
         """Without displayName, name gives UserRef.name, also for a second, equal user."""
@@ -218,12 +294,15 @@ class TestSharedUsers:
         assert ["John Traore"] * 3 == [m.sender.name for m in conv.messages]
         assert [None, "admin", None] == [m.sender.username for m in conv.messages]
 
-    @pytest.mark.parametrize("bad", [
-        {"id": "xE7jOejl9FI", "displayName": ["John"]},
-        {"id": "xE7jOejl9FI", "displayName": 5},
-        {"id": {"uid": "x"}},
-        "xE7jOejl9FI",
-    ])
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            {"id": "xE7jOejl9FI", "displayName": ["John"]},
+            {"id": "xE7jOejl9FI", "displayName": 5},
+            {"id": {"uid": "x"}},
+            "xE7jOejl9FI",
+        ],
+    )
     def test_a_bad_user_after_a_good_one_is_a_response_error(self, bad):
         """An unhashable or wrongly typed user is a ResponseError, never a TypeError or a cache hit."""
         with pytest.raises(ResponseError):
@@ -240,6 +319,10 @@ class TestErrors:
         """ApiError keeps its fields through pickle (multiprocessing, caching)."""
         err = ConflictError(409, "No recipients selected.", "E1004", {"status": "ERROR"})
         copy = pickle.loads(pickle.dumps(err))
-        assert (409, "No recipients selected.", "E1004") == (copy.status_code, copy.message, copy.error_code)
+        assert (409, "No recipients selected.", "E1004") == (
+            copy.status_code,
+            copy.message,
+            copy.error_code,
+        )
         assert isinstance(copy, ApiError)
         assert "HTTP 409 [E1004]: No recipients selected." == str(copy)

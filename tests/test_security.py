@@ -55,7 +55,9 @@ def _exception_texts(error):
         if exc is None or id(exc) in seen:
             continue
         seen.add(id(exc))
-        texts += [str(exc), repr(exc)] + [repr(arg) for arg in exc.args] + [str(arg) for arg in exc.args]
+        texts += (
+            [str(exc), repr(exc)] + [repr(arg) for arg in exc.args] + [str(arg) for arg in exc.args]
+        )
         if isinstance(exc, ApiError):
             texts.append(repr(exc.body))
         todo += [exc.__cause__, exc.__context__]
@@ -92,14 +94,24 @@ FAILURES = [
     pytest.param({"status": 500}, ApiError, id="500"),
     pytest.param({"status": 503, "times": 5}, ApiError, id="503-retried"),
     pytest.param({"status": 401}, AuthenticationError, id="401"),
-    pytest.param({"status": 302, "headers": {"Location": "/dhis-web-login/"}}, AuthenticationError, id="302-login"),
-    pytest.param({"status": 302, "headers": {"Location": "http://elsewhere.invalid/api"}}, ApiError,
-                 id="302-elsewhere"),
+    pytest.param(
+        {"status": 302, "headers": {"Location": "/dhis-web-login/"}},
+        AuthenticationError,
+        id="302-login",
+    ),
+    pytest.param(
+        {"status": 302, "headers": {"Location": "http://elsewhere.invalid/api"}},
+        ApiError,
+        id="302-elsewhere",
+    ),
     pytest.param({"drop": True, "times": 5}, TransportError, id="dropped"),
     pytest.param({"truncate": True, "times": 5}, TransportError, id="truncated"),
     pytest.param({"delay": 5, "times": 5}, TransportError, id="timeout"),
-    pytest.param({"status": 200, "body": "<html><title>Login</title></html>", "content_type": "text/html"},
-                 Dhis2Error, id="html-200"),
+    pytest.param(
+        {"status": 200, "body": "<html><title>Login</title></html>", "content_type": "text/html"},
+        Dhis2Error,
+        id="html-200",
+    ),
 ]
 
 
@@ -107,7 +119,9 @@ class TestRedaction:
     @pytest.mark.parametrize("kind", ["basic", "token"])
     def test_repr_and_str(self, emulator, kind):
         user = emulator.user("alice")
-        credentials = {"auth": (user.username, user.password)} if kind == "basic" else {"token": user.token}
+        credentials = (
+            {"auth": (user.username, user.password)} if kind == "basic" else {"token": user.token}
+        )
         m = Messenger(emulator.url, **credentials)
         assert f"auth={kind}" in repr(m)
         assert emulator.url in repr(m)
@@ -119,12 +133,19 @@ class TestRedaction:
         """Every failure, with retries, leaks nothing in exceptions or in DEBUG logs of any logger."""
         caplog.set_level(logging.DEBUG)
         user = emulator.user("alice")
-        credentials = {"auth": (user.username, user.password)} if kind == "basic" else {"token": user.token}
+        credentials = (
+            {"auth": (user.username, user.password)} if kind == "basic" else {"token": user.token}
+        )
         m = Messenger(emulator.url, timeout=(1.0, 0.1), retries=1, **credentials)
         m.backoff = 0.01
         uid = m.send(subject="s", text="t", users=[BOB])
-        for call in (m.list_conversations, lambda: m.get_conversation(uid), lambda: m.reply(uid, "r"),
-                     lambda: m.mark_read(uid), lambda: m.delete_conversations(uid)):
+        for call in (
+            m.list_conversations,
+            lambda: m.get_conversation(uid),
+            lambda: m.reply(uid, "r"),
+            lambda: m.mark_read(uid),
+            lambda: m.delete_conversations(uid),
+        ):
             emulator.inject(**fault)
             with pytest.raises(error) as info:
                 call()
@@ -136,7 +157,9 @@ class TestRedaction:
     def test_chained_error_holds_no_request(self, emulator, kind):
         """The requests error under a TransportError no longer carries the request and its headers."""
         user = emulator.user("alice")
-        credentials = {"auth": (user.username, user.password)} if kind == "basic" else {"token": user.token}
+        credentials = (
+            {"auth": (user.username, user.password)} if kind == "basic" else {"token": user.token}
+        )
         m = Messenger(emulator.url, timeout=(1.0, 0.1), retries=0, **credentials)
         emulator.inject(delay=5)
         with pytest.raises(TransportError) as info:
@@ -152,8 +175,10 @@ class TestRedaction:
         with pytest.raises(AuthenticationError) as info:
             m.list_conversations()
         assert "check the username and password" in str(info.value)
-        _assert_clean(_exception_texts(info.value) + _log_texts(caplog.records) + [repr(m)],
-                      _secrets(user, WRONG_PASSWORD))
+        _assert_clean(
+            _exception_texts(info.value) + _log_texts(caplog.records) + [repr(m)],
+            _secrets(user, WRONG_PASSWORD),
+        )
 
     @pytest.mark.parametrize("kind", ["basic", "token"])
     def test_refused_and_tls_errors(self, caplog, waits, kind, tls_server):
@@ -211,7 +236,18 @@ class TestRedaction:
             assert request.path.split("/api", 1)[1] in text
             assert text.endswith(" ms)")
         statuses = [r.getMessage().split(" -> ")[1].split(" ")[0] for r in ours]
-        assert ["201", "503", "503", "200", "ConnectionError", "200", "404", "502", "502", "502"] == statuses
+        assert [
+            "201",
+            "503",
+            "503",
+            "200",
+            "ConnectionError",
+            "200",
+            "404",
+            "502",
+            "502",
+            "502",
+        ] == statuses
 
 
 # -- TLS ---------------------------------------------------------------------------
@@ -222,8 +258,12 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         self.server.seen.append((self.command, self.path, dict(self.headers)))
-        body = json.dumps({"pager": {"page": 1, "pageCount": 1, "total": 0, "pageSize": 50},
-                           "messageConversations": []}).encode()
+        body = json.dumps(
+            {
+                "pager": {"page": 1, "pageCount": 1, "total": 0, "pageSize": 50},
+                "messageConversations": [],
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -248,7 +288,9 @@ def _serve(context=None, host="127.0.0.1"):
     server.seen = []
     if context is not None:
         server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     scheme = "https" if context is not None else "http"
     server.url = f"{scheme}://{host}:{server.server_address[1]}"
@@ -264,13 +306,32 @@ def certificate(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-         "-keyout", str(key), "-out", str(cert),
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-         "-addext", "basicConstraints=critical,CA:TRUE",
-         "-addext", "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign",
-         "-addext", "extendedKeyUsage=serverAuth"],
-        check=True, capture_output=True,
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert, key
 
@@ -324,11 +385,15 @@ class TestTls:
             m.list_conversations()
         assert 1 == len(tls_server.seen)
 
-    def test_env_ca_bundle_does_not_override_explicit_verify(self, tls_server, monkeypatch, certificate):
+    def test_env_ca_bundle_does_not_override_explicit_verify(
+        self, tls_server, monkeypatch, certificate
+    ):
         """REQUESTS_CA_BUNDLE is honoured for verify=True (the default), not against an explicit path."""
         tls_server.seen.clear()
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate[0]))
-        assert 0 == len(Messenger(tls_server.url, token="d2p_x", timeout=SHORT).list_conversations())
+        assert 0 == len(
+            Messenger(tls_server.url, token="d2p_x", timeout=SHORT).list_conversations()
+        )
         assert 1 == len(tls_server.seen)
 
 
@@ -337,7 +402,9 @@ class TestTls:
 
 class TestRedirects:
     @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
-    def test_redirect_to_another_host_is_not_followed(self, emulator, connect, other_server, status):
+    def test_redirect_to_another_host_is_not_followed(
+        self, emulator, connect, other_server, status
+    ):
         target = f"{other_server.url}/api/messageConversations"
         emulator.inject(status=status, headers={"Location": target})
         with pytest.raises(ApiError) as info:
@@ -373,7 +440,9 @@ class TestRedirects:
             connect("alice").list_conversations()
         assert 1 == len(emulator.log)
 
-    @pytest.mark.parametrize("location", ["/dhis-web-login/", "/login/", "https://sso.example.org/LOGIN?next=/"])
+    @pytest.mark.parametrize(
+        "location", ["/dhis-web-login/", "/login/", "https://sso.example.org/LOGIN?next=/"]
+    )
     def test_redirect_to_login_page(self, emulator, connect, location):
         emulator.inject(status=302, headers={"Location": location})
         with pytest.raises(AuthenticationError) as info:
@@ -410,7 +479,9 @@ UID_CALLS = {
     "reply-attachment": lambda m, u: m.reply(GOOD, "text", attachments=[u]),
     "send-users": lambda m, u: m.send(subject="s", text="t", users=[u]),
     "send-user_groups": lambda m, u: m.send(subject="s", text="t", users=ALICE, user_groups=[u]),
-    "send-organisation_units": lambda m, u: m.send(subject="s", text="t", users=ALICE, organisation_units=[u]),
+    "send-organisation_units": lambda m, u: m.send(
+        subject="s", text="t", users=ALICE, organisation_units=[u]
+    ),
     "send-attachments": lambda m, u: m.send(subject="s", text="t", users=ALICE, attachments=[u]),
     "add_recipients": lambda m, u: m.add_recipients(u, users=ALICE),
     "add_recipients-users": lambda m, u: m.add_recipients(GOOD, users=[ALICE, u]),
@@ -474,7 +545,11 @@ OTHER_BAD_CALLS = [
     ("feedback-blank-text", lambda m: m.send_feedback(subject="s", text="\n"), ValueError),
     ("feedback-subject-int", lambda m: m.send_feedback(subject=1, text="t"), TypeError),
     ("add_recipients-none", lambda m: m.add_recipients(GOOD), ValueError),
-    ("add_recipients-empty", lambda m: m.add_recipients(GOOD, users=[], user_groups=()), ValueError),
+    (
+        "add_recipients-empty",
+        lambda m: m.add_recipients(GOOD, users=[], user_groups=()),
+        ValueError,
+    ),
     ("mark_read-empty", lambda m: m.mark_read([]), ValueError),
     ("mark_unread-empty-tuple", lambda m: m.mark_unread(()), ValueError),
     ("follow_up-empty", lambda m: m.follow_up(iter([])), ValueError),
@@ -497,7 +572,8 @@ OTHER_BAD_CALLS = [
 # user=None means "the caller": not a bad value there.
 UID_CASES = [
     pytest.param(call, *case.values, id=f"{call}-{case.id}")
-    for call in UID_CALLS for case in BAD_UIDS
+    for call in UID_CALLS
+    for case in BAD_UIDS
     if not (call.endswith("-user") and case.values[0] is None)
 ]
 
@@ -512,7 +588,9 @@ class TestBadInput:
             assert "not a DHIS2 uid" in str(info.value) or "is empty" in str(info.value)
         assert [] == emulator.log
 
-    @pytest.mark.parametrize(("call", "error"), [pytest.param(c, e, id=i) for i, c, e in OTHER_BAD_CALLS])
+    @pytest.mark.parametrize(
+        ("call", "error"), [pytest.param(c, e, id=i) for i, c, e in OTHER_BAD_CALLS]
+    )
     def test_other_bad_arguments(self, emulator, alice, call, error):
         with pytest.raises(error) as info:
             call(alice)
@@ -534,7 +612,9 @@ class TestBadInput:
 # -- Any text round-trips --------------------------------------------------------------
 
 TEXT = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=200,
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    min_size=1,
+    max_size=200,
 ).filter(lambda s: s.strip())
 
 SAMPLES = [
@@ -567,12 +647,16 @@ class TestTextRoundTrip:
     def test_samples(self, emulator, alice, text):
         self._check(emulator, alice, text)
 
-    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
     @given(text=TEXT)
     def test_any_text(self, emulator, alice, text):
         self._check(emulator, alice, text)
 
-    @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
     @given(subject=TEXT, text=TEXT)
     def test_feedback(self, emulator, alice, subject, text):
         uid = alice.send_feedback(subject=subject, text=text)
