@@ -197,10 +197,10 @@ _STATUS_ERRORS: Dict[int, type] = {
 # which makes a page of 1,000 conversations parse about 15% faster, for
 # about 100 bytes more per record.
 
-_Json = Mapping[str, Any]
+_JsonObject = Mapping[str, Any]
 _T = TypeVar("_T")
 
-_TIMESTAMP = re.compile(
+_TIMESTAMP_RE = re.compile(
     r"(\d{4})-(\d\d)-(\d\d)(?:[T ](\d\d):(\d\d)(?::(\d\d)(?:[.,](\d{1,9}))?)?)?"
     r"(Z|[+-]\d\d(?::?\d\d)?)?\Z"
 )
@@ -213,20 +213,20 @@ def _bad(key: str, value: Any, expected: str) -> ResponseError:
     return ResponseError(f"DHIS2 sent {key}={shown}, expected {expected}")
 
 
-def _obj(data: Any, what: str) -> _Json:
+def _check_object(data: Any, what: str) -> _JsonObject:
     if not isinstance(data, dict):
         raise _bad(what, data, "a JSON object")
     return data
 
 
-def _str(data: _Json, key: str) -> Optional[str]:
+def _get_str(data: _JsonObject, key: str) -> Optional[str]:
     value = data.get(key)
     if value is None or isinstance(value, str):
         return value
     raise _bad(key, value, "a string")
 
 
-def _required_str(data: _Json, key: str, what: str) -> str:
+def _get_required_str(data: _JsonObject, key: str, what: str) -> str:
     value = data.get(key)
     if isinstance(value, str):
         return value
@@ -235,14 +235,14 @@ def _required_str(data: _Json, key: str, what: str) -> str:
     raise _bad(key, value, "a string")
 
 
-def _bool(data: _Json, key: str) -> Optional[bool]:
+def _get_bool(data: _JsonObject, key: str) -> Optional[bool]:
     value = data.get(key)
     if value is None or value is True or value is False:
         return value
     raise _bad(key, value, "true or false")
 
 
-def _int(data: _Json, key: str) -> Optional[int]:
+def _get_int(data: _JsonObject, key: str) -> Optional[int]:
     value = data.get(key)
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
@@ -252,7 +252,7 @@ def _int(data: _Json, key: str) -> Optional[int]:
 _fromisoformat = _dt.datetime.fromisoformat
 
 
-def _timestamp(value: Any, key: str) -> Optional[_dt.datetime]:
+def _parse_timestamp(value: Any, key: str) -> Optional[_dt.datetime]:
     if type(value) is str and len(value) == 23:
         # DHIS2's own shape, 2024-05-02T10:11:12.345: the C parser is ten times
         # faster than the general path below, which handles everything else.
@@ -262,7 +262,7 @@ def _timestamp(value: Any, key: str) -> Optional[_dt.datetime]:
             pass
     elif value is None:
         return None
-    match = _TIMESTAMP.match(value) if isinstance(value, str) else None
+    match = _TIMESTAMP_RE.match(value) if isinstance(value, str) else None
     if match is None:
         raise _bad(key, value, "a timestamp like 2024-05-02T10:11:12.345")
     y, mo, d, h, mi, s, frac, zone = match.groups()
@@ -288,18 +288,18 @@ def _timestamp(value: Any, key: str) -> Optional[_dt.datetime]:
         raise _bad(key, value, "a valid date") from None
 
 
-_STR = (str, type(None))
-_BOOL = (bool, type(None))
-_INT = (int, type(None))
+_OPT_STR = (str, type(None))
+_OPT_BOOL = (bool, type(None))
+_OPT_INT = (int, type(None))
 _EXPECTED: Dict[Tuple[type, ...], str] = {
-    _STR: "a string",
-    _BOOL: "true or false",
-    _INT: "an integer",
+    _OPT_STR: "a string",
+    _OPT_BOOL: "true or false",
+    _OPT_INT: "an integer",
 }
 
 
 def _complain(
-    data: _Json, what: str, spec: Sequence[Tuple[str, Tuple[type, ...]]]
+    data: _JsonObject, what: str, spec: Sequence[Tuple[str, Tuple[type, ...]]]
 ) -> ResponseError:
     """The error for a record whose fast type check failed: names the bad key."""
     if not isinstance(data.get("id"), str):
@@ -311,7 +311,7 @@ def _complain(
     return ResponseError(f"DHIS2 sent a malformed {what}")  # pragma: no cover
 
 
-def _list(
+def _parse_list(
     value: Any, key: str, parse: Callable[..., _T], users: Optional[_Users] = None
 ) -> Tuple[_T, ...]:
     """The records parsed from a JSON list; ``users`` goes to each ``_parse`` call."""
@@ -359,13 +359,13 @@ class UserRef:
         except TypeError:  # unhashable: a list or object where a string belongs
             user = None
         if user is None:
-            if type(uid) is not str or type(name) not in _STR or type(username) not in _STR:
+            if type(uid) is not str or type(name) not in _OPT_STR or type(username) not in _OPT_STR:
                 raise _complain(data, "a user", _USER_SPEC)
             user = users[key] = cls(id=uid, name=name, username=username)
         return user
 
 
-_USER_SPEC = (("displayName", _STR), ("name", _STR), ("username", _STR))
+_USER_SPEC = (("displayName", _OPT_STR), ("name", _OPT_STR), ("username", _OPT_STR))
 _Users = Dict[Tuple[Any, ...], UserRef]
 
 
@@ -380,12 +380,12 @@ class Attachment:
 
     @classmethod
     def from_json(cls, data: Any) -> Attachment:
-        data = _obj(data, "attachment")
+        data = _check_object(data, "attachment")
         return cls(
-            id=_required_str(data, "id", "an attachment"),
-            name=_str(data, "name"),
-            content_type=_str(data, "contentType"),
-            content_length=_int(data, "contentLength"),
+            id=_get_required_str(data, "id", "an attachment"),
+            name=_get_str(data, "name"),
+            content_type=_get_str(data, "contentType"),
+            content_length=_get_int(data, "contentLength"),
         )
 
 
@@ -406,20 +406,20 @@ class Message:
 
     @classmethod
     def _parse(cls, users: _Users, data: Any) -> Message:
-        get = _obj(data, "message").get
+        get = _check_object(data, "message").get
         uid, text, internal, sender = get("id"), get("text"), get("internal"), get("sender")
         attachments = get("attachments")
-        if type(uid) is not str or type(text) not in _STR or type(internal) not in _BOOL:
-            raise _complain(data, "a message", (("text", _STR), ("internal", _BOOL)))
+        if type(uid) is not str or type(text) not in _OPT_STR or type(internal) not in _OPT_BOOL:
+            raise _complain(data, "a message", (("text", _OPT_STR), ("internal", _OPT_BOOL)))
         return cls(
             id=uid,
             text=text,
             sender=None if sender is None else UserRef._parse(users, sender),
-            created=_timestamp(get("created"), "created"),
+            created=_parse_timestamp(get("created"), "created"),
             internal=internal,
             attachments=()
             if attachments is None
-            else _list(attachments, "attachments", Attachment.from_json),
+            else _parse_list(attachments, "attachments", Attachment.from_json),
         )
 
 
@@ -437,13 +437,13 @@ class Participant:
 
     @classmethod
     def _parse(cls, users: _Users, data: Any) -> Participant:
-        data = _obj(data, "userMessage")
+        data = _check_object(data, "userMessage")
         if data.get("user") is None:
             raise ResponseError("DHIS2 sent a userMessage without 'user'")
         return cls(
             user=UserRef._parse(users, data["user"]),
-            read=_bool(data, "read"),
-            follow_up=_bool(data, "followUp"),
+            read=_get_bool(data, "read"),
+            follow_up=_get_bool(data, "followUp"),
         )
 
 
@@ -481,7 +481,7 @@ class Conversation:
     def _parse(cls, users: _Users, data: Any) -> Conversation:
         # A list call parses a page of these, so the type checks are one fast
         # test; _complain finds the offending key when it fails.
-        get = _obj(data, "conversation").get
+        get = _check_object(data, "conversation").get
         uid, subject, kind, status, priority = (
             get("id"),
             get("subject"),
@@ -496,13 +496,13 @@ class Conversation:
             subject = get("displayName")
         if not (
             type(uid) is str
-            and type(subject) in _STR
-            and type(kind) in _STR
-            and type(status) in _STR
-            and type(priority) in _STR
-            and type(read) in _BOOL
-            and type(follow_up) in _BOOL
-            and type(count) in _INT
+            and type(subject) in _OPT_STR
+            and type(kind) in _OPT_STR
+            and type(status) in _OPT_STR
+            and type(priority) in _OPT_STR
+            and type(read) in _OPT_BOOL
+            and type(follow_up) in _OPT_BOOL
+            and type(count) in _OPT_INT
         ):
             raise _complain(data, "a conversation", _CONVERSATION_SPEC)
         return cls(
@@ -514,16 +514,18 @@ class Conversation:
             read=read,
             follow_up=follow_up,
             message_count=count,
-            last_message=_timestamp(get("lastMessage"), "lastMessage"),
-            last_updated=_timestamp(get("lastUpdated"), "lastUpdated"),
-            created=_timestamp(get("created"), "created"),
+            last_message=_parse_timestamp(get("lastMessage"), "lastMessage"),
+            last_updated=_parse_timestamp(get("lastUpdated"), "lastUpdated"),
+            created=_parse_timestamp(get("created"), "created"),
             last_sender=None if sender is None else UserRef._parse(users, sender),
             assignee=None if assignee is None else UserRef._parse(users, assignee),
-            messages=() if messages is None else _list(messages, "messages", Message._parse, users),
+            messages=()
+            if messages is None
+            else _parse_list(messages, "messages", Message._parse, users),
             participants=(
                 ()
                 if participants is None
-                else _list(participants, "userMessages", Participant._parse, users)
+                else _parse_list(participants, "userMessages", Participant._parse, users)
             ),
         )
 
@@ -533,14 +535,14 @@ class Conversation:
 
 
 _CONVERSATION_SPEC = (
-    ("subject", _STR),
-    ("displayName", _STR),
-    ("messageType", _STR),
-    ("status", _STR),
-    ("priority", _STR),
-    ("read", _BOOL),
-    ("followUp", _BOOL),
-    ("messageCount", _INT),
+    ("subject", _OPT_STR),
+    ("displayName", _OPT_STR),
+    ("messageType", _OPT_STR),
+    ("status", _OPT_STR),
+    ("priority", _OPT_STR),
+    ("read", _OPT_BOOL),
+    ("followUp", _OPT_BOOL),
+    ("messageCount", _OPT_INT),
 )
 
 
@@ -556,21 +558,21 @@ class Page:
 
     @classmethod
     def from_json(cls, data: Any) -> Page:
-        data = _obj(data, "page")
+        data = _check_object(data, "page")
         if "messageConversations" not in data:
             raise ResponseError("DHIS2 sent a list without 'messageConversations'")
-        conversations = _list(
+        conversations = _parse_list(
             data["messageConversations"], "messageConversations", Conversation._parse, {}
         )
         pager = data.get("pager")
         if pager is None:  # paging=false: everything on one page
             n = len(conversations)
             return cls(conversations=conversations, total=n, page_size=max(n, 1))
-        pager = _obj(pager, "pager")
-        page = _int(pager, "page")
-        page_count = _int(pager, "pageCount")
-        total = _int(pager, "total")
-        page_size = _int(pager, "pageSize")
+        pager = _check_object(pager, "pager")
+        page = _get_int(pager, "page")
+        page_count = _get_int(pager, "pageCount")
+        total = _get_int(pager, "total")
+        page_size = _get_int(pager, "pageSize")
         return cls(
             conversations=conversations,
             page=1 if page is None else page,
@@ -592,11 +594,11 @@ class Page:
 
 # -- Client ------------------------------------------------------------------
 
-_Uids = Union[str, Iterable[str]]
+_UidArg = Union[str, Iterable[str]]
 _File = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, IO[bytes]]
 _RETRY_STATUSES = frozenset((429, 502, 503, 504))
-_JSON = "application/json"
-_TEXT = "text/plain; charset=utf-8"
+_MEDIA_JSON = "application/json"
+_MEDIA_TEXT = "text/plain; charset=utf-8"
 
 
 class Messenger:
@@ -632,7 +634,7 @@ class Messenger:
         if auth is not None and token is not None:
             raise ValueError("give either auth=(username, password) or token=..., not both")
         self._headers = {
-            "Accept": _JSON,
+            "Accept": _MEDIA_JSON,
             "X-Requested-With": "XMLHttpRequest",  # a 401 instead of a redirect to /login/
             "User-Agent": f"dhis2-messages/{__version__} {requests.utils.default_user_agent()}",
         }
@@ -734,7 +736,7 @@ class Messenger:
         ``GET /api/messageConversations``
         """
         params = _list_params(filter, query, query_operator, order, fields, page_size)
-        params.append(("page", str(_positive(page, "page"))))
+        params.append(("page", str(_check_positive(page, "page"))))
         return self._get_page(params)
 
     def iter_conversations(
@@ -767,7 +769,7 @@ class Messenger:
 
     def _get_page(self, params: List[Tuple[str, str]]) -> Page:
         response = self._request("GET", "/messageConversations", params=params)
-        return Page.from_json(_json(response))
+        return Page.from_json(_decode_json(response))
 
     def count_unread(self) -> int:
         """Return how many of the caller's conversations are unread.
@@ -775,8 +777,10 @@ class Messenger:
         ``GET /api/messageConversations?filter=read:eq:false&pageSize=1&fields=id``
         """
         params = [("filter", "read:eq:false"), ("pageSize", "1"), ("fields", "id")]
-        body = _obj(_json(self._request("GET", "/messageConversations", params=params)), "list")
-        total = _int(_obj(body.get("pager"), "pager"), "total")
+        body = _check_object(
+            _decode_json(self._request("GET", "/messageConversations", params=params)), "list"
+        )
+        total = _get_int(_check_object(body.get("pager"), "pager"), "total")
         if total is None:
             raise ResponseError("DHIS2 sent a pager without 'total'")
         return total
@@ -787,12 +791,12 @@ class Messenger:
         ``mark_read=True`` marks it read for the caller; ``read`` in the answer
         is still the value from before.  ``GET /api/messageConversations/{uid}``
         """
-        uid = _uid(uid, "uid")
+        uid = _check_uid(uid, "uid")
         params = [("fields", THREAD_FIELDS)]
-        if _flag(mark_read, "mark_read"):
+        if _check_flag(mark_read, "mark_read"):
             params.append(("markRead", "true"))
         response = self._request("GET", f"/messageConversations/{uid}", params=params)
-        body = _json(response)
+        body = _decode_json(response)
         if isinstance(body, dict) and "id" not in body and isinstance(body.get("message"), str):
             # DHIS2 answers an unknown uid with HTTP 200 and a bare message.
             raise NotFoundError(response.status_code, body["message"], None, body)
@@ -805,38 +809,41 @@ class Messenger:
         *,
         subject: str,
         text: str,
-        users: _Uids = (),
-        user_groups: _Uids = (),
-        organisation_units: _Uids = (),
-        attachments: _Uids = (),
+        users: _UidArg = (),
+        user_groups: _UidArg = (),
+        organisation_units: _UidArg = (),
+        attachments: _UidArg = (),
     ) -> str:
         """Start a private conversation and return its uid.  Never re-sent by a retry.
 
         ``POST /api/messageConversations``
         """
-        body: Dict[str, Any] = {"subject": _text(subject, "subject"), "text": _text(text, "text")}
-        body.update(_recipients(users, user_groups, organisation_units))
+        body: Dict[str, Any] = {
+            "subject": _check_text(subject, "subject"),
+            "text": _check_text(text, "text"),
+        }
+        body.update(_recipients_body(users, user_groups, organisation_units))
         if not body.keys() - {"subject", "text"}:
             raise ValueError(
                 "send needs at least one recipient: users, user_groups or organisation_units"
             )
-        refs = _uids(attachments, "attachments", allow_empty=True)
+        refs = _check_uids(attachments, "attachments", allow_empty=True)
         if refs:
             body["attachments"] = [{"id": ref} for ref in refs]
         response = self._request("POST", "/messageConversations", json_body=body, idempotent=False)
         return _location_uid(response)
 
     def reply(
-        self, uid: str, text: str, *, internal: bool = False, attachments: _Uids = ()
+        self, uid: str, text: str, *, internal: bool = False, attachments: _UidArg = ()
     ) -> None:
         """Add a message to a conversation.  Never re-sent by a retry.
 
         ``POST /api/messageConversations/{uid}`` with the text as the body
         """
-        uid = _uid(uid, "uid")
-        data = _text(text, "text").encode("utf-8")
-        params = [("internal", "true")] if _flag(internal, "internal") else []
-        refs = _uids(attachments, "attachments", allow_empty=True)
+        uid = _check_uid(uid, "uid")
+        data = _check_text(text, "text").encode("utf-8")
+        params = [("internal", "true")] if _check_flag(internal, "internal") else []
+        refs = _check_uids(attachments, "attachments", allow_empty=True)
         if refs:
             params.append(("attachments", ",".join(refs)))
         _ack(
@@ -845,7 +852,7 @@ class Messenger:
                 f"/messageConversations/{uid}",
                 params=params,
                 data=data,
-                content_type=_TEXT,
+                content_type=_MEDIA_TEXT,
                 idempotent=False,
             )
         )
@@ -855,14 +862,14 @@ class Messenger:
 
         ``POST /api/messageConversations/feedback?subject=...``
         """
-        params = [("subject", _text(subject, "subject"))]
-        data = _text(text, "text").encode("utf-8")
+        params = [("subject", _check_text(subject, "subject"))]
+        data = _check_text(text, "text").encode("utf-8")
         response = self._request(
             "POST",
             "/messageConversations/feedback",
             params=params,
             data=data,
-            content_type=_TEXT,
+            content_type=_MEDIA_TEXT,
             idempotent=False,
         )
         return _location_uid(response)
@@ -871,16 +878,16 @@ class Messenger:
         self,
         uid: str,
         *,
-        users: _Uids = (),
-        user_groups: _Uids = (),
-        organisation_units: _Uids = (),
+        users: _UidArg = (),
+        user_groups: _UidArg = (),
+        organisation_units: _UidArg = (),
     ) -> None:
         """Add users, user groups' members or organisation units' users to a conversation.
 
         ``POST /api/messageConversations/{uid}/recipients``
         """
-        uid = _uid(uid, "uid")
-        body = _recipients(users, user_groups, organisation_units)
+        uid = _check_uid(uid, "uid")
+        body = _recipients_body(users, user_groups, organisation_units)
         if not body:
             raise ValueError("add_recipients needs users, user_groups or organisation_units")
         _ack(
@@ -891,53 +898,53 @@ class Messenger:
 
     # -- Read state, follow-up, delete ----------------------------------------
 
-    def mark_read(self, uids: _Uids, *, user: Optional[str] = None) -> List[str]:
+    def mark_read(self, uids: _UidArg, *, user: Optional[str] = None) -> List[str]:
         """Mark conversations read; return the uids that were unread before.
 
         ``POST /api/messageConversations/read``
         """
         return self._bulk("/read", "markedRead", uids, user)
 
-    def mark_unread(self, uids: _Uids, *, user: Optional[str] = None) -> List[str]:
+    def mark_unread(self, uids: _UidArg, *, user: Optional[str] = None) -> List[str]:
         """Mark conversations unread; return the uids that were read before.
 
         ``POST /api/messageConversations/unread``
         """
         return self._bulk("/unread", "markedUnread", uids, user)
 
-    def follow_up(self, uids: _Uids, *, user: Optional[str] = None) -> List[str]:
+    def follow_up(self, uids: _UidArg, *, user: Optional[str] = None) -> List[str]:
         """Flag conversations for follow-up; return every uid DHIS2 found.
 
         ``POST /api/messageConversations/followup``
         """
         return self._bulk("/followup", "markedFollowup", uids, user)
 
-    def unfollow_up(self, uids: _Uids, *, user: Optional[str] = None) -> List[str]:
+    def unfollow_up(self, uids: _UidArg, *, user: Optional[str] = None) -> List[str]:
         """Clear the follow-up flag; return every uid DHIS2 found.
 
         ``POST /api/messageConversations/unfollowup``
         """
         return self._bulk("/unfollowup", "unmarkedFollowup", uids, user)
 
-    def _bulk(self, path: str, key: str, uids: _Uids, user: Optional[str]) -> List[str]:
-        body = _uids(uids, "uids")
-        params = [] if user is None else [("user", _uid(user, "user"))]
+    def _bulk(self, path: str, key: str, uids: _UidArg, user: Optional[str]) -> List[str]:
+        body = _check_uids(uids, "uids")
+        params = [] if user is None else [("user", _check_uid(user, "user"))]
         response = self._request(
             "POST", f"/messageConversations{path}", params=params, json_body=body
         )
-        return _uid_list(_json(response), key)
+        return _uid_list(_decode_json(response), key)
 
-    def delete_conversations(self, uids: _Uids, *, user: Optional[str] = None) -> List[str]:
+    def delete_conversations(self, uids: _UidArg, *, user: Optional[str] = None) -> List[str]:
         """Remove conversations from a user's inbox (the caller's by default).
 
         Other participants keep them.  Returns the uids actually removed.
         ``DELETE /api/messageConversations?mc=...&mc=...``
         """
-        params = [("mc", uid) for uid in _uids(uids, "uids")]
+        params = [("mc", uid) for uid in _check_uids(uids, "uids")]
         if user is not None:
-            params.append(("user", _uid(user, "user")))
+            params.append(("user", _check_uid(user, "user")))
         return _uid_list(
-            _json(self._request("DELETE", "/messageConversations", params=params)), "removed"
+            _decode_json(self._request("DELETE", "/messageConversations", params=params)), "removed"
         )
 
     def delete_conversation(self, uid: str, *, user: Optional[str] = None) -> None:
@@ -945,7 +952,7 @@ class Messenger:
 
         ``DELETE /api/messageConversations?mc=...``
         """
-        uid = _uid(uid, "uid")
+        uid = _check_uid(uid, "uid")
         if uid not in self.delete_conversations(uid, user=user):
             who = f"user {user}" if user else "the caller"
             raise NotFoundError(200, f"Conversation {uid} is not in the inbox of {who}", None, None)
@@ -967,8 +974,8 @@ class Messenger:
         self._set(uid, "priority", priority, PRIORITIES)
 
     def _set(self, uid: str, what: str, value: str, valid: Sequence[str]) -> None:
-        uid = _uid(uid, "uid")
-        param = ("messageConversation" + what.capitalize(), _choice(value, valid, what))
+        uid = _check_uid(uid, "uid")
+        param = ("messageConversation" + what.capitalize(), _check_choice(value, valid, what))
         _ack(self._request("POST", f"/messageConversations/{uid}/{what}", params=[param]))
 
     def assign(self, uid: str, user: str) -> None:
@@ -976,7 +983,7 @@ class Messenger:
 
         ``POST /api/messageConversations/{uid}/assign?userId=...``
         """
-        uid, user = _uid(uid, "uid"), _uid(user, "user")
+        uid, user = _check_uid(uid, "uid"), _check_uid(user, "user")
         _ack(
             self._request("POST", f"/messageConversations/{uid}/assign", params=[("userId", user)])
         )
@@ -986,7 +993,7 @@ class Messenger:
 
         ``DELETE /api/messageConversations/{uid}/assign``
         """
-        uid = _uid(uid, "uid")
+        uid = _check_uid(uid, "uid")
         _ack(self._request("DELETE", f"/messageConversations/{uid}/assign"))
 
     # -- Attachments ----------------------------------------------------------
@@ -1020,9 +1027,11 @@ class Messenger:
             files={"file": (name, data, content_type)},
             idempotent=False,
         )
-        body = _obj(_json(response), "upload answer")
-        resource = _obj(_obj(body.get("response"), "response").get("fileResource"), "fileResource")
-        return _check_uid_from_server(_required_str(resource, "id", "a fileResource"))
+        body = _check_object(_decode_json(response), "upload answer")
+        resource = _check_object(
+            _check_object(body.get("response"), "response").get("fileResource"), "fileResource"
+        )
+        return _check_uid_from_server(_get_required_str(resource, "id", "a fileResource"))
 
     def download_attachment(self, conversation: str, message: str, attachment: str) -> bytes:
         """Return the exact bytes of a message's attachment.
@@ -1030,9 +1039,9 @@ class Messenger:
         ``GET /api/messageConversations/{conversation}/{message}/attachments/{attachment}``
         """
         path = "/messageConversations/{}/{}/attachments/{}".format(
-            _uid(conversation, "conversation"),
-            _uid(message, "message"),
-            _uid(attachment, "attachment"),
+            _check_uid(conversation, "conversation"),
+            _check_uid(message, "message"),
+            _check_uid(attachment, "attachment"),
         )
         return self._request("GET", path, accept="*/*").content
 
@@ -1059,7 +1068,7 @@ class Messenger:
         headers = self._headers
         if json_body is not None:
             data = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
-            content_type = _JSON
+            content_type = _MEDIA_JSON
         if content_type or accept:
             headers = dict(headers)
             if content_type:
@@ -1159,7 +1168,7 @@ class Messenger:
 
 # -- Helpers (private) -------------------------------------------------------
 
-_UID = re.compile(r"[A-Za-z][A-Za-z0-9]{10}")
+_UID_RE = re.compile(r"[A-Za-z][A-Za-z0-9]{10}")
 
 
 def _shown(value: Any) -> str:
@@ -1167,42 +1176,42 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _uid(value: Any, name: str) -> str:
+def _check_uid(value: Any, name: str) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a DHIS2 uid string, not {type(value).__name__}")
-    if not _UID.fullmatch(value):
+    if not _UID_RE.fullmatch(value):
         raise ValueError(
             f"{name} is not a DHIS2 uid (11 characters: a letter, then 10 letters or digits): {_shown(value)}"
         )
     return value
 
 
-def _uids(values: Any, name: str, *, allow_empty: bool = False) -> List[str]:
+def _check_uids(values: Any, name: str, *, allow_empty: bool = False) -> List[str]:
     if isinstance(values, str):
         values = [values]
     elif isinstance(values, (bytes, bytearray, Mapping)) or not isinstance(values, Iterable):
         raise TypeError(f"{name} must be a uid string or an iterable of uid strings")
-    result = list(dict.fromkeys(_uid(value, name) for value in values))
+    result = list(dict.fromkeys(_check_uid(value, name) for value in values))
     if not result and not allow_empty:
         raise ValueError(f"{name} is empty: give at least one uid")
     return result
 
 
-def _recipients(users: Any, user_groups: Any, organisation_units: Any) -> Dict[str, Any]:
+def _recipients_body(users: Any, user_groups: Any, organisation_units: Any) -> Dict[str, Any]:
     body = {}
     for key, values, name in (
         ("users", users, "users"),
         ("userGroups", user_groups, "user_groups"),
         ("organisationUnits", organisation_units, "organisation_units"),
     ):
-        uids = _uids(values, name, allow_empty=True)
+        uids = _check_uids(values, name, allow_empty=True)
         if uids:
             # DHIS2 refuses bare-string ids here (409): references are objects.
             body[key] = [{"id": uid} for uid in uids]
     return body
 
 
-def _text(value: Any, name: str) -> str:
+def _check_text(value: Any, name: str) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a string, not {type(value).__name__}")
     if not value.strip():
@@ -1218,13 +1227,13 @@ def _text(value: Any, name: str) -> str:
     return value
 
 
-def _flag(value: Any, name: str) -> bool:
+def _check_flag(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, not {_shown(value)}")
     return value
 
 
-def _positive(value: Any, name: str) -> int:
+def _check_positive(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be a whole number, not {_shown(value)}")
     if value < 1:
@@ -1232,7 +1241,7 @@ def _positive(value: Any, name: str) -> int:
     return value
 
 
-def _choice(value: Any, valid: Sequence[str], name: str) -> str:
+def _check_choice(value: Any, valid: Sequence[str], name: str) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a string, one of {', '.join(valid)}")
     upper = value.strip().upper()
@@ -1241,7 +1250,7 @@ def _choice(value: Any, valid: Sequence[str], name: str) -> str:
     return upper
 
 
-def _strings(value: Any, name: str) -> List[str]:
+def _check_strings(value: Any, name: str) -> List[str]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, Iterable) or isinstance(items, (bytes, Mapping)):
         raise TypeError(f"{name} must be a string or an iterable of strings")
@@ -1257,12 +1266,12 @@ def _strings(value: Any, name: str) -> List[str]:
 def _list_params(
     filter: Any, query: Any, query_operator: Any, order: Any, fields: Any, page_size: Any
 ) -> List[Tuple[str, str]]:
-    params = [("fields", LIST_FIELDS if fields is None else _text(fields, "fields"))]
-    for expression in _strings(() if filter is None else filter, "filter"):
+    params = [("fields", LIST_FIELDS if fields is None else _check_text(fields, "fields"))]
+    for expression in _check_strings(() if filter is None else filter, "filter"):
         if expression.count(":") < 1:
             raise ValueError(f"filter {expression!r} is not of the form property:operator:value")
         params.append(("filter", expression))
-    for expression in _strings(() if order is None else order, "order"):
+    for expression in _check_strings(() if order is None else order, "order"):
         params.append(("order", expression))
     if query is not None:
         if not isinstance(query, str):
@@ -1277,7 +1286,7 @@ def _list_params(
                 f"query_operator must be an operator name such as token or ilike, not {query_operator!r}"
             )
         params.append(("queryOperator", query_operator))
-    params.append(("pageSize", str(_positive(page_size, "page_size"))))
+    params.append(("pageSize", str(_check_positive(page_size, "page_size"))))
     return params
 
 
@@ -1305,7 +1314,7 @@ def _read_file(file: Any) -> Tuple[bytes, str]:
     return data, name
 
 
-def _json(response: requests.Response) -> Any:
+def _decode_json(response: requests.Response) -> Any:
     try:
         return json.loads(response.content)
     except ValueError:
@@ -1315,7 +1324,7 @@ def _json(response: requests.Response) -> Any:
 def _ack(response: requests.Response) -> None:
     """Check the answer of a call that uses nothing from it: empty, or JSON as DHIS2 sends."""
     if response.content.strip():
-        _json(response)
+        _decode_json(response)
 
 
 def _check_complete(response: requests.Response) -> None:
@@ -1349,7 +1358,7 @@ def _not_json(response: requests.Response) -> ResponseError:
 
 
 def _uid_list(body: Any, key: str) -> List[str]:
-    body = _obj(body, "answer")
+    body = _check_object(body, "answer")
     values = body.get(key)
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
         raise _bad(key, values, "a list of uids")
@@ -1372,7 +1381,7 @@ def _location_uid(response: requests.Response) -> str:
 
 
 def _check_uid_from_server(value: str) -> str:
-    if not _UID.fullmatch(value):
+    if not _UID_RE.fullmatch(value):
         raise ResponseError(f"DHIS2 sent {_shown(value)} where a uid was expected")
     return value
 
@@ -1838,16 +1847,16 @@ def _cli_run(args: Any, m: Messenger) -> Any:
         conv = m.get_conversation(args.uid, mark_read=args.mark_read)
         return _jsonable(conv) if args.json else _thread(conv)
     if c in ("send", "reply"):
-        text = _text(_cli_text(args.text), "text")
+        text = _check_text(_cli_text(args.text), "text")
         # Check everything before the first upload, so a mistake leaves no orphan files on DHIS2.
         if c == "send":
-            _text(args.subject, "subject")
-            if not _recipients(args.user, args.group, args.org_unit):
+            _check_text(args.subject, "subject")
+            if not _recipients_body(args.user, args.group, args.org_unit):
                 raise _UsageError(
                     "send needs at least one recipient: --user, --group or --org-unit"
                 )
         else:
-            _uid(args.uid, "uid")
+            _check_uid(args.uid, "uid")
         contents = [_cli_file(path) for path in args.attach]
         files = [m.upload_attachment(data, filename=name) for data, name in contents]
         if c == "send":
@@ -1876,7 +1885,7 @@ def _cli_run(args: Any, m: Messenger) -> Any:
         changed = bulk[c](args.uids, user=args.user)
         return {"changed": changed} if args.json else "\n".join(changed)
     if c in ("status", "priority"):
-        value = _choice(args.value, STATUSES if c == "status" else PRIORITIES, c)
+        value = _check_choice(args.value, STATUSES if c == "status" else PRIORITIES, c)
         (m.set_status if c == "status" else m.set_priority)(args.uid, value)
         return {"uid": args.uid, c: value} if args.json else f"{c} of {args.uid} set to {value}"
     if c == "assign":

@@ -515,7 +515,7 @@ def test_any_location(location):
     except ResponseError as error:
         assert str(error)
     else:
-        assert dhis2_messages._UID.fullmatch(uid)
+        assert dhis2_messages._UID_RE.fullmatch(uid)
         assert uid in location
 
 
