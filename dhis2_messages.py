@@ -686,23 +686,18 @@ class Messenger:
     def from_env(cls, **overrides: Any) -> Messenger:
         """Build a Messenger from ``DHIS2_URL`` and ``DHIS2_TOKEN`` (or ``DHIS2_PAT``),
         or ``DHIS2_USERNAME`` + ``DHIS2_PASSWORD``; keyword arguments win."""
-        env = os.environ
-        base_url = overrides.pop("base_url", None) or env.get("DHIS2_URL")
-        if not base_url:
+        options = _env_options(overrides)
+        if not options.get("base_url"):
             raise ValueError("DHIS2_URL is not set: export DHIS2_URL=https://your.dhis2.server")
-        if "auth" not in overrides and "token" not in overrides:
-            token = env.get("DHIS2_TOKEN") or env.get("DHIS2_PAT")
-            username, password = env.get("DHIS2_USERNAME"), env.get("DHIS2_PASSWORD")
-            if token:
-                overrides["token"] = token
-            elif username and password:
-                overrides["auth"] = (username, password)
-            else:
-                raise ValueError(
-                    "no DHIS2 credentials in the environment: set DHIS2_TOKEN (or DHIS2_PAT), "
-                    "or DHIS2_USERNAME and DHIS2_PASSWORD"
-                )
-        return cls(base_url, **overrides)
+        auth = options.get("auth")
+        if auth is None and "token" not in options:
+            raise ValueError(
+                "no DHIS2 credentials in the environment: set DHIS2_TOKEN (or DHIS2_PAT), "
+                "or DHIS2_USERNAME and DHIS2_PASSWORD"
+            )
+        if isinstance(auth, tuple) and auth[1] is None:
+            raise ValueError(f"DHIS2_PASSWORD is not set (DHIS2_USERNAME is {auth[0]!r})")
+        return cls(**options)
 
     def __repr__(self) -> str:
         return f"<Messenger {self.base_url} auth={self._auth_kind}>"
@@ -1476,6 +1471,30 @@ def _error_from(response: requests.Response, method: str, path: str) -> ApiError
     return error
 
 
+def _env_options(overrides: Dict[str, Any], *, username: Optional[str] = None) -> Dict[str, Any]:
+    """Messenger's keyword arguments: *overrides* first, then DHIS2_URL, DHIS2_TOKEN
+    (or DHIS2_PAT), DHIS2_USERNAME + DHIS2_PASSWORD.
+
+    The one place that decides which source wins, for ``from_env`` and the command
+    line.  What is missing stays missing for the caller to report: no ``base_url``,
+    neither ``auth`` nor ``token``, or ``auth=(username, None)`` without a password.
+    A *username* given here wins over every credential in the environment.
+    """
+    env = os.environ
+    options = dict(overrides)
+    options["base_url"] = options.get("base_url") or env.get("DHIS2_URL")
+    if "auth" in options or "token" in options:
+        return options
+    token = env.get("DHIS2_TOKEN") or env.get("DHIS2_PAT")
+    if username is None and token:
+        options["token"] = token
+        return options
+    username = username or env.get("DHIS2_USERNAME")
+    if username:
+        options["auth"] = (username, env.get("DHIS2_PASSWORD") or None)
+    return options
+
+
 def _check_base_url(base_url: Any) -> str:
     if not isinstance(base_url, str):
         raise TypeError(f"base_url must be a string, not {type(base_url).__name__}")
@@ -1576,11 +1595,153 @@ def _html_escape(text: str) -> str:
 
 # -- Command line ------------------------------------------------------------
 # ``dhis2-messages`` and ``python -m dhis2_messages``: one subcommand a method.
+# Each subcommand is a small ``_cli_*`` function registered next to its
+# arguments; it returns what to print (a str, bytes), or data for --json.
 # Exit status: 0 done, 1 DHIS2 or the network failed, 2 the command was wrong.
 
 
 class _UsageError(Exception):
     """A command-line mistake: exit status 2."""
+
+
+def _cli_list(m: Messenger, args: Any) -> Any:
+    filters = args.filter + (["read:eq:false"] if args.unread else [])
+    options = {
+        "filter": filters or None,
+        "query": args.query,
+        "order": args.order,
+        "page_size": args.page_size,
+    }
+    if args.all:
+        conversations = list(m.iter_conversations(**options))
+        return _jsonable(conversations) if args.json else _table(conversations)
+    page = m.list_conversations(page=args.page, **options)
+    if args.json:
+        return _jsonable(page)
+    return (
+        _table(page.conversations) + f"\npage {page.page} of {page.page_count}, {page.total} in all"
+    )
+
+
+def _cli_show(m: Messenger, args: Any) -> Any:
+    conv = m.get_conversation(args.uid, mark_read=args.mark_read)
+    return _jsonable(conv) if args.json else _thread(conv)
+
+
+def _cli_upload_all(m: Messenger, paths: Sequence[str]) -> List[str]:
+    """Upload every --attach file; all are read first, so a bad one uploads nothing."""
+    contents = [_cli_file(path) for path in paths]
+    return [m.upload_attachment(data, filename=name) for data, name in contents]
+
+
+def _cli_send(m: Messenger, args: Any) -> Any:
+    # Check everything before the first upload, so a mistake leaves no orphan files on DHIS2.
+    text = _check_text(_cli_text(args.text), "text")
+    _check_text(args.subject, "subject")
+    if not _recipients_body(args.user, args.group, args.org_unit):
+        raise _UsageError("send needs at least one recipient: --user, --group or --org-unit")
+    files = _cli_upload_all(m, args.attach)
+    uid = m.send(
+        subject=args.subject,
+        text=text,
+        users=args.user,
+        user_groups=args.group,
+        organisation_units=args.org_unit,
+        attachments=files,
+    )
+    return {"uid": uid, "attachments": files} if args.json else uid
+
+
+def _cli_reply(m: Messenger, args: Any) -> Any:
+    text = _check_text(_cli_text(args.text), "text")
+    _check_uid(args.uid, "uid")
+    files = _cli_upload_all(m, args.attach)
+    m.reply(args.uid, text, internal=args.internal, attachments=files)
+    return {"uid": args.uid, "attachments": files} if args.json else f"replied to {args.uid}"
+
+
+def _cli_feedback(m: Messenger, args: Any) -> Any:
+    uid = m.send_feedback(subject=args.subject, text=_cli_text(args.text))
+    return {"uid": uid} if args.json else uid
+
+
+def _cli_add_recipients(m: Messenger, args: Any) -> Any:
+    if not _recipients_body(args.user, args.group, args.org_unit):
+        raise _UsageError("add-recipients needs --user, --group or --org-unit")
+    m.add_recipients(
+        args.uid, users=args.user, user_groups=args.group, organisation_units=args.org_unit
+    )
+    return {"uid": args.uid} if args.json else f"added recipients to {args.uid}"
+
+
+def _cli_bulk(method: Callable[..., List[str]]) -> Callable[[Messenger, Any], Any]:
+    """A command for a bulk method (mark_read, ..., delete_conversations): prints the changed uids."""
+
+    def run(m: Messenger, args: Any) -> Any:
+        changed = method(m, args.uids, user=args.user)
+        return {"changed": changed} if args.json else "\n".join(changed)
+
+    return run
+
+
+def _cli_status(m: Messenger, args: Any) -> Any:
+    value = _check_choice(args.value, STATUSES, "status")
+    m.set_status(args.uid, value)
+    return (
+        {"uid": args.uid, "status": value} if args.json else f"status of {args.uid} set to {value}"
+    )
+
+
+def _cli_priority(m: Messenger, args: Any) -> Any:
+    value = _check_choice(args.value, PRIORITIES, "priority")
+    m.set_priority(args.uid, value)
+    return (
+        {"uid": args.uid, "priority": value}
+        if args.json
+        else f"priority of {args.uid} set to {value}"
+    )
+
+
+def _cli_assign(m: Messenger, args: Any) -> Any:
+    m.assign(args.uid, args.user)
+    return (
+        {"uid": args.uid, "assignee": args.user}
+        if args.json
+        else f"assigned {args.uid} to {args.user}"
+    )
+
+
+def _cli_unassign(m: Messenger, args: Any) -> Any:
+    m.unassign(args.uid)
+    return {"uid": args.uid} if args.json else f"unassigned {args.uid}"
+
+
+def _cli_upload(m: Messenger, args: Any) -> Any:
+    data, name = _cli_file(args.file)
+    uid = m.upload_attachment(data, filename=name)
+    return {"uid": uid} if args.json else uid
+
+
+def _cli_download(m: Messenger, args: Any) -> Any:
+    if args.json and not args.output:
+        raise _UsageError(
+            "download --json needs -o FILE: without it the attachment's bytes go to standard output"
+        )
+    data = m.download_attachment(args.conversation, args.message, args.attachment)
+    if not args.output:
+        return data
+    with open(args.output, "wb") as handle:
+        handle.write(data)
+    return (
+        {"file": args.output, "bytes": len(data)}
+        if args.json
+        else f"wrote {len(data)} bytes to {args.output}"
+    )
+
+
+def _cli_unread(m: Messenger, args: Any) -> Any:
+    count = m.count_unread()
+    return {"unread": count} if args.json else str(count)
 
 
 def _cli_parser() -> Any:
@@ -1604,8 +1765,9 @@ def _cli_parser() -> Any:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    def command(name: str, text: str) -> Any:
+    def command(name: str, run: Callable[[Messenger, Any], Any], text: str) -> Any:
         p = sub.add_parser(name, help=text, description=text)
+        p.set_defaults(run=run)
         # --json is accepted after the subcommand too; SUPPRESS keeps a global --json.
         p.add_argument(
             "--json",
@@ -1615,7 +1777,14 @@ def _cli_parser() -> Any:
         )
         return p
 
-    p = command("list", "list conversations, newest first")
+    def recipients(p: Any) -> None:
+        p.add_argument("--user", action="append", default=[], help="a user uid (repeatable)")
+        p.add_argument("--group", action="append", default=[], help="a user group uid (repeatable)")
+        p.add_argument(
+            "--org-unit", action="append", default=[], help="an organisation unit uid (repeatable)"
+        )
+
+    p = command("list", _cli_list, "list conversations, newest first")
     p.add_argument("--unread", action="store_true", help="only unread ones")
     p.add_argument(
         "--filter", action="append", default=[], help="a DHIS2 filter, e.g. status:eq:OPEN"
@@ -1625,102 +1794,126 @@ def _cli_parser() -> Any:
     p.add_argument("--page", type=int, default=1)
     p.add_argument("--page-size", type=int, default=50)
     p.add_argument("--all", action="store_true", help="walk every page")
-    p = command("show", "show a conversation's thread, oldest message first")
+
+    p = command("show", _cli_show, "show a conversation's thread, oldest message first")
     p.add_argument("uid")
     p.add_argument("--mark-read", action="store_true")
-    p = command("send", "start a conversation; prints its uid")
+
+    p = command("send", _cli_send, "start a conversation; prints its uid")
     p.add_argument("subject")
     p.add_argument("text")
-    p.add_argument("--user", action="append", default=[], help="a user uid (repeatable)")
-    p.add_argument("--group", action="append", default=[], help="a user group uid (repeatable)")
-    p.add_argument(
-        "--org-unit", action="append", default=[], help="an organisation unit uid (repeatable)"
-    )
+    recipients(p)
     p.add_argument(
         "--attach", action="append", default=[], metavar="FILE", help="upload and attach a file"
     )
-    p = command("reply", "reply to a conversation")
+
+    p = command("reply", _cli_reply, "reply to a conversation")
     p.add_argument("uid")
     p.add_argument("text")
     p.add_argument("--internal", action="store_true", help="an internal note (feedback team only)")
     p.add_argument("--attach", action="append", default=[], metavar="FILE")
-    p = command("feedback", "open a feedback ticket; prints its uid")
+
+    p = command("feedback", _cli_feedback, "open a feedback ticket; prints its uid")
     p.add_argument("subject")
     p.add_argument("text")
-    for name, text in (
-        ("mark-read", "mark conversations read"),
-        ("mark-unread", "mark conversations unread"),
-        ("follow-up", "flag conversations for follow-up"),
-        ("unfollow-up", "clear the follow-up flag"),
-        ("delete", "remove conversations from an inbox (others keep them)"),
+
+    p = command(
+        "add-recipients",
+        _cli_add_recipients,
+        "add users, groups or organisation units to a conversation",
+    )
+    p.add_argument("uid")
+    recipients(p)
+
+    for name, method, text in (
+        ("mark-read", Messenger.mark_read, "mark conversations read"),
+        ("mark-unread", Messenger.mark_unread, "mark conversations unread"),
+        ("follow-up", Messenger.follow_up, "flag conversations for follow-up"),
+        ("unfollow-up", Messenger.unfollow_up, "clear the follow-up flag"),
+        (
+            "delete",
+            Messenger.delete_conversations,
+            "remove conversations from an inbox (others keep them)",
+        ),
     ):
-        p = command(name, text)
+        p = command(name, _cli_bulk(method), text)
         p.add_argument("uids", nargs="+", metavar="UID")
         p.add_argument("--user", help="act for this user uid instead of yourself")
-    p = command("status", f"set a ticket's status: {', '.join(STATUSES)}")
+
+    p = command("status", _cli_status, f"set a ticket's status: {', '.join(STATUSES)}")
     p.add_argument("uid")
     p.add_argument("value")
-    p = command("priority", f"set a priority: {', '.join(PRIORITIES)}")
+
+    p = command("priority", _cli_priority, f"set a priority: {', '.join(PRIORITIES)}")
     p.add_argument("uid")
     p.add_argument("value")
-    p = command("assign", "assign a conversation to a user")
+
+    p = command("assign", _cli_assign, "assign a conversation to a user")
     p.add_argument("uid")
     p.add_argument("user")
-    p = command("unassign", "remove a conversation's assignee")
+
+    p = command("unassign", _cli_unassign, "remove a conversation's assignee")
     p.add_argument("uid")
-    p = command("upload", "upload a file for a later send or reply; prints its uid")
+
+    p = command("upload", _cli_upload, "upload a file for a later send or reply; prints its uid")
     p.add_argument("file")
-    p = command("download", "download an attachment")
+
+    p = command("download", _cli_download, "download an attachment")
     p.add_argument("conversation")
     p.add_argument("message")
     p.add_argument("attachment")
     p.add_argument("-o", "--output", help="write to this file instead of standard output")
-    command("unread", "print how many conversations are unread")
+
+    command("unread", _cli_unread, "print how many conversations are unread")
     return parser
 
 
 def _cli_messenger(args: Any) -> Messenger:
-    """Flags first, then DHIS2_URL, DHIS2_TOKEN (or DHIS2_PAT), DHIS2_USERNAME + DHIS2_PASSWORD."""
-    env = os.environ
-    options: Dict[str, Any] = {}
+    """The Messenger the flags and the environment describe; the password may come from a prompt.
+
+    Which source wins is Messenger.from_env's business (flags are its overrides);
+    the command line adds the prompt and says what is missing in its own words.
+    """
+    overrides: Dict[str, Any] = {}
+    if args.url:
+        overrides["base_url"] = args.url
     if args.timeout is not None:
-        options["timeout"] = (DEFAULT_TIMEOUT[0], args.timeout)
-    options["base_url"] = args.url or env.get("DHIS2_URL")
-    if not options["base_url"]:
+        overrides["timeout"] = (DEFAULT_TIMEOUT[0], args.timeout)
+    if args.token and args.username:
+        raise _UsageError("give --token or --username, not both")
+    if args.token:
+        overrides["token"] = args.token
+    options = _env_options(overrides, username=args.username)
+    if not options.get("base_url"):
         raise _UsageError(
             "no DHIS2 server: give --url or set DHIS2_URL (e.g. https://dhis2.example.org)"
         )
-    if args.token and args.username:
-        raise _UsageError("give --token or --username, not both")
-    username = args.username
-    if args.token:
-        options["token"] = args.token
-    elif not username and not (env.get("DHIS2_TOKEN") or env.get("DHIS2_PAT")):
-        username = env.get("DHIS2_USERNAME")
-        if not username:
-            raise _UsageError(
-                "no DHIS2 credentials: give --token or --username, or set DHIS2_TOKEN (or DHIS2_PAT), "
-                "or DHIS2_USERNAME and DHIS2_PASSWORD"
-            )
-    if username:
-        password = env.get("DHIS2_PASSWORD")
-        if password is None:
-            import getpass
-
-            if not sys.stdin.isatty():
-                raise _UsageError(
-                    f"the password for {username} comes from DHIS2_PASSWORD or a prompt, "
-                    "and there is no terminal to ask on: set DHIS2_PASSWORD"
-                )
-            try:
-                password = getpass.getpass(f"DHIS2 password for {username}: ")
-            except EOFError:
-                raise _UsageError("no password given") from None
-        options["auth"] = (username, password)
+    auth = options.get("auth")
+    if auth is None and "token" not in options:
+        raise _UsageError(
+            "no DHIS2 credentials: give --token or --username, or set DHIS2_TOKEN (or DHIS2_PAT), "
+            "or DHIS2_USERNAME and DHIS2_PASSWORD"
+        )
+    if isinstance(auth, tuple) and auth[1] is None:
+        options["auth"] = (auth[0], _cli_password(auth[0]))
     try:
-        return Messenger.from_env(**options)
+        return Messenger(**options)
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
+
+
+def _cli_password(username: str) -> str:
+    import getpass
+
+    if not sys.stdin.isatty():
+        raise _UsageError(
+            f"the password for {username} comes from DHIS2_PASSWORD or a prompt, "
+            "and there is no terminal to ask on: set DHIS2_PASSWORD"
+        )
+    try:
+        return getpass.getpass(f"DHIS2 password for {username}: ")
+    except EOFError:
+        raise _UsageError("no password given") from None
 
 
 def _cli_text(value: str) -> str:
@@ -1820,109 +2013,6 @@ def _thread(conv: Conversation) -> str:
     return "\n".join(lines)
 
 
-def _cli_run(args: Any, m: Messenger) -> Any:
-    """Run one subcommand; return what to print (a str), or data for --json."""
-    c = args.command
-    if c == "list":
-        filters = args.filter + (["read:eq:false"] if args.unread else [])
-        options = {
-            "filter": filters or None,
-            "query": args.query,
-            "order": args.order,
-            "page_size": args.page_size,
-        }
-        if args.all:
-            conversations: Sequence[Conversation] = list(m.iter_conversations(**options))
-            page = None
-        else:
-            page = m.list_conversations(page=args.page, **options)
-            conversations = page.conversations
-        if args.json:
-            return _jsonable(conversations) if page is None else _jsonable(page)
-        footer = (
-            "" if page is None else f"\npage {page.page} of {page.page_count}, {page.total} in all"
-        )
-        return _table(conversations) + footer
-    if c == "show":
-        conv = m.get_conversation(args.uid, mark_read=args.mark_read)
-        return _jsonable(conv) if args.json else _thread(conv)
-    if c in ("send", "reply"):
-        text = _check_text(_cli_text(args.text), "text")
-        # Check everything before the first upload, so a mistake leaves no orphan files on DHIS2.
-        if c == "send":
-            _check_text(args.subject, "subject")
-            if not _recipients_body(args.user, args.group, args.org_unit):
-                raise _UsageError(
-                    "send needs at least one recipient: --user, --group or --org-unit"
-                )
-        else:
-            _check_uid(args.uid, "uid")
-        contents = [_cli_file(path) for path in args.attach]
-        files = [m.upload_attachment(data, filename=name) for data, name in contents]
-        if c == "send":
-            uid = m.send(
-                subject=args.subject,
-                text=text,
-                users=args.user,
-                user_groups=args.group,
-                organisation_units=args.org_unit,
-                attachments=files,
-            )
-            return {"uid": uid, "attachments": files} if args.json else uid
-        m.reply(args.uid, text, internal=args.internal, attachments=files)
-        return {"uid": args.uid, "attachments": files} if args.json else f"replied to {args.uid}"
-    if c == "feedback":
-        uid = m.send_feedback(subject=args.subject, text=_cli_text(args.text))
-        return {"uid": uid} if args.json else uid
-    bulk = {
-        "mark-read": m.mark_read,
-        "mark-unread": m.mark_unread,
-        "follow-up": m.follow_up,
-        "unfollow-up": m.unfollow_up,
-        "delete": m.delete_conversations,
-    }
-    if c in bulk:
-        changed = bulk[c](args.uids, user=args.user)
-        return {"changed": changed} if args.json else "\n".join(changed)
-    if c in ("status", "priority"):
-        value = _check_choice(args.value, STATUSES if c == "status" else PRIORITIES, c)
-        (m.set_status if c == "status" else m.set_priority)(args.uid, value)
-        return {"uid": args.uid, c: value} if args.json else f"{c} of {args.uid} set to {value}"
-    if c == "assign":
-        m.assign(args.uid, args.user)
-        return (
-            {"uid": args.uid, "assignee": args.user}
-            if args.json
-            else f"assigned {args.uid} to {args.user}"
-        )
-    if c == "unassign":
-        m.unassign(args.uid)
-        return {"uid": args.uid} if args.json else f"unassigned {args.uid}"
-    if c == "upload":
-        data, name = _cli_file(args.file)
-        uid = m.upload_attachment(data, filename=name)
-        return {"uid": uid} if args.json else uid
-    if c == "download":
-        if args.json and not args.output:
-            raise _UsageError(
-                "download --json needs -o FILE: without it the attachment's bytes go to standard output"
-            )
-        data = m.download_attachment(args.conversation, args.message, args.attachment)
-        if args.output:
-            with open(args.output, "wb") as handle:
-                handle.write(data)
-            return (
-                {"file": args.output, "bytes": len(data)}
-                if args.json
-                else f"wrote {len(data)} bytes to {args.output}"
-            )
-        return data
-    if c == "unread":
-        count = m.count_unread()
-        return {"unread": count} if args.json else str(count)
-    raise _UsageError(f"unknown command {c!r}")  # pragma: no cover (argparse refuses first)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """The ``dhis2-messages`` command; returns the exit status."""
     parser = _cli_parser()
@@ -1932,7 +2022,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     try:
         with _cli_messenger(args) as m:
-            result = _cli_run(args, m)
+            result = args.run(m, args)
     except _UsageError as exc:
         parser.print_usage(sys.stderr)
         print(f"dhis2-messages: error: {exc}", file=sys.stderr)

@@ -247,28 +247,54 @@ def test_main_in_process(cli, capsysbinary):
     assert 2 == cli("list", "--page-size", "many").status
 
 
-def test_every_method_has_a_subcommand():
+#: The command that calls each public Messenger method.  A new method needs a
+#: command and a line here; a method no command calls fails the test below.
+COMMAND_OF = {
+    "list_conversations": "list",
+    "iter_conversations": "list",  # list --all
+    "count_unread": "unread",
+    "get_conversation": "show",
+    "send": "send",
+    "reply": "reply",
+    "send_feedback": "feedback",
+    "add_recipients": "add-recipients",
+    "mark_read": "mark-read",
+    "mark_unread": "mark-unread",
+    "follow_up": "follow-up",
+    "unfollow_up": "unfollow-up",
+    "delete_conversations": "delete",
+    "delete_conversation": "delete",
+    "set_status": "status",
+    "set_priority": "priority",
+    "assign": "assign",
+    "unassign": "unassign",
+    "upload_attachment": "upload",  # and send/reply --attach
+    "download_attachment": "download",
+}
+#: Public methods that are about the Messenger itself, not a DHIS2 endpoint.
+NOT_COMMANDS = {"close", "from_env"}
+
+
+def _subcommands():
     parser = dhis2_messages._cli_parser()
-    commands = next(a for a in parser._actions if a.dest == "command").choices
-    assert {
-        "list",
-        "show",
-        "send",
-        "reply",
-        "feedback",
-        "mark-read",
-        "mark-unread",
-        "follow-up",
-        "unfollow-up",
-        "delete",
-        "status",
-        "priority",
-        "assign",
-        "unassign",
-        "upload",
-        "download",
-        "unread",
-    } == set(commands)
+    return next(a for a in parser._actions if a.dest == "command").choices
+
+
+def test_every_method_has_a_command():
+    public = {
+        name
+        for name, value in vars(dhis2_messages.Messenger).items()
+        if not name.startswith("_") and callable(getattr(dhis2_messages.Messenger, name))
+    }
+    assert public - NOT_COMMANDS == set(COMMAND_OF), "a method without a command, or a stale entry"
+    assert set(COMMAND_OF.values()) <= set(_subcommands())
+
+
+def test_every_command_runs_its_own_function():
+    """Each subcommand is registered with the function that runs it, none shared by accident."""
+    runs = {name: p.get_default("run") for name, p in _subcommands().items()}
+    assert all(callable(run) for run in runs.values())
+    assert len(set(runs.values())) == len(runs)
 
 
 # -- Connection ----------------------------------------------------------------------
@@ -327,6 +353,30 @@ class TestConnection:
             )
         )
         assert "carol" == emulator.log[-1].user
+
+    @pytest.mark.parametrize(
+        "names",
+        [
+            ("DHIS2_TOKEN", "DHIS2_USERNAME", "DHIS2_PASSWORD"),
+            ("DHIS2_TOKEN", "DHIS2_PAT"),
+            ("DHIS2_PAT", "DHIS2_USERNAME", "DHIS2_PASSWORD"),
+            ("DHIS2_USERNAME", "DHIS2_PASSWORD"),
+        ],
+    )
+    def test_the_environment_means_what_it_means_to_from_env(self, emulator, cli, names):
+        """One reading of DHIS2_*: the command logs in as the user Messenger.from_env picks."""
+        values = {
+            "DHIS2_TOKEN": emulator.user("bob").token,
+            "DHIS2_PAT": emulator.user("carol").token,
+            "DHIS2_USERNAME": "dave",
+            "DHIS2_PASSWORD": "District1#",
+        }
+        env = {"DHIS2_URL": emulator.url, **{name: values[name] for name in names}}
+        ok(cli("unread", env=env))
+        by_cli = emulator.log[-1].user
+        with dhis2_messages.Messenger.from_env() as m:  # cli() left env set as given
+            m.count_unread()
+        assert by_cli == emulator.log[-1].user
 
     def test_no_password_without_a_terminal(self, emulator, cli):
         for argv, env in (
@@ -724,6 +774,26 @@ def test_feedback(emulator, cli):
     )
     assert {"dave", "carol"} == set(conv.participants)
     assert {"uid"} == set(ok(cli("--json", "feedback", "S", "T")).json())
+
+
+class TestAddRecipients:
+    def test_users_groups_and_org_units(self, emulator, cli):
+        uid = emulator.add_conversation(sender="admin", recipients=["alice"], subject="S")
+        result = ok(cli("add-recipients", uid, "--user", DAVE, "--group", REPORTERS))
+        assert f"added recipients to {uid}\n" == result.out
+        assert {"admin", "alice", "bob", "dave"} <= set(emulator.conversations[uid].participants)
+        assert {"users": [{"id": DAVE}], "userGroups": [{"id": REPORTERS}]} == {
+            k: v for k, v in emulator.log[-1].json().items() if v
+        }
+        assert {"uid": uid} == ok(cli("--json", "add-recipients", uid, "--user", CAROL)).json()
+        assert "carol" in emulator.conversations[uid].participants
+
+    def test_needs_a_recipient(self, emulator, cli):
+        uid = emulator.add_conversation(sender="admin", recipients=["alice"], subject="S")
+        result = cli("add-recipients", uid)
+        assert 2 == result.status and "--user, --group or --org-unit" in result.err
+        assert 2 == cli("add-recipients", "nope", "--user", DAVE).status
+        assert [] == emulator.log
 
 
 class TestAttachments:
