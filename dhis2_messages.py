@@ -64,8 +64,10 @@ from urllib3.exceptions import NewConnectionError
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "LIST_FIELDS",
     "PRIORITIES",
     "STATUSES",
+    "THREAD_FIELDS",
     "ApiError",
     "Attachment",
     "AuthenticationError",

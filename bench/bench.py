@@ -39,7 +39,6 @@ import platform
 import pstats
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -57,6 +56,7 @@ import requests
 
 import dhis2_messages
 from dhis2_messages import LIST_FIELDS, THREAD_FIELDS, Conversation, Messenger, Page
+from tests.emulator import BOB, free_port
 
 try:  # a peer, never a requirement of this repository
     import dhis2_client  # type: ignore[import-not-found]
@@ -64,7 +64,6 @@ except ImportError:  # pragma: no cover - depends on the machine
     dhis2_client = None
 
 USER, PASSWORD = "alice", "District1#"
-BOB = "DXyJmlo9rge"  # a seeded user uid (tests/emulator.py)
 TIMEOUT = dhis2_messages.DEFAULT_TIMEOUT
 LATENCY = 0.02
 TRIAGE_TOTAL = 500
@@ -98,12 +97,6 @@ TARGET_MEMORY = 1.3
 # -- The emulator in its own process ------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class EmulatorProcess:
     """``python -m tests.emulator`` in a child process; killed on exit, also on error."""
 
@@ -128,7 +121,7 @@ class EmulatorProcess:
         self.stop()
 
     def _start(self) -> bool:
-        port = _free_port()
+        port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.proc = subprocess.Popen(
             [

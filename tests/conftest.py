@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import pytest
 
+import dhis2_messages
 from dhis2_messages import Messenger
-from tests.emulator import Emulator
+from tests.emulator import (  # noqa: F401 - the seeded uids, imported by the tests from here
+    ADMIN,
+    ALICE,
+    BO_DISTRICT,
+    BOB,
+    CAROL,
+    DAVE,
+    FEEDBACK_TEAM,
+    REPORTERS,
+    Emulator,
+)
 
-# Uids of the emulator's seeded world (see tests/emulator.py).
-ADMIN = "xE7jOejl9FI"
-ALICE = "PhzytPW3g2J"
-BOB = "DXyJmlo9rge"
-CAROL = "Kh68cDMwZsg"
-DAVE = "Onf73mPD6sL"
-REPORTERS = "wl5cDMuUhmF"
-FEEDBACK_TEAM = "QYrzIjSfI8z"
-BO_DISTRICT = "O6uvpzGd5pu"
-UNKNOWN = "Zz0000000Zz"
+API = "/api/messageConversations"
+UNKNOWN = "Zz0000000Zz"  # a well-formed uid that nothing in the seeded world has
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +62,11 @@ def admin(connect):
 @pytest.fixture
 def alice(connect):
     return connect("alice")
+
+
+@pytest.fixture
+def waits(monkeypatch):
+    """The seconds the client slept between attempts, in order (no real sleeping)."""
+    recorded = []
+    monkeypatch.setattr(dhis2_messages.time, "sleep", recorded.append)
+    return recorded

@@ -8,9 +8,7 @@ the admin reads the whole thread.
 from __future__ import annotations
 
 from dhis2_messages import Messenger
-from tests.emulator import Emulator
-
-BO_DISTRICT = "O6uvpzGd5pu"
+from tests.emulator import BO_DISTRICT, Emulator
 
 
 def main() -> None:

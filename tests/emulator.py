@@ -56,7 +56,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Emulator", "LoggedRequest", "SeedUser"]
+__all__ = ["Emulator", "LoggedRequest", "SeedUser", "free_port"]
 
 MESSAGE_TYPES = ("PRIVATE", "SYSTEM", "VALIDATION_RESULT", "TICKET", "SYSTEM_VERSION_UPDATE")
 STATUSES = ("NONE", "OPEN", "PENDING", "INVALID", "SOLVED")
@@ -71,7 +71,6 @@ DOMAINS = (
     "JOB_DATA",
 )
 MAX_UPLOAD_SIZE = 10_000_000
-FEEDBACK_GROUP_UID = "QYrzIjSfI8z"
 API_VERSIONS = range(28, 44)
 UID_CHARS = string.ascii_letters + string.digits
 # DHIS2's ApiTokenResolver: the prefix is matched case-insensitively, so is the token.
@@ -154,9 +153,19 @@ class SeedUser:
     name = display_name
 
 
+# The seeded world's uids: the tests and tests/demo.py import them from here.
+ADMIN = "xE7jOejl9FI"
+ALICE = "PhzytPW3g2J"
+BOB = "DXyJmlo9rge"
+CAROL = "Kh68cDMwZsg"
+DAVE = "Onf73mPD6sL"
+REPORTERS = "wl5cDMuUhmF"
+FEEDBACK_TEAM = "QYrzIjSfI8z"
+BO_DISTRICT = "O6uvpzGd5pu"
+
 _SEED_USERS = (
     (
-        "xE7jOejl9FI",
+        ADMIN,
         "admin",
         "district",
         "John",
@@ -165,7 +174,7 @@ _SEED_USERS = (
         "d2p_38AibNyyurlGFb0EkjKWREhbiGjlvhkTp3SKQOo6Cd6r2Xxx3X",
     ),
     (
-        "PhzytPW3g2J",
+        ALICE,
         "alice",
         "District1#",
         "Alice",
@@ -174,7 +183,7 @@ _SEED_USERS = (
         "d2p_vau5kHvRwMzzuVtYkwMJFrCfZ4U2EqkNk6sEr6f4gUy02hSjbZ",
     ),
     (
-        "DXyJmlo9rge",
+        BOB,
         "bob",
         "District1#",
         "Bob",
@@ -183,7 +192,7 @@ _SEED_USERS = (
         "d2p_BQ8DEoFogNCAI3Ao3pxTnHyf6t5YdIngBaVbVJBMQKnY1giOJ3",
     ),
     (
-        "Kh68cDMwZsg",
+        CAROL,
         "carol",
         "District1#",
         "Carol",
@@ -192,7 +201,7 @@ _SEED_USERS = (
         "d2p_8qS0BFn7BwpkZ01BZGaG7yOh3FZ9NoDxQshIISj3bb5639Fabe",
     ),
     (
-        "Onf73mPD6sL",
+        DAVE,
         "dave",
         "District1#",
         "Dave",
@@ -202,10 +211,10 @@ _SEED_USERS = (
     ),
 )
 _SEED_GROUPS = (
-    ("wl5cDMuUhmF", "Reporters", ("alice", "bob")),
-    (FEEDBACK_GROUP_UID, "Feedback Team", ("carol",)),
+    (REPORTERS, "Reporters", ("alice", "bob")),
+    (FEEDBACK_TEAM, "Feedback Team", ("carol",)),
 )
-_SEED_ORG_UNITS = (("O6uvpzGd5pu", "Bo District", ("alice", "bob", "dave")),)
+_SEED_ORG_UNITS = ((BO_DISTRICT, "Bo District", ("alice", "bob", "dave")),)
 
 
 @dataclass(eq=False)
@@ -1282,7 +1291,7 @@ class Emulator:
             self.org_units = {
                 uid: Group(uid, name, list(members)) for uid, name, members in _SEED_ORG_UNITS
             }
-            self.feedback_group_uid = FEEDBACK_GROUP_UID
+            self.feedback_group_uid = FEEDBACK_TEAM
             self.conversations: dict[str, Conversation] = {}
             self.files: dict[str, FileResource] = {}
             self.log: list[LoggedRequest] = []
@@ -2344,7 +2353,7 @@ class Emulator:
                 self.users[n] for n in ("admin", "alice", "bob", "carol", "dave")
             )
             ua = "DHIS2 Web Messaging/100.7.1"
-            bo = [self.users[n] for n in self.org_units["O6uvpzGd5pu"].members]
+            bo = [self.users[n] for n in self.org_units[BO_DISTRICT].members]
             reminder = self._new_conversation(
                 "Monthly reports due on the 5th", "PRIVATE", admin, bo
             )
@@ -2418,6 +2427,13 @@ def _shutdown(conn: socket.socket) -> None:
         conn.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (a connection to it is refused)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -24,6 +24,7 @@ from dhis2_messages import main
 from tests.conftest import (
     ADMIN,
     ALICE,
+    API,
     BO_DISTRICT,
     BOB,
     CAROL,
@@ -33,7 +34,6 @@ from tests.conftest import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-API = "/api/messageConversations"
 PDF = b"%PDF-1.4\n\x00\x01\x02\xff binary \r\n report\n"
 
 
@@ -883,7 +883,7 @@ class TestBulk:
     def test_for_another_user(self, emulator, cli):
         (uid,) = emulator.add_conversations(1, sender="alice", recipients=["bob"])
         assert {"changed": [uid]} == ok(cli("--json", "mark-read", uid, "--user", BOB)).json()
-        assert ["DXyJmlo9rge"] == emulator.log[-1].param("user")
+        assert [BOB] == emulator.log[-1].param("user")
         assert emulator.conversations[uid].participants["bob"].read is True
 
     def test_delete(self, emulator, cli):

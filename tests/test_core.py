@@ -27,6 +27,7 @@ from dhis2_messages import (
 from tests.conftest import (
     ADMIN,
     ALICE,
+    API,
     BO_DISTRICT,
     BOB,
     DAVE,
@@ -34,13 +35,7 @@ from tests.conftest import (
     UNKNOWN,
 )
 
-API = "/api/messageConversations"
 DATA = Path(__file__).parent / "data"
-
-
-def sent(emulator, method=None, path=None):
-    """The requests the emulator received, optionally narrowed."""
-    return emulator.requests(method, path)
 
 
 class TestConstruction:

@@ -16,17 +16,18 @@ from http import HTTPStatus
 import pytest
 import requests
 
-from tests.emulator import Emulator
-
-ADMIN, ALICE, BOB, CAROL, DAVE = (
-    "xE7jOejl9FI",
-    "PhzytPW3g2J",
-    "DXyJmlo9rge",
-    "Kh68cDMwZsg",
-    "Onf73mPD6sL",
+from tests.conftest import API as MC
+from tests.emulator import (
+    ADMIN,
+    ALICE,
+    BO_DISTRICT,
+    BOB,
+    CAROL,
+    DAVE,
+    REPORTERS,
+    Emulator,
 )
-REPORTERS, FEEDBACK_TEAM, BO_DISTRICT = "wl5cDMuUhmF", "QYrzIjSfI8z", "O6uvpzGd5pu"
-MC = "/api/messageConversations"
+
 UID = re.compile(r"^[a-zA-Z][a-zA-Z0-9]{10}$")
 DATE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}$")
 

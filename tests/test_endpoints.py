@@ -11,6 +11,7 @@ from dhis2_messages import ConflictError, NotFoundError, PermissionDenied
 from tests.conftest import (
     ADMIN,
     ALICE,
+    API,
     BO_DISTRICT,
     BOB,
     CAROL,
@@ -18,8 +19,6 @@ from tests.conftest import (
     REPORTERS,
     UNKNOWN,
 )
-
-API = "/api/messageConversations"
 
 
 def participants(emulator, uid):

@@ -9,7 +9,6 @@ the emulator.
 from __future__ import annotations
 
 import email.utils
-import socket
 import time
 
 import pytest
@@ -23,8 +22,8 @@ from dhis2_messages import (
     TransportError,
 )
 from tests.conftest import ALICE, BOB
+from tests.emulator import free_port
 
-API = "/api/messageConversations"
 SHORT = (1.0, 0.3)  # (connect, read) seconds for the fault tests
 HTML_LOGIN = (
     "<!doctype html><html><head><title>DHIS2 - Log in</title></head>"
@@ -99,14 +98,6 @@ def conversation(emulator):
     return emulator.add_conversation(sender="admin", recipients=["alice"], subject="Existing")
 
 
-@pytest.fixture
-def waits(monkeypatch):
-    """The seconds the client slept between attempts, in order (no real sleeping)."""
-    recorded = []
-    monkeypatch.setattr(dhis2_messages.time, "sleep", recorded.append)
-    return recorded
-
-
 def _messenger(connect, **options):
     options.setdefault("timeout", SHORT)
     m = connect("admin", **options)
@@ -125,12 +116,6 @@ def _matching(emulator, kind):
 
     _, method, path, _ = KINDS[kind]
     return [r for r in emulator.log if r.method == method and re.search(path, r.path)]
-
-
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run(call, m, uid, error, match=None):
@@ -153,7 +138,7 @@ class TestFaultMatrix:
     def test_connection_refused(self, connect, kind):
         """Nothing listens on the port: TransportError that says to check base_url."""
         m = Messenger(
-            f"http://127.0.0.1:{_free_port()}", auth=("admin", "district"), timeout=SHORT, retries=0
+            f"http://127.0.0.1:{free_port()}", auth=("admin", "district"), timeout=SHORT, retries=0
         )
         error = _run(KINDS[kind][0], m, "AbCdEfGhIjK", TransportError, match="Could not connect")
         assert "Check base_url" in str(error)
@@ -367,7 +352,7 @@ class TestIdempotentRetries:
 
     def test_refused_idempotent_retried(self, connect, waits):
         m = Messenger(
-            f"http://127.0.0.1:{_free_port()}", auth=("admin", "district"), timeout=SHORT, retries=3
+            f"http://127.0.0.1:{free_port()}", auth=("admin", "district"), timeout=SHORT, retries=3
         )
         m.backoff = 0.01
         with pytest.raises(TransportError, match="Could not connect"):
@@ -485,7 +470,7 @@ class TestCreatesNeverResent:
     def test_refused_before_sending_is_retried(self, connect, waits, kind):
         """Nothing reached a server, so a create may try again: retries=2 is three attempts."""
         m = Messenger(
-            f"http://127.0.0.1:{_free_port()}", auth=("admin", "district"), timeout=SHORT, retries=2
+            f"http://127.0.0.1:{free_port()}", auth=("admin", "district"), timeout=SHORT, retries=2
         )
         m.backoff = 0.01
         with pytest.raises(TransportError, match="Could not connect"):

@@ -21,8 +21,10 @@ from dhis2_messages import (
     UserRef,
 )
 
-# The illustrative single object of wire.md §6.1, as DHIS2 renders it for an
-# explicit thread selector (nulls omitted, no zone on dates).
+# One conversation as GET /api/messageConversations/{uid}?fields=... renders it:
+# nulls omitted, dates without a zone (DHIS2 serialises its MessageConversation,
+# dhis-2/dhis-api/src/main/java/org/hisp/dhis/message/MessageConversation.java,
+# through the field filter), plus a key the client does not model.
 THREAD = {
     "id": "ZjHHSjyyeJ2",
     "subject": "Mortality data",
@@ -80,7 +82,7 @@ THREAD = {
 
 class TestConversation:
     def test_thread_parses(self):
-        """The wire.md thread shape becomes records with naive datetimes."""
+        """A whole thread as DHIS2 renders it becomes records with naive datetimes."""
         conv = Conversation.from_json(THREAD)
         assert "ZjHHSjyyeJ2" == conv.id
         assert "Mortality data" == conv.subject

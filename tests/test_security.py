@@ -14,7 +14,6 @@ import io
 import json
 import logging
 import shutil
-import socket
 import ssl
 import subprocess
 import threading
@@ -31,9 +30,9 @@ from dhis2_messages import (
     Messenger,
     TransportError,
 )
-from tests.conftest import ALICE, BOB, UNKNOWN
+from tests.conftest import ALICE, API, BOB, UNKNOWN
+from tests.emulator import free_port
 
-API = "/api/messageConversations"
 SHORT = (1.0, 0.3)
 WRONG_PASSWORD = "Wr0ng-pa55!secret"
 
@@ -75,19 +74,6 @@ def _assert_clean(texts, secrets):
     for text in texts:
         for secret in secrets:
             assert secret not in text, f"a secret leaked into: {text[:200]!r}"
-
-
-@pytest.fixture
-def waits(monkeypatch):
-    recorded = []
-    monkeypatch.setattr(dhis2_messages.time, "sleep", recorded.append)
-    return recorded
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 FAILURES = [
@@ -188,7 +174,7 @@ class TestRedaction:
         credentials = {"auth": ("alice", WRONG_PASSWORD)} if kind == "basic" else {"token": secret}
         basic = base64.b64encode(f"alice:{WRONG_PASSWORD}".encode()).decode()
         secrets = [WRONG_PASSWORD, secret, basic]
-        for url in (f"http://127.0.0.1:{_free_port()}", tls_server.url):
+        for url in (f"http://127.0.0.1:{free_port()}", tls_server.url):
             m = Messenger(url, timeout=SHORT, retries=1, **credentials)
             with pytest.raises(TransportError) as info:
                 m.list_conversations()
