@@ -50,6 +50,7 @@ import sys
 import threading
 import time
 import traceback
+import unicodedata
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable
@@ -145,6 +146,10 @@ class SeedUser:
     surname: str
     authorities: tuple[str, ...]
     token: str = field(repr=False)
+    email: str | None = None
+    # Data view (DATA_OUTPUT) and search (TEI_SEARCH) units; capture units are OrgUnit.members.
+    view_units: tuple[str, ...] = ()
+    search_units: tuple[str, ...] = ()
 
     @property
     def display_name(self) -> str:
@@ -162,6 +167,14 @@ DAVE = "Onf73mPD6sL"
 REPORTERS = "wl5cDMuUhmF"
 FEEDBACK_TEAM = "QYrzIjSfI8z"
 BO_DISTRICT = "O6uvpzGd5pu"
+SIERRA_LEONE = "ImspTQPwCqd"  # the country, level 1
+KENEMA = "kJq2mPyFEHo"  # a district next to Bo
+BADJIA = "YuQRtpLP10I"  # a chiefdom in Bo District
+NGELEHUN_CHC = "DiszpKrYNg8"  # a facility in Badjia, two levels below Bo District
+AMINATA = "GOLswS44mh8"  # aminata, assigned to Ngelehun CHC
+SIA = "Wd4KpLs9cYe"  # sia, assigned to Kenema Govt Hospital (outside Bo District)
+DISTRICT_REPORTERS = "Gk3JdR7xWqs"
+DISTRICT_MANAGERS = "Zq9WcT4kLmb"  # a private group, owned by admin
 
 _SEED_USERS = (
     (
@@ -210,20 +223,97 @@ _SEED_USERS = (
         "d2p_42ldGDinouxZjugnDD57Nb5srpS9wg1QlRRLiiRejeKx23vv0z",
     ),
 )
+# The rest of the world, around the five users above: people assigned at every level of
+# the hierarchy, names that differ only in accents or in case, and enough community
+# health workers that userLookup's cap of 25 shows.  (uid, username, first name, surname,
+# email, data view units); password District1#, the token derived from the uid.
+_MORE_USERS = (
+    ("Fs8KtNe3WqA", "fatmata", "Fatmata", "Sesay", "f.sesay@moh.example.org", (SIERRA_LEONE,)),
+    ("vAwxNm2QdxE", "ibrahim", "Ibrahim", "Koroma", None, ()),
+    (AMINATA, "aminata", "Aminata", "Conteh", "aminata.conteh@example.org", ()),
+    ("Lx9ZbhjUP6q", "jose", "José", "Banda", None, ()),
+    ("Hm2Tc8aNwBq", "jbanda", "Jose", "Banda", "jose.banda@example.org", ()),
+    ("QfV3hYn1wKd", "mohamed", "Mohamed", "Kallon", None, ()),
+    ("Tq7JxWmz2Rn", "abu", "Abu", "Jalloh", None, ()),
+    (SIA, "sia", "Sia", "Lebbie", None, ()),
+    ("Bn6RtVq3xPz", "kadiatu", "Kadiatu", "Turay", None, ()),
+    ("Ck1MzHw8uTf", "ama", "Ama", "Sankoh", None, ()),
+    ("Dr5NxJq2vLg", "ama.sankoh", "AMA", "SANKOH", None, ()),
+)
+# Community health workers: (username prefix, facility uid, how many).
+_CHW_POSTS = (("chw.ngelehun", NGELEHUN_CHC, 12), ("chw.makeni", "rxc497GUdDt", 16))
 _SEED_GROUPS = (
     (REPORTERS, "Reporters", ("alice", "bob")),
     (FEEDBACK_TEAM, "Feedback Team", ("carol",)),
+    (DISTRICT_REPORTERS, "District Reporters", ("ibrahim", "abu")),
+    ("Vp8LmQ2zNcx", "Facility Reporters", ("aminata", "mohamed", "sia")),
+    ("Rs4TnY6bKwd", "Data Managers", ("fatmata",)),
+    ("Hx2PwE9mJvb", "District Data Managers", ("alice", "abu")),
 )
-_SEED_ORG_UNITS = ((BO_DISTRICT, "Bo District", ("alice", "bob", "dave")),)
+# Groups that are not public: only their owner (and superusers) can see or use them.
+_PRIVATE_GROUPS = ((DISTRICT_MANAGERS, "District Managers", ("fatmata", "abu"), "admin"),)
+# A country, districts, chiefdoms and facilities: (uid, name, parent uid, users assigned).
+# Bo District keeps exactly alice, bob and dave; Bombali District and Njandama MCHP have nobody.
+_SEED_ORG_UNITS: tuple[tuple[str, str, str | None, tuple[str, ...]], ...] = (
+    (SIERRA_LEONE, "Sierra Leone", None, ("fatmata",)),
+    (BO_DISTRICT, "Bo District", SIERRA_LEONE, ("alice", "bob", "dave")),
+    ("fdc6uOvgoji", "Bombali District", SIERRA_LEONE, ()),
+    (KENEMA, "Kenema District", SIERRA_LEONE, ("abu",)),
+    (BADJIA, "Badjia", BO_DISTRICT, ("ibrahim",)),
+    ("vWbkYPRmKyS", "Baoma", BO_DISTRICT, ()),
+    ("KKkLOTpMXGV", "Bombali Sebora", "fdc6uOvgoji", ("kadiatu",)),
+    ("KXSqt7jv6DU", "Nongowa", KENEMA, ()),
+    (NGELEHUN_CHC, "Ngelehun CHC", BADJIA, ("aminata", "jose")),
+    ("g8upMTyEZGZ", "Njandama MCHP", BADJIA, ()),
+    ("EJoI3HArJ2W", "Baoma Station CHP", "vWbkYPRmKyS", ("mohamed", "jbanda")),
+    ("rxc497GUdDt", "Makeni Govt Hospital", "KKkLOTpMXGV", ("ama", "ama.sankoh")),
+    ("vn9KJsLyP5f", "Kenema Govt Hospital", "KXSqt7jv6DU", ("sia",)),
+)
+
+
+def _derived_uid(seed: str) -> str:
+    """A stable uid for a generated seed object (not drawn from the emulator's random stream)."""
+    digest = hashlib.sha256(seed.encode("utf-8")).digest()
+    return string.ascii_letters[digest[0] % 52] + "".join(UID_CHARS[b % 62] for b in digest[1:11])
+
+
+def _derived_token(uid: str) -> str:
+    digest = hashlib.sha256(b"token:" + uid.encode("ascii")).digest()
+    return "d2p_" + "".join(UID_CHARS[b % 62] for b in (digest + digest[::-1])[:50])
 
 
 @dataclass(eq=False)
 class Group:
-    """A user group or an organisation unit: a uid, a name and member usernames."""
+    """A user group: a uid, a name, member usernames and who may see it."""
 
     uid: str
     name: str
     members: list[str]
+    public: bool = True
+    owner: str | None = None  # a username
+    directory: dict[str, SeedUser] = field(default_factory=dict, repr=False)  # all users
+
+    @property
+    def member_users(self) -> list[SeedUser]:
+        return [self.directory[name] for name in self.members]
+
+
+@dataclass(eq=False)
+class OrgUnit:
+    """An organisation unit; ``members`` are the users who capture data for it."""
+
+    uid: str
+    name: str
+    members: list[str]
+    parent: OrgUnit | None = None
+    level: int = 1
+    path: str = ""
+    children: list[OrgUnit] = field(default_factory=list, repr=False)
+    directory: dict[str, SeedUser] = field(default_factory=dict, repr=False)  # all users
+
+    @property
+    def member_users(self) -> list[SeedUser]:
+        return [self.directory[name] for name in self.members]
 
 
 @dataclass(eq=False)
@@ -657,6 +747,23 @@ TYPES: dict[str, dict[str, Prop]] = {
             "str", _list_only(lambda c: c.last_sender.surname if c.last_sender else None)
         ),
     },
+    "userGroup": {
+        "id": _v("str", lambda g, x: g.uid),
+        "name": _v("str", lambda g, x: g.name),
+        "displayName": _v("str", lambda g, x: g.name),
+        "users": Prop("refs", "str", lambda g, x: g.member_users, "user"),
+    },
+    "organisationUnit": {
+        "id": _v("str", lambda o, x: o.uid),
+        "name": _v("str", lambda o, x: o.name),
+        "displayName": _v("str", lambda o, x: o.name),
+        "shortName": _v("str", lambda o, x: o.name),
+        "level": _v("int", lambda o, x: o.level),
+        "path": _v("str", lambda o, x: o.path),
+        "parent": Prop("ref", "str", lambda o, x: o.parent, "organisationUnit"),
+        "children": Prop("refs", "str", lambda o, x: o.children, "organisationUnit"),
+        "users": Prop("refs", "str", lambda o, x: o.member_users, "user"),
+    },
 }
 ALL_FIELDS = (("*", None),)
 
@@ -832,13 +939,16 @@ def _compare(op: str, value: Any, arg: Any, raw: str | None) -> bool:
     return not hit if negate else hit
 
 
-def compile_filter(expr: str) -> Callable[[Any, Ctx], bool]:
+_SIZE_OPERATORS = frozenset(("eq", "gt", "lt", "gte", "ge", "lte", "le"))
+
+
+def compile_filter(expr: str, type_name: str = "conversation") -> Callable[[Any, Ctx], bool]:
     parts = expr.split(":")
     if len(parts) < 2:
         raise _bad_request("Invalid filter => " + expr)
     path, op = parts[0], parts[1]
     raw = ":".join(parts[2:]) if len(parts) >= 3 else None
-    leaf = _path_leaf("conversation", path)
+    leaf = _path_leaf(type_name, path)
     if op not in FILTER_OPERATORS:
         raise _bad_request(f"`{op}` is not a valid operator.")
     if op in ("in", "!in"):
@@ -848,11 +958,14 @@ def compile_filter(expr: str) -> Callable[[Any, Ctx], bool]:
     else:
         arg = _parse_arg(leaf.vtype, raw)
     steps = path.split(".")
+    if leaf.kind == "refs" and len(steps) == 1 and op in _SIZE_OPERATORS:
+        # users:gte:1 -- on a collection, DHIS2 compares its size.
+        size = _parse_arg("int", raw)
+        getter = leaf.get
+        return lambda obj, ctx: _compare(op, len(getter(obj, ctx)), size, raw)
 
-    def test(conv: Conversation, ctx: Ctx) -> bool:
-        return any(
-            _compare(op, v, arg, raw) for v in _path_values("conversation", conv, steps, ctx)
-        )
+    def test(obj: Any, ctx: Ctx) -> bool:
+        return any(_compare(op, v, arg, raw) for v in _path_values(type_name, obj, steps, ctx))
 
     return test
 
@@ -862,6 +975,40 @@ def _order_key(prop: str, ignore_case: bool) -> Callable[[Conversation], Any]:
     if ignore_case:
         return lambda c: (getter(c, None) or "").lower()
     return lambda c: getter(c, None)
+
+
+def _collation_key(text: str) -> tuple[str, str]:
+    """About PostgreSQL's en_US order: accents and case count only on a tie, lower case first."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return plain.casefold(), text.swapcase()
+
+
+def _metadata_order(objects: list[Any], type_name: str, orders: list[str]) -> list[Any]:
+    """Query.setDefaultOrder (name, ignoring case, then id) unless ``order`` names properties."""
+    props = TYPES[type_name]
+    keys: list[tuple[str, bool, bool]] = []
+    for order in orders:
+        prop, _, direction = order.strip().partition(":")
+        direction = direction.lower() or "asc"
+        # QueryUtils.convertOrderStrings: unknown properties, collections and bad directions
+        # are skipped; a property named twice counts once.
+        if (
+            prop in props
+            and props[prop].kind == "value"
+            and direction in ("asc", "desc", "iasc", "idesc")
+            and prop not in [k[0] for k in keys]
+        ):
+            keys.append((prop, direction.startswith("i"), direction.endswith("desc")))
+    if not keys:
+        keys = [("name", True, False), ("id", False, False)]
+    result = sorted(objects, key=lambda o: props["id"].get(o, None))
+    for prop, ignore_case, descending in reversed(keys):
+        get = props[prop].get
+        if ignore_case:
+            result.sort(key=lambda o: str(get(o, None) or "").lower(), reverse=descending)
+        else:
+            result.sort(key=lambda o: get(o, None), reverse=descending)
+    return result
 
 
 def apply_orders(convs: list[Conversation], orders: list[str]) -> list[Conversation]:
@@ -1210,6 +1357,10 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("GET", r"/fileResources/([^/]+)", "file_metadata"),
         ("GET", r"/fileResources/([^/]+)/data", "file_data"),
         ("POST", r"/auth/login", "login"),
+        ("GET", r"/userLookup", "user_lookup"),
+        ("GET", r"/userLookup/feedbackRecipients", "feedback_recipients"),
+        ("GET", r"/userGroups", "user_groups"),
+        ("GET", r"/organisationUnits", "org_units"),
     )
 ]
 _PUBLIC = {"login"}
@@ -1283,14 +1434,49 @@ class Emulator:
                 self.users[username] = SeedUser(
                     uid, username, password, first, surname, auths, token
                 )
+            for uid, username, first, surname, email, view in _MORE_USERS:
+                self.users[username] = SeedUser(
+                    uid,
+                    username,
+                    "District1#",
+                    first,
+                    surname,
+                    (),
+                    _derived_token(uid),
+                    email,
+                    view,
+                )
+            for prefix, _, count in _CHW_POSTS:
+                place = prefix.split(".")[1].capitalize()
+                for i in range(1, count + 1):
+                    username = f"{prefix}{i:02d}"
+                    uid = _derived_uid(username)
+                    self.users[username] = SeedUser(
+                        uid,
+                        username,
+                        "District1#",
+                        "CHW",
+                        f"{place} {i:02d}",
+                        (),
+                        _derived_token(uid),
+                    )
             self._users_by_uid = {u.uid: u for u in self.users.values()}
             self._tokens = {u.token: u for u in self.users.values()}
             self.groups = {
-                uid: Group(uid, name, list(members)) for uid, name, members in _SEED_GROUPS
+                uid: Group(uid, name, list(members), directory=self.users)
+                for uid, name, members in _SEED_GROUPS
             }
-            self.org_units = {
-                uid: Group(uid, name, list(members)) for uid, name, members in _SEED_ORG_UNITS
-            }
+            for uid, name, members, owner in _PRIVATE_GROUPS:
+                self.groups[uid] = Group(
+                    uid, name, list(members), public=False, owner=owner, directory=self.users
+                )
+            self.org_units: dict[str, OrgUnit] = {}
+            for uid, name, parent, members in _SEED_ORG_UNITS:
+                self._new_org_unit(uid, name, parent, list(members))
+            for prefix, facility, count in _CHW_POSTS:
+                self.org_units[facility].members.extend(
+                    f"{prefix}{i:02d}" for i in range(1, count + 1)
+                )
             self.feedback_group_uid = FEEDBACK_TEAM
             self.conversations: dict[str, Conversation] = {}
             self.files: dict[str, FileResource] = {}
@@ -1427,6 +1613,67 @@ class Emulator:
                 self._user_ref(owner), data, name, content_type, domain.upper()
             ).uid
 
+    def add_org_unit_tree(
+        self, parent: str, *, depth: int, children: int = 2, users: int = 1
+    ) -> list[str]:
+        """Grow ``depth`` levels below ``parent``, ``children`` units under each unit and
+        ``users`` new users assigned to each new unit; return the new units' uids."""
+        if depth < 1 or children < 1 or users < 0:
+            raise ValueError("depth and children must be 1 or more, users 0 or more")
+        with self._lock:
+            if parent not in self.org_units:
+                raise KeyError(f"no such organisation unit: {parent!r}")
+            created: list[str] = []
+            level = [parent]
+            for _ in range(depth):
+                below = []
+                for up in level:
+                    for i in range(children):
+                        uid = self._uid()
+                        name = f"{self.org_units[up].name} {i + 1}"
+                        unit = self._new_org_unit(uid, name, up, [])
+                        for _ in range(users):
+                            user_uid = self._uid()
+                            username = "u." + user_uid.lower()
+                            self.users[username] = SeedUser(
+                                user_uid,
+                                username,
+                                "District1#",
+                                "Staff",
+                                name,
+                                (),
+                                _derived_token(user_uid),
+                            )
+                            self._users_by_uid[user_uid] = self.users[username]
+                            self._tokens[self.users[username].token] = self.users[username]
+                            unit.members.append(username)
+                        below.append(uid)
+                created.extend(below)
+                level = below
+            self._tick()
+            return created
+
+    def tree_text(self) -> str:
+        """The organisation-unit hierarchy, one unit a line, with its assigned users."""
+        lines: list[str] = []
+
+        def walk(unit: OrgUnit) -> None:
+            users = ", ".join(unit.members[:4]) + (" ..." if len(unit.members) > 4 else "")
+            lines.append(
+                f"{'  ' * (unit.level - 1)}{unit.name} ({unit.uid}, level {unit.level})"
+                + (f": {users}" if users else ": no users")
+            )
+            for child in sorted(unit.children, key=lambda u: u.name.lower()):
+                walk(child)
+
+        with self._lock:
+            for root in sorted(
+                (u for u in self.org_units.values() if u.parent is None),
+                key=lambda u: u.name.lower(),
+            ):
+                walk(root)
+        return "\n".join(lines)
+
     # -- state primitives (call with the lock held) ------------------------
 
     def _user_ref(self, ref: str) -> SeedUser:
@@ -1434,6 +1681,18 @@ class Emulator:
         if user is None:
             raise KeyError(f"no such user: {ref!r}")
         return user
+
+    def _new_org_unit(
+        self, uid: str, name: str, parent_uid: str | None, members: list[str]
+    ) -> OrgUnit:
+        parent = self.org_units[parent_uid] if parent_uid is not None else None
+        unit = OrgUnit(uid, name, members, parent, directory=self.users)
+        unit.level = parent.level + 1 if parent else 1
+        unit.path = (parent.path if parent else "") + "/" + uid
+        if parent is not None:
+            parent.children.append(unit)
+        self.org_units[uid] = unit
+        return unit
 
     def _uid(self) -> str:
         rng = self._rng
@@ -1689,6 +1948,17 @@ class Emulator:
             except (KeyError, ValueError) as err:
                 return json_response(400, {"message": str(err)})
             return json_response(200, uids)
+        if method == "POST" and path == "/__emulator__/org-units":
+            try:
+                uids = self.add_org_unit_tree(
+                    params.get("parent", BO_DISTRICT),
+                    depth=int(params.get("depth", "1")),
+                    children=int(params.get("children", "2")),
+                    users=int(params.get("users", "1")),
+                )
+            except (KeyError, ValueError) as err:
+                return json_response(400, {"message": str(err)})
+            return json_response(200, uids)
         return json_response(404, {"message": "unknown control endpoint"})
 
     # -- handlers: GET -----------------------------------------------------
@@ -1800,9 +2070,15 @@ class Emulator:
         return False
 
     @staticmethod
-    def _pager_links(req: Request, page: int, page_size: int, page_count: int) -> dict[str, str]:
+    def _pager_links(
+        req: Request,
+        page: int,
+        page_size: int,
+        page_count: int,
+        collection: str = "/messageConversations",
+    ) -> dict[str, str]:
         """DHIS2's DefaultLinkService: absolute links, other parameters appended URL-encoded."""
-        endpoint = req.api_url("/messageConversations")
+        endpoint = req.api_url(collection)
         grouped: dict[str, list[str]] = {}
         for k, v in req.params:
             if k not in ("page", "pageSize"):
@@ -1897,6 +2173,128 @@ class Emulator:
             200, f.data, f.content_type, [("Content-Disposition", "filename=" + f.name)]
         )
 
+    # -- handlers: finding recipients --------------------------------------
+
+    def _lookup(self, req: Request, candidates: Iterable[SeedUser]) -> Response:
+        """UserLookupController: a LIKE '%query%' on name, email and username, 25 at most."""
+        query = req.first("query")
+        if query is None:
+            raise missing_param("query")
+        # HibernateUserStore: the value is wrapped in % and not escaped, so % and _ in
+        # the query are LIKE wildcards (and a backslash escapes the next character).
+        pattern = re.compile(
+            ".*"
+            + "".join(
+                ".*" if piece == "%" else "." if piece == "_" else re.escape(piece[-1])
+                for piece in re.findall(r"\\.|[%_]|[^%_\\]", query.lower(), re.DOTALL)
+            )
+            + ".*",
+            re.DOTALL,
+        )
+        found = [
+            u
+            for u in candidates
+            if any(
+                value is not None and pattern.fullmatch(value)
+                for value in (
+                    u.first_name.lower() + " " + u.surname.lower(),
+                    u.email.lower() if u.email else None,
+                    u.username.lower(),
+                )
+            )
+        ]
+        found.sort(key=lambda u: (_collation_key(u.surname), _collation_key(u.first_name), u.uid))
+        users = [
+            {
+                "id": u.uid,
+                "username": u.username,
+                "firstName": u.first_name,
+                "surname": u.surname,
+                "displayName": u.display_name,
+            }
+            for u in found[:25]
+        ]
+        return json_response(200, {"users": users})
+
+    def _h_user_lookup(self, req: Request) -> Response:
+        caller = req.user
+        assert caller is not None
+        candidates: Iterable[SeedUser] = self.users.values()
+        boundary = (req.first("orgUnitBoundary") or "").upper()  # an unknown value is ignored
+        if boundary == "DATA_CAPTURE":
+            own = {u.uid for u in self.org_units.values() if caller.username in u.members}
+        elif boundary == "DATA_OUTPUT":
+            own = set(caller.view_units)
+        elif boundary == "TEI_SEARCH":
+            own = set(caller.search_units)
+        else:
+            own = set()
+        if own:  # users assigned to exactly the caller's units, not to units below them
+            if boundary == "DATA_CAPTURE":
+                assigned = {n for uid in own for n in self.org_units[uid].members}
+                candidates = [u for u in candidates if u.username in assigned]
+            else:
+                views = "view_units" if boundary == "DATA_OUTPUT" else "search_units"
+                candidates = [u for u in candidates if own & set(getattr(u, views))]
+        return self._lookup(req, candidates)
+
+    def _h_feedback_recipients(self, req: Request) -> Response:
+        group = self.groups.get(self.feedback_group_uid) if self.feedback_group_uid else None
+        if group is None:
+            raise conflict("Feedback message recipients user group not defined", "E6200")
+        return self._lookup(req, group.member_users)
+
+    def _can_see_group(self, group: Group, user: SeedUser) -> bool:
+        """Sharing: public read, the owner, or a superuser."""
+        return group.public or group.owner == user.username or "ALL" in user.authorities
+
+    def _h_user_groups(self, req: Request) -> Response:
+        user = req.user
+        assert user is not None
+        groups = [g for g in self.groups.values() if self._can_see_group(g, user)]
+        return self._metadata_list(req, "userGroup", "userGroups", groups)
+
+    def _h_org_units(self, req: Request) -> Response:
+        # Organisation units are not shared objects: every logged-in user sees every unit.
+        return self._metadata_list(
+            req, "organisationUnit", "organisationUnits", self.org_units.values()
+        )
+
+    def _metadata_list(
+        self, req: Request, type_name: str, plural: str, objects: Iterable[Any]
+    ) -> Response:
+        """A generic metadata list: fields, filter, rootJunction, order, page, pageSize, paging."""
+        user = req.user
+        assert user is not None
+        ctx = Ctx(user, req.api_url(f"/{plural}/"))
+        fields = parse_fields(",".join(req.all("fields")) or "id,displayName")
+        paging = _bool_param(req, "paging", True)
+        page = _int_param(req, "page", 1)
+        page_size = _int_param(req, "pageSize", 50)
+        compiled = [compile_filter(f, type_name) for f in self._filter_params(req)]
+        junction = any if (req.first("rootJunction") or "AND").upper() == "OR" else all
+        result = [o for o in objects if not compiled or junction(f(o, ctx) for f in compiled)]
+        result = _metadata_order(result, type_name, self._order_params(req))
+        if not paging:
+            return json_response(200, {plural: [render(type_name, o, fields, ctx) for o in result]})
+        total = len(result)
+        page_size = max(1, page_size)
+        page_count = math.ceil(total / page_size)
+        rows = result[(max(page, 1) - 1) * page_size : max(page, 1) * page_size]
+        shown = max(1, min(page, page_count))  # Pager: clamped, but rows from the offset asked
+        pager: dict[str, Any] = {"page": shown, "total": total, "pageSize": page_size}
+        pager["pageCount"] = page_count
+        pager.update(self._pager_links(req, shown, page_size, page_count, "/" + plural))
+        return json_response(
+            200, {"pager": pager, plural: [render(type_name, o, fields, ctx) for o in rows]}
+        )
+
+    def _filter_params(self, req: Request) -> list[str]:
+        return req.all("filter")
+
+    def _order_params(self, req: Request) -> list[str]:
+        return [o for value in req.all("order") for o in value.split(",") if o.strip()]
+
     # -- handlers: creating things -----------------------------------------
 
     def _created(self, req: Request, uid: str, message: str) -> Response:
@@ -1904,8 +2302,12 @@ class Emulator:
             201, message, headers=[("Location", req.api_url("/messageConversations/" + uid))]
         )
 
-    def _resolve_recipients(self, dto: dict[str, Any]) -> dict[str, SeedUser]:
-        """Org units, then users, then groups, as DHIS2 resolves them (first failure wins)."""
+    def _resolve_recipients(self, dto: dict[str, Any], sender: SeedUser) -> dict[str, SeedUser]:
+        """Org units, then users, then groups, as DHIS2 resolves them (first failure wins).
+
+        An org unit brings only the users assigned to that exact unit, never those below it.
+        A group the sender may not see (sharing) is not found.
+        """
         recipients: dict[str, SeedUser] = {}
         for ou_id in dto["organisationUnits"]:
             unit = self.org_units.get(ou_id) if ou_id is not None else None
@@ -1920,7 +2322,7 @@ class Emulator:
             recipients.setdefault(user.username, user)
         for group_id in dto["userGroups"]:
             group = self.groups.get(group_id) if group_id is not None else None
-            if group is None:
+            if group is None or not self._can_see_group(group, sender):
                 raise Fail(
                     web_message(
                         404, f"UserGroup with id {group_id} could not be found.", error_code="E1005"
@@ -1964,7 +2366,7 @@ class Emulator:
             dto = parse_conversation_dto(req.body)
         except JacksonError as err:
             raise Fail(web_message(409, str(err))) from None
-        recipients = self._resolve_recipients(dto)
+        recipients = self._resolve_recipients(dto, user)
         if not recipients:
             raise conflict("No recipients selected.")
         attachments = self._take_attachments(dto["attachments"], "E1004")
@@ -2253,8 +2655,9 @@ class Emulator:
         if conv is None:
             raise Fail(web_message(404, "Message conversation does not exist: " + uid))
         self._check_all(req, [conv], "Not authorized to change recipients in this conversation.")
+        assert req.user is not None
         added = False
-        for username, user in self._resolve_recipients(dto).items():
+        for username, user in self._resolve_recipients(dto, req.user).items():
             if username not in conv.participants:
                 conv.participants[username] = Participant(user, False, self._key())
                 added = True
@@ -2576,7 +2979,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--latency", type=float, default=0.0, help="seconds to wait before every answer"
     )
-    parser.add_argument("--demo", action="store_true", help="seed a few example conversations")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="seed a few example conversations and list the organisation-unit tree",
+    )
     parser.add_argument(
         "--allow-remote",
         action="store_true",
@@ -2596,6 +3003,9 @@ def main(argv: list[str] | None = None) -> int:
     print(row.format("user", "uid", "password", "name", "personal access token"))
     for user in emulator.users.values():
         print(row.format(user.username, user.uid, user.password, user.display_name, user.token))
+    if args.demo:
+        print("\nOrganisation units (a message to a unit reaches only the users listed on it):")
+        print(emulator.tree_text())
     print("Press Ctrl-C to stop.", flush=True)
     try:
         while True:
