@@ -1,6 +1,23 @@
-"""Fixtures: one emulated DHIS2 on 127.0.0.1 for the whole run, reset before each test."""
+"""Fixtures: one emulated DHIS2 per release on 127.0.0.1 for the whole run, reset before each test.
+
+Every test that uses the ``emulator`` fixture (directly or through ``connect``, ``admin``,
+``alice``) runs once per DHIS2 release in ``tests.emulator.VERSIONS``; its id ends in the
+release, e.g. ``test_send[2.40]``.  To narrow the run::
+
+    DHIS2_VERSIONS=2.42 pytest              # one release
+    DHIS2_VERSIONS=2.38,2.44 pytest         # the oldest and the newest
+
+A test that only makes sense on some releases says so with a marker; the other releases do
+not generate it at all::
+
+    @pytest.mark.dhis2_versions(since="2.41.3")          # 2.41.3 and later
+    @pytest.mark.dhis2_versions(until="2.41.3")          # before 2.41.3
+    @pytest.mark.dhis2_versions("2.38", "2.43")          # exactly these
+"""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -15,16 +32,65 @@ from tests.emulator import (  # noqa: F401 - the seeded uids, imported by the te
     DAVE,
     FEEDBACK_TEAM,
     REPORTERS,
+    VERSIONS,
     Emulator,
+    parse_version,
 )
 
 API = "/api/messageConversations"
 UNKNOWN = "Zz0000000Zz"  # a well-formed uid that nothing in the seeded world has
 
 
+def _selected_versions() -> list[str]:
+    text = os.environ.get("DHIS2_VERSIONS", "").strip()
+    if not text or text == "all":
+        return list(VERSIONS)
+    chosen = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in chosen if v not in VERSIONS]
+    if unknown:
+        raise pytest.UsageError(
+            f"DHIS2_VERSIONS: unknown release(s) {', '.join(unknown)}; choose from "
+            + ", ".join(VERSIONS)
+        )
+    return chosen
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "dhis2_versions(*versions, since=None, until=None): run only on these emulated DHIS2 "
+        "releases (since: this one and later; until: strictly before this one)",
+    )
+
+
+def versions_for(marker) -> list[str]:
+    """The releases of VERSIONS a dhis2_versions marker admits."""
+    wanted = list(marker.args) or list(VERSIONS)
+    for version in wanted:
+        if version not in VERSIONS:
+            raise pytest.UsageError(f"dhis2_versions: unknown release {version!r}")
+    since, until = marker.kwargs.get("since"), marker.kwargs.get("until")
+    return [
+        v
+        for v in wanted
+        if (since is None or parse_version(v) >= parse_version(since))
+        and (until is None or parse_version(v) < parse_version(until))
+    ]
+
+
+def pytest_generate_tests(metafunc):
+    if "_server" not in metafunc.fixturenames:
+        return
+    versions = _selected_versions()
+    for marker in metafunc.definition.iter_markers("dhis2_versions"):
+        admitted = versions_for(marker)
+        versions = [v for v in versions if v in admitted]
+    metafunc.parametrize("_server", versions, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def _server():
-    server = Emulator().start()
+def _server(request):
+    server = Emulator(version=request.param).start()
     yield server
     server.stop()
 

@@ -10,6 +10,9 @@ pages), the 200 answer for an unknown conversation, ids only in ``Location``,
 reply bodies stored verbatim, the 302 to ``/login/`` without credentials, the
 ``query=`` quirk that lifts the inbox restriction, and so on.
 
+``Emulator(version="2.40")`` (``--version 2.40`` standalone) answers as that release
+does instead; ``VERSIONS`` lists the releases, ``DEFAULT_VERSION`` (2.42) is the default.
+
 In tests::
 
     from tests.emulator import Emulator
@@ -57,7 +60,20 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Emulator", "LoggedRequest", "SeedUser", "free_port"]
+__all__ = [
+    "DEFAULT_VERSION",
+    "VERSIONS",
+    "Emulator",
+    "LoggedRequest",
+    "SeedUser",
+    "free_port",
+    "parse_version",
+]
+
+# The releases the emulator can be: one per behaviour change on the messaging wire.  "2.41.0"
+# stands for 2.41.0-2.41.2, "2.41.3" for 2.41.3 and later 2.41 patches, "2.44" for master.
+VERSIONS = ("2.38", "2.39", "2.40", "2.41.0", "2.41.3", "2.42", "2.43", "2.44")
+DEFAULT_VERSION = "2.42"
 
 MESSAGE_TYPES = ("PRIVATE", "SYSTEM", "VALIDATION_RESULT", "TICKET", "SYSTEM_VERSION_UPDATE")
 STATUSES = ("NONE", "OPEN", "PENDING", "INVALID", "SOLVED")
@@ -128,6 +144,19 @@ ORDERABLE = {
     "lastUpdated",
     "created",
 }
+
+
+VERSION_RE = re.compile(r"^2\.(\d+)(?:\.(\d+))?(?:\.(\d+))?(-SNAPSHOT)?$")
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """ "2.41.3" -> (2, 41, 3); "2.41" is 2.41.0; "master" and "2.44-SNAPSHOT" are 2.44."""
+    if text == "master":
+        return (2, 44, 0)
+    match = VERSION_RE.match(text)
+    if match is None or not 38 <= int(match.group(1)) <= 44:
+        raise ValueError(f"unsupported DHIS2 version {text!r}: use 2.38 to 2.44 (or master)")
+    return (2, int(match.group(1)), int(match.group(2) or 0))
 
 
 # ---------------------------------------------------------------------------
@@ -1361,6 +1390,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("GET", r"/userLookup/feedbackRecipients", "feedback_recipients"),
         ("GET", r"/userGroups", "user_groups"),
         ("GET", r"/organisationUnits", "org_units"),
+        ("GET", r"/system/info", "system_info"),
     )
 ]
 _PUBLIC = {"login"}
@@ -1371,8 +1401,12 @@ class Emulator:
 
     SEED = 20240502
 
-    def __init__(self, *, latency: float = 0.0) -> None:
+    def __init__(self, *, latency: float = 0.0, version: str = DEFAULT_VERSION) -> None:
         self.latency = latency
+        self.release = parse_version(version)  # compare with self.since("2.41.3")
+        self.version = (
+            "2.44-SNAPSHOT" if self.release >= (2, 44, 0) else ".".join(map(str, self.release))
+        )
         self.url = ""
         self.errors: list[str] = []  # tracebacks of emulator bugs (answered as 500)
         self._lock = threading.Lock()
@@ -1380,6 +1414,10 @@ class Emulator:
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()  # set on reset()/stop() to end injected delays
         self.reset()
+
+    def since(self, version: str) -> bool:
+        """True when the emulated release is ``version`` or later ("2.41.3", "2.42", ...)."""
+        return self.release >= parse_version(version)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -2117,6 +2155,15 @@ class Emulator:
                 p.read = True
                 self._touch(conv)
         return json_response(200, render("conversation", conv, fields, ctx), [NO_CACHE])
+
+    def _h_system_info(self, req: Request) -> Response:
+        # SystemController.getSystemInfo: any logged-in user; fields=version gives {"version": ...}
+        info = {"version": self.version, "revision": "emulator", "serverTimeZoneId": "Etc/UTC"}
+        fields = parse_fields(",".join(req.all("fields")) or "*")
+        wanted = [name for name, _ in fields]
+        if "*" not in wanted and ":all" not in wanted:
+            info = {k: v for k, v in info.items() if k in wanted}
+        return json_response(200, info, [("Cache-Control", "no-store")])
 
     def _h_download(self, req: Request, mc: str, msg: str, file_uid: str) -> Response:
         user = req.user
@@ -2985,6 +3032,12 @@ def main(argv: list[str] | None = None) -> int:
         help="seed a few example conversations and list the organisation-unit tree",
     )
     parser.add_argument(
+        "--version",
+        default=DEFAULT_VERSION,
+        choices=VERSIONS,
+        help=f"the DHIS2 release to answer as (default {DEFAULT_VERSION})",
+    )
+    parser.add_argument(
         "--allow-remote",
         action="store_true",
         help="allow a non-loopback --host (the demo passwords and tokens are public)",
@@ -2994,11 +3047,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             f"refusing to listen on {args.host}: not a loopback address (add --allow-remote)"
         )
-    emulator = Emulator(latency=args.latency)
+    emulator = Emulator(latency=args.latency, version=args.version)
     if args.demo:
         emulator.seed_demo()
     emulator.start(args.host, args.port)
-    print(f"DHIS2 messaging emulator at {emulator.url}")
+    print(f"DHIS2 {emulator.version} messaging emulator at {emulator.url}")
     row = "{:<8} {:<12} {:<12} {:<14} {}"
     print(row.format("user", "uid", "password", "name", "personal access token"))
     for user in emulator.users.values():

@@ -617,6 +617,12 @@ SAMPLES = [
 ]
 
 
+# These run once per emulated release, so pytest calls them on a fresh instance each time.
+_PER_RELEASE = [HealthCheck.function_scoped_fixture] + (
+    [HealthCheck.differing_executors] if hasattr(HealthCheck, "differing_executors") else []
+)
+
+
 class TestTextRoundTrip:
     def _check(self, emulator, m, text):
         uid = m.send(subject=text[:255], text=text, users=[BOB])
@@ -633,16 +639,12 @@ class TestTextRoundTrip:
     def test_samples(self, emulator, alice, text):
         self._check(emulator, alice, text)
 
-    @settings(
-        max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-    )
+    @settings(max_examples=30, deadline=None, suppress_health_check=_PER_RELEASE)
     @given(text=TEXT)
     def test_any_text(self, emulator, alice, text):
         self._check(emulator, alice, text)
 
-    @settings(
-        max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-    )
+    @settings(max_examples=15, deadline=None, suppress_health_check=_PER_RELEASE)
     @given(subject=TEXT, text=TEXT)
     def test_feedback(self, emulator, alice, subject, text):
         uid = alice.send_feedback(subject=subject, text=text)
