@@ -36,6 +36,8 @@ import logging
 import mimetypes
 import os
 import re
+import shlex
+import shutil
 import sys
 import time
 import unicodedata
@@ -44,6 +46,7 @@ from typing import (
     IO,
     Any,
     Callable,
+    ClassVar,
     Dict,
     Iterable,
     Iterator,
@@ -60,7 +63,7 @@ from urllib.parse import urlsplit
 import attrs
 import requests
 from requests.auth import AuthBase, HTTPBasicAuth
-from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import InsecureRequestWarning, NewConnectionError
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -424,6 +427,13 @@ class Message:
             else _parse_list(attachments, "attachments", Attachment.from_json),
         )
 
+    def __str__(self) -> str:
+        return "\n".join(_message_lines(self, None))
+
+    def _repr_html_(self) -> str:
+        """The message as HTML, for Jupyter."""
+        return _message_html(self)
+
 
 @attrs.frozen(kw_only=True, slots=False)
 class Participant:
@@ -447,6 +457,13 @@ class Participant:
             read=_get_bool(data, "read"),
             follow_up=_get_bool(data, "followUp"),
         )
+
+    def __str__(self) -> str:
+        return _participant_text(self)
+
+    def _repr_html_(self) -> str:
+        """The participant and their flags as HTML, for Jupyter."""
+        return _participant_html(self)
 
 
 @attrs.frozen(kw_only=True, slots=False)
@@ -531,6 +548,43 @@ class Conversation:
             ),
         )
 
+    #: The keys of ``row()``, in order: the columns of a table, even of an empty one.
+    ROW_KEYS: ClassVar[Tuple[str, ...]] = (
+        "id",
+        "subject",
+        "message_type",
+        "status",
+        "priority",
+        "read",
+        "follow_up",
+        "message_count",
+        "last_message",
+        "last_updated",
+        "created",
+        "last_sender_id",
+        "last_sender_name",
+        "last_sender_username",
+        "assignee_id",
+        "assignee_name",
+        "assignee_username",
+    )
+
+    def row(self) -> Dict[str, Any]:
+        """The conversation as one flat dict (``ROW_KEYS``), for a table such as pandas'.
+
+        Users become ``*_id``, ``*_name`` and ``*_username`` (None when absent);
+        the thread and the participants are left out.
+        """
+        row = {key: getattr(self, key) for key in Conversation.ROW_KEYS[:11]}
+        for role, user in (("last_sender", self.last_sender), ("assignee", self.assignee)):
+            row[f"{role}_id"] = user.id if user else None
+            row[f"{role}_name"] = user.name if user else None
+            row[f"{role}_username"] = user.username if user else None
+        return row
+
+    def __str__(self) -> str:
+        return _thread(self)
+
     def _repr_html_(self) -> str:
         """The thread as HTML, for Jupyter."""
         return _conversation_html(self)
@@ -588,6 +642,16 @@ class Page:
 
     def __len__(self) -> int:
         return len(self.conversations)
+
+    def rows(self) -> List[Dict[str, Any]]:
+        """The conversations as flat dicts (``Conversation.row``), for a table::
+
+        pandas.DataFrame(page.rows(), columns=Conversation.ROW_KEYS)
+        """
+        return [conv.row() for conv in self.conversations]
+
+    def __str__(self) -> str:
+        return _page_text(self)
 
     def _repr_html_(self) -> str:
         """The page as an HTML table, for Jupyter."""
@@ -753,10 +817,15 @@ class Messenger:
         params = _list_params(filter, query, query_operator, order, fields, page_size)
         return self._iter_pages(params)
 
-    def _iter_pages(self, params: List[Tuple[str, str]]) -> Iterator[Conversation]:
+    def _iter_pages(
+        self, params: List[Tuple[str, str]], on_page: Optional[Callable[[Page], None]] = None
+    ) -> Iterator[Conversation]:
+        """The walk behind iter_conversations; *on_page* sees each Page as it arrives."""
         number = 1
         while True:
             page = self._get_page(params + [("page", str(number))])
+            if on_page is not None:
+                on_page(page)
             yield from page.conversations
             # The pager decides; an empty page also ends the walk, so a server
             # that keeps answering never loops forever.
@@ -1532,78 +1601,378 @@ def _check_timeout(timeout: Any) -> Tuple[float, float]:
     return (float(pair[0]), float(pair[1]))
 
 
-# -- Notebooks ---------------------------------------------------------------
-# Jupyter shows a Page or a Conversation through these.  Everything that came
-# from DHIS2 is escaped: message texts are user input.
+# -- Views -------------------------------------------------------------------
+# A record as people read it, in Jupyter (HTML) and in the terminal (the
+# command line below).  The ideas both show are said once, here, so the two
+# views agree.  Everything that came from DHIS2 is user input: the HTML view
+# escapes it, the terminal view drops control characters.
+
+#: The columns of a list of conversations, in both views.  FLAGS holds ``*``
+#: for unread and ``!`` for follow-up.
+_LIST_HEADERS = ("UID", "Flags", "Type", "Status", "Priority", "Last message", "From", "Subject")
 
 
 def _when(value: Optional[_dt.datetime]) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else ""
 
 
-def _page_html(page: Page) -> str:
-    esc = _html_escape
-    rows = []
-    for conv in page.conversations:
-        subject = esc(conv.subject or "")
-        if conv.read is False:
-            subject = f"<b>{subject}</b>"
-        cells = [
-            subject,
-            esc(conv.message_type or ""),
-            esc(conv.status or ""),
-            esc(conv.priority or ""),
-            esc(_when(conv.last_message)),
-            esc(conv.last_sender.name or conv.last_sender.id if conv.last_sender else ""),
-            f"<code>{esc(conv.id)}</code>",
-        ]
-        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
-    head = "".join(
-        f"<th>{name}</th>"
-        for name in ("Subject", "Type", "Status", "Priority", "Last message", "Last sender", "Uid")
-    )
-    caption = f"Page {page.page} of {page.page_count} ({page.total} conversations; unread in bold)"
+def _name(user: UserRef) -> str:
+    """A user as people know them: the display name, else the uid."""
+    return user.name or user.id
+
+
+def _sender(user: Optional[UserRef]) -> str:
+    """Who sent a message; DHIS2 sends no sender for its own (validation, system) messages."""
+    return "System" if user is None else _name(user)
+
+
+def _flags(conv: Conversation) -> str:
+    return ("*" if conv.read is False else "") + ("!" if conv.follow_up else "")
+
+
+def _list_row(conv: Conversation) -> Tuple[str, ...]:
+    """The cells of one conversation under ``_LIST_HEADERS``, not yet escaped."""
     return (
-        f"<table><caption>{caption}</caption><thead><tr>{head}</tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        conv.id,
+        _flags(conv),
+        conv.message_type or "",
+        conv.status or "",
+        conv.priority or "",
+        _when(conv.last_message),
+        _sender(conv.last_sender),
+        conv.subject or "",
     )
 
 
-def _conversation_html(conv: Conversation) -> str:
-    esc = _html_escape
-    facts = " · ".join(esc(v) for v in (conv.message_type, conv.status, conv.priority) if v)
-    if conv.assignee:
-        facts += f" · assigned to {esc(conv.assignee.name or conv.assignee.id)}"
-    parts = [f"<h4>{esc(conv.subject or conv.id)}</h4><p><small>{facts}</small></p>"]
-    for message in conv.messages:
-        sender = esc(message.sender.name or message.sender.id) if message.sender else "System"
-        note = " <i>(internal)</i>" if message.internal else ""
-        files = "".join(
-            f"<li>{esc(a.name or a.id)} ({a.content_length or 0:,} bytes)</li>"
-            for a in message.attachments
-        )
-        parts.append(
-            f"<div><b>{sender}</b> <small>{esc(_when(message.created))}</small>{note}"
-            f'<pre style="white-space: pre-wrap">{esc(message.text or "")}</pre>'
-            + (f"<ul>{files}</ul>" if files else "")
-            + "</div>"
-        )
-    return "".join(parts)
+def _facts(conv: Conversation) -> List[Tuple[str, str]]:
+    """The labelled facts of a conversation, above its thread."""
+    return [
+        ("Type", conv.message_type or "?"),
+        ("Status", conv.status or "?"),
+        ("Priority", conv.priority or "?"),
+        ("Assignee", "nobody" if conv.assignee is None else _name(conv.assignee)),
+    ]
+
+
+def _read_by(conv: Conversation) -> str:
+    readers = sum(1 for p in conv.participants if p.read)
+    return f"read by {readers} of {len(conv.participants)}"
+
+
+def _participant_state(p: Participant) -> str:
+    return ("read" if p.read else "unread") + (", follow-up" if p.follow_up else "")
+
+
+def _size(attachment: Attachment) -> str:
+    n = attachment.content_length
+    return "size unknown" if n is None else f"{n:,} bytes"
+
+
+def _page_summary(page: Page) -> str:
+    if not page.conversations:
+        if page.total:
+            return (
+                f"no conversations on page {page.page} (of {page.page_count}; {page.total} in all)"
+            )
+        return "no conversations"
+    return f"page {page.page} of {page.page_count}, {page.total} in all"
+
+
+# Jupyter's stylesheet right-aligns table cells; text reads better from the left.
+_TD = '<td style="text-align:left">'
+_TH = '<th style="text-align:left">'
 
 
 def _html_escape(text: str) -> str:
     return html.escape(text, quote=True)
 
 
+def _page_html(page: Page) -> str:
+    esc = _html_escape
+    rows = []
+    for conv in page.conversations:
+        cells = [esc(cell) for cell in _list_row(conv)]
+        cells[0] = f"<code>{cells[0]}</code>"
+        if conv.read is False:
+            cells[-1] = f"<b>{cells[-1]}</b>"
+        rows.append("<tr>" + "".join(f"{_TD}{cell}</td>" for cell in cells) + "</tr>")
+    head = "".join(f"{_TH}{name}</th>" for name in _LIST_HEADERS)
+    caption = _page_summary(page)
+    if page.conversations:
+        caption += "; * unread (in bold), ! follow-up"
+    return (
+        f'<table><caption style="text-align:left">{esc(caption)}</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _message_html(message: Message) -> str:
+    esc = _html_escape
+    note = " <i>(internal)</i>" if message.internal else ""
+    files = "".join(
+        f"<li>{esc(a.name or a.id)} ({esc(_size(a))}) <code>{esc(a.id)}</code></li>"
+        for a in message.attachments
+    )
+    return (
+        f"<div><b>{esc(_sender(message.sender))}</b> <small>{esc(_when(message.created))}</small>"
+        f'{note}<pre style="white-space: pre-wrap">{esc(message.text or "")}</pre>'
+        + (f"<ul>{files}</ul>" if files else "")
+        + "</div>"
+    )
+
+
+def _participant_html(p: Participant) -> str:
+    esc = _html_escape
+    username = f" ({esc(p.user.username)})" if p.user.username else ""
+    return f"<span><b>{esc(_name(p.user))}</b>{username}: {esc(_participant_state(p))}</span>"
+
+
+def _conversation_html(conv: Conversation) -> str:
+    esc = _html_escape
+    facts = " · ".join(f"{label}: {esc(value)}" for label, value in _facts(conv))
+    parts = [f"<h4>{esc(conv.subject or conv.id)}</h4><p><small>{facts}</small></p>"]
+    if conv.participants:
+        people = "".join(f"<li>{_participant_html(p)}</li>" for p in conv.participants)
+        parts.append(f"<p><small>Participants, {esc(_read_by(conv))}:</small></p><ul>{people}</ul>")
+    parts += [_message_html(message) for message in conv.messages]
+    return "".join(parts)
+
+
+# The terminal: plain text, coloured only when asked (the command line decides).
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+_CONTROL_IN_LINE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+#: SGR colours for DHIS2's message types; any other type is shown uncoloured.
+_TYPE_COLOURS = {
+    "PRIVATE": "36",
+    "TICKET": "33",
+    "VALIDATION_RESULT": "35",
+    "SYSTEM": "34",
+    "SYSTEM_VERSION_UPDATE": "34",
+}
+
+
+class _Style:
+    """ANSI styles; with colour off every method returns its text unchanged."""
+
+    def __init__(self, colour: bool = False) -> None:
+        self.colour = colour
+
+    def _sgr(self, on: str, off: str, text: str) -> str:
+        return f"\x1b[{on}m{text}\x1b[{off}m" if self.colour and text else text
+
+    def bold(self, text: str) -> str:
+        return self._sgr("1", "22", text)
+
+    def dim(self, text: str) -> str:
+        return self._sgr("2", "22", text)
+
+    def kind(self, message_type: Optional[str], text: str) -> str:
+        colour = _TYPE_COLOURS.get(message_type or "")
+        return self._sgr(colour, "39", text) if colour else text
+
+
+_PLAIN = _Style()
+
+
+def _cell(value: Optional[str]) -> str:
+    """One line of text from DHIS2 (user input): newlines and terminal escapes become spaces."""
+    return _CONTROL.sub(" ", value or "")
+
+
+def _columns(text: str) -> int:
+    """Terminal columns of *text*: East Asian wide characters take two, combining marks none."""
+    if text.isascii():
+        return len(text)
+    return sum(
+        2 if unicodedata.east_asian_width(ch) in "WF" else 0 if unicodedata.combining(ch) else 1
+        for ch in text
+    )
+
+
+def _cut(text: str, width: int) -> str:
+    """*text* in at most *width* terminal columns, ending in … when it was cut."""
+    if _columns(text) <= width:
+        return text
+    kept, used = [], 0
+    for ch in text:
+        used += _columns(ch)
+        if used > width - 1:
+            break
+        kept.append(ch)
+    return "".join(kept) + "…"
+
+
+class _Table:
+    """The list table, written a page at a time: the first rows set the column widths.
+
+    With a *width* (a terminal's), cells that would not fit are cut with …;
+    without (a pipe or a file), every cell is written whole.
+    """
+
+    def __init__(self, style: _Style = _PLAIN, width: Optional[int] = None) -> None:
+        self.style, self.width = style, width
+        self.widths: Optional[List[int]] = None
+
+    def start(self, conversations: Sequence[Conversation]) -> str:
+        """Set the column widths from these rows (a first page); return the header line."""
+        headers = tuple(name.upper() for name in _LIST_HEADERS)
+        rows = [headers] + [tuple(map(_cell, _list_row(conv))) for conv in conversations]
+        self.widths = [max(_columns(row[i]) for row in rows) for i in range(len(headers) - 1)]
+        return self.style.bold(self._line(headers, None))
+
+    def line(self, conv: Conversation) -> str:
+        line = self._line(tuple(map(_cell, _list_row(conv))), conv)
+        return self.style.bold(line) if conv.read is False else self.style.dim(line)
+
+    def lines(self, conversations: Sequence[Conversation]) -> List[str]:
+        head = [self.start(conversations)] if self.widths is None else []
+        return head + [self.line(conv) for conv in conversations]
+
+    def _line(self, row: Tuple[str, ...], conv: Optional[Conversation]) -> str:
+        assert self.widths is not None
+        cells = []
+        for i, (cell, width) in enumerate(zip(row, self.widths)):
+            if self.width is not None:
+                cell = _cut(cell, width)
+            padding = " " * (width - _columns(cell))
+            if conv is not None and i == 2:  # the type column
+                cell = self.style.kind(conv.message_type, cell)
+            cells.append(cell + padding)
+        last = row[-1]
+        if self.width is not None:
+            last = _cut(last, max(self.width - sum(self.widths) - 2 * len(self.widths), 10))
+        return "  ".join(cells) + "  " + last
+
+
+def _page_text(page: Page, style: _Style = _PLAIN, width: Optional[int] = None) -> str:
+    if not page.conversations:
+        return _page_summary(page)
+    return "\n".join(_Table(style, width).lines(page.conversations) + [_page_summary(page)])
+
+
+def _message_lines(message: Message, conv: Optional[str], style: _Style = _PLAIN) -> List[str]:
+    """A message under its header line; with the conversation's uid, each attachment's
+    ``download`` command, ready to copy."""
+    note = " (internal)" if message.internal else ""
+    when = style.dim(f"[{_when(message.created)}]")
+    lines = [f"{when} {style.bold(_cell(_sender(message.sender)))}{note}  ({message.id})"]
+    lines += [
+        "    " + _CONTROL_IN_LINE.sub(" ", line)
+        for line in (message.text or "").splitlines() or [""]
+    ]
+    for a in message.attachments:
+        lines.append(f"    attachment {_cell(a.name or a.id)} ({_size(a)})")
+        if conv is not None:
+            lines.append(
+                f"      dhis2-messages download {conv} {message.id} {a.id} "
+                f"-o {shlex.quote(_file_name(a))}"
+            )
+    return lines
+
+
+def _file_name(attachment: Attachment) -> str:
+    """A safe local name for an attachment: its own name without any folder, else its uid."""
+    name = _cell(os.path.basename((attachment.name or "").replace("\\", "/"))).strip()
+    return name if name not in ("", ".", "..") and not name.startswith("-") else attachment.id
+
+
+def _participant_text(p: Participant) -> str:
+    username = f" ({_cell(p.user.username)})" if p.user.username else ""
+    return f"{_cell(_name(p.user))}{username}: {_participant_state(p)}"
+
+
+def _thread(conv: Conversation, style: _Style = _PLAIN) -> str:
+    lines = [
+        style.bold(_cell(conv.subject or conv.id)),
+        " · ".join(f"{label}: {_cell(value)}" for label, value in _facts(conv)),
+    ]
+    if conv.participants:
+        lines.append(f"Participants, {_read_by(conv)}:")
+        lines += ["    " + _participant_text(p) for p in conv.participants]
+    for message in conv.messages:
+        lines += [""] + _message_lines(message, conv.id, style)
+    return "\n".join(lines)
+
+
 # -- Command line ------------------------------------------------------------
 # ``dhis2-messages`` and ``python -m dhis2_messages``: one subcommand a method.
 # Each subcommand is a small ``_cli_*`` function registered next to its
-# arguments; it returns what to print (a str, bytes), or data for --json.
+# arguments; it returns what to print (a str, bytes), data for --json, or None
+# when it has written its output itself.
 # Exit status: 0 done, 1 DHIS2 or the network failed, 2 the command was wrong.
 
 
 class _UsageError(Exception):
     """A command-line mistake: exit status 2."""
+
+
+class _Terminal:
+    """Where the command writes and how: colour and width on standard output,
+    progress and retry notes on standard error (only when it is a terminal)."""
+
+    def __init__(self, color: str = "never", quiet: bool = True) -> None:
+        out = sys.stdout
+        self.style = _Style(_colour_wanted(color, out))
+        self.width = shutil.get_terminal_size().columns if _isatty(out) else None
+        self.chatty = not quiet and _isatty(sys.stderr)
+        self._progress = ""
+
+    def progress(self, text: str) -> None:
+        """Show *text* as the one progress line, replacing the last one."""
+        if self.chatty:
+            sys.stderr.write("\r\x1b[K" + text)
+            sys.stderr.flush()
+            self._progress = text
+
+    def clear(self) -> None:
+        if self._progress:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+            self._progress = ""
+
+    def note(self, text: str) -> None:
+        """A line on standard error, above the progress line."""
+        if self.chatty:
+            shown = self._progress
+            self.clear()
+            print(text, file=sys.stderr, flush=True)
+            if shown:
+                self.progress(shown)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # a replaced or closed stream
+        return False
+
+
+def _colour_wanted(choice: str, stream: Any) -> bool:
+    """--color, then NO_COLOR (no-color.org), then FORCE_COLOR, then: is it a terminal?"""
+    if choice != "auto":
+        return choice == "always"
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return _isatty(stream) and os.environ.get("TERM") != "dumb"
+
+
+class _RetryNotes(logging.Handler):
+    """The library's INFO lines (each retry, and why) as notes on the terminal."""
+
+    def __init__(self, terminal: _Terminal) -> None:
+        super().__init__(logging.INFO)
+        self.terminal = terminal
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno == logging.INFO:
+            self.terminal.note(f"dhis2-messages: {record.getMessage()}")
+
+
+#: How long a walk runs before it shows its progress line.
+_PROGRESS_AFTER = 0.5
 
 
 def _cli_list(m: Messenger, args: Any) -> Any:
@@ -1615,19 +1984,59 @@ def _cli_list(m: Messenger, args: Any) -> Any:
         "page_size": args.page_size,
     }
     if args.all:
-        conversations = list(m.iter_conversations(**options))
-        return _jsonable(conversations) if args.json else _table(conversations)
+        _cli_walk(m, args, _list_params(**options, query_operator=None, fields=None))
+        return None
     page = m.list_conversations(page=args.page, **options)
     if args.json:
         return _jsonable(page)
-    return (
-        _table(page.conversations) + f"\npage {page.page} of {page.page_count}, {page.total} in all"
-    )
+    return _page_text(page, args.terminal.style, args.terminal.width)
+
+
+def _cli_walk(m: Messenger, args: Any, params: List[Tuple[str, str]]) -> None:
+    """list --all: rows (or JSON Lines) as each page arrives, a progress line meanwhile."""
+    terminal, out = args.terminal, sys.stdout
+    table = None if args.json else _Table(terminal.style, terminal.width)
+    started = time.monotonic()
+    first: Optional[Page] = None
+    pages = rows = 0
+    last: Optional[str] = None  # the uid that ends the page being written
+
+    def on_page(page: Page) -> None:
+        nonlocal first, pages, last
+        pages += 1
+        first = first or page
+        last = page.conversations[-1].id if page.conversations else None
+        if table is not None and table.widths is None and page.conversations:
+            out.write(table.start(page.conversations) + "\n")
+
+    def page_written() -> None:
+        # Flushed before the next page is fetched, so a pipe sees rows as they come.
+        out.flush()
+        if first is not None and time.monotonic() - started >= _PROGRESS_AFTER:
+            terminal.progress(
+                f"{pages:,} of {first.page_count:,} pages, "
+                f"{rows:,} of {first.total:,} conversations…"
+            )
+
+    try:
+        for conv in m._iter_pages(params, on_page=on_page):
+            terminal.clear()
+            if table is None:
+                out.write(json.dumps(_jsonable(conv), ensure_ascii=False) + "\n")
+            else:
+                out.write(table.line(conv) + "\n")
+            rows += 1
+            if conv.id == last:
+                page_written()
+    finally:
+        terminal.clear()
+    if not rows and table is not None:
+        out.write("no conversations\n")
 
 
 def _cli_show(m: Messenger, args: Any) -> Any:
     conv = m.get_conversation(args.uid, mark_read=args.mark_read)
-    return _jsonable(conv) if args.json else _thread(conv)
+    return _jsonable(conv) if args.json else _thread(conv, args.terminal.style)
 
 
 def _cli_upload_all(m: Messenger, paths: Sequence[str]) -> List[str]:
@@ -1638,10 +2047,10 @@ def _cli_upload_all(m: Messenger, paths: Sequence[str]) -> List[str]:
 
 def _cli_send(m: Messenger, args: Any) -> Any:
     # Check everything before the first upload, so a mistake leaves no orphan files on DHIS2.
-    text = _check_text(_cli_text(args.text), "text")
     _check_text(args.subject, "subject")
     if not _recipients_body(args.user, args.group, args.org_unit):
         raise _UsageError("send needs at least one recipient: --user, --group or --org-unit")
+    text = _check_text(_cli_text(args.text), "text")
     files = _cli_upload_all(m, args.attach)
     uid = m.send(
         subject=args.subject,
@@ -1655,14 +2064,15 @@ def _cli_send(m: Messenger, args: Any) -> Any:
 
 
 def _cli_reply(m: Messenger, args: Any) -> Any:
-    text = _check_text(_cli_text(args.text), "text")
     _check_uid(args.uid, "uid")
+    text = _check_text(_cli_text(args.text), "text")
     files = _cli_upload_all(m, args.attach)
     m.reply(args.uid, text, internal=args.internal, attachments=files)
     return {"uid": args.uid, "attachments": files} if args.json else f"replied to {args.uid}"
 
 
 def _cli_feedback(m: Messenger, args: Any) -> Any:
+    _check_text(args.subject, "subject")
     uid = m.send_feedback(subject=args.subject, text=_cli_text(args.text))
     return {"uid": uid} if args.json else uid
 
@@ -1725,10 +2135,16 @@ def _cli_upload(m: Messenger, args: Any) -> Any:
 
 
 def _cli_download(m: Messenger, args: Any) -> Any:
-    if args.json and not args.output:
-        raise _UsageError(
-            "download --json needs -o FILE: without it the attachment's bytes go to standard output"
-        )
+    if not args.output:
+        if args.json:
+            raise _UsageError(
+                "download --json needs -o FILE: without it the attachment's bytes go to "
+                "standard output"
+            )
+        if _isatty(sys.stdout):
+            raise _UsageError(
+                "download writes the attachment's bytes: give -o FILE, or redirect them (> FILE)"
+            )
     data = m.download_attachment(args.conversation, args.message, args.attachment)
     if not args.output:
         return data
@@ -1753,23 +2169,52 @@ def _cli_parser() -> Any:
         prog="dhis2-messages",
         description="Send, read and triage DHIS2 messages.",
         epilog="Without --url/--token/--username the DHIS2_URL, DHIS2_TOKEN (or DHIS2_PAT), "
-        "DHIS2_USERNAME and DHIS2_PASSWORD environment variables are used. A TEXT of - is read "
-        "from standard input.",
+        "DHIS2_USERNAME and DHIS2_PASSWORD environment variables are used; REQUESTS_CA_BUNDLE "
+        "names a CA bundle, like --ca-bundle. A TEXT of - is read from standard input.",
     )
     parser.add_argument("--url", help="the DHIS2 server, e.g. https://dhis2.example.org")
     parser.add_argument("--token", help="a personal access token (d2p_...)")
     parser.add_argument(
         "--username", help="log in as this user; the password comes from DHIS2_PASSWORD or a prompt"
     )
-    parser.add_argument("--timeout", type=float, help="seconds to wait for DHIS2 (default 30)")
+    parser.add_argument(
+        "--timeout", type=float, metavar="S", help="seconds to wait for each answer (default 30)"
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        metavar="N",
+        help="retry a failed read up to N times (default 3; 0: never)",
+    )
+    parser.add_argument(
+        "--ca-bundle",
+        metavar="FILE",
+        help="trust the certificate authorities in FILE (a PEM bundle), for a private CA",
+    )
+    parser.add_argument(
+        "--insecure", action="store_true", help="do not check DHIS2's TLS certificate (a lab only)"
+    )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour the output: auto (default: on a terminal, unless NO_COLOR is set), "
+        "always, never",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress line and no retry notes"
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    def command(name: str, run: Callable[[Messenger, Any], Any], text: str) -> Any:
+    def command(
+        name: str, run: Callable[[Messenger, Any], Any], text: str, *, creates: bool = False
+    ) -> Any:
+        # creates: the command sends or uploads something, so a lost answer may hide work done.
         p = sub.add_parser(name, help=text, description=text)
-        p.set_defaults(run=run)
+        p.set_defaults(run=run, creates=creates, usage=p.format_usage)
         # --json is accepted after the subcommand too; SUPPRESS keeps a global --json.
         p.add_argument(
             "--json",
@@ -1795,13 +2240,15 @@ def _cli_parser() -> Any:
     p.add_argument("--order", default="lastMessage:desc", help="default lastMessage:desc")
     p.add_argument("--page", type=int, default=1)
     p.add_argument("--page-size", type=int, default=50)
-    p.add_argument("--all", action="store_true", help="walk every page")
+    p.add_argument(
+        "--all", action="store_true", help="walk every page, printing each as it arrives"
+    )
 
     p = command("show", _cli_show, "show a conversation's thread, oldest message first")
     p.add_argument("uid")
     p.add_argument("--mark-read", action="store_true")
 
-    p = command("send", _cli_send, "start a conversation; prints its uid")
+    p = command("send", _cli_send, "start a conversation; prints its uid", creates=True)
     p.add_argument("subject")
     p.add_argument("text")
     recipients(p)
@@ -1809,13 +2256,13 @@ def _cli_parser() -> Any:
         "--attach", action="append", default=[], metavar="FILE", help="upload and attach a file"
     )
 
-    p = command("reply", _cli_reply, "reply to a conversation")
+    p = command("reply", _cli_reply, "reply to a conversation", creates=True)
     p.add_argument("uid")
     p.add_argument("text")
     p.add_argument("--internal", action="store_true", help="an internal note (feedback team only)")
     p.add_argument("--attach", action="append", default=[], metavar="FILE")
 
-    p = command("feedback", _cli_feedback, "open a feedback ticket; prints its uid")
+    p = command("feedback", _cli_feedback, "open a feedback ticket; prints its uid", creates=True)
     p.add_argument("subject")
     p.add_argument("text")
 
@@ -1823,6 +2270,7 @@ def _cli_parser() -> Any:
         "add-recipients",
         _cli_add_recipients,
         "add users, groups or organisation units to a conversation",
+        creates=True,
     )
     p.add_argument("uid")
     recipients(p)
@@ -1857,14 +2305,19 @@ def _cli_parser() -> Any:
     p = command("unassign", _cli_unassign, "remove a conversation's assignee")
     p.add_argument("uid")
 
-    p = command("upload", _cli_upload, "upload a file for a later send or reply; prints its uid")
+    p = command(
+        "upload",
+        _cli_upload,
+        "upload a file for a later send or reply; prints its uid",
+        creates=True,
+    )
     p.add_argument("file")
 
-    p = command("download", _cli_download, "download an attachment")
+    p = command("download", _cli_download, "download an attachment (show lists the command)")
     p.add_argument("conversation")
     p.add_argument("message")
     p.add_argument("attachment")
-    p.add_argument("-o", "--output", help="write to this file instead of standard output")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the attachment to FILE")
 
     command("unread", _cli_unread, "print how many conversations are unread")
     return parser
@@ -1873,14 +2326,24 @@ def _cli_parser() -> Any:
 def _cli_messenger(args: Any) -> Messenger:
     """The Messenger the flags and the environment describe; the password may come from a prompt.
 
-    Which source wins is Messenger.from_env's business (flags are its overrides);
-    the command line adds the prompt and says what is missing in its own words.
+    Which source wins is decided once, by _env_options, for Messenger.from_env
+    too; the command line adds the prompt and says what is missing in its own words.
     """
     overrides: Dict[str, Any] = {}
     if args.url:
         overrides["base_url"] = args.url
     if args.timeout is not None:
         overrides["timeout"] = (DEFAULT_TIMEOUT[0], args.timeout)
+    if args.retries is not None:
+        overrides["retries"] = args.retries
+    if args.ca_bundle and args.insecure:
+        raise _UsageError("give --ca-bundle or --insecure, not both")
+    if args.ca_bundle:
+        if not os.path.isfile(args.ca_bundle):
+            raise _UsageError(f"--ca-bundle {args.ca_bundle}: no such file")
+        overrides["verify"] = args.ca_bundle
+    if args.insecure:
+        overrides["verify"] = False
     if args.token and args.username:
         raise _UsageError("give --token or --username, not both")
     if args.token:
@@ -1900,14 +2363,14 @@ def _cli_messenger(args: Any) -> Messenger:
         options["auth"] = (auth[0], _cli_password(auth[0]))
     try:
         return Messenger(**options)
-    except ValueError as exc:
-        raise _UsageError(str(exc)) from None
+    except (ValueError, TypeError) as exc:
+        raise _UsageError(_cli_words(str(exc))) from None
 
 
 def _cli_password(username: str) -> str:
     import getpass
 
-    if not sys.stdin.isatty():
+    if not _isatty(sys.stdin):
         raise _UsageError(
             f"the password for {username} comes from DHIS2_PASSWORD or a prompt, "
             "and there is no terminal to ask on: set DHIS2_PASSWORD"
@@ -1919,9 +2382,16 @@ def _cli_password(username: str) -> str:
 
 
 def _cli_text(value: str) -> str:
-    if value == "-":
-        return sys.stdin.read()
-    return value
+    """A TEXT argument; ``-`` reads standard input, without its one final newline
+    (what ``echo`` and the Enter before Ctrl-D add)."""
+    if value != "-":
+        return value
+    if _isatty(sys.stdin):
+        print("Type the text, then Ctrl-D on a line of its own:", file=sys.stderr, flush=True)
+    text = sys.stdin.read()
+    if text.endswith("\r\n"):
+        return text[:-2]
+    return text[:-1] if text.endswith("\n") else text
 
 
 def _cli_file(path: str) -> Tuple[bytes, str]:
@@ -1944,75 +2414,100 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
-_CONTROL_IN_LINE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+# The library's argument names, as the command line spells them.
+_CLI_WORDS = [
+    (re.compile(r"\bpage_size\b"), "--page-size"),
+    (re.compile(r"\bbase_url\b"), "--url"),
+    (re.compile(r"\buser_groups\b"), "--group"),
+    (re.compile(r"\borganisation_units\b"), "--org-unit"),
+    (re.compile(r"\btimeout=|\btimeout\b"), "--timeout"),
+    (re.compile(r"\bretries\b"), "--retries"),
+    (re.compile(r"\bdeadline=|\bdeadline\b"), "--deadline"),
+    (re.compile(r"verify='[^']*'|\bverify=\S*"), "--ca-bundle FILE"),
+]
 
 
-def _cell(value: Optional[str]) -> str:
-    """One line of text from DHIS2 (user input): newlines and terminal escapes become spaces."""
-    return _CONTROL.sub(" ", value or "")
+def _cli_words(text: str) -> str:
+    for pattern, word in _CLI_WORDS:
+        text = pattern.sub(word, text)
+    return text
 
 
-def _table(conversations: Iterable[Conversation]) -> str:
-    rows: List[Tuple[str, ...]] = [
-        ("UID", "", "TYPE", "STATUS", "PRIORITY", "LAST MESSAGE", "FROM", "SUBJECT")
-    ]
-    for c in conversations:
-        flags = ("*" if c.read is False else " ") + ("!" if c.follow_up else " ")
-        sender = (c.last_sender.name or c.last_sender.id) if c.last_sender else "System"
-        rows.append(
-            tuple(
-                _cell(v)
-                for v in (
-                    c.id,
-                    flags,
-                    c.message_type,
-                    c.status,
-                    c.priority,
-                    _when(c.last_message),
-                    sender,
-                    c.subject,
-                )
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception under a requests error (urllib3 nests them three deep)."""
+    for _ in range(10):
+        reason = getattr(exc, "reason", None)
+        inner = reason if isinstance(reason, BaseException) else exc.__cause__
+        if inner is None and exc.args and isinstance(exc.args[0], BaseException):
+            inner = exc.args[0]
+        if inner is None:
+            inner = exc.__context__
+        if inner is None or inner is exc:
+            break
+        exc = inner
+    return exc
+
+
+def _short_reason(exc: BaseException) -> str:
+    """What went wrong, in a few words: no URL, no field selector, no object addresses."""
+    root = _root_cause(exc)
+    text = getattr(root, "verify_message", None) or getattr(root, "strerror", None)
+    if not text:
+        text = str(root)
+        text = re.sub(r"\s*\(_ssl\.c:\d+\)", "", text)
+        text = re.sub(r"^<[^>]*>:\s*", "", text)
+    return str(text)
+
+
+def _cli_error(exc: Dhis2Error, args: Any, base_url: Optional[str]) -> str:
+    """A DHIS2 or network failure in one or two lines, with the advice that fits the command."""
+    host = urlsplit(base_url).netloc if base_url else "DHIS2"
+    maybe_done = (
+        f"\nThe {args.command} may still have reached DHIS2: check (dhis2-messages list) "
+        "before running it again."
+        if args.creates
+        else ""
+    )
+    if isinstance(exc, TransportError):
+        cause = exc.__cause__
+        connect, read = (DEFAULT_TIMEOUT[0], args.timeout or DEFAULT_TIMEOUT[1])
+        if isinstance(cause, requests.exceptions.SSLError):
+            return (
+                f"TLS failed for {host}: {_short_reason(cause)}.\n"
+                "For a private certificate authority give --ca-bundle FILE (or set "
+                "REQUESTS_CA_BUNDLE)."
             )
+        if isinstance(cause, requests.ConnectTimeout):
+            return (
+                f"could not connect to {host} within {connect:g} s: "
+                "check --url, the network, VPN or proxy."
+            )
+        if isinstance(cause, requests.ReadTimeout):
+            return (
+                f"{host} did not answer within {read:g} s: DHIS2 may be busy; try again later "
+                f"or give --timeout {read * 2:g}." + maybe_done
+            )
+        if isinstance(cause, requests.ConnectionError) and _never_sent(cause):
+            return (
+                f"could not connect to {host}: {_short_reason(cause)}. "
+                "Check --url and that DHIS2 is running."
+            )
+        if isinstance(cause, requests.RequestException):
+            return f"the connection to {host} broke: {_short_reason(cause)}." + maybe_done
+        return _cli_words(str(exc)) + maybe_done
+    if isinstance(exc, NotFoundError):
+        return f"not found: {exc.message}"
+    if isinstance(exc, AuthenticationError):
+        return (
+            f"DHIS2 refused the credentials (HTTP {exc.status_code}): {exc.message}\n"
+            "Check --token, or --username and its password (DHIS2_TOKEN, DHIS2_PASSWORD)."
         )
-    widths = [max(_columns(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join(
-        "  ".join(cell + " " * (width - _columns(cell)) for cell, width in zip(row, widths))
-        + "  "
-        + row[-1]
-        for row in rows
-    )
-
-
-def _columns(text: str) -> int:
-    """Terminal columns of *text*: East Asian wide characters take two, combining marks none."""
-    if text.isascii():
-        return len(text)
-    return sum(
-        2 if unicodedata.east_asian_width(ch) in "WF" else 0 if unicodedata.combining(ch) else 1
-        for ch in text
-    )
-
-
-def _thread(conv: Conversation) -> str:
-    # Everything from DHIS2 is user input: no terminal escapes get through.
-    lines = [
-        _cell(conv.subject or conv.id),
-        _cell(" · ".join(v for v in (conv.message_type, conv.status, conv.priority) if v)),
-    ]
-    if conv.assignee:
-        lines[-1] += f" · assigned to {_cell(conv.assignee.name or conv.assignee.id)}"
-    for message in conv.messages:
-        sender = _cell(message.sender.name or message.sender.id) if message.sender else "System"
-        note = " (internal)" if message.internal else ""
-        lines += ["", f"[{_when(message.created)}] {sender}{note}:  ({message.id})"]
-        lines += [
-            "    " + _CONTROL_IN_LINE.sub(" ", line)
-            for line in (message.text or "").splitlines() or [""]
-        ]
-        for a in message.attachments:
-            lines.append(f"    attachment {a.id}: {_cell(a.name)} ({a.content_length or 0} bytes)")
-    return "\n".join(lines)
+    if isinstance(exc, PermissionDenied):
+        return f"permission denied (HTTP {exc.status_code}): {exc.message}"
+    if isinstance(exc, ApiError):
+        code = f" {exc.error_code}" if exc.error_code else ""
+        return f"DHIS2 refused the {args.command} (HTTP {exc.status_code}{code}): {exc.message}"
+    return f"DHIS2's answer was unusable: {_cli_words(str(exc))}"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -2022,39 +2517,68 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error argparse has reported
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+    args.terminal = terminal = _Terminal(args.color, args.quiet)
+    notes = _RetryNotes(terminal)
+    level = log.level
+    if terminal.chatty:
+        log.addHandler(notes)
+        log.setLevel(min(level or logging.INFO, logging.INFO))
+    base_url = None
     try:
+        if args.insecure:
+            import warnings
+
+            # One note here instead of urllib3's warning on every request.
+            warnings.simplefilter("ignore", InsecureRequestWarning)
+            if not args.quiet:
+                print(
+                    "dhis2-messages: --insecure: DHIS2's certificate is not checked",
+                    file=sys.stderr,
+                )
         with _cli_messenger(args) as m:
+            base_url = m.base_url
             result = args.run(m, args)
     except _UsageError as exc:
-        parser.print_usage(sys.stderr)
+        print(args.usage(), end="", file=sys.stderr)
         print(f"dhis2-messages: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        _stdout_gone()
+        return 0
     except KeyboardInterrupt:
+        terminal.clear()
         print("dhis2-messages: interrupted", file=sys.stderr)
         return 130
     except (ValueError, TypeError, OSError) as exc:
         # Bad input caught before any request (a malformed uid, a missing file, ...).
-        print(f"dhis2-messages: error: {exc}", file=sys.stderr)
+        print(f"dhis2-messages: error: {_cli_words(str(exc))}", file=sys.stderr)
         return 2
     except Dhis2Error as exc:
-        print(f"dhis2-messages: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"dhis2-messages: {_cli_error(exc, args, base_url)}", file=sys.stderr)
         return 1
+    finally:
+        log.removeHandler(notes)
+        log.setLevel(level)
     try:
         if isinstance(result, bytes):
             sys.stdout.buffer.write(result)
-        elif args.json:
+        elif args.json and result is not None:
             print(json.dumps(result, ensure_ascii=False, indent=2))
         elif result:
             print(result)
         sys.stdout.flush()
     except BrokenPipeError:
-        # The reader stopped early (``| head``): the command has done its work.
-        # Point stdout at devnull so the interpreter's last flush stays quiet.
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError):  # pragma: no cover - a stdout without a file descriptor
-            pass
+        _stdout_gone()
     return 0
+
+
+def _stdout_gone() -> None:
+    """The reader stopped early (``| head``): the command has done its work.
+    Point stdout at devnull so the interpreter's last flush stays quiet."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # pragma: no cover - a stdout without a file descriptor
+        pass
 
 
 if __name__ == "__main__":

@@ -196,7 +196,7 @@ class TestSubprocess:
         uid = emulator.add_conversation(sender="alice", recipients=["admin"], subject="S")
         text = "Line one\nLíne two ✓\n"
         assert f"replied to {uid}\n" == ok(spawn("reply", uid, "-", stdin=text)).out
-        assert text == emulator.conversations[uid].messages[-1].text
+        assert text[:-1] == emulator.conversations[uid].messages[-1].text  # one final newline off
 
     def test_dhis2_error_exit_1(self, emulator, spawn):
         result = spawn("show", UNKNOWN)
@@ -421,7 +421,8 @@ class TestConnection:
     def test_wrong_credentials_exit_1_without_secrets(self, emulator, cli):
         token = "d2p_" + "x" * 50
         result = cli("--token", token, "unread", env={"DHIS2_URL": emulator.url})
-        assert 1 == result.status and "AuthenticationError" in result.err
+        assert 1 == result.status and "refused the credentials (HTTP 401)" in result.err
+        assert "--token" in result.err
         assert token not in result.err + result.out
         result = cli(
             "unread",
@@ -431,7 +432,7 @@ class TestConnection:
                 "DHIS2_PASSWORD": "Secret-Pa55word",
             },
         )
-        assert 1 == result.status and "AuthenticationError" in result.err
+        assert 1 == result.status and "refused the credentials (HTTP 401)" in result.err
         assert "Secret-Pa55word" not in result.err + result.out
 
     def test_malformed_token_or_url(self, emulator, cli):
@@ -454,11 +455,10 @@ class TestConnection:
 
     def test_server_unreachable_exit_1(self, emulator, cli):
         result = cli("--url", f"http://127.0.0.1:{closed_port()}", "unread")
-        assert (
-            1 == result.status
-            and "TransportError" in result.err
-            and "Could not connect" in result.err
-        )
+        assert 1 == result.status
+        assert result.err.startswith("dhis2-messages: could not connect to 127.0.0.1:")
+        assert "Connection refused. Check --url" in result.err
+        assert 1 == len(result.err.splitlines()) and "/api" not in result.err
         assert emulator.user("admin").token not in result.err
 
 
@@ -579,8 +579,9 @@ class TestList:
         requests = emulator.requests("GET", API)
         assert [["1"], ["2"], ["3"]] == [r.param("page") for r in requests]
         emulator.clear_log()
-        data = ok(cli("--json", "list", "--all", "--page-size", "2", "--unread")).json()
-        assert uids[::-1] == [c["id"] for c in data]
+        out = ok(cli("--json", "list", "--all", "--page-size", "2", "--unread")).out
+        lines = [json.loads(line) for line in out.splitlines()]  # JSON Lines
+        assert uids[::-1] == [c["id"] for c in lines]
         assert 3 == len(emulator.requests("GET", API))
 
     def test_bad_options(self, emulator, cli):
@@ -590,7 +591,7 @@ class TestList:
 
 
 class TestShow:
-    def test_thread(self, emulator, cli, connect, tmp_path):
+    def test_thread(self, emulator, cli, connect, tmp_path, monkeypatch):
         uid = connect("alice").send_feedback(
             subject="Export \x1b[2Jfails", text="It times out.\n\x07Twice."
         )
@@ -603,17 +604,49 @@ class TestShow:
         out = ok(cli("show", uid)).out
         lines = out.splitlines()
         assert "Export  [2Jfails" == lines[0]
-        assert "TICKET · OPEN · NONE · assigned to Carol Osei" == lines[1]
+        assert "Type: TICKET · Status: OPEN · Priority: NONE · Assignee: Carol Osei" == lines[1]
         assert "\x1b" not in out and "\x07" not in out
+        readers = {u for u, p in conv.participants.items() if p.read}
+        assert f"Participants, read by {len(readers)} of 2:" == lines[2]
+        assert {
+            f"    Alice Banda (alice): {'read' if 'alice' in readers else 'unread'}",
+            f"    Carol Osei (carol): {'read' if 'carol' in readers else 'unread'}",
+        } == set(lines[3:5])
         headers = [line for line in lines if line.startswith("[")]
         assert [
-            f"Alice Banda:  ({conv.messages[0].uid})",
-            f"Carol Osei (internal):  ({conv.messages[1].uid})",
-            f"Carol Osei:  ({conv.messages[2].uid})",
+            f"Alice Banda  ({conv.messages[0].uid})",
+            f"Carol Osei (internal)  ({conv.messages[1].uid})",
+            f"Carol Osei  ({conv.messages[2].uid})",
         ] == [h.split("] ", 1)[1] for h in headers]
         assert all(len(h.split("] ")[0]) == len("[2024-05-02 10:11") for h in headers)
         assert "    It times out." in lines and "     Twice." in lines
-        assert f"    attachment {file}: log.txt ({len(PDF)} bytes)" in lines
+        command = f"dhis2-messages download {uid} {conv.messages[2].uid} {file} -o log.txt"
+        assert [f"    attachment log.txt ({len(PDF)} bytes)", "      " + command] == lines[-2:]
+        # the command is ready to copy: it writes the attachment under its own name
+        target = tmp_path / "log.txt"
+        monkeypatch.chdir(tmp_path)
+        ok(cli(*command.split()[1:], user="carol"))
+        assert PDF == target.read_bytes()
+
+    def test_read_by_counts_the_participants_flags(self, emulator, cli):
+        uid = emulator.add_conversation(
+            sender="admin", recipients=["alice", "bob", "carol", "dave"], subject="S"
+        )
+        for name in ("admin", "alice", "carol"):
+            emulator.conversations[uid].participants[name].read = True
+        emulator.conversations[uid].participants["bob"].follow_up = True
+        lines = ok(cli("show", uid)).out.splitlines()
+        assert "Participants, read by 3 of 5:" == lines[2]
+        assert "    Bob Mensah (bob): unread, follow-up" in lines[3:8]
+
+    def test_attachment_names_cannot_escape_the_folder(self, emulator, cli, connect):
+        admin = connect("admin")
+        names = {"../../etc/passwd": "passwd", "-rf": None, "a b$(x).pdf": "'a b$(x).pdf'"}
+        for name, shown in names.items():
+            file = admin.upload_attachment(PDF, filename=name)
+            uid = admin.send(subject="S", text="T", users=ALICE, attachments=[file])
+            last = ok(cli("show", uid)).out.splitlines()[-1]
+            assert last.endswith(f" -o {shown or file}"), last
 
     def test_json_and_mark_read(self, emulator, cli):
         uid = emulator.add_conversation(
@@ -633,7 +666,7 @@ class TestShow:
     def test_errors(self, emulator, cli):
         uid = emulator.add_conversation(sender="alice", recipients=["bob"], subject="private")
         result = cli("show", uid, user="dave")
-        assert 1 == result.status and "PermissionDenied" in result.err and "HTTP 403" in result.err
+        assert 1 == result.status and "permission denied (HTTP 403)" in result.err
         result = cli("show", "x" * 11 + "!")
         assert 2 == result.status and "not a DHIS2 uid" in result.err
         assert 1 == len(emulator.log)
@@ -673,10 +706,12 @@ class TestSend:
         assert [{"id": DAVE}, {"id": CAROL}] == body["users"]
 
     def test_text_from_stdin_and_json(self, emulator, cli):
-        text = "Multi\nline ✓\n"
+        text = "Multi\nline ✓\r\n"
         data = ok(cli("--json", "send", "S", "-", "--user", ALICE, stdin=text)).json()
         assert {"uid", "attachments"} == set(data) and [] == data["attachments"]
-        assert text == emulator.conversations[data["uid"]].messages[0].text
+        assert "Multi\nline ✓" == emulator.conversations[data["uid"]].messages[0].text
+        uid = ok(cli("send", "S", "-", "--user", ALICE, stdin="two\n\n")).out.strip()
+        assert "two\n" == emulator.conversations[uid].messages[0].text  # only one newline off
 
     def test_attachments(self, emulator, cli, tmp_path):
         one = attachment_file(tmp_path, "one.pdf")
@@ -724,7 +759,7 @@ class TestSend:
 
     def test_dhis2_refuses(self, emulator, cli):
         result = cli("send", "S", "T", "--user", UNKNOWN)
-        assert 1 == result.status and "ConflictError" in result.err
+        assert 1 == result.status and "DHIS2 refused the send (HTTP 409" in result.err
         assert f"User does not exist: {UNKNOWN}" in result.err
 
 
@@ -757,10 +792,10 @@ class TestReply:
     def test_not_allowed(self, emulator, cli):
         uid = emulator.add_conversation(sender="alice", recipients=["bob"], subject="S")
         result = cli("reply", uid, "internal?", "--internal", user="alice")
-        assert 1 == result.status and "PermissionDenied" in result.err
+        assert 1 == result.status and "permission denied (HTTP 403)" in result.err
         assert "Not authorized to send internal messages" in result.err
         result = cli("reply", UNKNOWN, "hello")
-        assert 1 == result.status and "NotFoundError" in result.err
+        assert 1 == result.status and "not found" in result.err
 
 
 def test_feedback(emulator, cli):
@@ -920,7 +955,7 @@ class TestTickets:
             result = cli(*argv)
             assert 2 == result.status and "is not one of" in result.err
         result = cli("status", uid, "OPEN", user="dave")
-        assert 1 == result.status and "PermissionDenied" in result.err
+        assert 1 == result.status and "permission denied" in result.err
         assert "SOLVED" == conv.status
 
     def test_assign_and_unassign(self, emulator, cli):
