@@ -31,14 +31,20 @@ from __future__ import annotations
 import datetime as _dt
 import email.utils
 import html
+import http.client
+import io
+import ipaddress
 import json
 import logging
+import math
 import mimetypes
 import os
 import re
 import shlex
 import shutil
+import socket
 import sys
+import threading
 import time
 import unicodedata
 from itertools import repeat
@@ -48,6 +54,7 @@ from typing import (
     Callable,
     ClassVar,
     Dict,
+    Generic,
     Iterable,
     Iterator,
     List,
@@ -57,13 +64,18 @@ from typing import (
     Tuple,
     TypeVar,
     Union,
+    overload,
 )
 from urllib.parse import urlsplit
 
 import attrs
 import requests
+from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase, HTTPBasicAuth
+from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import InsecureRequestWarning, NewConnectionError
+from urllib3.poolmanager import ProxyManager
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -136,6 +148,7 @@ class ApiError(Dhis2Error):
     ``message`` is DHIS2's own text; ``body`` the decoded JSON or the raw text.
     """
 
+    #: What to do about it, when the library can tell; not part of ``message``.
     hint = ""
 
     def __init__(
@@ -158,8 +171,9 @@ class ApiError(Dhis2Error):
 
     def __str__(self) -> str:
         code = f" [{self.error_code}]" if self.error_code else ""
+        text = f": {self.message}" if self.message else ""
         hint = f" ({self.hint})" if self.hint else ""
-        return f"HTTP {self.status_code}{code}: {self.message}{hint}"
+        return f"HTTP {self.status_code}{code}{text}{hint}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.status_code!r}, {self.message!r}, {self.error_code!r})"
@@ -667,17 +681,49 @@ _MEDIA_JSON = "application/json"
 _MEDIA_TEXT = "text/plain; charset=utf-8"
 
 
+class _Setting(Generic[_T]):
+    """A Messenger setting: checked when set, and read by every call, so a
+    change after construction takes effect (nothing keeps a stale copy)."""
+
+    def __init__(self, check: Callable[[Any, str], _T], default: Optional[_T] = None) -> None:
+        self._check, self._default = check, default
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name, self._slot = name, "_" + name
+
+    @overload
+    def __get__(self, obj: None, owner: Any) -> _Setting[_T]: ...
+    @overload
+    def __get__(self, obj: object, owner: Any) -> _T: ...
+    def __get__(self, obj: Optional[object], owner: Any) -> Any:
+        if obj is None:
+            return self
+        return getattr(obj, self._slot, self._default)
+
+    def __set__(self, obj: object, value: Any) -> None:
+        setattr(obj, self._slot, self._check(value, self._name))
+
+
 class Messenger:
     """Blocking client for the messaging API of one DHIS2 instance.
 
     Use it as a context manager, or call :meth:`close` when done.  A *session*
-    you pass in is borrowed: it is used as it is and never closed here.
+    you pass in is borrowed: it is used as it is and never closed here.  The
+    settings below may be changed at any time; the next call uses the new value.
     """
 
+    #: ``(connect, read)`` seconds for each request.
+    timeout = _Setting(lambda value, name: _check_timeout(value))
+    #: How many times an idempotent call is retried.
+    retries = _Setting(lambda value, name: _check_count(value, name, minimum=0))
     #: Seconds before the first retry; doubled for each further one.
-    backoff = 0.5
+    backoff = _Setting(lambda value, name: _check_seconds(value, name, zero=True), 0.5)
     #: The longest wait between retries; a longer ``Retry-After`` is not waited for.
-    max_retry_wait = 60.0
+    max_retry_wait = _Setting(lambda value, name: _check_seconds(value, name, zero=True), 60.0)
+    #: The most one method call may take, retries and waits included, in seconds.
+    deadline = _Setting(lambda value, name: _check_seconds(value, name))
+    #: The largest response body accepted, in bytes, counted after decompression.
+    max_response_size = _Setting(lambda value, name: _check_count(value, name, minimum=1))
 
     def __init__(
         self,
@@ -689,12 +735,14 @@ class Messenger:
         timeout: Union[float, Tuple[float, float]] = DEFAULT_TIMEOUT,
         retries: int = 3,
         verify: Union[bool, str] = True,
+        deadline: float = 300.0,
+        max_response_size: int = 64 * 1024 * 1024,
     ) -> None:
-        self.base_url = _check_base_url(base_url)
-        self.timeout = _check_timeout(timeout)
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"retries must be a whole number >= 0, not {retries!r}")
+        self._base_url = _check_base_url(base_url)
+        self.timeout = timeout  # a number or a pair, kept as a pair
         self.retries = retries
+        self.deadline = deadline
+        self.max_response_size = max_response_size
         if not isinstance(verify, (bool, str)):
             raise TypeError("verify must be True, False or the path of a CA bundle")
         if auth is not None and token is not None:
@@ -704,49 +752,40 @@ class Messenger:
             "X-Requested-With": "XMLHttpRequest",  # a 401 instead of a redirect to /login/
             "User-Agent": f"dhis2-messages/{__version__} {requests.utils.default_user_agent()}",
         }
-        self._auth: Optional[AuthBase] = None
+        # Always an AuthBase, even for a token or no credentials: requests then
+        # never puts a .netrc entry or the session's auth in its place.
+        self._auth: AuthBase = _Credentials(None)
         self._auth_kind = "none"
         if token is not None:
             if not isinstance(token, str) or not re.fullmatch(r"[A-Za-z0-9\-._~+/]+=*", token):
                 raise ValueError("token must be a DHIS2 personal access token such as d2p_...")
-            self._headers["Authorization"] = f"ApiToken {token}"
-            self._auth_kind = "token"
+            self._auth, self._auth_kind = _Credentials(f"ApiToken {token}"), "token"
         elif isinstance(auth, AuthBase):
             self._auth, self._auth_kind = auth, "custom"
         elif auth is not None:
-            if (
-                not isinstance(auth, tuple)
-                or len(auth) != 2
-                or not all(isinstance(part, str) for part in auth)
-            ):
-                raise TypeError(
-                    "auth must be a (username, password) tuple of strings or a requests AuthBase"
-                )
-            if not auth[0]:
-                raise ValueError("auth has an empty username")
-            try:
-                ":".join(auth).encode("latin-1")  # what HTTP Basic can carry, in requests
-            except UnicodeEncodeError:
-                # Said without the offending character: it is part of a secret.
-                raise ValueError(
-                    "the username or password has characters HTTP Basic cannot send "
-                    "(outside Latin-1): use a personal access token (token=...)"
-                ) from None
-            self._auth, self._auth_kind = HTTPBasicAuth(*auth), "basic"
+            self._auth, self._auth_kind = _basic_auth(auth), "basic"
         self._owns_session = session is None
-        self._session = requests.Session() if session is None else session
+        if session is None:
+            session = requests.Session()
+            for prefix in ("http://", "https://"):
+                session.mount(prefix, _Transport())
+        self._session = session
         # Proxy, CA bundle and certificate settings come from the session and
         # the environment; requests re-reads them on every call unless they are
         # settled once, here.
         settings = self._session.merge_environment_settings(self.base_url, {}, None, verify, None)
         self._send_options: Dict[str, Any] = {
-            "timeout": self.timeout,
             "allow_redirects": False,  # credentials never follow a redirect
-            "stream": False,
+            "stream": True,  # the body is read here, within the size limit and the deadline
             "verify": settings["verify"],
             "cert": settings["cert"],
             "proxies": settings["proxies"],
         }
+
+    @property
+    def base_url(self) -> str:
+        """The server root, without ``/api``; fixed at construction."""
+        return self._base_url
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Messenger:
@@ -1080,10 +1119,15 @@ class Messenger:
         name = name if filename is None else filename
         if not isinstance(name, str) or not name.strip():
             raise ValueError("filename must be a non-empty string")
+        if _CONTROL_CHARACTER_RE.search(name):
+            # It goes into the part's headers, where a line break starts a new header.
+            raise ValueError(f"filename contains a control character: {_shown(name)}")
         if content_type is None:
             content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        elif not isinstance(content_type, str) or "/" not in content_type:
-            raise ValueError(f"content_type must look like 'application/pdf', not {content_type!r}")
+        elif not isinstance(content_type, str) or not _MEDIA_TYPE_RE.fullmatch(content_type):
+            raise ValueError(
+                f"content_type must be a media type such as 'application/pdf', not {_shown(content_type)}"
+            )
         response = self._request(
             "POST",
             "/fileResources",
@@ -1112,6 +1156,8 @@ class Messenger:
         return self._request("GET", path, accept="*/*").content
 
     # -- Plumbing ---------------------------------------------------------------
+    # The one request path: _request prepares, then per attempt _exchange sends
+    # and reads, _retry_wait decides, and _failure maps what went wrong.
 
     def _request(
         self,
@@ -1126,11 +1172,48 @@ class Messenger:
         accept: Optional[str] = None,
         idempotent: bool = True,
     ) -> requests.Response:
-        """Send one request: timeout, auth, retries, logging and error mapping.
+        """Send one request: deadline, timeout, auth, size limit, retries, logging, errors.
 
         A call that is not idempotent (it creates something) is retried only
         when the connection was never made, so it cannot reach DHIS2 twice.
         """
+        call = _Call(method, path, time.monotonic() + self.deadline, self.max_response_size)
+        prepared = self._prepare(call, params, json_body, data, content_type, files, accept)
+        attempt = 0
+        while True:
+            exc: Optional[requests.RequestException] = None
+            response: Optional[requests.Response] = None
+            try:
+                response = self._exchange(call, prepared)
+            except requests.RequestException as error:
+                exc = error
+            else:
+                if response.status_code < 300:
+                    if accept is None and _media_type(response) == "text/html":
+                        raise _not_json(response)  # a proxy's or login page, not DHIS2
+                    return response
+            wait = self._retry_wait(attempt, idempotent, exc, response)
+            if wait is None or time.monotonic() + wait >= call.deadline:
+                raise self._failure(call, exc, response)
+            attempt += 1
+            if exc is None:
+                assert response is not None
+                what = f"DHIS2 answered {response.status_code}"
+            else:
+                what = f"the connection failed ({_reason(exc)})"
+            log.info("%s; retrying in %g s, %d of %d", what, wait, attempt, self.retries)
+            time.sleep(wait)
+
+    def _prepare(
+        self,
+        call: _Call,
+        params: Optional[List[Tuple[str, str]]],
+        json_body: Any,
+        data: Optional[bytes],
+        content_type: Optional[str],
+        files: Optional[Mapping[str, Any]],
+        accept: Optional[str],
+    ) -> requests.PreparedRequest:
         headers = self._headers
         if json_body is not None:
             data = json.dumps(json_body, ensure_ascii=False).encode("utf-8")
@@ -1141,70 +1224,106 @@ class Messenger:
                 headers["Content-Type"] = content_type
             if accept:
                 headers["Accept"] = accept
-        prepared = self._session.prepare_request(
+        return self._session.prepare_request(
             requests.Request(
-                method,
-                f"{self.base_url}/api{path}",
+                call.method,
+                f"{self.base_url}/api{call.path}",
                 headers=headers,
                 params=params,
                 data=data,
                 files=files,
                 auth=self._auth,
+                hooks={"response": [call.read]},
             )
         )
-        attempt = 0
-        while True:
-            started = time.perf_counter()
-            try:
-                response = self._session.send(prepared, **self._send_options)
-                _check_complete(response)
-            except requests.RequestException as exc:
-                log.debug(
-                    "%s %s -> %s (%.1f ms)",
-                    method,
-                    path,
-                    type(exc).__name__,
-                    (time.perf_counter() - started) * 1000,
-                )
-                retry = attempt < self.retries and _may_retry(exc, idempotent)
-                if not retry:
-                    # The chained requests error keeps the prepared request, whose
-                    # headers hold the credentials: drop it before it travels.
-                    exc.request = None
-                    raise TransportError(self._describe(exc, method, path)) from exc
-                wait = self.backoff * 2.0**attempt
-            else:
-                status = response.status_code
-                log.debug(
-                    "%s %s -> %d (%.1f ms)",
-                    method,
-                    path,
-                    status,
-                    (time.perf_counter() - started) * 1000,
-                )
-                if status < 300:
-                    if accept is None and _media_type(response) == "text/html":
-                        raise _not_json(response)  # a proxy's or login page, not DHIS2
-                    return response
-                retry_wait = self._retry_wait(response, attempt) if idempotent else None
-                if retry_wait is None:
-                    raise _error_from(response, method, path)
-                wait = retry_wait
-            attempt += 1
-            time.sleep(wait)
 
-    def _retry_wait(self, response: requests.Response, attempt: int) -> Optional[float]:
-        """Seconds to wait before retrying *response*, or None not to retry it."""
-        if attempt >= self.retries or response.status_code not in _RETRY_STATUSES:
-            return None
-        wait = _retry_after(response.headers.get("Retry-After"))
-        if wait is None:
-            return self.backoff * 2.0**attempt
-        return wait if wait <= self.max_retry_wait else None
-
-    def _describe(self, exc: requests.RequestException, method: str, path: str) -> str:
-        where = f"{method} {self.base_url}/api{path}"
+    def _exchange(self, call: _Call, prepared: requests.PreparedRequest) -> requests.Response:
+        """One attempt: send, and read the whole body (``call.read``, the response hook)."""
+        left = call.deadline - time.monotonic()
+        if left <= 0:
+            raise requests.Timeout("the deadline passed before the request was sent")
         connect, read = self.timeout
+        call.response = None
+        outcome: Any = "?"
+        started = time.perf_counter()
+        _deadline.at = call.deadline
+        try:
+            response = self._session.send(
+                prepared, timeout=(min(connect, left), min(read, left)), **self._send_options
+            )
+            outcome = response.status_code
+            return response
+        except requests.RequestException as exc:
+            outcome = type(exc).__name__
+            raise
+        except ValueError as exc:
+            if call.response is None:
+                outcome = type(exc).__name__
+                raise requests.RequestException(f"the answer could not be used: {exc}") from None
+            # requests looks for a redirect's next request even when redirects
+            # are off, and fails on a Location it cannot parse; the answer
+            # itself was read in full.
+            outcome = call.response.status_code
+            return call.response
+        finally:
+            _deadline.at = None
+            log.debug(
+                "%s %s -> %s (%.1f ms)",
+                call.method,
+                call.path,
+                outcome,
+                (time.perf_counter() - started) * 1000,
+            )
+
+    def _retry_wait(
+        self,
+        attempt: int,
+        idempotent: bool,
+        exc: Optional[requests.RequestException],
+        response: Optional[requests.Response],
+    ) -> Optional[float]:
+        """Seconds to wait before trying again, or None not to retry: for failed
+        connections and for error statuses alike."""
+        if attempt >= self.retries:
+            return None
+        if exc is not None:
+            if not _may_retry(exc, idempotent):
+                return None
+        elif response is None or not idempotent or response.status_code not in _RETRY_STATUSES:
+            return None
+        else:
+            asked = _retry_after(response.headers.get("Retry-After"))
+            if asked is not None:
+                return asked if asked <= self.max_retry_wait else None
+        # 2**64 is far past any wait; the cap keeps the power a float.
+        return min(self.backoff * 2.0 ** min(attempt, 64), self.max_retry_wait)
+
+    def _failure(
+        self,
+        call: _Call,
+        exc: Optional[requests.RequestException],
+        response: Optional[requests.Response],
+    ) -> Dhis2Error:
+        if exc is None:
+            assert response is not None
+            return _error_from(response, call.method, call.path)
+        # The chained requests error keeps the prepared request, whose
+        # headers hold the credentials: drop it before it travels.
+        exc.request = None
+        error = TransportError(self._describe(exc, call))
+        error.__cause__ = exc
+        return error
+
+    def _describe(self, exc: requests.RequestException, call: _Call) -> str:
+        where = f"{call.method} {self.base_url}/api{call.path}"
+        connect, read = self.timeout
+        if time.monotonic() >= call.deadline:
+            return (
+                f"The deadline of {self.deadline:g} s passed during {where}: the server answered "
+                "too slowly or not at all. Try later, or raise deadline= for a slow server or a "
+                "large attachment. A send or reply may still have been delivered: check before "
+                "sending again."
+            )
         if isinstance(exc, requests.exceptions.SSLError):
             return (
                 f"TLS failed for {where}: {exc}. Check the certificate, or pass "
@@ -1212,12 +1331,12 @@ class Messenger:
             )
         if isinstance(exc, requests.ConnectTimeout):
             return (
-                f"Could not connect within {connect} s for {where}. "
+                f"Could not connect within {connect:g} s for {where}. "
                 "Check base_url, the network, VPN or proxy."
             )
         if isinstance(exc, requests.ReadTimeout):
             return (
-                f"DHIS2 did not answer {where} within {read} s. The server may be busy: "
+                f"DHIS2 did not answer {where} within {read:g} s. The server may be busy: "
                 "try later or raise timeout=. A send or reply may still have been "
                 "delivered: check before sending again."
             )
@@ -1232,9 +1351,175 @@ class Messenger:
         )
 
 
+# -- Transport (private) -----------------------------------------------------
+# requests' read timeout bounds each recv(), so a server that sends a byte a
+# second holds a call forever.  The connections of Messenger's own session
+# read through _DeadlineReader, which shortens every recv() to what is left of
+# the call's deadline; no thread is involved.
+
+_deadline = threading.local()  # .at: time.monotonic() when this thread's call must end
+
+
+class _DeadlineReader(io.RawIOBase):
+    def __init__(self, sock: socket.socket, raw: Any) -> None:
+        self._sock, self._raw, self._timeout = sock, raw, sock.gettimeout()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> Optional[int]:
+        at = getattr(_deadline, "at", None)
+        if at is not None:
+            left = at - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("the call's deadline passed")
+            self._sock.settimeout(left if self._timeout is None else min(left, self._timeout))
+        result: Optional[int] = self._raw.readinto(buffer)
+        return result
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self._sock.settimeout(self._timeout)
+            except OSError:  # already closed
+                pass
+            self._raw.close()
+        super().close()
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        # Nothing is buffered yet: put the deadline between the buffer and the socket.
+        self.fp = io.BufferedReader(_DeadlineReader(sock, self.fp.detach()))
+
+
+class _HTTPConnection(HTTPConnection):
+    response_class = _DeadlineResponse
+
+
+class _HTTPSConnection(HTTPSConnection):
+    response_class = _DeadlineResponse
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class _Transport(HTTPAdapter):
+    """requests' adapter, with connections that keep to the call's deadline."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if type(manager) is ProxyManager:  # a SOCKS manager has its own pools
+            manager.pool_classes_by_scheme = _POOLS
+        return manager
+
+
+class _Call:
+    """One method call: what it asks, when it must end, and how much it may read."""
+
+    __slots__ = ("deadline", "limit", "method", "path", "response")
+
+    def __init__(self, method: str, path: str, deadline: float, limit: int) -> None:
+        self.method, self.path, self.deadline, self.limit = method, path, deadline, limit
+        self.response: Optional[requests.Response] = None
+
+    def read(self, response: requests.Response, **kwargs: Any) -> None:
+        """The response hook: read the body, at most ``limit`` bytes after decompression.
+
+        It runs inside requests' ``send``, before requests would read a
+        redirect's body on its own, without a limit.
+        """
+        length = response.headers.get("Content-Length", "")
+        encoded = "Content-Encoding" in response.headers
+        if not encoded and length.isascii() and length.isdigit() and int(length) > self.limit:
+            response.close()
+            raise self._too_large(response)
+        chunks = []
+        size = 0
+        for chunk in response.iter_content(_CHUNK):
+            size += len(chunk)
+            if size > self.limit:
+                response.close()
+                raise self._too_large(response)
+            chunks.append(chunk)
+            if time.monotonic() >= self.deadline:  # a borrowed session's own adapter
+                response.close()
+                raise requests.ReadTimeout("the call's deadline passed")
+        # What requests' own ``content`` would hold, read within the limits.
+        response._content = b"".join(chunks)
+        response._content_consumed = True  # type: ignore[attr-defined]
+        _check_complete(response)
+        self.response = response
+
+    def _too_large(self, response: requests.Response) -> ResponseError:
+        return ResponseError(
+            f"DHIS2 answered {self.method} {self.path} with more than max_response_size "
+            f"({self.limit:,} bytes, counted after decompression); nothing was kept. "
+            "Ask for less (a smaller page_size or fewer fields), or raise max_response_size=."
+        )
+
+
+_CHUNK = 16 * 1024  # small reads keep a compressed answer's growth per read small
+
+
+class _Credentials(AuthBase):
+    """An ``Authorization`` value (or none), set on every request in place of
+    whatever the session, its headers or a ``.netrc`` entry would send."""
+
+    def __init__(self, value: Optional[str]) -> None:
+        self._value = value
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if self._value is None:
+            request.headers.pop("Authorization", None)
+        else:
+            request.headers["Authorization"] = self._value
+        return request
+
+
+def _basic_auth(auth: Any) -> HTTPBasicAuth:
+    if not isinstance(auth, tuple) or len(auth) != 2 or not all(isinstance(p, str) for p in auth):
+        raise TypeError(
+            "auth must be a (username, password) tuple of strings or a requests AuthBase"
+        )
+    if not auth[0]:
+        raise ValueError("auth has an empty username")
+    if ":" in auth[0]:
+        # HTTP Basic splits at the first colon: DHIS2 would see another user.
+        raise ValueError("auth has a username with ':', which HTTP Basic cannot send")
+    try:
+        ":".join(auth).encode("latin-1")  # what HTTP Basic can carry, in requests
+    except UnicodeEncodeError:
+        # Said without the offending character: it is part of a secret.
+        raise ValueError(
+            "the username or password has characters HTTP Basic cannot send "
+            "(outside Latin-1): use a personal access token (token=...)"
+        ) from None
+    return HTTPBasicAuth(*auth)
+
+
 # -- Helpers (private) -------------------------------------------------------
 
 _UID_RE = re.compile(r"[A-Za-z][A-Za-z0-9]{10}")
+_CONTROL_CHARACTER_RE = re.compile(r"[\x00-\x1f\x7f]")
+# RFC 9110 media-type: type/subtype, then ;name=value parameters (token or quoted).
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_MEDIA_TYPE_RE = re.compile(
+    rf"{_TOKEN}/{_TOKEN}(?:[ \t]*;[ \t]*{_TOKEN}=(?:{_TOKEN}|\"(?:[^\"\\\x00-\x1f\x7f]|\\[^\x00-\x1f\x7f])*\"))*"
+)
 
 
 def _shown(value: Any) -> str:
@@ -1383,7 +1668,7 @@ def _read_file(file: Any) -> Tuple[bytes, str]:
 def _decode_json(response: requests.Response) -> Any:
     try:
         return json.loads(response.content)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: thousands of nested "["
         raise _not_json(response) from None
 
 
@@ -1401,7 +1686,12 @@ def _check_complete(response: requests.Response) -> None:
     """
     length = response.headers.get("Content-Length", "")
     encoded = "Content-Encoding" in response.headers  # the length is of the encoded body
-    if length.isdigit() and not encoded and len(response.content) < int(length):
+    if (
+        length.isascii()
+        and length.isdigit()
+        and not encoded
+        and len(response.content) < int(length)
+    ):
         response.close()
         raise requests.exceptions.ChunkedEncodingError(
             f"the answer was cut off: {len(response.content)} of {length} bytes arrived"
@@ -1487,8 +1777,19 @@ def _may_retry(exc: requests.RequestException, idempotent: bool) -> bool:
 
 
 def _reason(exc: BaseException) -> str:
-    reason = getattr(exc.args[0] if exc.args else None, "reason", None)
-    return str(reason or exc)
+    """The innermost cause requests and urllib3 wrapped, without their framing."""
+    inner: Any = exc.args[0] if exc.args else exc
+    inner = getattr(inner, "reason", None) or inner  # urllib3's MaxRetryError
+    if isinstance(inner, BaseException) and len(inner.args) == 2:
+        inner = inner.args[1] if isinstance(inner.args[1], BaseException) else inner
+    # "HTTPConnection(host='h', port=80): Failed to establish ..." (urllib3 1.26: "<... at 0x>:")
+    return re.sub(r"^(<[^>]*>|\w+\(host=[^)]*\)): ", "", str(inner)) or type(inner).__name__
+
+
+def _line(text: str, limit: int) -> str:
+    """*text* on one line, at most *limit* characters: for a header value in a message."""
+    text = _CONTROL_CHARACTER_RE.sub("?", text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _snippet(response: requests.Response, limit: int = 200) -> str:
@@ -1502,29 +1803,32 @@ def _snippet(response: requests.Response, limit: int = 200) -> str:
 
 
 def _error_from(response: requests.Response, method: str, path: str) -> ApiError:
+    """The ApiError for an error status.  ``message`` stays DHIS2's own text
+    (or the status line's reason); what to do goes in ``hint``."""
     status = response.status_code
+    reason = response.reason or ""
     if status < 400:
         location = response.headers.get("Location", "")
         if "login" in location.lower():
-            return AuthenticationError(
-                status,
-                "DHIS2 redirected to its login page: the request carried no valid credentials",
-                None,
-                location,
+            error: ApiError = AuthenticationError(status, reason, None, location)
+            error.hint = (
+                "DHIS2 redirected to its login page: the request carried no valid credentials; "
+                + AuthenticationError.hint
             )
-        return ApiError(
-            status,
-            f"DHIS2 answered {method} {path} with a redirect to {location or '(nowhere)'}; "
-            "redirects are not followed: use the final address as base_url",
-            None,
-            location,
-        )
+        else:
+            error = ApiError(status, reason, None, location)
+            error.hint = (
+                f"DHIS2 answered {method} {path} with a redirect to "
+                f"{_line(location, 200) if location else '(nowhere)'}; redirects are not followed: "
+                "use the final address as base_url"
+            )
+        return error
     body: Any
     message = None
     error_code = None
     try:
         body = json.loads(response.content)
-    except ValueError:
+    except (ValueError, RecursionError):
         body = response.content.decode("utf-8", "replace")
         message = _snippet(response) or None
     else:
@@ -1533,12 +1837,14 @@ def _error_from(response: requests.Response, method: str, path: str) -> ApiError
             message = text if isinstance(text, str) else None
             code = body.get("errorCode")
             error_code = code if isinstance(code, str) else None
-    if not message:
-        message = f"{response.reason or 'error'} (no message from DHIS2)"
-    if status >= 500:
-        message += f" [{method} {path}: DHIS2 or a proxy in front of it failed; try again later]"
     cls = _STATUS_ERRORS.get(status, ApiError)
-    error: ApiError = cls(status, message, error_code, body)
+    error = cls(status, message or reason, error_code, body)
+    hints = [] if message else ["no message from DHIS2"]
+    if status >= 500:
+        hints.append(f"{method} {path}: DHIS2 or a proxy in front of it failed; try again later")
+    elif error.hint:
+        hints.append(error.hint)
+    error.hint = "; ".join(hints)
     return error
 
 
@@ -1569,15 +1875,28 @@ def _env_options(overrides: Dict[str, Any], *, username: Optional[str] = None) -
 def _check_base_url(base_url: Any) -> str:
     if not isinstance(base_url, str):
         raise TypeError(f"base_url must be a string, not {type(base_url).__name__}")
-    parts = urlsplit(base_url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    shown = _url_shown(base_url)
+    try:
+        parts = urlsplit(base_url.strip())
+    except ValueError:  # e.g. "http://[::1"
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(
-            f"base_url must be an absolute http(s) URL such as https://dhis2.example.org, not {base_url!r}"
+            f"base_url must be an absolute http(s) URL such as https://dhis2.example.org, not {shown!r}"
         )
     if parts.username is not None or parts.password is not None:
         raise ValueError(
             "base_url must not contain credentials: pass auth=(username, password) or token="
         )
+    try:
+        port = parts.port
+    except ValueError:  # "abc", 99999
+        port = 0
+    if port == 0:
+        raise ValueError(f"base_url has a port that is not a number from 1 to 65535: {shown!r}")
+    host = parts.hostname
+    if not (_HOST_RE.fullmatch(host) and not host.startswith(".")) and not _is_ip6(host):
+        raise ValueError(f"base_url has a host name that cannot be used: {shown!r}")
     if parts.query or parts.fragment:
         raise ValueError("base_url must not have a query or fragment")
     path = parts.path.rstrip("/")
@@ -1586,19 +1905,62 @@ def _check_base_url(base_url: Any) -> str:
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
+# A DNS name or IPv4 address; non-ASCII letters for international names.
+_HOST_RE = re.compile(r"[^\x00-\x2c\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f\s]+")
+
+
+def _is_ip6(host: str) -> bool:
+    try:
+        ipaddress.IPv6Address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _url_shown(url: str) -> str:
+    """The URL as an error may show it: anything before an ``@`` could be a password."""
+    if "@" not in url:
+        return url
+    start = url.find("//")
+    start = 0 if start < 0 else start + 2
+    return url[:start] + "***" + url[url.rfind("@") :]
+
+
+def _check_seconds(value: Any, name: str, *, zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {_shown(value)}")
+    if not (math.isfinite(value) and (value >= 0 if zero else value > 0) and value <= _MAX_SECONDS):
+        least = "0" if zero else "more than 0"
+        raise ValueError(
+            f"{name} must be {least} and at most {_MAX_SECONDS:g} seconds, not {value!r}"
+        )
+    return float(value)
+
+
+_MAX_SECONDS = 86400.0  # a day: longer is a mistake, and past what sockets accept
+
+
+def _check_count(value: Any, name: str, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, not {_shown(value)}")
+    return value
+
+
 def _check_timeout(timeout: Any) -> Tuple[float, float]:
     if timeout is None:
         raise ValueError(
             "timeout=None would let a call hang forever: give seconds or (connect, read)"
         )
     pair = timeout if isinstance(timeout, tuple) else (timeout, timeout)
-    if len(pair) != 2 or not all(
-        isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 for t in pair
-    ):
+    try:
+        if len(pair) != 2:
+            raise ValueError
+        return (_check_seconds(pair[0], "timeout"), _check_seconds(pair[1], "timeout"))
+    except (TypeError, ValueError):
         raise ValueError(
-            f"timeout must be positive seconds or a (connect, read) pair, not {timeout!r}"
-        )
-    return (float(pair[0]), float(pair[1]))
+            f"timeout must be positive seconds (at most {_MAX_SECONDS:g}) or a (connect, read) "
+            f"pair of them, not {_shown(timeout)}"
+        ) from None
 
 
 # -- Views -------------------------------------------------------------------

@@ -210,12 +210,25 @@ class TestRedaction:
         emulator.inject(status=502, times=5)
         with pytest.raises(ApiError):
             m.set_status(uid, "OPEN")
-        ours = [r for r in caplog.records if r.name.startswith("dhis2_messages")]
-        assert len(emulator.log) == len(ours) == 1 + 3 + 2 + 1 + 3
-        assert {"dhis2_messages"} == {r.name for r in ours}
-        assert {logging.DEBUG} == {r.levelno for r in ours}
+        logged = [r for r in caplog.records if r.name.startswith("dhis2_messages")]
+        assert {"dhis2_messages"} == {r.name for r in logged}
         from_module = [r for r in caplog.records if r.pathname.endswith("dhis2_messages.py")]
-        assert from_module == ours, "the module logs through no other logger"
+        assert from_module == logged, "the module logs through no other logger"
+        ours = [r for r in logged if r.levelno == logging.DEBUG]
+        assert len(emulator.log) == len(ours) == 1 + 3 + 2 + 1 + 3
+        # One INFO record per retry, for the command line to show.
+        retries = [r.getMessage() for r in logged if r.levelno == logging.INFO]
+        assert len(logged) == len(ours) + len(retries)
+        assert [
+            "DHIS2 answered 503; retrying in 0.01 s, 1 of 2",
+            "DHIS2 answered 503; retrying in 0.02 s, 2 of 2",
+            (
+                "the connection failed (Remote end closed connection without response); "
+                "retrying in 0.01 s, 1 of 2"
+            ),
+            "DHIS2 answered 502; retrying in 0.01 s, 1 of 2",
+            "DHIS2 answered 502; retrying in 0.02 s, 2 of 2",
+        ] == retries
         for record, request in zip(ours, emulator.log):
             text = record.getMessage()
             assert text.startswith(f"{request.method} ")
