@@ -1016,6 +1016,7 @@ class Messenger:
     def mark_read(self, uids: _UidArg, *, user: Optional[str] = None) -> List[str]:
         """Mark conversations read; return the uids that were unread before.
 
+        After a retry of a lost answer, only those the retry changed: a subset.
         ``POST /api/messageConversations/read``
         """
         return self._bulk("/read", "markedRead", uids, user)
@@ -1023,6 +1024,7 @@ class Messenger:
     def mark_unread(self, uids: _UidArg, *, user: Optional[str] = None) -> List[str]:
         """Mark conversations unread; return the uids that were read before.
 
+        After a retry of a lost answer, only those the retry changed: a subset.
         ``POST /api/messageConversations/unread``
         """
         return self._bulk("/unread", "markedUnread", uids, user)
@@ -1052,25 +1054,43 @@ class Messenger:
     def delete_conversations(self, uids: _UidArg, *, user: Optional[str] = None) -> List[str]:
         """Remove conversations from a user's inbox (the caller's by default).
 
-        Other participants keep them.  Returns the uids actually removed.
+        Other participants keep them.  Returns the uids actually removed;
+        after a retry of a lost answer, only those the retry removed: a subset
+        (the lost attempt may have removed the others, which are gone all the same).
         ``DELETE /api/messageConversations?mc=...&mc=...``
         """
-        params = [("mc", uid) for uid in _check_uids(uids, "uids")]
-        if user is not None:
-            params.append(("user", _check_uid(user, "user")))
-        return _uid_list(
-            _decode_json(self._request("DELETE", "/messageConversations", params=params)), "removed"
-        )
+        return self._remove(uids, user)[0]
 
     def delete_conversation(self, uid: str, *, user: Optional[str] = None) -> None:
         """Remove one conversation from a user's inbox; NotFoundError if it was not there.
 
+        After a retry of a lost answer it is gone either way, and that is no error.
         ``DELETE /api/messageConversations?mc=...``
         """
         uid = _check_uid(uid, "uid")
-        if uid not in self.delete_conversations(uid, user=user):
+        removed, lost = self._remove(uid, user)
+        if uid not in removed and not lost:
             who = f"user {user}" if user else "the caller"
             raise NotFoundError(200, f"Conversation {uid} is not in the inbox of {who}", None, None)
+
+    def _remove(self, uids: _UidArg, user: Optional[str]) -> Tuple[List[str], bool]:
+        """The uids removed, and whether an attempt whose answer was lost came before."""
+        params = [("mc", uid) for uid in _check_uids(uids, "uids")]
+        if user is not None:
+            params.append(("user", _check_uid(user, "user")))
+        lost: List[bool] = []
+        try:
+            response = self._request(
+                "DELETE", "/messageConversations", params=params, on_lost=lambda: lost.append(True)
+            )
+        except PermissionDenied:
+            # From 2.41.3 only participants may remove: once the lost attempt
+            # removed the caller, the retry is refused.  Acting for another
+            # user, the caller's access is unchanged and a 403 is the answer.
+            if lost and user is None:
+                return [], True
+            raise
+        return _uid_list(_decode_json(response), "removed"), bool(lost)
 
     # -- Tickets ----------------------------------------------------------------
 
@@ -1181,11 +1201,14 @@ class Messenger:
         files: Optional[Mapping[str, Any]] = None,
         accept: Optional[str] = None,
         idempotent: bool = True,
+        on_lost: Optional[Callable[[], None]] = None,
     ) -> requests.Response:
         """Send one request: deadline, timeout, auth, size limit, retries, logging, errors.
 
         A call that is not idempotent (it creates something) is retried only
         when the connection was never made, so it cannot reach DHIS2 twice.
+        *on_lost* is called before a retry of an attempt that may have done its
+        work on DHIS2 although its answer was lost: the retry then meets that work.
         """
         call = _Call(method, path, time.monotonic() + self.deadline, self.max_response_size)
         prepared = self._prepare(call, params, json_body, data, content_type, files, accept)
@@ -1205,6 +1228,8 @@ class Messenger:
             wait = self._retry_wait(attempt, idempotent, exc, response)
             if wait is None or time.monotonic() + wait >= call.deadline:
                 raise self._failure(call, exc, response)
+            if on_lost is not None and _maybe_done(exc, response):
+                on_lost()
             attempt += 1
             if exc is None:
                 assert response is not None
@@ -1776,6 +1801,16 @@ def _never_sent(exc: requests.RequestException) -> bool:
         return True
     reason = getattr(exc.args[0] if exc.args else None, "reason", None)
     return isinstance(reason, NewConnectionError)
+
+
+def _maybe_done(
+    exc: Optional[requests.RequestException], response: Optional[requests.Response]
+) -> bool:
+    """True when a failed attempt may still have done its work on DHIS2."""
+    if exc is not None:
+        return not _never_sent(exc)
+    # A proxy's 502 or 504: DHIS2 may have finished after the proxy gave up.
+    return response is not None and response.status_code in (502, 504)
 
 
 def _may_retry(exc: requests.RequestException, idempotent: bool) -> bool:
