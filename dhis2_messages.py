@@ -2210,6 +2210,10 @@ def _cut(text: str, width: int) -> str:
     return "".join(kept) + "…"
 
 
+#: The fewest columns a subject gets on a terminal before it is cut.
+_SUBJECT_ROOM = 12
+
+
 class _Table:
     """The list table, written a page at a time: the first rows set the column widths.
 
@@ -2220,12 +2224,21 @@ class _Table:
     def __init__(self, style: _Style = _PLAIN, width: Optional[int] = None) -> None:
         self.style, self.width = style, width
         self.widths: Optional[List[int]] = None
+        self.gap = "  "
 
     def start(self, conversations: Sequence[Conversation]) -> str:
         """Set the column widths from these rows (a first page); return the header line."""
         headers = tuple(name.upper() for name in _LIST_HEADERS)
         rows = [headers] + [tuple(map(_cell, _list_row(conv))) for conv in conversations]
         self.widths = [max(_columns(row[i]) for row in rows) for i in range(len(headers) - 1)]
+        if self.width is not None:
+            # An 80-column terminal: one space between columns, then a shorter FROM,
+            # so the subject keeps some room.
+            if sum(self.widths) + 2 * len(self.widths) + _SUBJECT_ROOM > self.width:
+                self.gap = " "
+            over = sum(self.widths) + len(self.gap) * len(self.widths) + _SUBJECT_ROOM - self.width
+            if over > 0:
+                self.widths[6] = max(6, self.widths[6] - over)
         return self.style.bold(self._line(headers, None))
 
     def line(self, conv: Conversation) -> str:
@@ -2248,8 +2261,9 @@ class _Table:
             cells.append(cell + padding)
         last = row[-1]
         if self.width is not None:
-            last = _cut(last, max(self.width - sum(self.widths) - 2 * len(self.widths), 10))
-        return "  ".join(cells) + "  " + last
+            room = self.width - sum(self.widths) - len(self.gap) * len(self.widths)
+            last = _cut(last, max(room, _SUBJECT_ROOM))
+        return self.gap.join(cells) + self.gap + last
 
 
 def _page_text(page: Page, style: _Style = _PLAIN, width: Optional[int] = None) -> str:

@@ -3050,7 +3050,15 @@ def main(argv: list[str] | None = None) -> int:
     emulator = Emulator(latency=args.latency, version=args.version)
     if args.demo:
         emulator.seed_demo()
-    emulator.start(args.host, args.port)
+    try:
+        emulator.start(args.host, args.port)
+    except OSError as exc:  # most often: the port is taken (another emulator, a real server)
+        print(
+            f"{parser.prog}: cannot listen on {args.host}:{args.port}: "
+            f"{exc.strerror or exc}; try another --port (0: any free one)",
+            file=sys.stderr,
+        )
+        return 1
     print(f"DHIS2 {emulator.version} messaging emulator at {emulator.url}")
     row = "{:<8} {:<12} {:<12} {:<14} {}"
     print(row.format("user", "uid", "password", "name", "personal access token"))
@@ -3059,6 +3067,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo:
         print("\nOrganisation units (a message to a unit reaches only the users listed on it):")
         print(emulator.tree_text())
+    if args.demo:
+        print("\nTo use it from the command line or a script, as admin:")
+        print(f"export DHIS2_URL={emulator.url} DHIS2_TOKEN={emulator.user('admin').token}")
     print("Press Ctrl-C to stop.", flush=True)
     try:
         while True:

@@ -21,6 +21,7 @@ import pytest
 
 import dhis2_messages
 from dhis2_messages import main
+from tests import test_security
 from tests.conftest import (
     ADMIN,
     ALICE,
@@ -970,3 +971,357 @@ class TestTickets:
         assert emulator.conversations[uid].assignee is None
         assert {"uid": uid, "assignee": CAROL} == ok(cli("assign", uid, CAROL, "--json")).json()
         assert f"unassigned {uid}\n" == ok(cli("unassign", uid)).out
+
+
+# -- A person at a terminal: colour, width, progress, prompts -------------------------
+# The command runs as a subprocess on a pseudo-terminal (stdlib pty); every read
+# is bounded.  What a terminal changes does not depend on the DHIS2 release.
+
+ESCAPE = "\x1b["
+ONE_RELEASE = pytest.mark.dhis2_versions("2.42")
+
+
+def terminal_run(emulator, *argv, columns=100, env=None, stdin=None, stderr_tty=True, timeout=60):
+    """Run the command with stdout (and stderr, unless *stderr_tty* is false) on a
+    pseudo-terminal *columns* wide; return (status, terminal text, piped stderr)."""
+    pty = pytest.importorskip("pty")
+    import fcntl
+    import select
+    import struct
+    import termios
+    import time
+
+    full = _clean_env(os.environ)
+    for name in ("NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES", "TERM"):
+        full.pop(name, None)
+    full.update({"DHIS2_URL": emulator.url, "DHIS2_TOKEN": emulator.user("admin").token})
+    full.update({"PYTHONIOENCODING": "utf-8", "TERM": "xterm"})
+    full.update(env or {})
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dhis2_messages", *map(str, argv)],
+        cwd=ROOT,
+        env=full,
+        stdin=slave if stdin is None else subprocess.PIPE,
+        stdout=slave,
+        stderr=slave if stderr_tty else subprocess.PIPE,
+    )
+    os.close(slave)
+    if stdin is not None:
+        proc.stdin.write(stdin.encode("utf-8"))
+        proc.stdin.close()
+    chunks, ends = [], time.monotonic() + timeout
+    try:
+        while True:
+            left = ends - time.monotonic()
+            assert left > 0, f"no end within {timeout} s: {b''.join(chunks)[-500:]!r}"
+            ready, _, _ = select.select([master], [], [], left)
+            if not ready:
+                continue
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the command has closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        status = proc.wait(timeout=timeout)
+        err = proc.stderr.read().decode("utf-8") if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    # the terminal turns \n into \r\n
+    return status, b"".join(chunks).decode("utf-8").replace("\r\n", "\n"), err
+
+
+def visible(text):
+    """What the terminal shows of *text*: colours removed."""
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+@ONE_RELEASE
+class TestTerminal:
+    def seed(self, emulator):
+        unread = emulator.add_conversation(sender="alice", recipients=["admin"], subject="New")
+        read = emulator.add_conversation(sender="bob", recipients=["admin"], subject="Old")
+        emulator.conversations[read].participants["admin"].read = True
+        return unread, read
+
+    def test_colour_on_a_terminal(self, emulator):
+        unread, read = self.seed(emulator)
+        status, out, _ = terminal_run(emulator, "list")
+        assert 0 == status
+        header, *rows, footer = out.splitlines()
+        assert header.startswith(f"{ESCAPE}1mUID ") and header.endswith(f"SUBJECT{ESCAPE}22m")
+        (new,) = [r for r in rows if unread in r]
+        (old,) = [r for r in rows if read in r]
+        assert new.startswith(f"{ESCAPE}1m{unread}") and new.endswith(f"New{ESCAPE}22m")
+        assert old.startswith(f"{ESCAPE}2m{read}") and old.endswith(f"Old{ESCAPE}22m")
+        assert f"{ESCAPE}36mPRIVATE{ESCAPE}39m" in new and f"{ESCAPE}36mPRIVATE{ESCAPE}39m" in old
+        assert "page 1 of 1, 2 in all" == footer
+
+    @pytest.mark.parametrize(
+        "argv, env",
+        [
+            (["list"], {"NO_COLOR": "1"}),
+            (["--color=never", "list"], {}),
+            (["--color", "never", "list"], {"FORCE_COLOR": "1"}),
+        ],
+    )
+    def test_no_colour_when_told(self, emulator, argv, env):
+        self.seed(emulator)
+        status, out, _ = terminal_run(emulator, *argv, env=env)
+        assert 0 == status and ESCAPE not in out and "UID" in out
+
+    def test_no_colour_when_piped_unless_forced(self, emulator, spawn):
+        self.seed(emulator)
+        assert ESCAPE not in ok(spawn("list")).out
+        assert ESCAPE not in ok(spawn("show", emulator.conversations.__iter__().__next__())).out
+        env = {"DHIS2_URL": emulator.url, "DHIS2_TOKEN": emulator.user("admin").token}
+        assert f"{ESCAPE}1m" in ok(spawn("list", env={**env, "FORCE_COLOR": "1"})).out
+        assert f"{ESCAPE}1m" in ok(spawn("--color=always", "list")).out
+
+    def test_long_subjects_are_cut_to_the_terminal_width(self, emulator, spawn):
+        subject = "Stock-out of artemether-lumefantrine at Ngelehun CHC " * 3
+        uid = emulator.add_conversation(sender="alice", recipients=["admin"], subject=subject)
+        for columns in (80, 120):
+            status, out, _ = terminal_run(emulator, "list", columns=columns)
+            header, row = [visible(line) for line in out.splitlines()[:2]]
+            assert 0 == status and row.endswith("…") and columns == len(row), row
+            assert subject.startswith(row[header.index("SUBJECT") : -1])
+            assert all(len(visible(line)) <= columns for line in out.splitlines())
+        piped = [line for line in ok(spawn("list")).out.splitlines() if uid in line]
+        assert piped[0].endswith(subject)  # a pipe gets the whole subject
+
+    def test_an_empty_inbox_says_so(self, emulator, cli):
+        status, out, _ = terminal_run(emulator, "list")
+        assert (0, "no conversations\n") == (status, visible(out))
+        assert "no conversations\n" == ok(cli("list", "--all")).out
+        assert "" == ok(cli("list", "--all", "--json")).out  # JSON Lines: no line at all
+
+
+@ONE_RELEASE
+class TestWalkFeedback:
+    def slow_walk(self, emulator, monkeypatch, pages=5):
+        emulator.add_conversations(2 * pages, sender="alice", recipients=["admin"])
+        monkeypatch.setattr(emulator, "latency", 0.2)  # five pages: a walk of about a second
+
+    def test_progress_line_on_a_terminal(self, emulator, monkeypatch):
+        self.slow_walk(emulator, monkeypatch)
+        status, out, _ = terminal_run(emulator, "list", "--all", "--page-size", "2")
+        assert 0 == status
+        assert "of 5 pages, " in out and " of 10 conversations…" in out
+        assert out.rstrip("\n").endswith("\r\x1b[K")  # erased at the end
+        # what stays on the screen: the table, every progress line replaced
+        screen = [line.rsplit("\r\x1b[K", 1)[-1] for line in visible(out).split("\n")]
+        rows = [line for line in screen if line.strip()]
+        assert rows[0].startswith("UID ") and 11 == len(rows)
+
+    def test_no_progress_when_quiet_or_not_a_terminal(self, emulator, monkeypatch, spawn):
+        self.slow_walk(emulator, monkeypatch)
+        status, out, _ = terminal_run(emulator, "--quiet", "list", "--all", "--page-size", "2")
+        assert 0 == status and "pages" not in out and "\x1b[K" not in out
+        status, out, err = terminal_run(
+            emulator, "list", "--all", "--page-size", "2", stderr_tty=False
+        )
+        assert (0, "") == (status, err) and 11 == len(out.splitlines())
+        assert "" == ok(spawn("list", "--all", "--page-size", "2")).err
+
+    @pytest.mark.parametrize("json_lines", [False, True])
+    def test_rows_stream_as_each_page_arrives(self, emulator, json_lines):
+        """The first page is on standard output while DHIS2 still holds the second."""
+        import select
+        import threading
+
+        emulator.add_conversations(4, sender="alice", recipients=["admin"])
+        gate = threading.Event()
+        handle = emulator._handle
+
+        def held(req):
+            if req.method == "GET" and ("page", "2") in req.params:
+                gate.wait(20)
+            return handle(req)
+
+        emulator._handle = held
+        env = _clean_env(os.environ)
+        env.update({"DHIS2_URL": emulator.url, "DHIS2_TOKEN": emulator.user("admin").token})
+        argv = ["list", "--all", "--page-size", "2"] + (["--json"] if json_lines else [])
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dhis2_messages", *argv],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            first = b""
+            while first.count(b"\n") < (2 if json_lines else 3):
+                ready, _, _ = select.select([proc.stdout], [], [], 15)
+                assert ready, f"page 1 not written while page 2 was held: {first!r}"
+                chunk = os.read(proc.stdout.fileno(), 65536)
+                assert chunk, "the command ended early"
+                first += chunk
+            assert proc.poll() is None  # still walking
+        finally:
+            gate.set()
+            rest, err = proc.communicate(timeout=60)
+            del emulator._handle
+        lines = (first + rest).decode().splitlines()
+        assert (0, b"") == (proc.returncode, err)
+        assert 4 == len(lines if json_lines else lines[1:])
+        if json_lines:
+            assert all(set(json.loads(line)) >= {"id", "subject", "last_sender"} for line in lines)
+
+
+@ONE_RELEASE
+class TestTerminalInput:
+    def test_reply_prompts_on_a_terminal(self, emulator):
+        """reply UID - on a terminal asks for the text; one final newline is dropped."""
+        pytest.importorskip("pty")
+        uid = emulator.add_conversation(sender="alice", recipients=["admin"], subject="S")
+        status, out, _ = terminal_run_with_input(emulator, ["reply", uid, "-"], "Thanks,\nJohn\n")
+        assert 0 == status, out
+        assert "Type the text, then Ctrl-D on a line of its own:" in out
+        assert "Thanks,\nJohn" == emulator.conversations[uid].messages[-1].text
+
+    def test_download_refuses_raw_bytes_to_a_terminal(self, emulator, connect):
+        admin = connect("admin")
+        file = admin.upload_attachment(PDF, filename="r.pdf")
+        uid = admin.send(subject="S", text="T", users=ALICE, attachments=[file])
+        message = emulator.conversations[uid].messages[0].uid
+        emulator.clear_log()
+        status, out, _ = terminal_run(emulator, "download", uid, message, file)
+        assert 2 == status and "-o FILE" in out and "%PDF" not in out
+        assert [] == emulator.log
+
+
+def terminal_run_with_input(emulator, argv, text, timeout=60):
+    """Run the command on a pseudo-terminal and type *text* into it, then Ctrl-D."""
+    pty = pytest.importorskip("pty")
+    import select
+    import time
+
+    env = _clean_env(os.environ)
+    env.update({"DHIS2_URL": emulator.url, "DHIS2_TOKEN": emulator.user("admin").token})
+    env["PYTHONIOENCODING"] = "utf-8"
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dhis2_messages", *argv],
+        cwd=ROOT,
+        env=env,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+    )
+    os.close(slave)
+    chunks, ends, typed = [], time.monotonic() + timeout, False
+    try:
+        while True:
+            left = ends - time.monotonic()
+            assert left > 0, f"no end within {timeout} s: {b''.join(chunks)!r}"
+            ready, _, _ = select.select([master], [], [], left)
+            if not ready:
+                continue
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+            if not typed and b"Ctrl-D" in b"".join(chunks):
+                for line in text.splitlines(keepends=True):
+                    os.write(master, line.encode("utf-8"))
+                os.write(master, b"\x04")  # Ctrl-D at the start of a line: end of input
+                typed = True
+        status = proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    return status, b"".join(chunks).decode("utf-8").replace("\r\n", "\n"), ""
+
+
+# -- Errors in the command line's words --------------------------------------------
+
+
+@ONE_RELEASE
+class TestErrorWords:
+    def test_a_list_timeout_says_what_to_do_and_nothing_about_sends(self, emulator, cli):
+        emulator.inject(method="GET", path=API, delay=2)
+        result = cli("--timeout", "0.2", "--retries", "0", "list")
+        assert 1 == result.status
+        (line,) = result.err.splitlines()
+        assert line.startswith("dhis2-messages: 127.0.0.1:") and "within 0.2 s" in line
+        assert "--timeout 0.4" in line
+        assert "reached DHIS2" not in line and "timeout=" not in line and "fields" not in line
+
+    def test_a_send_timeout_warns_it_may_have_been_delivered(self, emulator, cli):
+        emulator.inject(method="POST", path=API, delay=2, process=True)
+        result = cli("--timeout", "0.2", "send", "S", "T", "--user", ALICE)
+        assert 1 == result.status and 2 == len(result.err.splitlines())
+        assert "The send may still have reached DHIS2" in result.err
+        assert "dhis2-messages list" in result.err
+
+    def test_not_found_does_not_say_http_200(self, emulator, cli):
+        result = cli("show", UNKNOWN)
+        assert 1 == result.status
+        assert f"dhis2-messages: not found: No MessageConversation found with UID: {UNKNOWN}\n" == (
+            result.err
+        )
+
+    def test_library_names_become_flags(self, emulator, cli):
+        result = cli("list", "--page-size", "0")
+        assert 2 == result.status and "--page-size" in result.err and "page_size" not in result.err
+        result = cli("--url", "ftp://dhis2.example.org", "unread")
+        assert 2 == result.status and "base_url" not in result.err
+
+    def test_retries_flag(self, emulator, cli):
+        emulator.inject(method="GET", path=API, status=503, times=2)
+        assert 1 == cli("--retries", "1", "unread").status
+        assert 2 == len(emulator.requests("GET", API))
+        emulator.clear_log()
+        emulator.inject(method="GET", path=API, status=503, times=2)
+        assert "0\n" == ok(cli("--retries", "2", "unread")).out
+        assert 3 == len(emulator.requests("GET", API))
+        assert 2 == cli("--retries", "-1", "unread").status
+
+    def test_send_usage_errors_show_the_send_usage(self, emulator, cli):
+        result = cli("send", "S", "T")
+        assert 2 == result.status
+        assert result.err.startswith("usage: dhis2-messages send ")
+        assert "recipient" in error_line(result)
+
+
+# A self-signed certificate and a TLS server that uses it, from the security tests.
+certificate = test_security.certificate
+tls_server = test_security.tls_server
+
+
+@ONE_RELEASE
+class TestTls:
+    def test_a_certificate_failure_is_two_lines(self, tls_server, cli):
+        result = cli("--url", tls_server.url, "--token", "d2p_x", "--retries", "0", "list")
+        assert 1 == result.status
+        first, second = result.err.splitlines()
+        assert first.startswith("dhis2-messages: TLS failed for 127.0.0.1:")
+        assert "certificate" in first and "fields" not in first and "/api" not in first
+        assert "--ca-bundle FILE" in second and "REQUESTS_CA_BUNDLE" in second
+        assert [] == tls_server.seen
+
+    def test_ca_bundle_and_insecure(self, tls_server, certificate, cli):
+        tls_server.seen.clear()
+        url = ["--url", tls_server.url, "--token", "d2p_x"]
+        assert "no conversations\n" == ok(cli(*url, "--ca-bundle", certificate[0], "list")).out
+        result = cli(*url, "--insecure", "list")
+        assert (0, "no conversations\n") == (result.status, result.out)
+        assert "dhis2-messages: --insecure: DHIS2's certificate is not checked\n" == result.err
+        assert 2 == len(tls_server.seen)
+        result = cli(*url, "--ca-bundle", "/no/such/bundle.pem", "list")
+        assert 2 == result.status and "/no/such/bundle.pem" in result.err

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -976,6 +977,51 @@ def test_command_line_demo_server():
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+def test_demo_prints_a_ready_export_line():
+    """--demo ends with the line that points the command line at it; the line works."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.emulator", "--port", "0", "--demo"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = []
+        for _ in range(200):  # the tree is long; the export line comes before "Press Ctrl-C"
+            lines.append(proc.stdout.readline())
+            if lines[-1].startswith("Press Ctrl-C") or not lines[-1]:
+                break
+        (export,) = [line for line in lines if line.startswith("export ")]
+        env = dict(item.split("=", 1) for item in export.split()[1:])
+        assert {"DHIS2_URL", "DHIS2_TOKEN"} == set(env)
+        r = requests.get(
+            env["DHIS2_URL"] + MC,
+            headers={"Authorization": f"ApiToken {env['DHIS2_TOKEN']}"},
+            params={"fields": "subject"},
+            timeout=5,
+        )
+        assert 200 == r.status_code
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def test_a_busy_port_is_one_line_and_exit_1():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = subprocess.run(
+            [sys.executable, "-m", "tests.emulator", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+    assert 1 == r.returncode and "" == r.stdout
+    (line,) = r.stderr.splitlines()
+    assert f"cannot listen on 127.0.0.1:{port}" in line and "--port" in line
 
 
 def test_refuses_a_public_address():
