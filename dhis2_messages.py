@@ -2608,6 +2608,12 @@ def _cli_parser() -> Any:
         help="retry a failed read up to N times (default 3; 0: never)",
     )
     parser.add_argument(
+        "--deadline",
+        type=float,
+        metavar="S",
+        help="the most one request may take, retries included (default 300)",
+    )
+    parser.add_argument(
         "--ca-bundle",
         metavar="FILE",
         help="trust the certificate authorities in FILE (a PEM bundle), for a private CA",
@@ -2757,6 +2763,8 @@ def _cli_messenger(args: Any) -> Messenger:
         overrides["timeout"] = (DEFAULT_TIMEOUT[0], args.timeout)
     if args.retries is not None:
         overrides["retries"] = args.retries
+    if args.deadline is not None:
+        overrides["deadline"] = args.deadline
     if args.ca_bundle and args.insecure:
         raise _UsageError("give --ca-bundle or --insecure, not both")
     if args.ca_bundle:
@@ -2880,9 +2888,9 @@ def _short_reason(exc: BaseException) -> str:
     return str(text)
 
 
-def _cli_error(exc: Dhis2Error, args: Any, base_url: Optional[str]) -> str:
+def _cli_error(exc: Dhis2Error, args: Any, m: Optional[Messenger]) -> str:
     """A DHIS2 or network failure in one or two lines, with the advice that fits the command."""
-    host = urlsplit(base_url).netloc if base_url else "DHIS2"
+    host = urlsplit(m.base_url).netloc if m else "DHIS2"
     maybe_done = (
         f"\nThe {args.command} may still have reached DHIS2: check (dhis2-messages list) "
         "before running it again."
@@ -2891,7 +2899,14 @@ def _cli_error(exc: Dhis2Error, args: Any, base_url: Optional[str]) -> str:
     )
     if isinstance(exc, TransportError):
         cause = exc.__cause__
-        connect, read = (DEFAULT_TIMEOUT[0], args.timeout or DEFAULT_TIMEOUT[1])
+        if str(exc).startswith("The deadline of"):  # the library's words for it
+            deadline = m.deadline if m else 0.0
+            return (
+                f"{host} did not finish within the deadline of {deadline:g} s: DHIS2 answered too "
+                f"slowly or not at all; try again later or give --deadline {deadline * 2:g}."
+                + maybe_done
+            )
+        connect, read = m.timeout if m else DEFAULT_TIMEOUT
         if isinstance(cause, requests.exceptions.SSLError):
             return (
                 f"TLS failed for {host}: {_short_reason(cause)}.\n"
@@ -2916,6 +2931,8 @@ def _cli_error(exc: Dhis2Error, args: Any, base_url: Optional[str]) -> str:
         if isinstance(cause, requests.RequestException):
             return f"the connection to {host} broke: {_short_reason(cause)}." + maybe_done
         return _cli_words(str(exc)) + maybe_done
+    if isinstance(exc, ApiError) and exc.status_code >= 500:
+        return f"DHIS2 failed (HTTP {exc.status_code}): {exc.message}; try again later"
     if isinstance(exc, NotFoundError):
         return f"not found: {exc.message}"
     if isinstance(exc, AuthenticationError):
@@ -2944,7 +2961,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if terminal.chatty:
         log.addHandler(notes)
         log.setLevel(min(level or logging.INFO, logging.INFO))
-    base_url = None
+    messenger = None
     try:
         if args.insecure:
             import warnings
@@ -2956,9 +2973,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     "dhis2-messages: --insecure: DHIS2's certificate is not checked",
                     file=sys.stderr,
                 )
-        with _cli_messenger(args) as m:
-            base_url = m.base_url
-            result = args.run(m, args)
+        with _cli_messenger(args) as messenger:
+            result = args.run(messenger, args)
     except _UsageError as exc:
         print(args.usage(), end="", file=sys.stderr)
         print(f"dhis2-messages: error: {exc}", file=sys.stderr)
@@ -2975,7 +2991,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"dhis2-messages: error: {_cli_words(str(exc))}", file=sys.stderr)
         return 2
     except Dhis2Error as exc:
-        print(f"dhis2-messages: {_cli_error(exc, args, base_url)}", file=sys.stderr)
+        print(f"dhis2-messages: {_cli_error(exc, args, messenger)}", file=sys.stderr)
         return 1
     finally:
         log.removeHandler(notes)

@@ -1179,6 +1179,56 @@ class TestWalkFeedback:
 
 
 @ONE_RELEASE
+class TestRetryNotes:
+    def busy(self, emulator):
+        emulator.inject(method="GET", path=API, status=503, times=2, headers={"Retry-After": "0"})
+
+    def test_each_retry_is_one_line_on_a_terminal(self, emulator):
+        self.busy(emulator)
+        status, out, _ = terminal_run(emulator, "unread")
+        assert 0 == status
+        assert [
+            "dhis2-messages: DHIS2 answered 503; retrying in 0 s, 1 of 3",
+            "dhis2-messages: DHIS2 answered 503; retrying in 0 s, 2 of 3",
+            "0",
+        ] == visible(out).splitlines()
+
+    def test_a_failed_connection_reads_without_object_reprs(self, emulator):
+        url = f"http://127.0.0.1:{closed_port()}"
+        status, out, _ = terminal_run(emulator, "--url", url, "--retries", "1", "unread")
+        assert 1 == status
+        note, error = visible(out).splitlines()
+        assert (
+            note.startswith("dhis2-messages: the connection failed (") and "object at" not in note
+        )
+        assert note.endswith("retrying in 0.5 s, 1 of 1")
+        assert error.startswith("dhis2-messages: could not connect to 127.0.0.1:")
+
+    def test_nothing_when_quiet_or_not_a_terminal(self, emulator, spawn):
+        self.busy(emulator)
+        status, out, _ = terminal_run(emulator, "-q", "unread")
+        assert (0, "0\n") == (status, out)
+        self.busy(emulator)
+        assert "" == ok(spawn("unread")).err
+
+
+@ONE_RELEASE
+class TestDeadline:
+    def test_deadline_flag_and_its_words(self, emulator, cli):
+        emulator.inject(method="GET", path=API, delay=3)
+        result = cli("--deadline", "0.5", "list")
+        assert 1 == result.status
+        (line,) = result.err.splitlines()
+        assert "within the deadline of 0.5 s" in line and "--deadline 1" in line
+        assert "deadline=" not in line and "reached DHIS2" not in line
+
+    def test_a_bad_deadline_is_a_usage_error_in_flag_words(self, emulator, cli):
+        result = cli("--deadline", "0", "unread")
+        assert 2 == result.status and "--deadline must be" in result.err
+        assert [] == emulator.log
+
+
+@ONE_RELEASE
 class TestTerminalInput:
     def test_reply_prompts_on_a_terminal(self, emulator):
         """reply UID - on a terminal asks for the text; one final newline is dropped."""
