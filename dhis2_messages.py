@@ -102,7 +102,7 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-log = logging.getLogger("dhis2_messages")
+log: logging.Logger = logging.getLogger("dhis2_messages")
 
 #: ``(connect, read)`` seconds applied to every request unless overridden.
 DEFAULT_TIMEOUT: Tuple[float, float] = (3.05, 30.0)

@@ -136,3 +136,7 @@ def waits(monkeypatch):
     recorded = []
     monkeypatch.setattr(dhis2_messages.time, "sleep", recorded.append)
     return recorded
+
+
+def pytest_report_header(config):
+    return f"dhis2_messages {dhis2_messages.__version__} from {dhis2_messages.__file__}"

@@ -1,15 +1,30 @@
 #!/usr/bin/env bash
 # Run the test suite under several Python versions, each in its own virtualenv.
 #
-#   tests/matrix.sh              # 3.8 to 3.13
-#   tests/matrix.sh 3.8 3.13     # just these
+#   tests/matrix.sh                          # 3.8 to 3.13, this tree installed
+#   tests/matrix.sh 3.8 3.13                 # just these
+#   tests/matrix.sh --wheel dist/X.whl 3.8   # test that built wheel instead
+#   tests/matrix.sh --wheel dist/X.whl --reuse 3.8   # as installed before
 #
 # The interpreter for 3.X is $(pyenv root)/versions/3.X.*/bin/python (the newest
 # patch release) or python3.X on PATH; a version with neither is skipped.  Each
-# run gets .venv-3.X at the top of the repository, with ".[test]" installed.
+# run gets .venv-3.X at the top of the tree, with ".[test]" installed, or the
+# wheel with its test extra.  With --wheel the suite imports the installed
+# module, not dhis2_messages.py of this tree (pytest --import-mode=append, so the
+# tree comes after site-packages), and the run fails if pytest's header shows
+# another file.  --reuse installs nothing, e.g. after pinning old dependencies.
 # Exit status: 0 when every run that was possible passed, 1 otherwise.
 
 set -u
+wheel=""
+reuse=0
+while [ "$#" -gt 0 ]; do
+    case $1 in
+        --wheel) wheel=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift 2 ;;
+        --reuse) reuse=1; shift ;;
+        *) break ;;
+    esac
+done
 cd "$(dirname "$0")/.." || exit 2
 
 if [ "$#" -gt 0 ]; then
@@ -65,14 +80,30 @@ for version in "${versions[@]}"; do
         failed=1
         continue
     fi
-    if ! "$venv/bin/python" -m pip install -q --disable-pip-version-check ".[test]"; then
-        summary+=("$(printf '%-5s FAILED: pip install ".[test]" failed' "$version")")
+    target=".[test]"
+    if [ -n "$wheel" ]; then
+        target="$wheel[test]"
+    fi
+    if [ "$reuse" -eq 0 ] && ! "$venv/bin/python" -m pip install -q --disable-pip-version-check "$target"; then
+        summary+=("$(printf '%-5s FAILED: pip install "%s" failed' "$version" "$target")")
         failed=1
         continue
     fi
     started=$SECONDS
-    "$venv/bin/python" -m pytest -q -p no:cacheprovider >"$log" 2>&1
-    status=$?
+    if [ -n "$wheel" ]; then
+        # The pytest script, not python -m pytest, which would put this tree first on sys.path.
+        "$venv/bin/pytest" -p no:cacheprovider --import-mode=append >"$log" 2>&1
+        status=$?
+        if [ "$status" -eq 0 ] && ! grep -q "^dhis2_messages .* from $PWD/$venv/lib/.*/site-packages/dhis2_messages.py$" "$log"; then
+            grep "^dhis2_messages " "$log"
+            echo "the suite did not test the installed wheel (see the line above)"
+            status=3
+        fi
+        grep -m 1 "^dhis2_messages " "$log"
+    else
+        "$venv/bin/python" -m pytest -p no:cacheprovider >"$log" 2>&1
+        status=$?
+    fi
     result=$(grep -E '^[=]* ?[0-9]+ (passed|failed|error)|no tests ran' "$log" | tail -n 1 | tr -d '=' | sed 's/^ *//; s/ *$//')
     if [ "$status" -eq 0 ]; then
         summary+=("$(printf '%-5s passed  Python %-8s %s (%ss)' "$version" "$full" "$result" "$((SECONDS - started))")")
