@@ -723,17 +723,23 @@ class Messenger:
     """
 
     #: ``(connect, read)`` seconds for each request.
-    timeout = _Setting(lambda value, name: _check_timeout(value))
+    timeout: _Setting[Tuple[float, float]] = _Setting(lambda value, name: _check_timeout(value))
     #: How many times an idempotent call is retried.
-    retries = _Setting(lambda value, name: _check_count(value, name, minimum=0))
+    retries: _Setting[int] = _Setting(lambda value, name: _check_count(value, name, minimum=0))
     #: Seconds before the first retry; doubled for each further one.
-    backoff = _Setting(lambda value, name: _check_seconds(value, name, zero=True), 0.5)
+    backoff: _Setting[float] = _Setting(
+        lambda value, name: _check_seconds(value, name, zero=True), 0.5
+    )
     #: The longest wait between retries; a longer ``Retry-After`` is not waited for.
-    max_retry_wait = _Setting(lambda value, name: _check_seconds(value, name, zero=True), 60.0)
+    max_retry_wait: _Setting[float] = _Setting(
+        lambda value, name: _check_seconds(value, name, zero=True), 60.0
+    )
     #: The most one method call may take, retries and waits included, in seconds.
-    deadline = _Setting(lambda value, name: _check_seconds(value, name))
+    deadline: _Setting[float] = _Setting(lambda value, name: _check_seconds(value, name))
     #: The largest response body accepted, in bytes, counted after decompression.
-    max_response_size = _Setting(lambda value, name: _check_count(value, name, minimum=1))
+    max_response_size: _Setting[int] = _Setting(
+        lambda value, name: _check_count(value, name, minimum=1)
+    )
 
     def __init__(
         self,

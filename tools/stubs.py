@@ -6,7 +6,7 @@
 Type checkers find no ``py.typed`` marker for a single-file module (PEP 561), so
 the distribution also installs the stub-only package ``dhis2_messages-stubs``.
 Its one file is the module's public interface: every public name, the private
-type aliases their signatures use, the same decorators, bases and annotations,
+type aliases and classes their signatures use, the same decorators, bases and annotations,
 bodies reduced to ``...``.  An attribute is typed from its annotation, from a
 literal, from the parameter or the module function whose result ``__init__``
 stores in it; anything else stops the generator with the name to annotate in
@@ -99,6 +99,11 @@ class _Generator:
             node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)
         }
         self.private_aliases: Dict[str, ast.Assign] = {}
+        self.private_classes: Dict[str, ast.ClassDef] = {
+            node.name: node
+            for node in tree.body
+            if isinstance(node, ast.ClassDef) and not _is_public(node.name)
+        }
         for node in tree.body:
             if isinstance(node, ast.Assign) and len(node.targets) == 1:
                 target = node.targets[0]
@@ -295,18 +300,29 @@ class _Generator:
         return self._used_imports(imports, body) + body
 
     def _with_private_aliases(self, out: List[Tuple[int, ast.stmt]]) -> List[ast.stmt]:
-        """Add the private aliases (``_UidArg = ...``) the public interface uses, in module order."""
+        """Add the private aliases (``_UidArg = ...``) and classes the public interface uses."""
         wanted: Set[str] = set()
         pending = _names([stmt for _, stmt in out])
         while pending:
             name = pending.pop()
-            if name in self.private_aliases and name not in wanted:
+            stmt: ast.stmt
+            if name in wanted:
+                continue
+            if name in self.private_aliases:
                 wanted.add(name)
-                value = _unquote(copy.deepcopy(self.private_aliases[name].value))
-                pending |= _names([ast.Expr(value)])
-        for name in wanted:
-            node = self.private_aliases[name]
-            out.append((node.lineno, ast.Assign(targets=node.targets, value=_unquote(node.value))))
+                alias = self.private_aliases[name]
+                value = copy.deepcopy(alias.value)
+                if not isinstance(value, ast.Call):  # TypeVar("_T") keeps its string
+                    value = _unquote(value)
+                line, stmt = alias.lineno, ast.Assign(targets=alias.targets, value=value)
+            elif name in self.private_classes:  # e.g. a descriptor the public classes use
+                wanted.add(name)
+                klass = self.private_classes[name]
+                line, stmt = klass.lineno, self.klass(copy.deepcopy(klass))
+            else:
+                continue
+            out.append((line, stmt))
+            pending |= _names([stmt])
         return [stmt for _, stmt in sorted(out, key=lambda item: item[0])]
 
     def _used_imports(self, imports: List[ast.stmt], out: List[ast.stmt]) -> List[ast.stmt]:

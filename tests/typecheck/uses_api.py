@@ -8,7 +8,7 @@ tools/check_types.py runs ``mypy --strict`` and pyright (strict) on it.  The
 from __future__ import annotations
 
 import datetime as dt
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from typing_extensions import assert_type
 
@@ -33,6 +33,9 @@ def triage(m: Messenger) -> List[str]:
 def main() -> int:
     with Messenger.from_env(timeout=60) as m:
         assert_type(m, Messenger)
+        assert_type(m.timeout, Tuple[float, float])
+        assert_type(m.deadline, float)
+        m.retries = 0  # settings may be changed; the next call uses them
         assert_type(m.count_unread(), int)
         uid = m.send(subject="Weekly report", text="Due Friday.", users=["PhzytPW3g2J"])
         assert_type(uid, str)
