@@ -2076,6 +2076,10 @@ def _participant_state(p: Participant) -> str:
     return ("read" if p.read else "unread") + (", follow-up" if p.follow_up else "")
 
 
+def _file_label(attachment: Attachment) -> str:
+    return attachment.name or attachment.id
+
+
 def _size(attachment: Attachment) -> str:
     n = attachment.content_length
     return "size unknown" if n is None else f"{n:,} bytes"
@@ -2123,7 +2127,7 @@ def _message_html(message: Message) -> str:
     esc = _html_escape
     note = " <i>(internal)</i>" if message.internal else ""
     files = "".join(
-        f"<li>{esc(a.name or a.id)} ({esc(_size(a))}) <code>{esc(a.id)}</code></li>"
+        f"<li>{esc(_file_label(a))} ({esc(_size(a))}) <code>{esc(a.id)}</code></li>"
         for a in message.attachments
     )
     return (
@@ -2216,21 +2220,23 @@ def _cut(text: str, width: int) -> str:
     return "".join(kept) + "…"
 
 
-#: The fewest columns a subject gets on a terminal before it is cut.
-_SUBJECT_ROOM = 12
+#: The columns a subject should get on a terminal before other columns give way.
+_SUBJECT_ROOM = 20
 
 
 class _Table:
     """The list table, written a page at a time: the first rows set the column widths.
 
-    With a *width* (a terminal's), cells that would not fit are cut with …;
-    without (a pipe or a file), every cell is written whole.
+    With a *width* (a terminal's) every line fits it: a narrow terminal leaves out
+    PRIORITY, then STATUS, then shortens FROM so the subject keeps some room, and
+    cells that would not fit are cut with ….  Without (a pipe or a file), every
+    column and every cell is written whole.
     """
 
     def __init__(self, style: _Style = _PLAIN, width: Optional[int] = None) -> None:
         self.style, self.width = style, width
-        self.widths: Optional[List[int]] = None
-        self.gap = "  "
+        self.widths: List[int] = []
+        self.shown = list(range(len(_LIST_HEADERS) - 1))  # every column but the subject
 
     def start(self, conversations: Sequence[Conversation]) -> str:
         """Set the column widths from these rows (a first page); return the header line."""
@@ -2238,38 +2244,38 @@ class _Table:
         rows = [headers] + [tuple(map(_cell, _list_row(conv))) for conv in conversations]
         self.widths = [max(_columns(row[i]) for row in rows) for i in range(len(headers) - 1)]
         if self.width is not None:
-            # An 80-column terminal: one space between columns, then a shorter FROM,
-            # so the subject keeps some room.
-            if sum(self.widths) + 2 * len(self.widths) + _SUBJECT_ROOM > self.width:
-                self.gap = " "
-            over = sum(self.widths) + len(self.gap) * len(self.widths) + _SUBJECT_ROOM - self.width
-            if over > 0:
-                self.widths[6] = max(6, self.widths[6] - over)
+            for column in (4, 3):  # PRIORITY, STATUS: the least read on a narrow terminal
+                if self._room() < _SUBJECT_ROOM:
+                    self.shown.remove(column)
+            self.widths[6] = max(8, self.widths[6] - max(0, _SUBJECT_ROOM - self._room()))
         return self.style.bold(self._line(headers, None))
+
+    def _room(self) -> int:
+        assert self.width is not None
+        return self.width - sum(self.widths[i] + 2 for i in self.shown)
 
     def line(self, conv: Conversation) -> str:
         line = self._line(tuple(map(_cell, _list_row(conv))), conv)
         return self.style.bold(line) if conv.read is False else self.style.dim(line)
 
     def lines(self, conversations: Sequence[Conversation]) -> List[str]:
-        head = [self.start(conversations)] if self.widths is None else []
+        head = [self.start(conversations)] if not self.widths else []
         return head + [self.line(conv) for conv in conversations]
 
     def _line(self, row: Tuple[str, ...], conv: Optional[Conversation]) -> str:
-        assert self.widths is not None
         cells = []
-        for i, (cell, width) in enumerate(zip(row, self.widths)):
+        for i in self.shown:
+            cell, width = row[i], self.widths[i]
             if self.width is not None:
                 cell = _cut(cell, width)
             padding = " " * (width - _columns(cell))
             if conv is not None and i == 2:  # the type column
                 cell = self.style.kind(conv.message_type, cell)
             cells.append(cell + padding)
-        last = row[-1]
+        subject = row[-1]
         if self.width is not None:
-            room = self.width - sum(self.widths) - len(self.gap) * len(self.widths)
-            last = _cut(last, max(room, _SUBJECT_ROOM))
-        return self.gap.join(cells) + self.gap + last
+            subject = _cut(subject, max(self._room(), 1))
+        return "  ".join(cells) + "  " + subject
 
 
 def _page_text(page: Page, style: _Style = _PLAIN, width: Optional[int] = None) -> str:
@@ -2289,7 +2295,7 @@ def _message_lines(message: Message, conv: Optional[str], style: _Style = _PLAIN
         for line in (message.text or "").splitlines() or [""]
     ]
     for a in message.attachments:
-        lines.append(f"    attachment {_cell(a.name or a.id)} ({_size(a)})")
+        lines.append(f"    attachment {_cell(_file_label(a))} ({_size(a)})")
         if conv is not None:
             lines.append(
                 f"      dhis2-messages download {conv} {message.id} {a.id} "
@@ -2433,7 +2439,7 @@ def _cli_walk(m: Messenger, args: Any, params: List[Tuple[str, str]]) -> None:
         pages += 1
         first = first or page
         last = page.conversations[-1].id if page.conversations else None
-        if table is not None and table.widths is None and page.conversations:
+        if table is not None and not table.widths and page.conversations:
             out.write(table.start(page.conversations) + "\n")
 
     def page_written() -> None:

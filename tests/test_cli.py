@@ -17,6 +17,7 @@ import sys
 import unicodedata
 from pathlib import Path
 
+import attrs
 import pytest
 
 import dhis2_messages
@@ -585,6 +586,17 @@ class TestList:
         assert uids[::-1] == [c["id"] for c in lines]
         assert 3 == len(emulator.requests("GET", API))
 
+    def test_one_conversation_shape_everywhere(self, emulator, cli):
+        """list --json, list --all --json (JSON Lines) and show --json share the record's keys."""
+        emulator.add_conversations(3, sender="bob", recipients=["admin"])
+        page = ok(cli("--json", "list")).json()
+        lines = [json.loads(line) for line in ok(cli("--json", "list", "--all")).out.splitlines()]
+        assert page["conversations"] == lines
+        assert {"conversations", "page", "page_count", "total", "page_size"} == set(page)
+        shown = ok(cli("--json", "show", lines[0]["id"])).json()
+        assert set(shown) == set(lines[0])
+        assert [f.name for f in attrs.fields(dhis2_messages.Conversation)] == list(shown)
+
     def test_bad_options(self, emulator, cli):
         assert 2 == cli("list", "--page-size", "0").status
         assert 2 == cli("list", "--filter", "nocolon").status
@@ -1094,7 +1106,11 @@ class TestTerminal:
             header, row = [visible(line) for line in out.splitlines()[:2]]
             assert 0 == status and row.endswith("…") and columns == len(row), row
             assert subject.startswith(row[header.index("SUBJECT") : -1])
+            assert len(row) - header.index("SUBJECT") >= 20
             assert all(len(visible(line)) <= columns for line in out.splitlines())
+            # a narrow terminal leaves out the least read columns; a wide one shows them all
+            assert ("STATUS" in header, "PRIORITY" in header) == (columns > 80, columns > 80)
+            assert "Alice Banda" in row
         piped = [line for line in ok(spawn("list")).out.splitlines() if uid in line]
         assert piped[0].endswith(subject)  # a pipe gets the whole subject
 
