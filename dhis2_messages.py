@@ -62,6 +62,7 @@ from typing import (
     NamedTuple,
     Optional,
     Sequence,
+    Set,
     Tuple,
     TypeVar,
     Union,
@@ -867,7 +868,16 @@ class Messenger:
     ) -> Iterator[Conversation]:
         """Yield every matching conversation, fetching the next page only when reached.
 
-        ``GET /api/messageConversations?page=N``, once per page
+        The walk survives its own changes: a loop that marks each conversation
+        read, or deletes it, still meets every one that matched when the walk
+        began, once.  That holds when the first ``order`` is ``lastMessage``,
+        ``lastUpdated``, ``created``, ``messageCount``, ``subject``,
+        ``messageType``, ``status`` or ``priority`` with ``asc`` or ``desc``;
+        with another order (or none) the walk pages by number, as DHIS2 does,
+        and changes made during it shift the pages.  Either way it ends within
+        the pages the first page's total calls for, plus one.
+
+        ``GET /api/messageConversations``, once per page
         """
         params = _list_params(filter, query, query_operator, order, fields, page_size)
         return self._iter_pages(params)
@@ -875,18 +885,83 @@ class Messenger:
     def _iter_pages(
         self, params: List[Tuple[str, str]], on_page: Optional[Callable[[Page], None]] = None
     ) -> Iterator[Conversation]:
-        """The walk behind iter_conversations; *on_page* sees each Page as it arrives."""
-        number = 1
-        while True:
-            page = self._get_page(params + [("page", str(number))])
+        """The walk behind iter_conversations; *on_page* sees each Page as it
+        arrives, holding the conversations about to be yielded."""
+        params = list(params)  # _resume_by may add the order's key to the fields
+        size = int(dict(params)["pageSize"])
+        resume = _resume_by(params)
+        if resume is None:
+            pages: Iterator[Page] = self._pages_by_number(params)
+        else:
+            pages = self._pages_by_value(params, size, *resume)
+        limit = 0
+        for number, page in enumerate(pages, 1):
+            if number == 1:
+                # A pager that announces one more page forever, or answers the
+                # same conversations again, cannot hold the walk past this.
+                limit = -(-page.total // size) + 1
             if on_page is not None:
                 on_page(page)
             yield from page.conversations
-            # The pager decides; an empty page also ends the walk, so a server
-            # that keeps answering never loops forever.
-            if not page.conversations or page.page >= page.page_count or page.page < number:
+            if number >= limit:
                 return
+
+    def _pages_by_number(self, params: List[Tuple[str, str]]) -> Iterator[Page]:
+        number = 1
+        previous: Set[str] = set()
+        while True:
+            page = self._get_page(params + [("page", str(number))])
+            fresh = tuple(c for c in page.conversations if c.id not in previous)
+            yield attrs.evolve(page, conversations=fresh)
+            # The pager decides; a page with nothing new also ends the walk.
+            if not fresh or page.page >= page.page_count or page.page < number:
+                return
+            previous = {c.id for c in fresh}
             number = page.page + 1
+
+    def _pages_by_value(
+        self, params: List[Tuple[str, str]], size: int, key: str, attr: str, op: str
+    ) -> Iterator[Page]:
+        """Pages resumed by value: DHIS2 pages by offset, so a loop that marks each
+        conversation read (out of ``read:eq:false``) or deletes it shifts every
+        later page, and a walk by page numbers skips about half of them.
+
+        Each request is page 1 of what is left: the caller's filters plus
+        ``key:le:<the last value seen>`` (``ge`` ascending).  The conversations
+        seen with that value (ties) come back first; they are skipped by uid
+        and the page is asked that much larger, so each request brings
+        ``size`` new ones and the walk takes as many requests as by numbers.
+        A value DHIS2 cannot read back in a filter (2.42+ splits filters at
+        commas) leaves the bound where it was and counts the page as seen.
+        """
+        base = [p for p in params if p[0] != "pageSize"]
+        bound: Optional[str] = None
+        at: Any = None  # the value of the bound
+        seen: Set[str] = set()
+        trusted = key != "subject"  # a date or a number compares here as in DHIS2
+        while True:
+            query = base + [("pageSize", str(size + len(seen))), ("page", "1")]
+            if bound is not None:
+                query.append(("filter", bound))
+            page = self._get_page(query)
+            fresh = []
+            for conv in page.conversations:
+                value = getattr(conv, attr)
+                if conv.id in seen:
+                    continue
+                if trusted and at is not None and (value is None or _before(value, at, op)):
+                    continue  # before the bound: a server ignoring the filter
+                fresh.append(conv)
+            yield attrs.evolve(page, conversations=tuple(fresh))
+            if not fresh or page.page_count <= 1:
+                return
+            last = getattr(page.conversations[-1], attr)
+            text = _filter_value(last)
+            if text is None or last == at:
+                seen.update(c.id for c in fresh)
+            else:
+                bound, at = f"{key}:{op}:{text}", last
+                seen = {c.id for c in page.conversations if getattr(c, attr) == last}
 
     def _get_page(self, params: List[Tuple[str, str]]) -> Page:
         response = self._request("GET", "/messageConversations", params=params)
@@ -1680,6 +1755,57 @@ def _list_params(
         params.append(("queryOperator", query_operator))
     params.append(("pageSize", str(_check_positive(page_size, "page_size"))))
     return params
+
+
+#: The orders a walk resumes by value: DHIS2's property -> the Conversation attribute.
+_RESUMABLE = {
+    "lastMessage": "last_message",
+    "lastUpdated": "last_updated",
+    "created": "created",
+    "messageCount": "message_count",
+    "subject": "subject",
+    "messageType": "message_type",
+    "status": "status",
+    "priority": "priority",
+}
+
+
+def _resume_by(params: List[Tuple[str, str]]) -> Optional[Tuple[str, str, str]]:
+    """``(property, attribute, filter operator)`` of the first order, if resumable."""
+    orders = [o.strip() for name, value in params if name == "order" for o in value.split(",")]
+    key, _, direction = orders[0].partition(":") if orders else ("", "", "")
+    if key not in _RESUMABLE or direction.lower() not in ("asc", "desc"):
+        return None
+    fields = dict(params)["fields"]
+    if fields != LIST_FIELDS:  # the walk reads the key's value: have DHIS2 send it
+        params[params.index(("fields", fields))] = ("fields", f"{fields},{key}")
+    return key, _RESUMABLE[key], "le" if direction.lower() == "desc" else "ge"
+
+
+def _filter_value(value: Any) -> Optional[str]:
+    """*value* as DHIS2 reads it back in a filter, or None where it cannot."""
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is not None:
+            return None
+        # DHIS2's own shape, which its DateUtils parses back (micro-seconds too).
+        return value.isoformat(
+            timespec="microseconds" if value.microsecond % 1000 else "milliseconds"
+        )
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    # 2.42+ joins the filters with commas and splits them again (a "[" starts a
+    # list), so such a text would come back cut short.
+    if isinstance(value, str) and value and value[0] != "[" and not set(value) & set(",\r\n"):
+        return value
+    return None
+
+
+def _before(value: Any, bound: Any, op: str) -> bool:
+    """True when *value* sorts before *bound* in a walk filtered with *op*."""
+    try:
+        return bool(value > bound if op == "le" else value < bound)
+    except TypeError:  # a naive and an aware datetime
+        return False
 
 
 def _read_file(file: Any) -> Tuple[bytes, str]:

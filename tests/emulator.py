@@ -971,6 +971,9 @@ def _compare(op: str, value: Any, arg: Any, raw: str | None) -> bool:
 _SIZE_OPERATORS = frozenset(("eq", "gt", "lt", "gte", "ge", "lte", "le"))
 
 
+FILTER_PARTS = re.compile(r"[a-zA-Z0-9.]+:[!$a-zA-Z]{2,10}(?::(?:\[[^]]*]|[^,\n\r]+))?")
+
+
 def compile_filter(expr: str, type_name: str = "conversation") -> Callable[[Any, Ctx], bool]:
     parts = expr.split(":")
     if len(parts) < 2:
@@ -2018,6 +2021,10 @@ class Emulator:
         if query_string and not has_query and query_operator not in FILTER_OPERATORS:
             raise Fail(web_message(409, f"`{query_operator}` is not a valid operator."))
         filters = req.all("filter")
+        if self.since("2.42") and any("," in f for f in filters):
+            # GetObjectListParams.splitFilters: the filters joined with commas and
+            # split again, so a value is cut at its first comma ("[...]" excepted).
+            filters = [m.group() for m in FILTER_PARTS.finditer(",".join(filters))]
         compiled = [compile_filter(f) for f in filters]
         junction = any if (req.first("rootJunction") or "AND").upper() == "OR" else all
         orders = [o for value in req.all("order") for o in value.split(",") if o.strip()]

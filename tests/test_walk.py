@@ -1,0 +1,265 @@
+"""iter_conversations survives its own changes, keeps any order and filter, and always ends.
+
+DHIS2 pages by offset: a loop that marks each conversation read (so it leaves
+``read:eq:false``) or deletes it shifts every later page, and a walk by page
+numbers meets about half of them.  The walk resumes by the value of the first
+order instead; these tests count what it yields and what it asks.
+"""
+
+from __future__ import annotations
+
+import http.server
+import itertools
+import json
+import threading
+import urllib.parse
+
+import pytest
+
+from dhis2_messages import Messenger
+from tests.conftest import API
+
+
+def _unread(emulator, n, **options):
+    """*n* conversations from bob to alice, unread for alice, newest last."""
+    return emulator.add_conversations(n, sender="bob", recipients=["alice"], **options)
+
+
+def _gets(emulator):
+    return emulator.requests("GET", API)
+
+
+def _walk(m, loop=None, **options):
+    """The uids the walk yields, in order; *loop* runs on each, as the caller's loop body."""
+    yielded = []
+    for conv in m.iter_conversations(**options):
+        yielded.append(conv.id)
+        if loop is not None:
+            loop(conv)
+        assert len(yielded) <= 10_000  # bounded, whatever happens
+    return yielded
+
+
+def _same_last_message(emulator, uids):
+    """Give every conversation of *uids* one lastMessage: ties in the sort key."""
+    with emulator._lock:
+        at = emulator.conversations[uids[0]].last_message
+        for uid in uids:
+            emulator.conversations[uid].last_message = at
+        emulator._tick()  # the list cache goes with every change
+
+
+class TestItsOwnChanges:
+    def test_the_triage_loop_meets_every_unread_conversation_once(self, emulator, alice):
+        """123 unread, each marked read in the loop: 123 yielded (63 when paging by number)."""
+        uids = _unread(emulator, 123)
+        yielded = _walk(alice, lambda c: alice.mark_read(c.id), filter="read:eq:false")
+        assert (123, 123) == (len(yielded), len(set(yielded)))
+        assert uids[::-1] == yielded  # newest first, as ordered
+        assert 3 == len(_gets(emulator))  # 123 at 50 a page: as many requests as by number
+        assert 0 == alice.count_unread()
+
+    def test_the_delete_loop_meets_every_conversation_once(self, emulator, alice):
+        uids = _unread(emulator, 123)
+        yielded = _walk(alice, lambda c: alice.delete_conversation(c.id), page_size=20)
+        assert sorted(uids) == sorted(yielded)
+        assert 123 == len(yielded)
+        assert len(_gets(emulator)) <= 7  # ceil(123 / 20): no more than by page numbers
+        assert [] == list(alice.iter_conversations())
+
+    def test_a_loop_that_changes_some_and_not_others(self, emulator, alice):
+        """Every other conversation marked read: all 100 met once, the others stay unread."""
+        _unread(emulator, 100)
+        flip = iter(range(1000))
+        yielded = _walk(
+            alice,
+            lambda c: next(flip) % 2 and alice.mark_read(c.id),
+            filter="read:eq:false",
+            page_size=10,
+        )
+        assert (100, 100) == (len(yielded), len(set(yielded)))
+        assert 50 == alice.count_unread()
+        assert 10 == len(_gets(emulator)) - 1  # the count is the extra request
+
+    def test_new_conversations_during_the_walk_do_not_disturb_it(self, emulator, alice):
+        """A conversation that arrives during the walk (newest, so before the bound) is not met;
+        every one that was there is met once."""
+        uids = _unread(emulator, 30)
+        arrived = []
+
+        def loop(conv):
+            alice.mark_read(conv.id)
+            if len(arrived) < 5:
+                arrived.extend(_unread(emulator, 1))
+
+        yielded = _walk(alice, loop, filter="read:eq:false", page_size=7)
+        assert uids[::-1] == yielded
+        assert 5 == alice.count_unread()  # the newcomers, untouched
+        assert set(arrived).isdisjoint(yielded)
+
+    def test_ties_in_the_sort_key_longer_than_a_page(self, emulator, alice):
+        """120 conversations with one lastMessage, 50 a page, each marked read: 120 met once."""
+        uids = _unread(emulator, 120)
+        _same_last_message(emulator, uids)
+        yielded = _walk(alice, lambda c: alice.mark_read(c.id), filter="read:eq:false")
+        assert (120, 120) == (len(yielded), len(set(yielded)))
+        assert set(uids) == set(yielded)
+        assert len(_gets(emulator)) <= 3
+
+    def test_ties_at_every_page_boundary(self, emulator, alice):
+        """Pairs of equal lastMessage, 5 a page: every boundary cuts a pair."""
+        uids = _unread(emulator, 40)
+        for pair in zip(uids[::2], uids[1::2]):
+            _same_last_message(emulator, list(pair))
+        yielded = _walk(alice, page_size=5)
+        assert (40, 40) == (len(yielded), len(set(yielded)))
+        assert 8 == len(_gets(emulator))
+        sizes = [r.param("pageSize") for r in _gets(emulator)]
+        assert ["5"] == sizes[0] and all(s in (["6"], ["7"]) for s in sizes[1:])
+
+
+class TestOrdersAndFilters:
+    @pytest.mark.parametrize(
+        "order, key",
+        [
+            ("subject:asc", lambda c: c.subject),
+            ("subject:desc", lambda c: c.subject),
+            ("created:desc", lambda c: c.created),
+            ("created:asc", lambda c: c.created),
+            ("lastUpdated:asc", lambda c: c.last_updated),
+            ("messageCount:desc", lambda c: c.message_count),
+            ("priority:asc,created:desc", lambda c: c.priority),
+        ],
+    )
+    def test_the_callers_order_is_kept_through_its_own_changes(self, emulator, alice, order, key):
+        for i, priority in zip(range(45), ["LOW", "HIGH", "MEDIUM"] * 15):
+            emulator.add_conversation(
+                sender="bob",
+                recipients="alice",
+                subject=f"Report {i % 9}",  # ties in the subject too
+                priority=priority,
+                replies=i % 4,
+            )
+        met = []
+        yielded = _walk(
+            alice,
+            lambda c: met.append(c) or alice.mark_read(c.id),
+            filter="read:eq:false",
+            order=order,
+            page_size=8,
+        )
+        assert (45, 45) == (len(yielded), len(set(yielded)))
+        values = [key(c) for c in met]
+        assert values == sorted(values, reverse=order.split(",")[0].endswith("desc"))
+        assert len(_gets(emulator)) <= 6  # ceil(45 / 8)
+
+    def test_the_callers_filters_are_kept(self, emulator, alice):
+        _unread(emulator, 12)
+        tickets = [
+            emulator.add_conversation(
+                sender="alice", recipients=[], subject=f"T{i}", message_type="TICKET"
+            )
+            for i in range(3)
+        ]
+        yielded = _walk(alice, filter=["messageType:eq:PRIVATE", "read:eq:false"], page_size=5)
+        assert 12 == len(yielded) and not set(tickets) & set(yielded)
+        for request in _gets(emulator):
+            assert ["messageType:eq:PRIVATE", "read:eq:false"] == request.param("filter")[:2]
+
+    def test_own_fields_still_bring_the_order_key(self, emulator, alice):
+        """fields="id" and order lastMessage: the walk asks for lastMessage too, to resume."""
+        _unread(emulator, 9)
+        yielded = _walk(
+            alice, lambda c: alice.mark_read(c.id), filter="read:eq:false", fields="id", page_size=4
+        )
+        assert 9 == len(set(yielded))
+
+    def test_subjects_with_commas_at_the_boundaries(self, emulator, alice):
+        """2.42+ cuts a filter value at its first comma; such a value never becomes the bound."""
+        for i in range(20):
+            emulator.add_conversation(
+                sender="bob", recipients="alice", subject=f"Week {i:02d}, district, report"
+            )
+        yielded = _walk(
+            alice,
+            lambda c: alice.mark_read(c.id),
+            filter="read:eq:false",
+            order="subject:asc",
+            page_size=3,
+        )
+        assert (20, 20) == (len(yielded), len(set(yielded)))
+        for request in _gets(emulator):
+            assert all("," not in f for f in request.param("filter"))
+
+    def test_an_order_it_cannot_resume_pages_by_number(self, emulator, alice):
+        """read:asc is sorted in memory and has two values: the walk pages by number."""
+        _unread(emulator, 11)
+        yielded = _walk(alice, order="read:asc", page_size=4)
+        assert 11 == len(set(yielded)) == len(yielded)
+        assert [["1"], ["2"], ["3"]] == [r.param("page") for r in _gets(emulator)]
+
+
+# -- A walk always ends ------------------------------------------------------------------
+
+
+class _Pager(http.server.BaseHTTPRequestHandler):
+    """A list endpoint whose pager always announces one more page, with new uids each time
+    (or, with ``repeat``, the same two conversations again)."""
+
+    protocol_version = "HTTP/1.1"
+    repeat = False
+    served: list
+
+    def do_GET(self):
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+        n = len(self.served)
+        self.served.append(query)
+        page = int(query.get("page", "1"))
+        base = 0 if self.repeat else 2 * n
+        body = json.dumps(
+            {
+                "pager": {"page": page, "pageCount": page + 1, "total": 6, "pageSize": 2},
+                "messageConversations": [
+                    {
+                        "id": f"Conv{base + i:07d}",
+                        "lastMessage": f"2024-05-0{9 - n % 9}T10:00:00.000",
+                    }
+                    for i in range(2)
+                ],
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(params=[False, True], ids=["new-every-page", "same-again"])
+def pager(request):
+    handler = type("Pager", (_Pager,), {"repeat": request.param, "served": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.mark.parametrize("order", ["lastMessage:desc", "read:asc"], ids=["by-value", "by-number"])
+def test_a_pager_that_never_ends_cannot_hold_the_walk(pager, order):
+    """total 6 at 2 a page: at most 3 + 1 pages, and no conversation twice."""
+    url, handler = pager
+    with Messenger(url, auth=("alice", "pw"), retries=0) as m:
+        yielded = [
+            c.id for c in itertools.islice(m.iter_conversations(order=order, page_size=2), 100)
+        ]
+    assert len(yielded) == len(set(yielded))
+    assert len(handler.served) <= 4
+    assert len(yielded) <= 8
+    if handler.repeat:
+        assert 2 == len(yielded)
