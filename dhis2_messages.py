@@ -871,8 +871,8 @@ class Messenger:
         The walk survives its own changes: a loop that marks each conversation
         read, or deletes it, still meets every one that matched when the walk
         began, once.  That holds when the first ``order`` is ``lastMessage``,
-        ``lastUpdated``, ``created``, ``messageCount``, ``subject``,
-        ``messageType``, ``status`` or ``priority`` with ``asc`` or ``desc``;
+        ``lastUpdated``, ``created``, ``messageCount`` or ``subject``, with
+        ``asc`` or ``desc``;
         with another order (or none) the walk pages by number, as DHIS2 does,
         and changes made during it shift the pages.  Either way it ends within
         the pages the first page's total calls for, plus one.
@@ -1758,15 +1758,16 @@ def _list_params(
 
 
 #: The orders a walk resumes by value: DHIS2's property -> the Conversation attribute.
+#: Filtered and sorted by the same engine on every release (in memory up to 2.41,
+#: in the database from 2.42).  Not the enums: up to 2.41 the in-memory ``le`` and
+#: ``ge`` match no enum value at all (LessEqualOperator.test knows strings,
+#: numbers and dates).
 _RESUMABLE = {
     "lastMessage": "last_message",
     "lastUpdated": "last_updated",
     "created": "created",
     "messageCount": "message_count",
     "subject": "subject",
-    "messageType": "message_type",
-    "status": "status",
-    "priority": "priority",
 }
 
 
