@@ -80,6 +80,7 @@ from urllib3.exceptions import InsecureRequestWarning, NewConnectionError
 from urllib3.poolmanager import ProxyManager
 
 __all__ = [
+    "BOUNDARIES",
     "DEFAULT_TIMEOUT",
     "LIST_FIELDS",
     "PRIORITIES",
@@ -94,11 +95,13 @@ __all__ = [
     "Message",
     "Messenger",
     "NotFoundError",
+    "OrgUnitRef",
     "Page",
     "Participant",
     "PermissionDenied",
     "ResponseError",
     "TransportError",
+    "UserGroupRef",
     "UserRef",
 ]
 __version__ = "0.1.0"
@@ -111,8 +114,11 @@ DEFAULT_TIMEOUT: Tuple[float, float] = (3.05, 30.0)
 STATUSES: Tuple[str, ...] = ("NONE", "OPEN", "PENDING", "INVALID", "SOLVED")
 #: The values ``set_priority`` accepts (DHIS2's MessageConversationPriority).
 PRIORITIES: Tuple[str, ...] = ("NONE", "LOW", "MEDIUM", "HIGH")
+#: The values ``lookup_users(boundary=...)`` accepts (DHIS2's UserOrgUnitType).
+BOUNDARIES: Tuple[str, ...] = ("DATA_CAPTURE", "DATA_OUTPUT", "TEI_SEARCH")
 
 _USER_FIELDS = "id,displayName,username"
+_ORG_UNIT_FIELDS = "id,displayName,level,path"
 #: The ``fields`` selector list calls use unless given another.
 LIST_FIELDS = (
     "id,subject,messageType,status,priority,read,followUp,messageCount,"
@@ -683,10 +689,72 @@ _PAGE_KEYS = (
 _parse_page_body: Callable[[Any, str, _Users], Dict[str, Any]] = _parser(dict, "a list", _PAGE_KEYS)
 
 
+@attrs.frozen(kw_only=True, slots=False)
+class UserGroupRef:
+    """A DHIS2 user group, as ``find_user_groups`` returns it."""
+
+    id: str
+    #: DHIS2's ``displayName``
+    name: Optional[str] = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> UserGroupRef:
+        return _parse_user_group(data, "user group", {})
+
+
+_USER_GROUP_KEYS = (
+    _string("id", "id", required=True),
+    _string("name", "displayName", fallback="name"),
+)
+_parse_user_group = _parser(UserGroupRef, "a user group", _USER_GROUP_KEYS)
+
+
+@attrs.frozen(kw_only=True, slots=False)
+class OrgUnitRef:
+    """A DHIS2 organisation unit, as the organisation-unit lookups return it."""
+
+    id: str
+    #: DHIS2's ``displayName``
+    name: Optional[str] = None
+    #: 1 for the root (the country), 2 for the level below it, ...
+    level: Optional[int] = None
+    #: ``/rootUid/.../ownUid``
+    path: Optional[str] = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> OrgUnitRef:
+        return _parse_org_unit(data, "organisation unit", {})
+
+
+_ORG_UNIT_KEYS = (
+    _string("id", "id", required=True),
+    _string("name", "displayName", fallback="name"),
+    _integer("level", "level"),
+    _string("path", "path"),
+)
+_parse_org_unit = _parser(OrgUnitRef, "an organisation unit", _ORG_UNIT_KEYS)
+# The lookups' answers: userLookup's {"users": [...]}, the metadata lists' {"<plural>": [...]}.
+_Found = Callable[[Any, str, _Users], Dict[str, Any]]
+_parse_user_lookup: _Found = _parser(
+    dict, "a user lookup", (_records("found", "users", _parse_user, required=True),)
+)
+_parse_user_groups: _Found = _parser(
+    dict, "a list", (_records("found", "userGroups", _parse_user_group, required=True),)
+)
+_parse_org_units: _Found = _parser(
+    dict, "a list", (_records("found", "organisationUnits", _parse_org_unit, required=True),)
+)
+
+
 # -- Client ------------------------------------------------------------------
 
 _UidArg = Union[str, Iterable[str]]
+_UserArg = Union[str, UserRef]
+_UsersArg = Union[str, UserRef, Iterable[Union[str, UserRef]]]
+_GroupsArg = Union[str, UserGroupRef, Iterable[Union[str, UserGroupRef]]]
+_OrgUnitsArg = Union[str, OrgUnitRef, Iterable[Union[str, OrgUnitRef]]]
 _File = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, IO[bytes]]
+
 _RETRY_STATUSES = frozenset((429, 502, 503, 504))
 _MEDIA_JSON = "application/json"
 _MEDIA_TEXT = "text/plain; charset=utf-8"
@@ -1005,13 +1073,17 @@ class Messenger:
         *,
         subject: str,
         text: str,
-        users: _UidArg = (),
-        user_groups: _UidArg = (),
-        organisation_units: _UidArg = (),
+        users: _UsersArg = (),
+        user_groups: _GroupsArg = (),
+        organisation_units: _OrgUnitsArg = (),
         attachments: _UidArg = (),
     ) -> str:
         """Start a private conversation and return its uid.  Never re-sent by a retry.
 
+        Recipients are uids or the records the lookups return (``UserRef``,
+        ``UserGroupRef``, ``OrgUnitRef``).  An organisation unit reaches only the
+        users assigned to that exact unit: pass ``organisation_unit_subtree(uid)``
+        to reach everyone in it and below it.
         ``POST /api/messageConversations``
         """
         body: Dict[str, Any] = {
@@ -1074,9 +1146,9 @@ class Messenger:
         self,
         uid: str,
         *,
-        users: _UidArg = (),
-        user_groups: _UidArg = (),
-        organisation_units: _UidArg = (),
+        users: _UsersArg = (),
+        user_groups: _GroupsArg = (),
+        organisation_units: _OrgUnitsArg = (),
     ) -> None:
         """Add users, user groups' members or organisation units' users to a conversation.
 
@@ -1094,7 +1166,7 @@ class Messenger:
 
     # -- Read state, follow-up, delete ----------------------------------------
 
-    def mark_read(self, uids: _UidArg, *, user: Optional[str] = None) -> List[str]:
+    def mark_read(self, uids: _UidArg, *, user: Optional[_UserArg] = None) -> List[str]:
         """Mark conversations read; return the uids that were unread before.
 
         After a retry of a lost answer, only those the retry changed: a subset.
@@ -1102,7 +1174,7 @@ class Messenger:
         """
         return self._bulk("/read", "markedRead", uids, user)
 
-    def mark_unread(self, uids: _UidArg, *, user: Optional[str] = None) -> List[str]:
+    def mark_unread(self, uids: _UidArg, *, user: Optional[_UserArg] = None) -> List[str]:
         """Mark conversations unread; return the uids that were read before.
 
         After a retry of a lost answer, only those the retry changed: a subset.
@@ -1110,29 +1182,29 @@ class Messenger:
         """
         return self._bulk("/unread", "markedUnread", uids, user)
 
-    def follow_up(self, uids: _UidArg, *, user: Optional[str] = None) -> List[str]:
+    def follow_up(self, uids: _UidArg, *, user: Optional[_UserArg] = None) -> List[str]:
         """Flag conversations for follow-up; return every uid DHIS2 found.
 
         ``POST /api/messageConversations/followup``
         """
         return self._bulk("/followup", "markedFollowup", uids, user)
 
-    def unfollow_up(self, uids: _UidArg, *, user: Optional[str] = None) -> List[str]:
+    def unfollow_up(self, uids: _UidArg, *, user: Optional[_UserArg] = None) -> List[str]:
         """Clear the follow-up flag; return every uid DHIS2 found.
 
         ``POST /api/messageConversations/unfollowup``
         """
         return self._bulk("/unfollowup", "unmarkedFollowup", uids, user)
 
-    def _bulk(self, path: str, key: str, uids: _UidArg, user: Optional[str]) -> List[str]:
+    def _bulk(self, path: str, key: str, uids: _UidArg, user: Optional[_UserArg]) -> List[str]:
         body = _check_uids(uids, "uids")
-        params = [] if user is None else [("user", _check_uid(user, "user"))]
+        params = [] if user is None else [("user", _check_uid(user, "user", UserRef))]
         response = self._request(
             "POST", f"/messageConversations{path}", params=params, json_body=body
         )
         return _uid_list(_decode_json(response), key)
 
-    def delete_conversations(self, uids: _UidArg, *, user: Optional[str] = None) -> List[str]:
+    def delete_conversations(self, uids: _UidArg, *, user: Optional[_UserArg] = None) -> List[str]:
         """Remove conversations from a user's inbox (the caller's by default).
 
         Other participants keep them.  Returns the uids actually removed;
@@ -1142,23 +1214,24 @@ class Messenger:
         """
         return self._remove(uids, user)[0]
 
-    def delete_conversation(self, uid: str, *, user: Optional[str] = None) -> None:
+    def delete_conversation(self, uid: str, *, user: Optional[_UserArg] = None) -> None:
         """Remove one conversation from a user's inbox; NotFoundError if it was not there.
 
         After a retry of a lost answer it is gone either way, and that is no error.
         ``DELETE /api/messageConversations?mc=...``
         """
         uid = _check_uid(uid, "uid")
+        user = None if user is None else _check_uid(user, "user", UserRef)
         removed, lost = self._remove(uid, user)
         if uid not in removed and not lost:
             who = f"user {user}" if user else "the caller"
             raise NotFoundError(200, f"Conversation {uid} is not in the inbox of {who}", None, None)
 
-    def _remove(self, uids: _UidArg, user: Optional[str]) -> Tuple[List[str], bool]:
+    def _remove(self, uids: _UidArg, user: Optional[_UserArg]) -> Tuple[List[str], bool]:
         """The uids removed, and whether an attempt whose answer was lost came before."""
         params = [("mc", uid) for uid in _check_uids(uids, "uids")]
         if user is not None:
-            params.append(("user", _check_uid(user, "user")))
+            params.append(("user", _check_uid(user, "user", UserRef)))
         lost: List[bool] = []
         try:
             response = self._request(
@@ -1194,12 +1267,13 @@ class Messenger:
         param = ("messageConversation" + what.capitalize(), _check_choice(value, valid, what))
         _ack(self._request("POST", f"/messageConversations/{uid}/{what}", params=[param]))
 
-    def assign(self, uid: str, user: str) -> None:
+    def assign(self, uid: str, user: _UserArg) -> None:
         """Assign a conversation to a user (for a ticket: a feedback recipient).
 
+        ``user`` is a uid or a ``UserRef`` (``lookup_feedback_recipients`` finds them).
         ``POST /api/messageConversations/{uid}/assign?userId=...``
         """
-        uid, user = _check_uid(uid, "uid"), _check_uid(user, "user")
+        uid, user = _check_uid(uid, "uid"), _check_uid(user, "user", UserRef)
         _ack(
             self._request("POST", f"/messageConversations/{uid}/assign", params=[("userId", user)])
         )
@@ -1211,6 +1285,97 @@ class Messenger:
         """
         uid = _check_uid(uid, "uid")
         _ack(self._request("DELETE", f"/messageConversations/{uid}/assign"))
+
+    # -- Finding recipients ------------------------------------------------------
+
+    def lookup_users(self, query: str, *, boundary: Optional[str] = None) -> List[UserRef]:
+        """Users whose name ("first surname"), username or email contains *query*.
+
+        DHIS2 matches case-insensitively but not accent-insensitively, treats
+        ``%`` and ``_`` as wildcards, orders by surname and answers at most 25.
+        *boundary* (``DATA_CAPTURE``, ``DATA_OUTPUT`` or ``TEI_SEARCH``) keeps the
+        users assigned to exactly the caller's own units of that kind (DHIS2 2.38
+        ignores it).
+        ``GET /api/userLookup?query=...``
+        """
+        params = [("query", _check_query(query))]
+        if boundary is not None:
+            params.append(("orgUnitBoundary", _check_choice(boundary, BOUNDARIES, "boundary")))
+        response = self._request("GET", "/userLookup", params=params)
+        return list(_parse_user_lookup(_decode_json(response), "response", {})["found"])
+
+    def lookup_feedback_recipients(self, query: str) -> List[UserRef]:
+        """Members of the feedback recipients group matching *query* (who a ticket
+        may be assigned to), as ``lookup_users`` matches them.
+
+        ConflictError (E6200) when the server has no feedback recipients group.
+        ``GET /api/userLookup/feedbackRecipients?query=...``
+        """
+        params = [("query", _check_query(query))]
+        try:
+            response = self._request("GET", "/userLookup/feedbackRecipients", params=params)
+        except ConflictError as err:
+            if err.error_code == "E6200":
+                err.hint = (
+                    "an administrator sets the group under System Settings > General > "
+                    "Feedback recipients"
+                )
+            raise
+        return list(_parse_user_lookup(_decode_json(response), "response", {})["found"])
+
+    def find_user_groups(self, query: str, *, limit: int = 25) -> List[UserGroupRef]:
+        """User groups the caller may see with every word of *query* starting a word
+        of their name, by name (at most *limit*).
+
+        ``GET /api/userGroups?filter=displayName:token:...``
+        """
+        params = [
+            ("fields", "id,displayName"),
+            ("filter", "displayName:token:" + _token_words(query)),
+            ("pageSize", str(_check_positive(limit, "limit"))),
+        ]
+        body = _decode_json(self._request("GET", "/userGroups", params=params))
+        return list(_parse_user_groups(body, "response", {})["found"])[:limit]
+
+    def find_organisation_units(self, query: str, *, limit: int = 25) -> List[OrgUnitRef]:
+        """Organisation units with every word of *query* starting a word of their name:
+        higher levels first (the country before its districts), then by name; at most
+        *limit*.
+
+        ``GET /api/organisationUnits?filter=displayName:token:...&order=level:asc``
+        """
+        params = [
+            ("fields", _ORG_UNIT_FIELDS),
+            ("filter", "displayName:token:" + _token_words(query)),
+            ("order", "level:asc"),
+            ("order", "name:iasc"),
+            ("pageSize", str(_check_positive(limit, "limit"))),
+        ]
+        body = _decode_json(self._request("GET", "/organisationUnits", params=params))
+        return list(_parse_org_units(body, "response", {})["found"])[:limit]
+
+    def organisation_unit_subtree(self, uid: Union[str, OrgUnitRef]) -> List[OrgUnitRef]:
+        """The unit and every unit below it, in one request whatever the depth: the unit
+        first, then the tree depth-first, siblings by name.  NotFoundError for an
+        unknown uid.
+
+        Sending to the whole list reaches everyone assigned anywhere in the subtree
+        (DHIS2 delivers an organisation-unit message only to that exact unit's users).
+        ``GET /api/organisationUnits?filter=path:like:{uid}&paging=false``
+        """
+        uid = _check_uid(uid, "uid", OrgUnitRef)
+        # path:like is one database query on every version; includeDescendants and
+        # /descendants are paged in memory (and truncated at 50) before 2.42.
+        params = [
+            ("filter", f"path:like:{uid}"),
+            ("fields", _ORG_UNIT_FIELDS),
+            ("paging", "false"),
+        ]
+        body = _decode_json(self._request("GET", "/organisationUnits", params=params))
+        units = {unit.id: unit for unit in _parse_org_units(body, "response", {})["found"]}
+        if uid not in units:  # DHIS2 answers an unknown uid with an empty list
+            raise NotFoundError(200, f"Organisation unit {uid} does not exist", None, body)
+        return sorted(units.values(), key=lambda unit: _tree_key(unit, uid, units))
 
     # -- Attachments ----------------------------------------------------------
 
@@ -1643,9 +1808,21 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _check_uid(value: Any, name: str) -> str:
+_RECORD_KINDS = (UserRef, UserGroupRef, OrgUnitRef)
+
+
+def _check_uid(value: Any, name: str, record: Optional[type] = None) -> str:
+    """A uid string, or the uid of a *record* of that kind (a lookup's answer)."""
+    if record is not None and isinstance(value, _RECORD_KINDS):
+        if not isinstance(value, record):
+            raise TypeError(
+                f"{name} takes uids or {record.__name__} records, not {type(value).__name__} "
+                f"{_shown(value.name or value.id)}"
+            )
+        value = value.id
     if not isinstance(value, str):
-        raise TypeError(f"{name} must be a DHIS2 uid string, not {type(value).__name__}")
+        expected = f"a DHIS2 uid string or a {record.__name__}" if record else "a DHIS2 uid string"
+        raise TypeError(f"{name} must be {expected}, not {type(value).__name__}")
     if not _UID_RE.fullmatch(value):
         raise ValueError(
             f"{name} is not a DHIS2 uid (11 characters: a letter, then 10 letters or digits): {_shown(value)}"
@@ -1653,12 +1830,14 @@ def _check_uid(value: Any, name: str) -> str:
     return value
 
 
-def _check_uids(values: Any, name: str, *, allow_empty: bool = False) -> List[str]:
-    if isinstance(values, str):
+def _check_uids(
+    values: Any, name: str, *, allow_empty: bool = False, record: Optional[type] = None
+) -> List[str]:
+    if isinstance(values, str) or (record is not None and isinstance(values, _RECORD_KINDS)):
         values = [values]
     elif isinstance(values, (bytes, bytearray, Mapping)) or not isinstance(values, Iterable):
         raise TypeError(f"{name} must be a uid string or an iterable of uid strings")
-    result = list(dict.fromkeys(_check_uid(value, name) for value in values))
+    result = list(dict.fromkeys(_check_uid(value, name, record) for value in values))
     if not result and not allow_empty:
         raise ValueError(f"{name} is empty: give at least one uid")
     return result
@@ -1666,16 +1845,50 @@ def _check_uids(values: Any, name: str, *, allow_empty: bool = False) -> List[st
 
 def _recipients_body(users: Any, user_groups: Any, organisation_units: Any) -> Dict[str, Any]:
     body = {}
-    for key, values, name in (
-        ("users", users, "users"),
-        ("userGroups", user_groups, "user_groups"),
-        ("organisationUnits", organisation_units, "organisation_units"),
+    for key, values, name, record in (
+        ("users", users, "users", UserRef),
+        ("userGroups", user_groups, "user_groups", UserGroupRef),
+        ("organisationUnits", organisation_units, "organisation_units", OrgUnitRef),
     ):
-        uids = _check_uids(values, name, allow_empty=True)
+        uids = _check_uids(values, name, allow_empty=True, record=record)
         if uids:
             # DHIS2 refuses bare-string ids here (409): references are objects.
             body[key] = [{"id": uid} for uid in uids]
     return body
+
+
+_MAX_QUERY = 255
+
+
+def _check_query(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"query must be a string, not {type(value).__name__}")
+    if not value.strip():
+        raise ValueError("query is empty: give part of a name")
+    if len(value) > _MAX_QUERY:
+        raise ValueError(f"query is {len(value)} characters long; at most {_MAX_QUERY} are allowed")
+    return _check_text(value, "query")
+
+
+def _token_words(query: Any) -> str:
+    """The query as DHIS2's token operator reads it: its words, space-separated.
+
+    DHIS2 2.42+ splits a ``filter`` value at commas, and a query with no letter
+    or digit would have no word to match, so every group or unit would match.
+    """
+    words = re.findall(r"[^\W_]+", _check_query(query))
+    if not words:
+        raise ValueError(f"query {_shown(query)} has no letter or digit to search for")
+    return " ".join(words)
+
+
+def _tree_key(unit: OrgUnitRef, root: str, units: Mapping[str, OrgUnitRef]) -> Tuple[Any, ...]:
+    """Depth-first order below *root*: the names on the way down from it."""
+    if unit.id == root:
+        return ()
+    segments = (unit.path or "").split("/")
+    below = segments[segments.index(root) + 1 :] if root in segments else [unit.id]
+    return tuple(((units[s].name or "").casefold() if s in units else "", s) for s in below)
 
 
 def _check_text(value: Any, name: str) -> str:
