@@ -968,6 +968,7 @@ def _compare(op: str, value: Any, arg: Any, raw: str | None) -> bool:
     return not hit if negate else hit
 
 
+_FILTER_PARTS = re.compile(r"[a-zA-Z0-9.]+:[!$a-zA-Z]{2,10}(?::(?:\[[^]]*]|[^,\n\r]+))?")
 _SIZE_OPERATORS = frozenset(("eq", "gt", "lt", "gte", "ge", "lte", "le"))
 
 
@@ -2274,7 +2275,8 @@ class Emulator:
         caller = req.user
         assert caller is not None
         candidates: Iterable[SeedUser] = self.users.values()
-        boundary = (req.first("orgUnitBoundary") or "").upper()  # an unknown value is ignored
+        # An unknown value is ignored; 2.38 has no orgUnitBoundary at all (DHIS2-12586, 2.39.0).
+        boundary = (req.first("orgUnitBoundary") or "").upper() if self.since("2.39") else ""
         if boundary == "DATA_CAPTURE":
             own = {u.uid for u in self.org_units.values() if caller.username in u.members}
         elif boundary == "DATA_OUTPUT":
@@ -2344,7 +2346,15 @@ class Emulator:
         )
 
     def _filter_params(self, req: Request) -> list[str]:
-        return req.all("filter")
+        values = req.all("filter")
+        if not self.since("2.42") or not values:
+            return values
+        # GetObjectListParams.setFilter (2.42+): Spring joins the filter parameters with
+        # commas, then splitFilters cuts them apart again, so a value ends at a comma.
+        joined = ",".join(values)
+        if "," not in joined:
+            return [joined] if joined else []
+        return [m.group() for m in _FILTER_PARTS.finditer(joined)]
 
     def _order_params(self, req: Request) -> list[str]:
         return [o for value in req.all("order") for o in value.split(",") if o.strip()]
@@ -2377,6 +2387,8 @@ class Emulator:
         for group_id in dto["userGroups"]:
             group = self.groups.get(group_id) if group_id is not None else None
             if group is None or not self._can_see_group(group, sender):
+                if not self.since("2.40"):
+                    raise Fail(web_message(404, f"User Group does not exist: {group_id}"))
                 raise Fail(
                     web_message(
                         404, f"UserGroup with id {group_id} could not be found.", error_code="E1005"

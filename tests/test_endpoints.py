@@ -76,7 +76,11 @@ class TestAddRecipients:
         uid = admin.send(subject="s", text="t", users=ALICE)
         with pytest.raises(ConflictError, match=f"User does not exist: {UNKNOWN}"):
             admin.add_recipients(uid, users=UNKNOWN)
-        with pytest.raises(NotFoundError, match=f"UserGroup with id {UNKNOWN} could not be found."):
+        # MessageConversationController's wording before 2.40: "User Group does not exist: G"
+        group_not_found = (
+            f"(UserGroup with id {UNKNOWN} could not be found|User Group does not exist: {UNKNOWN})"
+        )
+        with pytest.raises(NotFoundError, match=group_not_found):
             admin.add_recipients(uid, user_groups=UNKNOWN)
         with pytest.raises(NotFoundError, match=f"Message conversation does not exist: {UNKNOWN}"):
             admin.add_recipients(UNKNOWN, users=BOB)

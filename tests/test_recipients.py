@@ -94,6 +94,7 @@ class TestUserLookupWire:
         assert 400 == r.status_code
         assert r.headers["Content-Type"].startswith("text/html")
 
+    @pytest.mark.dhis2_versions(since="2.39")
     def test_data_capture_boundary_keeps_users_of_exactly_the_callers_units(self, get):
         # alice captures for Bo District: the facility users below it are not "hers".
         r = get("/userLookup", query="a", orgUnitBoundary="data_capture")
@@ -107,9 +108,18 @@ class TestUserLookupWire:
             get("/userLookup", query="an", orgUnitBoundary="NOT_A_BOUNDARY").json()["users"]
         )
 
+    @pytest.mark.dhis2_versions(since="2.39")
     def test_data_output_boundary_uses_view_units(self, get):
         r = get("/userLookup", user="fatmata", query="a", orgUnitBoundary="DATA_OUTPUT")
         assert ["Fatmata Sesay"] == names(r.json()["users"])
+
+    @pytest.mark.dhis2_versions("2.38")
+    def test_2_38_has_no_boundary(self, get):
+        everyone = names(get("/userLookup", query="a").json()["users"])
+        assert everyone == names(
+            get("/userLookup", query="a", orgUnitBoundary="DATA_CAPTURE").json()["users"]
+        )
+        assert "Aminata Conteh" in everyone
 
     def test_feedback_recipients_are_the_feedback_group(self, get):
         assert ["Carol Osei"] == names(
@@ -139,6 +149,14 @@ class TestMetadataListsWire:
         assert ["District Reporters", "Facility Reporters", "Reporters"] == found("REP")
         assert ["District Reporters"] == found("rep dist")
         assert [] == found("porters")  # a prefix of a word, not a substring
+
+    def test_a_comma_ends_a_filter_value_on_2_42_and_later(self, emulator, get):
+        r = get("/userGroups", filter="displayName:token:district, rep", fields="name")
+        found = [g["name"] for g in r.json()["userGroups"]]
+        if emulator.since("2.42"):  # GetObjectListParams.splitFilters: "displayName:token:district"
+            assert ["District Data Managers", "District Reporters"] == found
+        else:
+            assert ["District Reporters"] == found
 
     def test_private_groups_are_hidden_by_sharing(self, get):
         def visible(user):
@@ -251,7 +269,11 @@ class TestMetadataListsWire:
         assert 201 == send(("admin", "district")).status_code
         r = send(("abu", "District1#"))
         assert 404 == r.status_code
-        assert f"UserGroup with id {DISTRICT_MANAGERS} could not be found." == r.json()["message"]
+        if emulator.since("2.40"):
+            expected = f"UserGroup with id {DISTRICT_MANAGERS} could not be found."
+        else:
+            expected = f"User Group does not exist: {DISTRICT_MANAGERS}"
+        assert expected == r.json()["message"]
 
     def test_a_deeper_tree_can_be_grown(self, emulator, get):
         new = emulator.add_org_unit_tree(KENEMA, depth=4, children=2, users=1)
@@ -310,6 +332,7 @@ class TestLookups:
         assert 25 == len(found)
         assert ["CHW Makeni 01", "CHW Makeni 02"] == [u.name for u in found[:2]]
 
+    @pytest.mark.dhis2_versions(since="2.39")
     def test_boundary_any_case_is_sent_upper_case(self, emulator, alice):
         found = alice.lookup_users("a", boundary="data_capture")
         assert ["alice", "dave", "bob"] == [u.username for u in found]
