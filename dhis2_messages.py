@@ -2821,16 +2821,19 @@ def _cli_upload_all(m: Messenger, paths: Sequence[str]) -> List[str]:
 def _cli_send(m: Messenger, args: Any) -> Any:
     # Check everything before the first upload, so a mistake leaves no orphan files on DHIS2.
     _check_text(args.subject, "subject")
-    if not _recipients_body(args.user, args.group, args.org_unit):
-        raise _UsageError("send needs at least one recipient: --user, --group or --org-unit")
+    if not (args.user or args.group or args.org_unit or args.org_unit_tree):
+        raise _UsageError(
+            "send needs at least one recipient: --user, --group, --org-unit or --org-unit-tree"
+        )
     text = _check_text(_cli_text(args.text), "text")
+    users, groups, units = _cli_recipients(m, args)
     files = _cli_upload_all(m, args.attach)
     uid = m.send(
         subject=args.subject,
         text=text,
-        users=args.user,
-        user_groups=args.group,
-        organisation_units=args.org_unit,
+        users=users,
+        user_groups=groups,
+        organisation_units=units,
         attachments=files,
     )
     return {"uid": uid, "attachments": files} if args.json else uid
@@ -2851,11 +2854,11 @@ def _cli_feedback(m: Messenger, args: Any) -> Any:
 
 
 def _cli_add_recipients(m: Messenger, args: Any) -> Any:
-    if not _recipients_body(args.user, args.group, args.org_unit):
-        raise _UsageError("add-recipients needs --user, --group or --org-unit")
-    m.add_recipients(
-        args.uid, users=args.user, user_groups=args.group, organisation_units=args.org_unit
-    )
+    if not (args.user or args.group or args.org_unit or args.org_unit_tree):
+        raise _UsageError("add-recipients needs --user, --group, --org-unit or --org-unit-tree")
+    _check_uid(args.uid, "uid")
+    users, groups, units = _cli_recipients(m, args)
+    m.add_recipients(args.uid, users=users, user_groups=groups, organisation_units=units)
     return {"uid": args.uid} if args.json else f"added recipients to {args.uid}"
 
 
@@ -2863,7 +2866,9 @@ def _cli_bulk(method: Callable[..., List[str]]) -> Callable[[Messenger, Any], An
     """A command for a bulk method (mark_read, ..., delete_conversations): prints the changed uids."""
 
     def run(m: Messenger, args: Any) -> Any:
-        changed = method(m, args.uids, user=args.user)
+        _check_uids(args.uids, "uids")
+        user = None if args.user is None else _cli_user(m, args.user, "--user")
+        changed = method(m, args.uids, user=user)
         return {"changed": changed} if args.json else "\n".join(changed)
 
     return run
@@ -2888,7 +2893,8 @@ def _cli_priority(m: Messenger, args: Any) -> Any:
 
 
 def _cli_assign(m: Messenger, args: Any) -> Any:
-    m.assign(args.uid, args.user)
+    _check_uid(args.uid, "uid")
+    m.assign(args.uid, _cli_user(m, args.user, "USER"))
     return (
         {"uid": args.uid, "assignee": args.user}
         if args.json
@@ -2933,6 +2939,128 @@ def _cli_download(m: Messenger, args: Any) -> Any:
 def _cli_unread(m: Messenger, args: Any) -> Any:
     count = m.count_unread()
     return {"unread": count} if args.json else str(count)
+
+
+def _cli_recipients(m: Messenger, args: Any) -> Tuple[List[str], List[str], List[str]]:
+    """Every --user, --group, --org-unit and --org-unit-tree as uids, before anything is sent."""
+    users = [_cli_user(m, text, "--user") for text in args.user]
+    groups = [_cli_group(m, text) for text in args.group]
+    units = [_cli_org_unit(m, text, "--org-unit") for text in args.org_unit]
+    for text in args.org_unit_tree:
+        uid = _cli_org_unit(m, text, "--org-unit-tree")
+        units.extend(unit.id for unit in m.organisation_unit_subtree(uid))
+    return users, groups, units
+
+
+def _cli_user(m: Messenger, text: str, flag: str) -> str:
+    """A uid as given, else the one user whose username or name is *text*, or who alone matches."""
+    if _UID_RE.fullmatch(text):
+        return text
+    found = m.lookup_users(text)
+    wanted = text.strip().casefold()
+    by_username = [u for u in found if (u.username or "").casefold() == wanted]
+    if len(by_username) == 1:
+        return by_username[0].id
+    return _cli_one(
+        text, flag, "user", found, lambda u: (u.name or "", u.username or ""), len(found) == 25
+    )
+
+
+def _cli_group(m: Messenger, text: str) -> str:
+    if _UID_RE.fullmatch(text):
+        return text
+    found = m.find_user_groups(text, limit=26)
+    return _cli_one(
+        text, "--group", "user group", found[:25], lambda g: (g.name or "", ""), len(found) > 25
+    )
+
+
+def _cli_org_unit(m: Messenger, text: str, flag: str) -> str:
+    if _UID_RE.fullmatch(text):
+        return text
+    found = m.find_organisation_units(text, limit=26)
+    return _cli_one(
+        text,
+        flag,
+        "organisation unit",
+        found[:25],
+        lambda u: (u.name or "", f"level {u.level}"),
+        len(found) > 25,
+    )
+
+
+def _cli_one(
+    text: str,
+    flag: str,
+    kind: str,
+    found: Sequence[Any],
+    describe: Callable[[Any], Tuple[str, str]],
+    more: bool,
+) -> str:
+    """The one candidate named exactly *text* (any case), or the only candidate; else a
+    usage error that lists them with their uids."""
+    wanted = text.strip().casefold()
+    exact = [c for c in found if describe(c)[0].casefold() == wanted]
+    if len(exact) == 1:
+        return str(exact[0].id)
+    if not exact and len(found) == 1:
+        return str(found[0].id)
+    if not found:
+        raise _UsageError(f"{flag} {text!r}: no {kind} matches; nothing was sent")
+    shown = exact or found
+    lines = [
+        f"  {c.id}  {_cell(describe(c)[0])}"
+        + (f" ({_cell(describe(c)[1])})" if describe(c)[1] else "")
+        for c in shown
+    ]
+    if more and not exact:
+        lines.append("  ... and more: give a longer name")
+    raise _UsageError(
+        f"{flag} {text!r} matches {len(shown)}{'+' if more and not exact else ''} {kind}s; "
+        "give one of these uids (nothing was sent):\n" + "\n".join(lines)
+    )
+
+
+def _cli_find(m: Messenger, args: Any) -> Any:
+    if args.feedback_recipients:
+        users = m.lookup_feedback_recipients(args.query)
+        groups: List[UserGroupRef] = []
+        units: List[OrgUnitRef] = []
+    else:
+        _check_positive(args.limit, "limit")
+        _token_words(args.query)  # refuse a query with no word before the first request
+        users = m.lookup_users(args.query)
+        groups = m.find_user_groups(args.query, limit=args.limit)
+        units = m.find_organisation_units(args.query, limit=args.limit)
+    if args.json:
+        return {
+            "users": _jsonable(users),
+            "user_groups": _jsonable(groups),
+            "organisation_units": _jsonable(units),
+        }
+    lines = []
+    for title, rows in (
+        ("users", [(u.id, u.name, u.username) for u in users]),
+        ("user groups", [(g.id, g.name, None) for g in groups]),
+        ("organisation units", [(o.id, o.name, f"level {o.level}") for o in units]),
+    ):
+        if rows or title == "users":
+            lines.append(f"{title}:" if rows else f"{title}: none")
+            lines.extend(
+                f"  {uid}  {_cell(name)}" + (f"  {_cell(extra)}" if extra else "")
+                for uid, name, extra in rows
+            )
+    if len(users) == 25:
+        lines.append("(DHIS2 shows at most 25 users: give a longer name to see others)")
+    return "\n".join(lines)
+
+
+def _cli_tree(m: Messenger, args: Any) -> Any:
+    units = m.organisation_unit_subtree(_cli_org_unit(m, args.org_unit, "ORG_UNIT"))
+    if args.json:
+        return _jsonable(units)
+    top = units[0].level or 1
+    return "\n".join(f"{'  ' * ((u.level or top) - top)}{_cell(u.name)}  {u.id}" for u in units)
 
 
 def _cli_parser() -> Any:
@@ -3004,10 +3132,27 @@ def _cli_parser() -> Any:
         return p
 
     def recipients(p: Any) -> None:
-        p.add_argument("--user", action="append", default=[], help="a user uid (repeatable)")
-        p.add_argument("--group", action="append", default=[], help="a user group uid (repeatable)")
         p.add_argument(
-            "--org-unit", action="append", default=[], help="an organisation unit uid (repeatable)"
+            "--user",
+            action="append",
+            default=[],
+            help="a user: uid, username or name (repeatable)",
+        )
+        p.add_argument(
+            "--group", action="append", default=[], help="a user group: uid or name (repeatable)"
+        )
+        p.add_argument(
+            "--org-unit",
+            action="append",
+            default=[],
+            help="an organisation unit (its own users only): uid or name (repeatable)",
+        )
+        p.add_argument(
+            "--org-unit-tree",
+            action="append",
+            default=[],
+            metavar="ORG_UNIT",
+            help="an organisation unit and every unit below it: uid or name (repeatable)",
         )
 
     p = command("list", _cli_list, "list conversations, newest first")
@@ -3067,7 +3212,9 @@ def _cli_parser() -> Any:
     ):
         p = command(name, _cli_bulk(method), text)
         p.add_argument("uids", nargs="+", metavar="UID")
-        p.add_argument("--user", help="act for this user uid instead of yourself")
+        p.add_argument(
+            "--user", help="act for this user (uid, username or name) instead of yourself"
+        )
 
     p = command("status", _cli_status, f"set a ticket's status: {', '.join(STATUSES)}")
     p.add_argument("uid")
@@ -3079,7 +3226,7 @@ def _cli_parser() -> Any:
 
     p = command("assign", _cli_assign, "assign a conversation to a user")
     p.add_argument("uid")
-    p.add_argument("user")
+    p.add_argument("user", help="uid, username or name (for a ticket: a feedback recipient)")
 
     p = command("unassign", _cli_unassign, "remove a conversation's assignee")
     p.add_argument("uid")
@@ -3099,6 +3246,18 @@ def _cli_parser() -> Any:
     p.add_argument("-o", "--output", metavar="FILE", help="write the attachment to FILE")
 
     command("unread", _cli_unread, "print how many conversations are unread")
+
+    p = command("find", _cli_find, "find users, user groups and organisation units by name")
+    p.add_argument("query", help="part of a name (users: also of a username or email)")
+    p.add_argument(
+        "--feedback-recipients",
+        action="store_true",
+        help="only the feedback recipients (who a ticket may be assigned to)",
+    )
+    p.add_argument("--limit", type=int, default=25, help="groups and units to show (default 25)")
+
+    p = command("tree", _cli_tree, "list an organisation unit and every unit below it")
+    p.add_argument("org_unit", metavar="ORG_UNIT", help="uid or name")
     return parser
 
 

@@ -272,6 +272,11 @@ COMMAND_OF = {
     "unassign": "unassign",
     "upload_attachment": "upload",  # and send/reply --attach
     "download_attachment": "download",
+    "lookup_users": "find",  # and every --user given as a name
+    "lookup_feedback_recipients": "find",  # find --feedback-recipients
+    "find_user_groups": "find",  # and every --group given as a name
+    "find_organisation_units": "find",  # and every --org-unit given as a name
+    "organisation_unit_subtree": "tree",  # and send/add-recipients --org-unit-tree
 }
 #: Public methods that are about the Messenger itself, not a DHIS2 endpoint.
 NOT_COMMANDS = {"close", "from_env"}
@@ -744,7 +749,7 @@ class TestSend:
         empty = attachment_file(tmp_path, "empty.txt", b"")
         cases = [
             (["send", "S", "T", "--attach", good], "recipient"),  # no recipient
-            (["send", "S", "T", "--user", "alice", "--attach", good], "not a DHIS2 uid"),
+            (["send", "S", "T", "--user", "nobody at all", "--attach", good], "no user matches"),
             (["send", "S", " ", "--user", ALICE, "--attach", good], "text is empty"),
             (
                 [
@@ -768,7 +773,8 @@ class TestSend:
             result = cli(*argv)
             assert 2 == result.status and message in result.err, (argv, result)
             assert "Traceback" not in result.err
-        assert [] == emulator.log and {} == emulator.files
+        # Only the name lookup went out: nothing uploaded, nothing sent.
+        assert ["/api/userLookup"] == [r.path for r in emulator.log] and {} == emulator.files
 
     def test_dhis2_refuses(self, emulator, cli):
         result = cli("send", "S", "T", "--user", UNKNOWN)
@@ -839,7 +845,7 @@ class TestAddRecipients:
     def test_needs_a_recipient(self, emulator, cli):
         uid = emulator.add_conversation(sender="admin", recipients=["alice"], subject="S")
         result = cli("add-recipients", uid)
-        assert 2 == result.status and "--user, --group or --org-unit" in result.err
+        assert 2 == result.status and "--user, --group, --org-unit or --org-unit-tree" in result.err
         assert 2 == cli("add-recipients", "nope", "--user", DAVE).status
         assert [] == emulator.log
 
@@ -947,8 +953,10 @@ class TestBulk:
         result = cli("mark-read", UNKNOWN)
         assert 1 == result.status and "No MessageConversations found" in result.err
         assert 2 == cli("follow-up", ALICE, "nope").status
-        assert 2 == cli("delete", ALICE, "--user", "bob").status
-        assert 1 == len(emulator.log)
+        assert 2 == cli("delete", ALICE, "--user", "nobody at all").status  # a name: one lookup
+        assert ["/api/messageConversations/read", "/api/userLookup"] == [
+            r.path for r in emulator.log
+        ]
 
 
 class TestTickets:
