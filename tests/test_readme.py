@@ -44,6 +44,10 @@ def test_python_examples_run(emulator, tmp_path, monkeypatch, capsys):
     assert "409 E1004 User does not exist: Zz0000000Zz" in out
     assert "No MessageConversation found with UID: Zz0000000Zz" in out
     assert "report.pdf 22" in out
+    assert "['Alice Banda', 'Jose Banda', 'José Banda']" in out
+    [stock] = [c for c in emulator.conversations.values() if c.subject == "Stock count on Friday"]
+    assert "aminata" in stock.participants  # a facility two levels below Bo District
+    assert "sia" not in stock.participants  # Kenema District
     ticket = emulator.conversations[namespace["ticket"]]
     assert ("SOLVED", "HIGH", None) == (ticket.status, ticket.priority, ticket.assignee)
 

@@ -11,6 +11,17 @@ from __future__ import annotations
 import pytest
 import requests
 
+from dhis2_messages import (
+    AuthenticationError,
+    ConflictError,
+    Messenger,
+    NotFoundError,
+    OrgUnitRef,
+    ResponseError,
+    UserGroupRef,
+    UserRef,
+)
+from tests import test_cli
 from tests.emulator import (
     AMINATA,
     BADJIA,
@@ -296,16 +307,6 @@ def test_seeded_world_keeps_bo_district_and_has_people_at_every_level(emulator):
 
 # -- the client ------------------------------------------------------------------
 
-from dhis2_messages import (  # noqa: E402 - the client half of this file
-    AuthenticationError,
-    ConflictError,
-    NotFoundError,
-    OrgUnitRef,
-    ResponseError,
-    UserGroupRef,
-    UserRef,
-)
-
 
 def sent(emulator):
     """The API requests the emulator received since the last reset."""
@@ -434,8 +435,6 @@ class TestLookups:
 
     def test_lookups_need_no_authority(self, emulator):
         """aminata is an ordinary data-entry user at a facility."""
-        from dhis2_messages import Messenger
-
         with Messenger(emulator.url, auth=("aminata", "District1#"), retries=0) as m:
             assert m.lookup_users("sia")
             assert m.find_user_groups("data")
@@ -597,11 +596,10 @@ class TestBadInput:
 
 class TestRefusals:
     def test_bad_credentials(self, emulator):
-        from dhis2_messages import Messenger
-
-        with Messenger(emulator.url, auth=("alice", "wrong"), retries=0) as m:
-            with pytest.raises(AuthenticationError):
-                m.lookup_users("banda")
+        with Messenger(emulator.url, auth=("alice", "wrong"), retries=0) as m, pytest.raises(
+            AuthenticationError
+        ):
+            m.lookup_users("banda")
 
     @pytest.mark.parametrize(
         "path, body",
@@ -629,7 +627,8 @@ class TestRefusals:
 
 # -- the command line --------------------------------------------------------------
 
-from tests.test_cli import cli, ok  # noqa: E402, F401 - the command-line fixture and its check
+cli = test_cli.cli  # the command-line fixture, through main(argv)
+ok = test_cli.ok
 
 
 class TestCommandLine:

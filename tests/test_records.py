@@ -15,9 +15,11 @@ from dhis2_messages import (
     ConflictError,
     Conversation,
     Message,
+    OrgUnitRef,
     Page,
     Participant,
     ResponseError,
+    UserGroupRef,
     UserRef,
 )
 
@@ -393,8 +395,14 @@ RECORD_KEYS = {
         {"messageConversations": []},
         {"messageConversations": LIST, "pager": RECORD},
     ),
+    UserGroupRef: (_ID, {"id": STRING, "displayName": STRING, "name": STRING}),
+    OrgUnitRef: (
+        _ID,
+        {"id": STRING, "displayName": STRING, "name": STRING, "level": INTEGER, "path": STRING},
+    ),
 }
 REQUIRED = {(UserRef, "id"), (Attachment, "id"), (Message, "id"), (Conversation, "id")}
+REQUIRED |= {(UserGroupRef, "id"), (OrgUnitRef, "id")}
 REQUIRED |= {(Participant, "user"), (Page, "messageConversations")}
 PAGER_KEYS = ("page", "pageCount", "total", "pageSize")
 
@@ -447,7 +455,12 @@ def test_every_optional_key_may_be_null(cls):
 
 @pytest.mark.parametrize(
     "cls, primary, fallback, attr",
-    [(Conversation, "subject", "displayName", "subject"), (UserRef, "displayName", "name", "name")],
+    [
+        (Conversation, "subject", "displayName", "subject"),
+        (UserRef, "displayName", "name", "name"),
+        (UserGroupRef, "displayName", "name", "name"),
+        (OrgUnitRef, "displayName", "name", "name"),
+    ],
 )
 def test_the_fallback_key_is_read_only_when_the_first_is_missing(cls, primary, fallback, attr):
     good = RECORD_KEYS[cls][0]
