@@ -850,6 +850,9 @@ class Messenger:
         elif auth is not None:
             self._auth, self._auth_kind = _basic_auth(auth), "basic"
         self._owns_session = session is None
+        # The server's DHIS2 version, asked once and only when an error needs explaining.
+        self._dhis2_version: Optional[str] = None
+        self._version_asked = False
         if session is None:
             session = requests.Session()
             for prefix in ("http://", "https://"):
@@ -1032,8 +1035,44 @@ class Messenger:
                 seen = {c.id for c in page.conversations if getattr(c, attr) == last}
 
     def _get_page(self, params: List[Tuple[str, str]]) -> Page:
-        response = self._request("GET", "/messageConversations", params=params)
+        try:
+            response = self._request("GET", "/messageConversations", params=params)
+        except ApiError as err:
+            if err.status_code == 400 and err.message.startswith("No such property: "):
+                self._explain_order_refusal(err, params)
+            raise
         return Page.from_json(_decode_json(response))
+
+    def _explain_order_refusal(self, err: ApiError, params: List[Tuple[str, str]]) -> None:
+        # DHIS2 2.43 refuses an unknown order property; 2.42 and older drop it silently.
+        name = err.message[len("No such property: ") :]
+        orders = [
+            o.strip()
+            for k, v in params
+            if k == "order"
+            for o in v.split(",")
+            if o.strip().partition(":")[0] == name
+        ]
+        if not orders:
+            return
+        version = self._server_version()
+        server = f"DHIS2 {version}" if version else "this DHIS2 (2.43 or later)"
+        err.hint = (
+            f"{server} refused order={orders[0]!r}: conversations have no property {name!r}; "
+            "DHIS2 2.42 and older ignore such an order silently"
+        )
+
+    def _server_version(self) -> Optional[str]:
+        """``GET /api/system/info?fields=version``, once per Messenger, on demand."""
+        if not self._version_asked:
+            self._version_asked = True
+            try:
+                response = self._request("GET", "/system/info", params=[("fields", "version")])
+                version = _check_object(_decode_json(response), "system info").get("version")
+            except Dhis2Error:
+                version = None
+            self._dhis2_version = version if isinstance(version, str) else None
+        return self._dhis2_version
 
     def count_unread(self) -> int:
         """Return how many of the caller's conversations are unread.
@@ -1140,7 +1179,50 @@ class Messenger:
             content_type=_MEDIA_TEXT,
             idempotent=False,
         )
-        return _location_uid(response)
+        if response.headers.get("Location"):
+            return _location_uid(response)
+        return self._find_new_ticket(subject, text)
+
+    def _find_new_ticket(self, subject: str, text: str) -> str:
+        """The ticket a Location-less ``201 Feedback created`` made (DHIS2 before 2.41.3).
+
+        One list request: the caller's TICKETs with that subject, newest first, with their
+        messages.  The ticket is the newest one whose subject, and one of whose messages' text
+        and sender, are the ones just sent.  The sender is known for Basic auth only; with a
+        token, the newest ticket with that subject and text wins.  DHIS2's ``created`` dates
+        carry no zone and come from the server's clock, so they are not compared with ours.
+        """
+        params = [("filter", "messageType:eq:TICKET")]
+        if not re.search(r"[,:\[\]]", subject):  # a comma is re-split by 2.42+; ":" by all
+            params.append(("filter", f"subject:eq:{subject}"))
+        params += [
+            ("order", "created:desc"),
+            ("pageSize", "25"),
+            ("fields", "id,subject,messages[text,sender[id,username]]"),
+        ]
+        sender = self._auth.username if isinstance(self._auth, HTTPBasicAuth) else None
+        failure = "no ticket with that subject and text is in the caller's list"
+        try:
+            body = _check_object(
+                _decode_json(self._request("GET", "/messageConversations", params=params)), "list"
+            )
+            for conversation in body.get("messageConversations") or ():
+                if not isinstance(conversation, dict) or conversation.get("subject") != subject:
+                    continue
+                for message in conversation.get("messages") or ():
+                    if not isinstance(message, dict):
+                        continue
+                    by = message.get("sender")
+                    if message.get("text") == text and (
+                        sender is None or (isinstance(by, dict) and by.get("username") == sender)
+                    ):
+                        return _check_uid_from_server(str(conversation.get("id")))
+        except Dhis2Error as err:
+            failure = f"looking it up failed: {err}"
+        raise ResponseError(
+            "DHIS2 created the feedback ticket but sent no Location (DHIS2 before 2.41.3) and "
+            f"{failure}; look in the inbox before sending it again"
+        )
 
     def add_recipients(
         self,

@@ -20,6 +20,10 @@ Sections (all in one run, side by side, medians of at least 5 repetitions):
    conversations.  Target: ratio <= 1.3 (pages are not accumulated).
 4. Round trips: a triage workflow against a second emulator with 20 ms of
    injected latency; the request count must be the minimum the API allows.
+5. Requests per call on each emulated DHIS2 release (2.38 to 2.44): one per
+   call everywhere, except ``send_feedback`` before 2.41.3, which has to find
+   the ticket DHIS2 created without naming it (one more).  Nothing asks the
+   server's version.
 
 The figures are printed as a table and written as JSON (bench/results.json
 unless --json says otherwise).  The exit status is 1 when a target is missed.
@@ -56,7 +60,7 @@ import requests
 
 import dhis2_messages
 from dhis2_messages import LIST_FIELDS, THREAD_FIELDS, Conversation, Messenger, Page
-from tests.emulator import BOB, free_port
+from tests.emulator import BOB, DEFAULT_VERSION, VERSIONS, free_port, parse_version
 
 try:  # a peer, never a requirement of this repository
     import dhis2_client  # type: ignore[import-not-found]
@@ -100,8 +104,9 @@ TARGET_MEMORY = 1.3
 class EmulatorProcess:
     """``python -m tests.emulator`` in a child process; killed on exit, also on error."""
 
-    def __init__(self, latency: float = 0.0) -> None:
+    def __init__(self, latency: float = 0.0, version: str = DEFAULT_VERSION) -> None:
         self.latency = latency
+        self.version = version
         self.proc: Optional[subprocess.Popen] = None
         self.url = ""
         self.control = requests.Session()  # the control API: never counted, never timed
@@ -132,6 +137,8 @@ class EmulatorProcess:
                 str(port),
                 "--latency",
                 str(self.latency),
+                "--version",
+                self.version,
             ],
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
@@ -678,6 +685,46 @@ def _mark(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
 
+def _release_calls(m: Messenger, uid: str, ticket: str) -> List[Tuple[str, Any]]:
+    return [
+        ("list_conversations", lambda: m.list_conversations()),
+        ("iter_conversations (1 page)", lambda: list(m.iter_conversations())),
+        ("count_unread", m.count_unread),
+        ("get_conversation", lambda: m.get_conversation(uid, mark_read=True)),
+        ("send", lambda: m.send(subject="s", text="t", users=[BOB])),
+        ("reply", lambda: m.reply(uid, REPLY)),
+        ("send_feedback", lambda: m.send_feedback(subject="Feedback", text="t")),
+        ("mark_unread", lambda: m.mark_unread(uid)),
+        ("mark_read", lambda: m.mark_read(uid)),
+        ("follow_up", lambda: m.follow_up(uid)),
+        ("set_status", lambda: m.set_status(ticket, "PENDING")),
+        ("set_priority", lambda: m.set_priority(ticket, "HIGH")),
+        ("delete_conversations", lambda: m.delete_conversations(uid)),
+    ]
+
+
+def bench_release_requests() -> Dict[str, Any]:
+    """Requests each call makes against each release (the server's count)."""
+    counts: Dict[str, Dict[str, int]] = {}
+    for version in VERSIONS:
+        with EmulatorProcess(version=version) as emu:
+            uid = emu.add(1)[0]
+            m = messenger(emu.url)
+            try:
+                ticket = m.send_feedback(subject="Ticket", text="t")
+                for name, call in _release_calls(m, uid, ticket):
+                    emu.clear_log()
+                    call()
+                    counts.setdefault(name, {})[version] = emu.requests_seen()
+            finally:
+                m.close()
+    return {"versions": list(VERSIONS), "counts": counts}
+
+
+def _expected_requests(name: str, version: str) -> int:
+    return 2 if name == "send_feedback" and parse_version(version) < (2, 41, 3) else 1
+
+
 def report(results: Dict[str, Any]) -> Tuple[str, List[Dict[str, Any]]]:
     out, targets = [], []
 
@@ -840,6 +887,16 @@ def report(results: Dict[str, Any]) -> Tuple[str, List[Dict[str, Any]]]:
         f"{rt['latency_s'] * 1000:.0f} ms = {rt['latency_floor_s'] * 1000:.0f} ms; "
         f"wall / floor {rt['wall_vs_floor']:.2f}"
     )
+
+    rel = results["releases"]
+    out.append("")
+    out.append("5. Requests per call on each emulated DHIS2 release (seen by the emulator)")
+    rows = []
+    for name, per_version in rel["counts"].items():
+        met = all(per_version[v] == _expected_requests(name, v) for v in rel["versions"])
+        target(f"requests: {name}", per_version, "1 (send_feedback before 2.41.3: 2)", met)
+        rows.append([name] + [str(per_version[v]) for v in rel["versions"]] + [_mark(met)])
+    out.append(_table([""] + rel["versions"] + ["target"], rows))
     return "\n".join(out), targets
 
 
@@ -882,6 +939,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         results["memory"] = bench_memory(emu, cfg)
     with EmulatorProcess(latency=LATENCY) as slow:
         results["round_trips"] = bench_round_trips(slow, cfg)
+    results["releases"] = bench_release_requests()
     results["elapsed_s"] = time.perf_counter() - started
 
     text, targets = report(results)

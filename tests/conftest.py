@@ -88,6 +88,15 @@ def pytest_generate_tests(metafunc):
     metafunc.parametrize("_server", versions, indirect=True, scope="session")
 
 
+def at_least(emulator, version: str) -> bool:
+    """Whether the test runs against ``version`` or later.
+
+    Read from the release the fixture asked for (``emulator.release``), not from the emulator's
+    behaviour switch (``Emulator.since``), so that a test of a version difference fails when
+    the emulator ignores its version."""
+    return emulator.release >= parse_version(version)
+
+
 @pytest.fixture(scope="session")
 def _server(request):
     server = Emulator(version=request.param).start()

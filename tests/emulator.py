@@ -59,6 +59,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from xml.etree import ElementTree
 
 __all__ = [
     "DEFAULT_VERSION",
@@ -75,6 +76,7 @@ __all__ = [
 VERSIONS = ("2.38", "2.39", "2.40", "2.41.0", "2.41.3", "2.42", "2.43", "2.44")
 DEFAULT_VERSION = "2.42"
 
+# SYSTEM_VERSION_UPDATE is in the enum but DHIS2 never assigns it: update notices are SYSTEM.
 MESSAGE_TYPES = ("PRIVATE", "SYSTEM", "VALIDATION_RESULT", "TICKET", "SYSTEM_VERSION_UPDATE")
 STATUSES = ("NONE", "OPEN", "PENDING", "INVALID", "SOLVED")
 PRIORITIES = ("NONE", "LOW", "MEDIUM", "HIGH")
@@ -134,6 +136,8 @@ FILTER_OPERATORS = frozenset(
     )
 )
 ORDERABLE = {
+    "read",
+    "followUp",
     "id",
     "subject",
     "messageType",
@@ -400,6 +404,7 @@ class Conversation:
     assignee: SeedUser | None = None
     last_sender: SeedUser | None = None
     message_count: int = 0  # non-internal messages only
+    ext_message_id: str | None = None  # set by DHIS2's system update notices
 
     def participant(self, username: str) -> Participant | None:
         return self.participants.get(username)
@@ -633,7 +638,15 @@ def _clean_field(name: str) -> str:
 class Ctx:
     """What rendering and filtering need to know about the request."""
 
-    __slots__ = ("href_base", "in_list", "own_entry_only", "read_override", "show_internal", "user")
+    __slots__ = (
+        "href_base",
+        "in_list",
+        "own_entry_only",
+        "read_override",
+        "release",
+        "show_internal",
+        "user",
+    )
 
     def __init__(
         self,
@@ -650,6 +663,7 @@ class Ctx:
         self.in_list = in_list
         self.own_entry_only = own_entry_only
         self.read_override: bool | None = None
+        self.release = parse_version(DEFAULT_VERSION)
 
 
 class Prop:
@@ -727,8 +741,9 @@ TYPES: dict[str, dict[str, Prop]] = {
     },
     "message": {
         "id": _v("str", lambda m, x: m.uid),
-        "name": _v("str", lambda m, x: m.text),
-        "displayName": _v("str", lambda m, x: m.text),
+        # 2.43 (92494b04526): Message is no longer a BaseIdentifiableObject, name null, displayName ""
+        "name": _v("str", lambda m, x: None if x.release >= (2, 43, 0) else m.text),
+        "displayName": _v("str", lambda m, x: "" if x.release >= (2, 43, 0) else m.text),
         "text": _v("str", lambda m, x: m.text),
         "created": _v("date", lambda m, x: m.created),
         "lastUpdated": _v("date", lambda m, x: m.last_updated),
@@ -758,6 +773,7 @@ TYPES: dict[str, dict[str, Prop]] = {
         "lastMessage": _v("date", lambda c, x: c.last_message),
         "created": _v("date", lambda c, x: c.created),
         "lastUpdated": _v("date", lambda c, x: c.last_updated),
+        "extMessageId": _v("str", lambda c, x: c.ext_message_id),
         "lastSender": Prop("ref", "str", lambda c, x: c.last_sender, "user"),
         "assignee": Prop("ref", "str", lambda c, x: c.assignee, "user"),
         "createdBy": Prop("dto", "str", lambda c, x: c.created_by, "user"),
@@ -836,7 +852,7 @@ def render(
         elif prop.kind == "embedded":
             out[name] = [render(prop.target, v, sub or ALL_FIELDS, ctx) for v in value]
         elif prop.kind == "dto":
-            out[name] = _user_dto(value) if sub is None else render("user", value, sub, ctx)
+            out[name] = _user_dto(value)  # DHIS2's fixed UserDto, whatever sub-fields are asked
     return out
 
 
@@ -975,6 +991,24 @@ _SIZE_OPERATORS = frozenset(("eq", "gt", "lt", "gte", "ge", "lte", "le"))
 FILTER_PARTS = re.compile(r"[a-zA-Z0-9.]+:[!$a-zA-Z]{2,10}(?::(?:\[[^]]*]|[^,\n\r]+))?")
 
 
+ENUM_CLASSES = {
+    "messageType": ("org.hisp.dhis.message.MessageType", MESSAGE_TYPES),
+    "status": ("org.hisp.dhis.message.MessageConversationStatus", STATUSES),
+    "priority": ("org.hisp.dhis.message.MessageConversationPriority", PRIORITIES),
+}
+
+
+def _check_enum_values(path: str, values: Iterable[str]) -> None:
+    """QueryUtils.getEnumValue: Enums.getIfPresent, so the case must match exactly."""
+    java_class, valid = ENUM_CLASSES[path]
+    for value in values:
+        if value not in valid:
+            raise _bad_request(
+                f"Unable to parse `{value}` as `class {java_class}`, "
+                f"available values are: [{', '.join(valid)}]"
+            )
+
+
 def compile_filter(expr: str, type_name: str = "conversation") -> Callable[[Any, Ctx], bool]:
     parts = expr.split(":")
     if len(parts) < 2:
@@ -990,6 +1024,8 @@ def compile_filter(expr: str, type_name: str = "conversation") -> Callable[[Any,
         arg: Any = [_parse_arg(leaf.vtype, v) for v in raw[1:-1].split(",")]
     else:
         arg = _parse_arg(leaf.vtype, raw)
+    if leaf.vtype == "enum" and path in ENUM_CLASSES and raw is not None:
+        _check_enum_values(path, arg if op in ("in", "!in") else [raw])
     steps = path.split(".")
     if leaf.kind == "refs" and len(steps) == 1 and op in _SIZE_OPERATORS:
         # users:gte:1 -- on a collection, DHIS2 compares its size.
@@ -1003,11 +1039,11 @@ def compile_filter(expr: str, type_name: str = "conversation") -> Callable[[Any,
     return test
 
 
-def _order_key(prop: str, ignore_case: bool) -> Callable[[Conversation], Any]:
+def _order_key(prop: str, ignore_case: bool, ctx: Ctx | None) -> Callable[[Conversation], Any]:
     getter = TYPES["conversation"][prop].get
     if ignore_case:
-        return lambda c: (getter(c, None) or "").lower()
-    return lambda c: getter(c, None)
+        return lambda c: (getter(c, ctx) or "").lower()
+    return lambda c: getter(c, ctx)
 
 
 def _collation_key(text: str) -> tuple[str, str]:
@@ -1044,17 +1080,25 @@ def _metadata_order(objects: list[Any], type_name: str, orders: list[str]) -> li
     return result
 
 
-def apply_orders(convs: list[Conversation], orders: list[str]) -> list[Conversation]:
-    """Sort by the given ``prop:asc|desc|iasc|idesc`` (unknown properties ignored); ties by uid."""
+def apply_orders(
+    convs: list[Conversation], orders: list[str], ctx: Ctx | None = None
+) -> list[Conversation]:
+    """Sort by the given ``prop:asc|desc|iasc|idesc``; ties by uid.
+
+    Up to 2.42 an unknown property is dropped silently (QueryUtils.convertOrderStrings); from
+    2.43 (9e84ead485b) InMemoryQueryEngine answers 400 "No such property: x".
+    """
     keys = []
     for order in orders:
         prop, _, direction = order.strip().partition(":")
         if prop not in ORDERABLE:
+            if ctx is not None and ctx.release >= (2, 43, 0) and prop not in TYPES["conversation"]:
+                raise Fail(web_message(400, "No such property: " + prop))
             continue
         direction = direction.lower() or "asc"
         keys.append((prop, direction.startswith("i"), direction.endswith("desc")))
     for prop, ignore_case, descending in reversed(keys):  # stable sorts, last key first
-        convs.sort(key=_order_key(prop, ignore_case), reverse=descending)
+        convs.sort(key=_order_key(prop, ignore_case, ctx), reverse=descending)
     return convs
 
 
@@ -1242,6 +1286,23 @@ def parse_conversation_dto(body: bytes) -> dict[str, Any]:
             dto[key] = str(value) if value not in (None, "") else None  # "" reads as null
         elif key in _JAVA_CLASSES:
             dto[key] = _parse_references(text, key, value)
+    return dto
+
+
+def parse_conversation_xml(body: bytes) -> dict[str, Any]:
+    """The same request DTO read from XML (renderService.fromXml), namespaces ignored."""
+    try:
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError as err:
+        raise Fail(web_message(409, f"Unexpected XML: {err}")) from None
+    dto: dict[str, Any] = {key: [] for key in _JAVA_CLASSES}
+    dto["subject"] = dto["text"] = None
+    for child in root:
+        tag = child.tag.rpartition("}")[2]
+        if tag in ("subject", "text"):
+            dto[tag] = child.text or None
+        elif tag in _JAVA_CLASSES:
+            dto[tag] = [ref.get("id") or ref.findtext("id") for ref in child]
     return dto
 
 
@@ -1521,6 +1582,12 @@ class Emulator:
                 )
             self.feedback_group_uid = FEEDBACK_TEAM
             self.conversations: dict[str, Conversation] = {}
+            # keyMessageEmailNotification / keyMessageSmsNotification default to true up to 2.41
+            # (UserSettingKey.java@2.40:50-56) and to false from 2.42 (UserSettings.java:126-132,
+            # 6e7d208e02b): what a real server would have sent on by e-mail or SMS, per message.
+            self.forwards_by_default = not self.since("2.42")
+            self.forwarding = {name: self.forwards_by_default for name in self.users}
+            self.forwarded: list[tuple[str, str]] = []  # (username, conversation uid)
             self.files: dict[str, FileResource] = {}
             self.log: list[LoggedRequest] = []
             self._faults: list[Fault] = []
@@ -1593,6 +1660,7 @@ class Emulator:
         priority: str = "NONE",
         internal: bool = False,
         replies: int = 0,
+        ext_message_id: str | None = None,
     ) -> str:
         if isinstance(recipients, str):
             recipients = [recipients]
@@ -1610,12 +1678,24 @@ class Emulator:
                 status=status.upper(),
                 priority=priority.upper(),
             )
+            conv.ext_message_id = ext_message_id
             self._append(conv, author, text, internal=internal, user_agent="emulator")
             for i in range(replies):
                 self._append(
                     conv, author, f"Reply {i + 1}", internal=internal, user_agent="emulator"
                 )
             return conv.uid
+
+    def add_update_notice(self, recipients: Any, version: str = "2.42.1") -> str:
+        """What SystemUpdateNotificationService sends: a SYSTEM message, the version as extMessageId."""
+        return self.add_conversation(
+            sender=None,
+            recipients=recipients,
+            subject="System update available",
+            text=f"Version {version} of DHIS2 is available.",
+            message_type="SYSTEM",
+            ext_message_id=version,
+        )
 
     def add_conversations(
         self,
@@ -1805,6 +1885,12 @@ class Emulator:
         conv.messages.append(message)
         if not internal:
             conv.message_count += 1
+            # 2.42 notifies every participant, the sender included (DefaultMessageService:275-285)
+            for username in conv.participants:
+                if self.forwarding.get(username) and (
+                    self.since("2.42") or sender is None or username != sender.username
+                ):
+                    self.forwarded.append((username, conv.uid))
         conv.last_sender = sender
         conv.last_message = conv.last_updated = now
         return message
@@ -1842,6 +1928,38 @@ class Emulator:
 
     def _is_feedback_manager(self, user: SeedUser) -> bool:
         return "ALL" in user.authorities or self._in_feedback_group(user)
+
+    def _forbidden(self, message: str, old_style: bool = False) -> Fail:
+        """A 403 as the release writes it.
+
+        Up to 2.41.2 every refusal is an AccessDeniedException: a WebMessage without errorCode.
+        2.41.3 (c31ce96615b, #19139) throws ForbiddenException (E1006), except on GET /{uid},
+        internal replies and follow-ups (``old_style``), which 2.42 converts too.
+        """
+        if not self.since("2.41.3") or (old_style and not self.since("2.42")):
+            return Fail(web_message(403, message))
+        return forbidden(message)
+
+    def _check_path_uid(self, uid: str) -> None:
+        """2.43 (0057d9bdf6c) types the path variable as UID: a malformed one is a 400."""
+        if self.since("2.43") and not re.fullmatch(r"[a-zA-Z][a-zA-Z0-9]{10}", uid):
+            raise Fail(
+                web_message(
+                    400,
+                    f"Value '{uid}' is not valid for parameter uid. UID must be an alphanumeric "
+                    f"string of 11 characters starting with a letter, but was: {uid}",
+                )
+            )
+
+    def _check_acting_for(self, req: Request, target: SeedUser, message: str) -> None:
+        """Up to 2.41.2, acting for another user needs a superuser (canModifyUserConversation)."""
+        assert req.user is not None
+        if (
+            not self.since("2.41.3")
+            and target is not req.user
+            and "ALL" not in req.user.authorities
+        ):
+            raise Fail(web_message(403, message))
 
     def _can_read(self, conv: Conversation, user: SeedUser) -> bool:
         return user.username in conv.participants or "ALL" in user.authorities
@@ -2036,6 +2154,10 @@ class Emulator:
             in_list=True,
             own_entry_only=not has_query,
         )
+        ctx.release = self.release
+        # 2.42+: "only my conversations" is one more filter (an id:in from the pre-query), so
+        # rootJunction=OR ORs it away; up to 2.41 the list starts from the caller's conversations.
+        or_lifts_inbox = junction is any and self.since("2.42") and bool(compiled)
 
         if self._cache_version != self._version:
             self._list_cache = {}
@@ -2053,7 +2175,14 @@ class Emulator:
         result = self._list_cache.get(key)
         if result is None:
             result = self._sorted_by_uid()
-            if not has_query:  # the inbox restriction, skipped when query= is present
+            if or_lifts_inbox and not has_query:
+                result = [
+                    c
+                    for c in result
+                    if user.username in c.participants or any(f(c, ctx) for f in compiled)
+                ]
+                compiled = []
+            if not has_query and not or_lifts_inbox:  # skipped when query= is present
                 result = [c for c in result if user.username in c.participants]
                 if query_string:
                     result = [
@@ -2068,7 +2197,7 @@ class Emulator:
                 result = [c for c in result if junction(f(c, ctx) for f in compiled)]
             else:
                 result = list(result)
-            result = apply_orders(result, orders)
+            result = apply_orders(result, orders, ctx)
             if len(self._list_cache) > 32:
                 self._list_cache.clear()
             self._list_cache[key] = result
@@ -2080,17 +2209,41 @@ class Emulator:
                 {"messageConversations": [render("conversation", c, fields, ctx) for c in result]},
                 [NO_CACHE],
             )
-        page_count = max(1, math.ceil(total / page_size))
-        page = min(max(page, 1), page_count)
+        # Pager.java: pageCount 0 for an empty result; the reported page is clamped, but the rows
+        # come from the requested offset, so a page past the end is empty.
+        page_count = math.ceil(total / page_size)
+        page = max(page, 1)
         items = result[(page - 1) * page_size : page * page_size]
-        pager: dict[str, Any] = {"page": page, "total": total, "pageSize": page_size}
-        pager.update(self._pager_links(req, page, page_size, page_count))
+        shown = max(1, min(page, page_count))
+        links = self._pager_links(req, shown, page_size, page_count)
+        rows = [render("conversation", c, fields, ctx) for c in items]
+        if self.since("2.44") and has_query and self._gist_answers(req, filters, orders):
+            # master's GistBridge: no pre-query filter when query= is present, and Gist writes
+            # its own pager and a "gist" key.
+            gist_pager = {"page": shown, "pageSize": page_size, "total": total}
+            gist_pager["pageCount"] = page_count
+            gist_pager.update(sorted(links.items(), reverse=True))  # prevPage, then nextPage
+            body = {"pager": gist_pager, "gist": True, "messageConversations": rows}
+            return json_response(200, body, [NO_CACHE])
+        pager: dict[str, Any] = {"page": shown, "total": total, "pageSize": page_size}
+        pager.update(links)
         pager["pageCount"] = page_count
-        body = {
-            "pager": pager,
-            "messageConversations": [render("conversation", c, fields, ctx) for c in items],
-        }
+        body = {"pager": pager, "messageConversations": rows}
         return json_response(200, body, [NO_CACHE])
+
+    @staticmethod
+    def _gist_answers(req: Request, filters: list[str], orders: list[str]) -> bool:
+        """GistBridge.isSupportedObjectList, for what the emulator renders."""
+        if req.has("gist"):
+            return (req.first("gist") or "").lower() == "true"
+        names = [name for name, _ in parse_fields(",".join(req.all("fields")))]
+        props = TYPES["conversation"]
+        return (
+            bool(names)
+            and all(n in props and props[n].kind != "embedded" for n in names)
+            and not any("token" in f or "display" in f for f in filters)
+            and not any(o.lower().split(":")[-1] in ("iasc", "idesc") for o in orders)
+        )
 
     def _sorted_by_uid(self) -> list[Conversation]:
         version, ordered = self._uid_order
@@ -2149,14 +2302,22 @@ class Emulator:
     def _h_get(self, req: Request, uid: str) -> Response:
         user = req.user
         assert user is not None
+        self._check_path_uid(uid)
         conv = self.conversations.get(uid)
-        if conv is None:  # DHIS2 sets 404, then returns ResponseEntity.ok(...): the client sees 200
-            return json_response(200, {"message": "No MessageConversation found with UID: " + uid})
+        if conv is None:
+            message = {"message": "No MessageConversation found with UID: " + uid}
+            if not self.since("2.39"):  # 2.38 returns the RootNode: the 404 stands
+                return json_response(404, message)
+            # 2.39 (c7cd9b45094): sets 404, then returns ResponseEntity.ok(...): the client sees 200
+            return json_response(200, message)
         if not self._can_read(conv, user):
-            raise forbidden("Not authorized to access this conversation.")
+            raise self._forbidden("Not authorized to access this conversation.", old_style=True)
         fields = parse_fields(",".join(req.all("fields")) or "*")
         ctx = Ctx(user, self._href_base(req), show_internal=self._is_feedback_manager(user))
-        if req.first("markRead") == "true":
+        ctx.release = self.release
+        mark_read = req.first("markRead") or ""
+        # Boolean.parseBoolean up to 2.41; 2.42 compares with "true" exactly
+        if mark_read == "true" or (not self.since("2.42") and mark_read.lower() == "true"):
             p = conv.participants.get(user.username)
             ctx.read_override = p.read if p else False  # the answer shows the value before marking
             if p is not None:
@@ -2366,6 +2527,10 @@ class Emulator:
             201, message, headers=[("Location", req.api_url("/messageConversations/" + uid))]
         )
 
+    def _conflict(self, message: str) -> Fail:
+        """2.40 throws ConflictException (E1004); before, WebMessageUtils.conflict had no code."""
+        return conflict(message, "E1004" if self.since("2.40") else None)
+
     def _resolve_recipients(self, dto: dict[str, Any], sender: SeedUser) -> dict[str, SeedUser]:
         """Org units, then users, then groups, as DHIS2 resolves them (first failure wins).
 
@@ -2376,16 +2541,18 @@ class Emulator:
         for ou_id in dto["organisationUnits"]:
             unit = self.org_units.get(ou_id) if ou_id is not None else None
             if unit is None:
-                raise conflict(f"Organisation Unit does not exist: {ou_id}")
+                raise self._conflict(f"Organisation Unit does not exist: {ou_id}")
             for username in unit.members:
                 recipients.setdefault(username, self.users[username])
         for user_id in dto["users"]:
             user = self._users_by_uid.get(user_id) if user_id is not None else None
             if user is None:
-                raise conflict(f"User does not exist: {user_id}")
+                raise self._conflict(f"User does not exist: {user_id}")
             recipients.setdefault(user.username, user)
         for group_id in dto["userGroups"]:
             group = self.groups.get(group_id) if group_id is not None else None
+            if (group is None or not self._can_see_group(group, sender)) and not self.since("2.40"):
+                raise Fail(web_message(404, f"User Group does not exist: {group_id}"))
             if group is None or not self._can_see_group(group, sender):
                 if not self.since("2.40"):
                     raise Fail(web_message(404, f"User Group does not exist: {group_id}"))
@@ -2420,6 +2587,10 @@ class Emulator:
         user = req.user
         assert user is not None
         media = req.content_type()
+        if media in ("application/xml", "text/xml") and not self.since("2.42"):
+            return self._create(
+                req, parse_conversation_xml(req.body)
+            )  # postXmlObject, gone in 2.42
         if media != "application/json":
             raise Fail(
                 web_message(
@@ -2432,9 +2603,14 @@ class Emulator:
             dto = parse_conversation_dto(req.body)
         except JacksonError as err:
             raise Fail(web_message(409, str(err))) from None
+        return self._create(req, dto)
+
+    def _create(self, req: Request, dto: dict[str, Any]) -> Response:
+        user = req.user
+        assert user is not None
         recipients = self._resolve_recipients(dto, user)
         if not recipients:
-            raise conflict("No recipients selected.")
+            raise self._conflict("No recipients selected.")
         attachments = self._take_attachments(dto["attachments"], "E1004")
         if dto["subject"] is None:  # a NOT NULL column in DHIS2's database
             raise Fail(
@@ -2469,9 +2645,8 @@ class Emulator:
         if conv is None:
             raise Fail(web_message(404, "Message conversation does not exist: " + uid))
         if internal and not self._is_feedback_manager(user):
-            raise forbidden("Not authorized to send internal messages")
-        if not self._has_access(conv, user):
-            raise forbidden("Not authorized to send messages to this conversation.")
+            raise self._forbidden("Not authorized to send internal messages", old_style=True)
+        self._check_all(req, [conv], "Not authorized to send messages to this conversation.")
         attachments = self._take_attachments(attachment_ids, None)
         self._append(
             conv,
@@ -2495,6 +2670,10 @@ class Emulator:
         managers = [self.users[name] for name in group.members] if group else []
         conv = self._new_conversation(subject, "TICKET", user, managers, status="OPEN")
         self._append(conv, user, text, user_agent=req.headers.get("User-Agent"))
+        if not self.since(
+            "2.41.3"
+        ):  # CTRL@2.41.2:446-456: created("Feedback created"), no Location
+            return web_message(201, "Feedback created")
         return self._created(req, conv.uid, "Feedback created")
 
     def _h_upload(self, req: Request) -> Response:
@@ -2609,11 +2788,15 @@ class Emulator:
                 found.append(conv)
         return found
 
-    def _check_all(self, req: Request, convs: Iterable[Conversation], message: str) -> None:
+    def _check_all(
+        self, req: Request, convs: Iterable[Conversation], message: str, old_style: bool = False
+    ) -> None:
         assert req.user is not None
+        if not self.since("2.41.3"):  # no participant check before #19139
+            return
         for conv in convs:
             if not self._has_access(conv, req.user):
-                raise forbidden(message)
+                raise self._forbidden(message, old_style)
 
     def _set_read(
         self, req: Request, convs: list[Conversation], target: SeedUser, read: bool
@@ -2631,6 +2814,7 @@ class Emulator:
     def _h_bulk_read(self, req: Request, which: str) -> Response:
         uids = self._uid_list_body(req)
         target = self._target_user(req, "user", "No user with uid: %s")
+        self._check_acting_for(req, target, "Not authorized to modify this object.")
         convs = self._found(uids)
         if not convs:
             raise Fail(bare(404, "No MessageConversations found for the given IDs."))
@@ -2638,6 +2822,7 @@ class Emulator:
 
     def _h_single_read(self, req: Request, uid: str, which: str) -> Response:
         target = self._target_user(req, "userUid", "No user with uid: %s")
+        self._check_acting_for(req, target, "Not authorized to modify this object.")
         convs = self._found([uid])
         if not convs:
             raise Fail(bare(404, "No MessageConversations found for the given IDs."))
@@ -2646,6 +2831,7 @@ class Emulator:
     def _h_bulk_follow_up(self, req: Request, which: str) -> Response:
         uids = self._uid_list_body(req)
         target = self._target_user(req, "user", "No user with uid: %s")
+        self._check_acting_for(req, target, "Not authorized to modify this object.")
         convs = self._found(uids)
         if not convs:
             raise Fail(bare(404, "No MessageConversations found for the given UIDs"))
@@ -2655,6 +2841,7 @@ class Emulator:
             convs,
             "Not authorized to change %s in this conversation."
             % ("followups" if follow else "unfollowups"),
+            old_style=follow,  # 2.41.3 still throws AccessDeniedException for followup
         )
         for conv in convs:
             p = conv.participants.get(target.username)
@@ -2743,6 +2930,7 @@ class Emulator:
         target = self._users_by_uid.get(user_uid)
         if target is None:
             raise Fail(bare(404, "No user with uid: " + user_uid))
+        self._check_acting_for(req, target, "Not authorized to modify user: " + user_uid)
         conv = self.conversations.get(mc)
         if conv is None:
             raise Fail(bare(404, "No messageConversation with uid: " + mc))
@@ -2784,6 +2972,7 @@ class Emulator:
         if not req.has("mc"):
             raise missing_param("mc", "List")
         target = self._target_user(req, "user", "User does not exist: %s")
+        self._check_acting_for(req, target, "Not authorized to modify user: " + target.uid)
         convs = self._found(req.listing("mc"))
         if not convs:
             raise Fail(bare(404, "No MessageConversations found for the given UIDs."))
@@ -2799,6 +2988,7 @@ class Emulator:
                     403, "Access is denied, requires one Authority from [F_METADATA_IMPORT]"
                 )
             )
+        self._check_path_uid(uid)
         conv = self.conversations.get(uid)
         if conv is None:
             raise Fail(web_message(404, "Message conversation does not exist: " + uid))

@@ -33,6 +33,7 @@ from tests.conftest import (
     DAVE,
     REPORTERS,
     UNKNOWN,
+    at_least,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -975,9 +976,10 @@ class TestTickets:
         for argv in (("status", uid, "closed"), ("priority", uid, "urgent")):
             result = cli(*argv)
             assert 2 == result.status and "is not one of" in result.err
-        result = cli("status", uid, "OPEN", user="dave")
-        assert 1 == result.status and "permission denied" in result.err
-        assert "SOLVED" == conv.status
+        if at_least(emulator, "2.41.3"):  # before #19139 status had no effective access check
+            result = cli("status", uid, "OPEN", user="dave")
+            assert 1 == result.status and "permission denied" in result.err
+            assert "SOLVED" == conv.status
 
     def test_assign_and_unassign(self, emulator, cli):
         uid = emulator.add_conversation(

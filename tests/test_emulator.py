@@ -226,7 +226,8 @@ class TestList:
         assert [] == ids("subject:like:malaria")
         assert [b] == ids(f"lastSender.id:eq:{BOB}")
         assert sorted([a, b, t]) == ids("assignee.id:null")
-        assert sorted([a, t]) == ids("priority:eq:NONE", "read:eq:true", rootJunction="OR")
+        # On 2.42 rootJunction=OR also ORs the inbox restriction away (see test_versions.py).
+        assert {a, t} <= set(ids("priority:eq:NONE", "read:eq:true", rootJunction="OR"))
         r = call("GET", MC, "alice", params={"filter": "bogus:eq:1"})
         assert 400 == r.status_code
         assert wm(400, "Unknown path property: bogus", "E1003") == r.json()
@@ -288,7 +289,9 @@ class TestList:
         emu.add_conversation(sender="admin", recipients=["alice", "bob"], subject="s")
         fields = {"fields": "userMessages[user[username]]"}
         listed = call("GET", MC, "alice", params=fields).json()["messageConversations"][0]
-        assert [{"user": {"username": "alice"}}] == listed["userMessages"]
+        # DHIS2's fixed UserDto, whatever sub-fields are asked (DHIS2-21856)
+        alice = {"id": ALICE, "name": "Alice Banda", "displayName": "Alice Banda"}
+        assert [{"user": {**alice, "username": "alice"}}] == listed["userMessages"]
         everyone = call("GET", MC, "alice", params={"query": "", **fields}).json()[
             "messageConversations"
         ][0]
