@@ -1167,7 +1167,8 @@ class Messenger:
     def send_feedback(self, *, subject: str, text: str) -> str:
         """Open a feedback ticket to the feedback recipients group; return its uid.
 
-        ``POST /api/messageConversations/feedback?subject=...``
+        ``POST /api/messageConversations/feedback?subject=...``; DHIS2 before 2.41.3 sends no
+        ``Location``, and one list request then finds the ticket (never sent twice).
         """
         params = [("subject", _check_text(subject, "subject"))]
         data = _check_text(text, "text").encode("utf-8")

@@ -386,26 +386,48 @@ def test_send_feedback_returns_the_new_ticket(emulator, connect):
     assert [("POST", MC + "/feedback")] + lookup == methods
 
 
-def test_send_feedback_picks_its_own_ticket_among_equal_subjects(emulator, connect):
-    """Carol, a feedback manager, sees every ticket: other tickets with the same subject,
-    even a newer one with the same text by someone else, are not taken for hers."""
-    older = emulator.add_conversation(
+def _rival_ticket_after_each_feedback(emulator, monkeypatch, username, text):
+    """Another user's ticket with the same subject lands right after each feedback POST,
+    before the client can look for its own: newer than it, so first in created:desc order."""
+    handler = emulator._h_feedback
+
+    def feedback_then_a_rival(req):
+        response = handler(req)
+        rival = emulator.user(username)
+        conv = emulator._new_conversation(
+            req.first("subject"), "TICKET", rival, [emulator.user("carol")], status="OPEN"
+        )
+        emulator._append(conv, rival, req.body.decode() if text is None else text)
+        return response
+
+    monkeypatch.setattr(emulator, "_h_feedback", feedback_then_a_rival)
+
+
+@pytest.mark.parametrize(
+    ("token", "rival_text"),
+    [(False, None), (True, "Something else")],
+    ids=["basic-same-text", "token-other-text"],
+)
+def test_send_feedback_picks_its_own_ticket_among_equal_subjects(
+    emulator, connect, monkeypatch, token, rival_text
+):
+    """Carol, a feedback manager, sees every ticket.  With Basic auth a newer ticket by alice
+    with the same subject and text is told apart by its sender; with a token (the caller's
+    username unknown), by its text."""
+    emulator.add_conversation(
         sender="carol",
         recipients=["carol"],
         subject="Login broken",
         text="Since Monday",
         message_type="TICKET",
     )
-    carol = connect("carol")
-    uid = carol.send_feedback(subject="Login broken", text="Since Monday")
-    assert uid != older and "Login broken" == emulator.conversations[uid].subject
-    # a ticket by alice with the same subject and text, newer than carol's
-    newer = connect("alice").send_feedback(subject="Login broken", text="Since Monday")
+    _rival_ticket_after_each_feedback(emulator, monkeypatch, "alice", rival_text)
     emulator.clear_log()
-    mine = carol.send_feedback(subject="Login broken", text="Since Monday")
-    assert mine not in (older, uid, newer)
-    assert "carol" == emulator.conversations[mine].created_by.username
-    assert len(emulator.log) == (1 if at_least(emulator, "2.41.3") else 2)
+    uid = connect("carol", token=token).send_feedback(subject="Login broken", text="Since Monday")
+    ticket = emulator.conversations[uid]
+    assert ("carol", "Since Monday") == (ticket.created_by.username, ticket.messages[0].text)
+    assert 3 == len(emulator.conversations)  # the seeded one, carol's new one, alice's
+    assert (1 if at_least(emulator, "2.41.3") else 2) == len(emulator.log)
 
 
 def test_send_feedback_lookup_failure_is_not_a_second_ticket(emulator, connect):
