@@ -2551,8 +2551,6 @@ class Emulator:
             recipients.setdefault(user.username, user)
         for group_id in dto["userGroups"]:
             group = self.groups.get(group_id) if group_id is not None else None
-            if (group is None or not self._can_see_group(group, sender)) and not self.since("2.40"):
-                raise Fail(web_message(404, f"User Group does not exist: {group_id}"))
             if group is None or not self._can_see_group(group, sender):
                 if not self.since("2.40"):
                     raise Fail(web_message(404, f"User Group does not exist: {group_id}"))
