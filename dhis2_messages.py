@@ -1737,7 +1737,8 @@ class _DeadlineReader(io.RawIOBase):
             left = at - time.monotonic()
             if left <= 0:
                 raise socket.timeout("the call's deadline passed")
-            self._sock.settimeout(left if self._timeout is None else min(left, self._timeout))
+            if self._timeout is None or left < self._timeout:  # else the read timeout comes first
+                self._sock.settimeout(left)
         result: Optional[int] = self._raw.readinto(buffer)
         return result
 

@@ -24,6 +24,11 @@ Sections (all in one run, side by side, medians of at least 5 repetitions):
    call everywhere, except ``send_feedback`` before 2.41.3, which has to find
    the ticket DHIS2 created without naming it (one more).  Nothing asks the
    server's version.
+6. Hostile servers (raw sockets on 127.0.0.1): the wall time of calls to a
+   server that drips one byte a second, against the deadline (target: at most
+   the deadline + 1 s), and the peak RSS of calls that meet a 500 MiB body or a
+   1 MiB gzip bomb, each in a fresh process, beside plain requests reading the
+   same answer (target: growth <= 1.5 x max_response_size).
 
 The figures are printed as a table and written as JSON (bench/results.json
 unless --json says otherwise).  The exit status is 1 when a target is missed.
@@ -43,10 +48,12 @@ import platform
 import pstats
 import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 import urllib.parse
@@ -82,6 +89,19 @@ FULL = {
     "mem_sizes": (2000, 20000),
     "mem_reps": 5,
     "rt_reps": 5,
+    "deadline": 5.0,
+    "large_calls": (
+        "list_conversations",
+        "count_unread",
+        "get_conversation",
+        "send",
+        "reply",
+        "mark_read",
+        "delete_conversations",
+        "set_status",
+        "upload_attachment",
+        "download_attachment",
+    ),
 }
 QUICK = {
     "reps": 5,
@@ -91,11 +111,14 @@ QUICK = {
     "mem_sizes": (2000, 5000),
     "mem_reps": 5,
     "rt_reps": 5,
+    "deadline": 3.0,
+    "large_calls": ("list_conversations", "download_attachment"),
 }
 
 TARGET_OVERHEAD = 1.10
 TARGET_PARSE = 3.0
 TARGET_MEMORY = 1.3
+TARGET_LARGE = 1.5  # peak RSS growth / max_response_size
 
 
 # -- The emulator in its own process ------------------------------------------
@@ -673,6 +696,202 @@ def bench_round_trips(emu: EmulatorProcess, cfg: Dict[str, Any]) -> Dict[str, An
 # -- Report -----------------------------------------------------------------------
 
 
+# -- Section 6: hostile servers ---------------------------------------------------
+
+MiB = 1024 * 1024
+LIMIT = 64 * MiB  # the default max_response_size
+CALL_UID = "AbCdEfGhIjK"
+LARGE_CALLS: Dict[str, Callable[[Any], Any]] = {
+    "list_conversations": lambda m: m.list_conversations(),
+    "count_unread": lambda m: m.count_unread(),
+    "get_conversation": lambda m: m.get_conversation(CALL_UID),
+    "send": lambda m: m.send(subject="s", text="t", users=[BOB]),
+    "reply": lambda m: m.reply(CALL_UID, "t"),
+    "mark_read": lambda m: m.mark_read(CALL_UID),
+    "delete_conversations": lambda m: m.delete_conversations(CALL_UID),
+    "set_status": lambda m: m.set_status(CALL_UID, "OPEN"),
+    "upload_attachment": lambda m: m.upload_attachment(b"%PDF-1.4", filename="a.pdf"),
+    "download_attachment": lambda m: m.download_attachment(CALL_UID, CALL_UID, CALL_UID),
+}
+
+
+class RawServer:
+    """Answers every connection with ``handler(conn, stop)`` in a thread of its own."""
+
+    def __init__(self, handler: Callable[[socket.socket, Any], None]) -> None:
+        self.handler, self.stop = handler, threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                continue
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    piece = conn.recv(65536)
+                    if not piece:
+                        return
+                    data += piece
+                self.handler(conn, self.stop)
+            except OSError:  # the client hung up
+                pass
+
+    def close(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(5)
+        self.listener.close()
+
+
+def _drip(conn: socket.socket, stop: Any, data: bytes, interval: float = 1.0) -> None:
+    for byte in data:
+        if stop.wait(interval):
+            return
+        conn.sendall(bytes([byte]))
+
+
+def _headers_dripped(conn: socket.socket, stop: Any) -> None:
+    _drip(conn, stop, b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 600)
+
+
+def _body_dripped(conn: socket.socket, stop: Any) -> None:
+    conn.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 600\r\n\r\n"
+    )
+    _drip(conn, stop, b" " * 600)
+
+
+def _chunked_forever(conn: socket.socket, stop: Any) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    _drip(conn, stop, b"1\r\n \r\n" * 100, interval=1.0 / 6)  # a 1-byte chunk a second
+
+
+def _always_busy(conn: socket.socket, stop: Any) -> None:
+    conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n")
+
+
+SLOW_CASES: Dict[str, Callable[[socket.socket, Any], None]] = {
+    "headers dripped, 1 byte/s": _headers_dripped,
+    "Content-Length body dripped, 1 byte/s": _body_dripped,
+    "chunked body forever, 1 byte/s": _chunked_forever,
+    "503 with Retry-After: 1, retries=1000": _always_busy,
+}
+
+
+def bench_slow_servers(cfg: Dict[str, Any]) -> List[Dict[str, Any]]:
+    rows = []
+    for name, handler in SLOW_CASES.items():
+        server = RawServer(handler)
+        try:
+            m = Messenger(
+                server.url,
+                token="d2p_bench",
+                timeout=(1, 2),
+                deadline=cfg["deadline"],
+                retries=1000,
+            )
+            started = time.perf_counter()
+            try:
+                m.list_conversations()
+                outcome = "answered"
+            except dhis2_messages.Dhis2Error as exc:
+                outcome = f"{type(exc).__name__}: {str(exc)[:40]}..."
+            wall = time.perf_counter() - started
+            m.close()
+        finally:
+            server.close()
+        rows.append(
+            {"case": name, "deadline_s": cfg["deadline"], "wall_s": wall, "outcome": outcome}
+        )
+    return rows
+
+
+def _large_answer(case: str) -> Callable[[socket.socket, Any], None]:
+    if case.startswith("500 MiB body"):
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        if "no Content-Length" in case:  # the body ends with the connection
+            head += b"Connection: close\r\n\r\n"
+        else:
+            head += b"Content-Length: %d\r\n\r\n" % (500 * MiB)
+        chunk = b" " * 65536
+
+        def handler(conn: socket.socket, stop: Any) -> None:
+            conn.sendall(head)
+            for _ in range(500 * MiB // len(chunk)):
+                if stop.is_set():
+                    return
+                conn.sendall(chunk)
+
+        return handler
+    # 1 MiB of gzip that inflates to 1 GiB: 64 members of 16 MiB of spaces each.
+    import gzip
+
+    bomb = gzip.compress(b" " * (16 * MiB), compresslevel=9) * 64
+    head = (
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+        f"Content-Length: {len(bomb)}\r\n\r\n"
+    ).encode()
+    return lambda conn, stop: conn.sendall(head + bomb)
+
+
+def large_answer_child(case: str, call: str) -> None:
+    """In a fresh process: the peak RSS of one call against one large answer."""
+    import resource
+
+    server = RawServer(_large_answer(case))
+    m = Messenger(server.url, token="d2p_bench", retries=0)
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
+    started = time.perf_counter()
+    try:
+        if call == "plain requests":
+            size = len(requests.get(server.url + "/api/messageConversations", timeout=30).content)
+            outcome = f"read {size / MiB:,.0f} MiB"
+        else:
+            LARGE_CALLS[call](m)
+            outcome = "answered"
+    except dhis2_messages.Dhis2Error as exc:
+        outcome = type(exc).__name__
+    wall = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = {"baseline_kib": baseline, "peak_kib": peak, "outcome": outcome, "wall_s": wall}
+    server.close()
+    print(json.dumps(result))
+
+
+def bench_large_answers(cfg: Dict[str, Any]) -> List[Dict[str, Any]]:
+    rows = []
+    for case in (
+        "500 MiB body",
+        "500 MiB body, no Content-Length",
+        "1 MiB gzip bomb (1 GiB inflated)",
+    ):
+        for call in ("plain requests", *cfg["large_calls"]):
+            done = subprocess.run(
+                [sys.executable, os.path.abspath(__file__), "--large-answer", case, call],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=True,
+            )
+            figures = json.loads(done.stdout.strip().splitlines()[-1])
+            figures["growth_mib"] = (figures["peak_kib"] - figures["baseline_kib"]) / 1024
+            rows.append({"case": case, "call": call, **figures})
+    return rows
+
+
 def _table(headers: List[str], rows: List[List[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     line = lambda cells: "  ".join(
@@ -897,6 +1116,60 @@ def report(results: Dict[str, Any]) -> Tuple[str, List[Dict[str, Any]]]:
         target(f"requests: {name}", per_version, "1 (send_feedback before 2.41.3: 2)", met)
         rows.append([name] + [str(per_version[v]) for v in rel["versions"]] + [_mark(met)])
     out.append(_table([""] + rel["versions"] + ["target"], rows))
+    out.append("")
+    out.append(
+        "6. Hostile servers: wall time of list_conversations with timeout=(1, 2) against a server "
+        "dripping one byte a second (target: <= deadline + 1 s)"
+    )
+    rows = [
+        [
+            r["case"],
+            f"{r['deadline_s']:g}",
+            f"{r['wall_s']:.2f}",
+            r["outcome"],
+            target(
+                f"deadline: {r['case']}",
+                round(r["wall_s"], 2),
+                f"<= {r['deadline_s'] + 1:g}",
+                r["wall_s"] <= r["deadline_s"] + 1,
+            ),
+        ]
+        for r in results["slow_servers"]
+    ]
+    out.append(_table(["server", "deadline s", "wall s", "outcome", "target"], rows))
+    out.append("")
+    out.append(
+        f"   peak RSS of one call in a fresh process, max_response_size {LIMIT // MiB} MiB "
+        f"(target for Messenger: growth <= {TARGET_LARGE} x {LIMIT // MiB} MiB)"
+    )
+    rows = []
+    for r in results["large_answers"]:
+        ours = r["call"] != "plain requests"
+        met = r["growth_mib"] <= TARGET_LARGE * LIMIT / MiB
+        rows.append(
+            [
+                r["case"],
+                r["call"],
+                f"{r['peak_kib'] / 1024:,.0f}",
+                f"{r['growth_mib']:,.0f}",
+                f"{r['wall_s']:.2f}",
+                r["outcome"],
+                target(
+                    f"memory: {r['case']}, {r['call']}",
+                    round(r["growth_mib"]),
+                    f"<= {TARGET_LARGE * LIMIT / MiB:g} MiB",
+                    met,
+                )
+                if ours
+                else "-",
+            ]
+        )
+    out.append(
+        _table(["answer", "call", "peak MiB", "growth MiB", "wall s", "outcome", "target"], rows)
+    )
+    out.append(
+        "   plain requests: requests.get(...).content, no limit: what an unbounded read costs"
+    )
     return "\n".join(out), targets
 
 
@@ -916,7 +1189,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         action="store_true",
         help="also print a cProfile summary of each Messenger call of section 1",
     )
+    parser.add_argument("--large-answer", nargs=2, metavar=("CASE", "CALL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.large_answer:
+        large_answer_child(*args.large_answer)
+        return 0
     cfg = QUICK if args.quick else FULL
     # A plain SIGTERM would skip the finally blocks that stop the emulators.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
@@ -940,6 +1217,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     with EmulatorProcess(latency=LATENCY) as slow:
         results["round_trips"] = bench_round_trips(slow, cfg)
     results["releases"] = bench_release_requests()
+    results["slow_servers"] = bench_slow_servers(cfg)
+    results["large_answers"] = bench_large_answers(cfg)
     results["elapsed_s"] = time.perf_counter() - started
 
     text, targets = report(results)
