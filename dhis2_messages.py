@@ -28,6 +28,7 @@ Bad arguments raise ``ValueError`` or ``TypeError`` before any request is sent.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import email.utils
 import html
@@ -1172,17 +1173,18 @@ class Messenger:
         """
         params = [("subject", _check_text(subject, "subject"))]
         data = _check_text(text, "text").encode("utf-8")
-        response = self._request(
-            "POST",
-            "/messageConversations/feedback",
-            params=params,
-            data=data,
-            content_type=_MEDIA_TEXT,
-            idempotent=False,
-        )
-        if response.headers.get("Location"):
-            return _location_uid(response)
-        return self._find_new_ticket(subject, text)
+        with _one_deadline(self.deadline):  # for both requests
+            response = self._request(
+                "POST",
+                "/messageConversations/feedback",
+                params=params,
+                data=data,
+                content_type=_MEDIA_TEXT,
+                idempotent=False,
+            )
+            if response.headers.get("Location"):
+                return _location_uid(response)
+            return self._find_new_ticket(subject, text)
 
     def _find_new_ticket(self, subject: str, text: str) -> str:
         """The ticket a Location-less ``201 Feedback created`` made (DHIS2 before 2.41.3).
@@ -1539,7 +1541,8 @@ class Messenger:
         *on_lost* is called before a retry of an attempt that may have done its
         work on DHIS2 although its answer was lost: the retry then meets that work.
         """
-        call = _Call(method, path, time.monotonic() + self.deadline, self.max_response_size)
+        deadline = getattr(_deadline, "call", None) or time.monotonic() + self.deadline
+        call = _Call(method, path, deadline, self.max_response_size)
         prepared = self._prepare(call, params, json_body, data, content_type, files, accept)
         attempt = 0
         while True:
@@ -1721,7 +1724,22 @@ class Messenger:
 # read through _DeadlineReader, which shortens every recv() to what is left of
 # the call's deadline; no thread is involved.
 
-_deadline = threading.local()  # .at: time.monotonic() when this thread's call must end
+# .at: time.monotonic() when this thread's request must end; .call: when its method
+# call must, for a method that makes more than one request.
+_deadline = threading.local()
+
+
+@contextlib.contextmanager
+def _one_deadline(seconds: float) -> Iterator[None]:
+    """One deadline for all the requests of a method that makes more than one."""
+    if getattr(_deadline, "call", None) is not None:
+        yield
+        return
+    _deadline.call = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _deadline.call = None
 
 
 class _DeadlineReader(io.RawIOBase):

@@ -327,6 +327,25 @@ class TestDeadline:
             _messenger(server.url, deadline=6.0, retries=1).list_conversations()
         assert [5.0] == waits
 
+    def test_one_deadline_for_a_method_of_two_requests(self):
+        """send_feedback without a Location (DHIS2 before 2.41.3) looks the ticket up: the
+        lookup has what is left of the deadline, not a deadline of its own."""
+        answers = [
+            b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            _answer("200 OK", b'{"messageConversations": []}', ["Content-Type: application/json"]),
+        ]
+
+        def handler(conn, server):
+            answer = answers[len(server.requests) - 1]
+            server.drip(conn, answer[:7])  # 0.7 s, within the deadline on its own
+            conn.sendall(answer[7:])
+
+        failed = pytest.raises(ResponseError, match="looking it up failed")
+        with RawServer(handler) as server, failed as info:
+            _messenger(server.url, deadline=1.0).send_feedback(subject="s", text="t")
+        assert "deadline of 1 s passed" in str(info.value)
+        assert 2 == len(server.requests)
+
     def test_borrowed_session_checks_between_reads(self):
         """A borrowed session's own adapter reads as it does; the deadline is checked
         between reads, so a body that keeps coming is still cut off."""
