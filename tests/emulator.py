@@ -988,9 +988,6 @@ _FILTER_PARTS = re.compile(r"[a-zA-Z0-9.]+:[!$a-zA-Z]{2,10}(?::(?:\[[^]]*]|[^,\n
 _SIZE_OPERATORS = frozenset(("eq", "gt", "lt", "gte", "ge", "lte", "le"))
 
 
-FILTER_PARTS = re.compile(r"[a-zA-Z0-9.]+:[!$a-zA-Z]{2,10}(?::(?:\[[^]]*]|[^,\n\r]+))?")
-
-
 ENUM_CLASSES = {
     "messageType": ("org.hisp.dhis.message.MessageType", MESSAGE_TYPES),
     "status": ("org.hisp.dhis.message.MessageConversationStatus", STATUSES),
@@ -2139,11 +2136,7 @@ class Emulator:
         query_operator = req.first("queryOperator") or "token"
         if query_string and not has_query and query_operator not in FILTER_OPERATORS:
             raise Fail(web_message(409, f"`{query_operator}` is not a valid operator."))
-        filters = req.all("filter")
-        if self.since("2.42") and any("," in f for f in filters):
-            # GetObjectListParams.splitFilters: the filters joined with commas and
-            # split again, so a value is cut at its first comma ("[...]" excepted).
-            filters = [m.group() for m in FILTER_PARTS.finditer(",".join(filters))]
+        filters = self._filter_params(req)
         compiled = [compile_filter(f) for f in filters]
         junction = any if (req.first("rootJunction") or "AND").upper() == "OR" else all
         orders = [o for value in req.all("order") for o in value.split(",") if o.strip()]

@@ -265,3 +265,16 @@ def test_a_pager_that_never_ends_cannot_hold_the_walk(pager, order):
     assert len(yielded) <= 8
     if handler.repeat:
         assert 2 == len(yielded)
+
+
+def test_on_page_sees_each_page_with_what_is_about_to_be_yielded(emulator, alice):
+    """The command line streams rows and shows progress from _iter_pages' on_page."""
+    uids = _unread(emulator, 12)
+    _same_last_message(emulator, uids[4:8])  # ties across the first boundary
+    pages = []
+    params = [("fields", "id,lastMessage"), ("order", "lastMessage:desc"), ("pageSize", "5")]
+    yielded = [c.id for c in alice._iter_pages(params, on_page=pages.append)]
+    assert yielded == [c.id for page in pages for c in page]
+    assert (12, 12) == (len(yielded), len(set(yielded)))
+    assert [12, 12, 12] == [page.total for page in pages[:1]] * 3
+    assert 3 == len(pages) == len(_gets(emulator))
