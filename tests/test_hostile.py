@@ -13,6 +13,7 @@ import base64
 import functools
 import gzip
 import socket
+import ssl
 import threading
 import time
 import zlib
@@ -31,6 +32,7 @@ from dhis2_messages import (
     TransportError,
 )
 from tests.conftest import ALICE, BOB
+from tests.test_security import certificate  # noqa: F401 - the fixture, used here too
 
 UID = "AbCdEfGhIjK"
 SHORT = (1.0, 0.5)  # (connect, read): every drip below comes faster than the read timeout
@@ -48,15 +50,16 @@ class RawServer:
     two writes, so none outlives the test by more than one DRIP.
     """
 
-    def __init__(self, handler):
-        self.handler = handler
+    def __init__(self, handler, context=None):
+        self.handler, self.context = handler, context
         self.stopped = threading.Event()
         self.sent = 0  # body bytes the handlers managed to write
         self.requests = []  # (request line, headers dict) as received
         self._threads = []
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.1)
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        scheme = "https" if context else "http"
+        self.url = f"{scheme}://127.0.0.1:{self._listener.getsockname()[1]}"
 
     def __enter__(self):
         thread = threading.Thread(target=self._accept, name="raw-server", daemon=True)
@@ -86,6 +89,8 @@ class RawServer:
         with conn:
             conn.settimeout(5)
             try:
+                if self.context is not None:
+                    conn = self.context.wrap_socket(conn, server_side=True)
                 self.requests.append(_read_request(conn))
                 self.handler(conn, self)
             except OSError:  # the client hung up: what a cut-off looks like from here
@@ -283,6 +288,22 @@ class TestDeadline:
         assert "raise deadline=" in str(info.value)
         assert elapsed < 10, f"took {elapsed:.1f} s: the call was not cut off"  # not hanging
         assert set() == _threads() - before, "a thread outlived the call"
+
+    @pytest.mark.parametrize("case", list(DRIPPED))
+    def test_over_tls(self, certificate, case):  # noqa: F811 - the fixture
+        cert, key = certificate
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(cert), str(key))
+        start, dripped = DRIPPED[case]
+
+        def handler(conn, server):
+            conn.sendall(start)
+            server.drip(conn, dripped)
+
+        with RawServer(handler, context) as server:
+            m = _messenger(server.url, deadline=1.0, verify=str(cert))
+            with pytest.raises(TransportError, match="deadline of 1 s passed"):
+                m.list_conversations()
 
     @pytest.mark.parametrize("name", ["list_conversations", "download_attachment", "send"])
     def test_every_kind_of_call(self, name):
