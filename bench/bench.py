@@ -29,6 +29,8 @@ Sections (all in one run, side by side, medians of at least 5 repetitions):
    the deadline + 1 s), and the peak RSS of calls that meet a 500 MiB body or a
    1 MiB gzip bomb, each in a fresh process, beside plain requests reading the
    same answer (target: growth <= 1.5 x max_response_size).
+7. Recipients: sending to a district's whole subtree is 2 requests whether the
+   tree is 4 or 6 levels deep; ``lookup_users`` is 1.
 
 The figures are printed as a table and written as JSON (bench/results.json
 unless --json says otherwise).  The exit status is 1 when a target is missed.
@@ -210,6 +212,16 @@ class EmulatorProcess:
 
     def clear_log(self) -> None:
         self.control.post(self.url + "/__emulator__/clear-log", timeout=30).raise_for_status()
+
+    def grow(self, parent: str, *, depth: int, children: int, users: int) -> List[str]:
+        """More levels of organisation units below *parent*, with users assigned."""
+        response = self.control.post(
+            self.url + "/__emulator__/org-units",
+            params={"parent": parent, "depth": depth, "children": children, "users": users},
+            timeout=60,
+        )
+        response.raise_for_status()
+        return response.json()
 
     def requests_seen(self) -> int:
         response = self.control.get(self.url + "/__emulator__/stats", timeout=30)
@@ -693,6 +705,55 @@ def bench_round_trips(emu: EmulatorProcess, cfg: Dict[str, Any]) -> Dict[str, An
     }
 
 
+BO_DISTRICT, NGELEHUN_CHC = "O6uvpzGd5pu", "DiszpKrYNg8"  # seeded units (tests/emulator.py)
+
+
+def bench_recipients(emu: EmulatorProcess, cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """Send to a district's whole subtree, at two depths of the tree; a user lookup."""
+    rows = []
+    # The seeded tree is 4 levels deep (country, districts, chiefdoms, facilities);
+    # 2 more levels under one facility of Bo District make it 6.
+    for depth, extra in ((4, 0), (6, 2)):
+        walls, seen, sent, units, reached = [], set(), set(), 0, 0
+        for _ in range(cfg["rt_reps"]):
+            emu.reset()
+            if extra:
+                emu.grow(NGELEHUN_CHC, depth=extra, children=3, users=2)
+            session = requests.Session()
+            adapter = _CountingAdapter()
+            session.mount("http://", adapter)
+            m = Messenger(emu.url, auth=("admin", "district"), session=session, timeout=TIMEOUT)
+            try:
+                emu.clear_log()
+                started = time.perf_counter()
+                tree = m.organisation_unit_subtree(BO_DISTRICT)
+                uid = m.send(subject="Stock count", text="By Friday.", organisation_units=tree)
+                walls.append(time.perf_counter() - started)
+                seen.add(emu.requests_seen())
+                sent.add(adapter.sent)
+                units = len(tree)
+                reached = len(m.get_conversation(uid).participants) - 1  # not the sender
+            finally:
+                m.close()
+                session.close()
+        rows.append(
+            {
+                "depth": depth,
+                "units": units,
+                "users_reached": reached,
+                "server_requests": max(seen),
+                "client_requests": max(sent),
+                "wall_s": statistics.median(walls),
+            }
+        )
+    emu.reset()
+    with Messenger(emu.url, auth=("admin", "district"), timeout=TIMEOUT) as m:
+        emu.clear_log()
+        found = m.lookup_users("banda")
+        lookup = emu.requests_seen()
+    return {"latency_s": emu.latency, "sends": rows, "lookup_requests": lookup, "found": len(found)}
+
+
 # -- Report -----------------------------------------------------------------------
 
 
@@ -1170,6 +1231,41 @@ def report(results: Dict[str, Any]) -> Tuple[str, List[Dict[str, Any]]]:
     out.append(
         "   plain requests: requests.get(...).content, no limit: what an unbounded read costs"
     )
+    rec = results["recipients"]
+    out.append("")
+    out.append(
+        f"7. Recipients, {rec['latency_s'] * 1000:.0f} ms injected latency: send to a district's whole "
+        "subtree (organisation_unit_subtree + send), and a user lookup"
+    )
+    rows = [
+        [
+            f"subtree send, tree depth {r['depth']}",
+            f"{r['units']} units, {r['users_reached']} users",
+            str(r["server_requests"]),
+            str(r["client_requests"]),
+            f"{r['wall_s'] * 1000:.0f} ms",
+            target(
+                f"subtree send requests (depth {r['depth']})",
+                r["server_requests"],
+                "== 2",
+                r["server_requests"] == r["client_requests"] == 2,
+            ),
+        ]
+        for r in rec["sends"]
+    ]
+    rows.append(
+        [
+            "lookup_users",
+            f"{rec['found']} users",
+            str(rec["lookup_requests"]),
+            "",
+            "",
+            target(
+                "lookup_users requests", rec["lookup_requests"], "== 1", rec["lookup_requests"] == 1
+            ),
+        ]
+    )
+    out.append(_table(["", "reached", "emulator", "client", "wall", "target"], rows))
     return "\n".join(out), targets
 
 
@@ -1216,6 +1312,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         results["memory"] = bench_memory(emu, cfg)
     with EmulatorProcess(latency=LATENCY) as slow:
         results["round_trips"] = bench_round_trips(slow, cfg)
+        results["recipients"] = bench_recipients(slow, cfg)
     results["releases"] = bench_release_requests()
     results["slow_servers"] = bench_slow_servers(cfg)
     results["large_answers"] = bench_large_answers(cfg)
