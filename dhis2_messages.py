@@ -2847,7 +2847,7 @@ class _RetryNotes(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.levelno == logging.INFO:
-            self.terminal.note(f"dhis2-messages: {record.getMessage()}")
+            self.terminal.note(f"dhis2-messages: {_cli_words(record.getMessage())}")
 
 
 #: How long a walk runs before it shows its progress line.
@@ -3462,6 +3462,7 @@ def _jsonable(value: Any) -> Any:
 
 # The library's argument names, as the command line spells them.
 _CLI_WORDS = [
+    (re.compile(r"Read timed out\. \(read timeout=([0-9.]+)\)"), r"no answer within \1 s"),
     (re.compile(r"\bpage_size\b"), "--page-size"),
     (re.compile(r"\bbase_url\b"), "--url"),
     (re.compile(r"\buser_groups\b"), "--group"),

@@ -1230,6 +1230,14 @@ class TestRetryNotes:
         assert note.endswith("retrying in 0.5 s, 1 of 1")
         assert error.startswith("dhis2-messages: could not connect to 127.0.0.1:")
 
+    def test_a_timeout_is_said_in_seconds_not_in_python(self, emulator):
+        emulator.inject(method="GET", path=API, delay=3, times=2)
+        status, out, _ = terminal_run(emulator, "--timeout", "0.3", "--retries", "1", "unread")
+        note, error = visible(out).splitlines()
+        assert 1 == status
+        assert "dhis2-messages: the connection failed (no answer within 0.3 s); retrying in" in note
+        assert "timeout=" not in out and "within 0.3 s" in error
+
     def test_nothing_when_quiet_or_not_a_terminal(self, emulator, spawn):
         self.busy(emulator)
         status, out, _ = terminal_run(emulator, "-q", "unread")
