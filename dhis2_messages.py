@@ -48,6 +48,7 @@ import sys
 import threading
 import time
 import unicodedata
+import warnings
 from itertools import repeat
 from typing import (
     IO,
@@ -3373,28 +3374,7 @@ def _cli_messenger(args: Any) -> Messenger:
     Which source wins is decided once, by _env_options, for Messenger.from_env
     too; the command line adds the prompt and says what is missing in its own words.
     """
-    overrides: Dict[str, Any] = {}
-    if args.url:
-        overrides["base_url"] = args.url
-    if args.timeout is not None:
-        overrides["timeout"] = (DEFAULT_TIMEOUT[0], args.timeout)
-    if args.retries is not None:
-        overrides["retries"] = args.retries
-    if args.deadline is not None:
-        overrides["deadline"] = args.deadline
-    if args.ca_bundle and args.insecure:
-        raise _UsageError("give --ca-bundle or --insecure, not both")
-    if args.ca_bundle:
-        if not os.path.isfile(args.ca_bundle):
-            raise _UsageError(f"--ca-bundle {args.ca_bundle}: no such file")
-        overrides["verify"] = args.ca_bundle
-    if args.insecure:
-        overrides["verify"] = False
-    if args.token and args.username:
-        raise _UsageError("give --token or --username, not both")
-    if args.token:
-        overrides["token"] = args.token
-    options = _env_options(overrides, username=args.username)
+    options = _env_options(_cli_settings(args), username=args.username)
     if not options.get("base_url"):
         raise _UsageError(
             "no DHIS2 server: give --url or set DHIS2_URL (e.g. https://dhis2.example.org)"
@@ -3411,6 +3391,27 @@ def _cli_messenger(args: Any) -> Messenger:
         return Messenger(**options)
     except (ValueError, TypeError) as exc:
         raise _UsageError(_cli_words(str(exc))) from None
+
+
+def _cli_settings(args: Any) -> Dict[str, Any]:
+    """Messenger's keyword arguments the flags give (the environment fills in the rest)."""
+    if args.token and args.username:
+        raise _UsageError("give --token or --username, not both")
+    if args.ca_bundle and args.insecure:
+        raise _UsageError("give --ca-bundle or --insecure, not both")
+    if args.ca_bundle and not os.path.isfile(args.ca_bundle):
+        raise _UsageError(f"--ca-bundle {args.ca_bundle}: no such file")
+    flags = {
+        "base_url": args.url,
+        "token": args.token,
+        "timeout": None if args.timeout is None else (DEFAULT_TIMEOUT[0], args.timeout),
+        "retries": args.retries,
+        "deadline": args.deadline,
+        "verify": False if args.insecure else args.ca_bundle,
+    }
+    if args.insecure and not args.quiet:
+        print("dhis2-messages: --insecure: DHIS2's certificate is not checked", file=sys.stderr)
+    return {name: value for name, value in flags.items() if value is not None and value != ""}
 
 
 def _cli_password(username: str) -> str:
@@ -3574,25 +3575,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error argparse has reported
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     args.terminal = terminal = _Terminal(args.color, args.quiet)
-    notes = _RetryNotes(terminal)
-    level = log.level
-    if terminal.chatty:
-        log.addHandler(notes)
-        log.setLevel(min(level or logging.INFO, logging.INFO))
     messenger = None
     try:
-        if args.insecure:
-            import warnings
-
-            # One note here instead of urllib3's warning on every request.
+        with _cli_notes(terminal), warnings.catch_warnings():
+            # --insecure says so once (in _cli_messenger), not on every request.
             warnings.simplefilter("ignore", InsecureRequestWarning)
-            if not args.quiet:
-                print(
-                    "dhis2-messages: --insecure: DHIS2's certificate is not checked",
-                    file=sys.stderr,
-                )
-        with _cli_messenger(args) as messenger:
-            result = args.run(messenger, args)
+            with _cli_messenger(args) as messenger:
+                result = args.run(messenger, args)
     except _UsageError as exc:
         print(args.usage(), end="", file=sys.stderr)
         print(f"dhis2-messages: error: {exc}", file=sys.stderr)
@@ -3611,20 +3600,37 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Dhis2Error as exc:
         print(f"dhis2-messages: {_cli_error(exc, args, messenger)}", file=sys.stderr)
         return 1
+    _cli_print(result, args.json)
+    return 0
+
+
+@contextlib.contextmanager
+def _cli_notes(terminal: _Terminal) -> Iterator[None]:
+    """While the command runs, the library's INFO records (its retries) go to the terminal."""
+    if not terminal.chatty:
+        yield
+        return
+    notes, level = _RetryNotes(terminal), log.level
+    log.addHandler(notes)
+    log.setLevel(min(level or logging.INFO, logging.INFO))
+    try:
+        yield
     finally:
         log.removeHandler(notes)
         log.setLevel(level)
+
+
+def _cli_print(result: Any, as_json: bool) -> None:
     try:
         if isinstance(result, bytes):
             sys.stdout.buffer.write(result)
-        elif args.json and result is not None:
+        elif as_json and result is not None:
             print(json.dumps(result, ensure_ascii=False, indent=2))
         elif result:
             print(result)
         sys.stdout.flush()
     except BrokenPipeError:
         _stdout_gone()
-    return 0
 
 
 def _stdout_gone() -> None:
