@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 import dhis2_messages
 from dhis2_messages import Messenger
@@ -36,6 +37,13 @@ from tests.emulator import (  # noqa: F401 - the seeded uids, imported by the te
     Emulator,
     parse_version,
 )
+
+# Hypothesis's time limits (200 ms an example, the too_slow health check) are
+# timed assertions: on a busy two-core machine they fail properties that hold.
+settings.register_profile(
+    "no-time-limits", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("no-time-limits")
 
 API = "/api/messageConversations"
 UNKNOWN = "Zz0000000Zz"  # a well-formed uid that nothing in the seeded world has
