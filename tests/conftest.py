@@ -17,7 +17,10 @@ not generate it at all::
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -157,3 +160,25 @@ def waits(monkeypatch):
 
 def pytest_report_header(config):
     return f"dhis2_messages {dhis2_messages.__version__} from {dhis2_messages.__file__}"
+
+
+@contextlib.contextmanager
+def standalone_demo():
+    """``python -m tests.emulator --port 0 --demo`` running: yields what it printed before its prompt."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.emulator", "--port", "0", "--demo"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = []
+        for _ in range(500):  # bounded: the banner, the users, the tree, the export line
+            line = proc.stdout.readline()
+            if not line or line.startswith("Press Ctrl-C"):
+                break
+            lines.append(line.rstrip("\n"))
+        yield lines
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        proc.stdout.close()

@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from tests.conftest import API as MC
+from tests.conftest import standalone_demo
 from tests.emulator import (
     ADMIN,
     ALICE,
@@ -963,38 +964,20 @@ class TestLogAndControl:
 
 
 def test_command_line_demo_server():
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.emulator", "--port", "0", "--demo"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = proc.stdout.readline().split()[-1]
+    with standalone_demo() as lines:
+        url = lines[0].split()[-1]
         assert url.startswith("http://127.0.0.1:")
-        table = [proc.stdout.readline() for _ in range(6)]
+        table = lines[1:7]
         assert "d2p_" in table[2] and "alice" in table[2]
         r = requests.get(
             url + MC, auth=("alice", "District1#"), params={"fields": "subject"}, timeout=5
         )
         assert 3 == r.json()["pager"]["total"]
-    finally:
-        proc.terminate()
-        proc.wait(5)
 
 
 def test_demo_prints_a_ready_export_line():
     """--demo ends with the line that points the command line at it; the line works."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.emulator", "--port", "0", "--demo"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        lines = []
-        for _ in range(200):  # the tree is long; the export line comes before "Press Ctrl-C"
-            lines.append(proc.stdout.readline())
-            if lines[-1].startswith("Press Ctrl-C") or not lines[-1]:
-                break
+    with standalone_demo() as lines:
         (export,) = [line for line in lines if line.startswith("export ")]
         env = dict(item.split("=", 1) for item in export.split()[1:])
         assert {"DHIS2_URL", "DHIS2_TOKEN"} == set(env)
@@ -1005,9 +988,6 @@ def test_demo_prints_a_ready_export_line():
             timeout=5,
         )
         assert 200 == r.status_code
-    finally:
-        proc.terminate()
-        proc.wait(5)
 
 
 def test_a_busy_port_is_one_line_and_exit_1():

@@ -22,6 +22,7 @@ from dhis2_messages import (
     UserRef,
 )
 from tests import test_cli
+from tests.conftest import standalone_demo
 from tests.emulator import (
     AMINATA,
     BADJIA,
@@ -755,27 +756,9 @@ class TestCommandLine:
 
 def test_the_standalone_demo_lists_the_tree():
     """python -m tests.emulator --demo prints every unit, indented by level, with its users."""
-    import subprocess
-    import sys
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.emulator", "--port", "0", "--demo"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        lines = []
-        for _ in range(200):  # bounded: the banner, the users, the tree, then the prompt
-            line = proc.stdout.readline()
-            if not line or line.startswith("Press Ctrl-C"):
-                break
-            lines.append(line.rstrip("\n"))
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        proc.stdout.close()
-    assert "Sierra Leone (ImspTQPwCqd, level 1): fatmata" in lines
-    assert "  Bombali District (fdc6uOvgoji, level 2): no users" in lines
-    assert any(
-        line.startswith("      Ngelehun CHC (DiszpKrYNg8, level 4): aminata") for line in lines
-    )
+    with standalone_demo() as lines:
+        assert "Sierra Leone (ImspTQPwCqd, level 1): fatmata" in lines
+        assert "  Bombali District (fdc6uOvgoji, level 2): no users" in lines
+        assert any(
+            line.startswith("      Ngelehun CHC (DiszpKrYNg8, level 4): aminata") for line in lines
+        )
