@@ -333,7 +333,8 @@ class TestErrors:
 
 
 # -- Every key of every record is checked ---------------------------------------------
-# Written out here, from DHIS2's JSON (wire.md § 6), not read from the module: a key
+# Written out here, from the JSON DHIS2 sends (dhis-api's MessageConversation, Message and
+# UserMessage), not read from the module: a key
 # whose check is dropped from a record's table fails its row below.
 
 _ID = {"id": "AbCdEfGhIjK"}
