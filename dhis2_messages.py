@@ -1559,8 +1559,12 @@ class Messenger:
                         raise _not_json(response)  # a proxy's or login page, not DHIS2
                     return response
             wait = self._retry_wait(attempt, idempotent, exc, response)
-            if wait is None or time.monotonic() + wait >= call.deadline:
+            if wait is None:
                 raise self._failure(call, exc, response)
+            now = time.monotonic()
+            if now + wait >= call.deadline:
+                # Once the deadline itself has passed, the error says so already.
+                raise self._failure(call, exc, response, no_time_to_retry=now < call.deadline)
             if on_lost is not None and _maybe_done(exc, response):
                 on_lost()
             attempt += 1
@@ -1675,14 +1679,22 @@ class Messenger:
         call: _Call,
         exc: Optional[requests.RequestException],
         response: Optional[requests.Response],
+        no_time_to_retry: bool = False,
     ) -> Dhis2Error:
+        # Said when a retry was due but its wait would pass the deadline, so the
+        # error is the last attempt's and the deadline is why it is final.
+        cut = f"no retry: {_NO_TIME_TO_RETRY} of {self.deadline:g} s"
         if exc is None:
             assert response is not None
-            return _error_from(response, call.method, call.path)
+            failure = _error_from(response, call.method, call.path)
+            if no_time_to_retry:
+                failure.hint = f"{failure.hint}; {cut}" if failure.hint else cut
+            return failure
         # The chained requests error keeps the prepared request, whose
         # headers hold the credentials: drop it before it travels.
         exc.request = None
-        error = TransportError(self._describe(exc, call))
+        text = self._describe(exc, call)
+        error = TransportError(f"{text} ({cut[0].upper()}{cut[1:]}.)" if no_time_to_retry else text)
         error.__cause__ = exc
         return error
 
@@ -1721,6 +1733,10 @@ class Messenger:
             f"The connection broke during {where}: {_reason(exc)}. The answer was lost; "
             "a send or reply may still have been delivered: check before sending again."
         )
+
+
+#: How an error says that a retry was due but the deadline left no time for it.
+_NO_TIME_TO_RETRY = "the next wait would pass the deadline"
 
 
 # -- Transport (private) -----------------------------------------------------
@@ -3508,7 +3524,18 @@ def _short_reason(exc: BaseException) -> str:
 
 
 def _cli_error(exc: Dhis2Error, args: Any, m: Optional[Messenger]) -> str:
-    """A DHIS2 or network failure in one or two lines, with the advice that fits the command."""
+    """A DHIS2 or network failure in a few lines, with the advice that fits the command."""
+    text = _cli_failure(exc, args, m)
+    if _NO_TIME_TO_RETRY in str(exc):
+        deadline = m.deadline if m else 0.0
+        text += (
+            f"\nNo retry was made: the next would have passed the deadline of {deadline:g} s "
+            "(--deadline)."
+        )
+    return text
+
+
+def _cli_failure(exc: Dhis2Error, args: Any, m: Optional[Messenger]) -> str:
     host = urlsplit(m.base_url).netloc if m else "DHIS2"
     maybe_done = (
         f"\nThe {args.command} may still have reached DHIS2: check (dhis2-messages list) "

@@ -1256,6 +1256,14 @@ class TestDeadline:
         assert "within the deadline of 0.5 s" in line and "--deadline 1" in line
         assert "deadline=" not in line and "reached DHIS2" not in line
 
+    def test_retries_the_deadline_cut_short_are_said(self, emulator, cli):
+        emulator.inject(method="GET", path=API, status=503, headers={"Retry-After": "2"})
+        result = cli("--deadline", "1.5", "--retries", "3", "list")
+        assert 1 == result.status
+        assert "HTTP 503" in result.err
+        assert "No retry was made: the next would have passed the deadline of 1.5 s" in result.err
+        assert 1 == len(emulator.log)
+
     def test_a_bad_deadline_is_a_usage_error_in_flag_words(self, emulator, cli):
         result = cli("--deadline", "0", "unread")
         assert 2 == result.status and "--deadline must be" in result.err

@@ -392,6 +392,29 @@ class TestIdempotentRetries:
         _messenger(connect, retries=1).list_conversations()
         assert [0.01] == waits
 
+    def test_a_retry_the_deadline_leaves_no_time_for_says_so(self, emulator, connect, waits):
+        """The 503 is final because its Retry-After would pass the deadline: the error says why."""
+        m = _messenger(connect, retries=3, deadline=1.5)
+        emulator.inject(status=503, headers={"Retry-After": "2"})
+        with pytest.raises(ApiError) as info:
+            m.list_conversations()
+        assert 503 == info.value.status_code
+        assert "Service Unavailable" == info.value.message  # DHIS2's own text, nothing added
+        assert "the next wait would pass the deadline of 1.5 s" in str(info.value)
+        assert [] == waits
+        assert 1 == len(emulator.log)
+
+    def test_a_broken_connection_the_deadline_leaves_no_retry_for_says_so(
+        self, emulator, connect, waits
+    ):
+        m = _messenger(connect, retries=3, deadline=0.4)
+        m.backoff = 1.0
+        emulator.inject(drop=True)
+        with pytest.raises(TransportError) as info:
+            m.list_conversations()
+        assert "the next wait would pass the deadline of 0.4 s" in str(info.value)
+        assert [] == waits
+
     def test_retry_after_longer_than_max_wait_is_not_waited(self, emulator, connect, waits):
         """A Retry-After beyond max_retry_wait: no retry, ApiError at once."""
         m = _messenger(connect, retries=3)
