@@ -18,6 +18,7 @@ not generate it at all::
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -182,3 +183,13 @@ def standalone_demo():
         proc.terminate()
         proc.wait(10)
         proc.stdout.close()
+
+
+def answer_json(handler, obj, status=200):
+    """Answer *obj* as JSON from an ``http.server`` handler (the tests' own small servers)."""
+    body = json.dumps(obj).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)

@@ -30,7 +30,7 @@ from dhis2_messages import (
     Messenger,
     TransportError,
 )
-from tests.conftest import ALICE, API, BOB, UNKNOWN
+from tests.conftest import ALICE, API, BOB, UNKNOWN, answer_json
 from tests.emulator import free_port
 
 SHORT = (1.0, 0.3)
@@ -260,17 +260,13 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         self.server.seen.append((self.command, self.path, dict(self.headers)))
-        body = json.dumps(
+        answer_json(
+            self,
             {
                 "pager": {"page": 1, "pageCount": 1, "total": 0, "pageSize": 50},
                 "messageConversations": [],
-            }
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+            },
+        )
 
     do_POST = do_DELETE = do_GET
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import http.server
 import itertools
-import json
 import threading
 import urllib.parse
 
 import pytest
 
 from dhis2_messages import Messenger
-from tests.conftest import API
+from tests.conftest import API, answer_json
 
 
 def _unread(emulator, n, **options):
@@ -218,7 +217,8 @@ class _Pager(http.server.BaseHTTPRequestHandler):
         self.served.append(query)
         page = int(query.get("page", "1"))
         base = 0 if self.repeat else 2 * n
-        body = json.dumps(
+        answer_json(
+            self,
             {
                 "pager": {"page": page, "pageCount": page + 1, "total": 6, "pageSize": 2},
                 "messageConversations": [
@@ -228,13 +228,8 @@ class _Pager(http.server.BaseHTTPRequestHandler):
                     }
                     for i in range(2)
                 ],
-            }
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+            },
+        )
 
     def log_message(self, *args):
         pass
