@@ -11,12 +11,18 @@ A small, blocking client for DHIS2's ``/api/messageConversations`` Web API::
         for conv in m.iter_conversations(filter="read:eq:false"):
             print(conv.subject, conv.last_message)
 
-Every public ``Messenger`` method makes one HTTP request (``iter_conversations``
-makes one per page, lazily).  Errors::
+Words: a *call* is one call of a ``Messenger`` method; a *request* is one HTTP
+request; an *attempt* is one try of a request (a retry is another attempt).
+Each call makes one request, except: ``iter_conversations`` makes one per page,
+as the loop reaches it; ``send_feedback`` on DHIS2 before 2.41.3 (which names
+no new ticket) makes one more to find it; the ``resolve_*`` calls make none for
+a uid; and once per ``Messenger``, an error that needs the server's version to
+be explained asks ``/api/system/info``.  Errors::
 
     Dhis2Error                 anything raised on purpose
     ├── TransportError         no usable answer: refused, timed out, dropped
     ├── ResponseError          a success status with a body we cannot use
+    ├── NameMatchError         a name that matched no record, or several
     └── ApiError               DHIS2 answered with an error
         ├── AuthenticationError    401, or a redirect to the login page
         ├── PermissionDenied       403
@@ -24,6 +30,11 @@ makes one per page, lazily).  Errors::
         └── ConflictError          409
 
 Bad arguments raise ``ValueError`` or ``TypeError`` before any request is sent.
+
+The module reads top to bottom: errors, records, their views (Jupyter and
+``str``), the ``Messenger`` client, its transport, and private helpers.  Below a
+marked fence comes the ``dhis2-messages`` command line, which uses only the
+public names above it.
 """
 
 from __future__ import annotations
@@ -42,13 +53,9 @@ import mimetypes
 import os
 import re
 import shlex
-import shutil
 import socket
-import sys
 import threading
 import time
-import unicodedata
-import warnings
 from itertools import repeat
 from typing import (
     IO,
@@ -66,6 +73,7 @@ from typing import (
     Sequence,
     Set,
     Tuple,
+    Type,
     TypeVar,
     Union,
     overload,
@@ -78,7 +86,7 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase, HTTPBasicAuth
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.exceptions import InsecureRequestWarning, NewConnectionError
+from urllib3.exceptions import NewConnectionError
 from urllib3.poolmanager import ProxyManager
 
 __all__ = [
@@ -96,6 +104,7 @@ __all__ = [
     "Dhis2Error",
     "Message",
     "Messenger",
+    "NameMatchError",
     "NotFoundError",
     "OrgUnitRef",
     "Page",
@@ -138,28 +147,122 @@ THREAD_FIELDS = (
 
 
 # -- Errors ------------------------------------------------------------------
+# Every error carries what happened as attributes; ``str(err)`` is written from
+# them, and so is the command line's text, in its own words.  Advice goes in
+# ``hint``, never into DHIS2's ``message``.
 
 
 class Dhis2Error(Exception):
-    """Base class for everything this module raises on purpose."""
+    """Base class for everything this module raises on purpose.
+
+    ``method`` and ``path`` name the request that failed (the path below
+    ``/api``), when there was one; ``hint`` says what to do, when the library
+    can tell.
+    """
+
+    method: Optional[str] = None
+    path: Optional[str] = None
+    hint: str = ""
+    #: True when a retry was due but waiting for it would have passed the deadline.
+    no_time_to_retry: bool = False
 
 
 class TransportError(Dhis2Error):
-    """The server could not be reached or did not answer in time."""
+    """No usable answer: the server was not reached, or did not answer in time.
+
+    ``kind`` says what happened, one of ``TransportError.KINDS``:
+
+    - ``"connect"``: the connection could not be made (refused, unknown host, a proxy);
+    - ``"connect_timeout"``: no connection within the connect timeout;
+    - ``"tls"``: the TLS handshake failed (a certificate, or https to an http server);
+    - ``"read_timeout"``: no answer within the read timeout;
+    - ``"broken"``: the connection broke or the answer was cut off;
+    - ``"deadline"``: the call's ``deadline`` passed.
+
+    ``sent`` is False when the request cannot have reached the server (the
+    connection was never made); ``seconds`` is the limit that ran out, for the
+    timeouts and the deadline; ``reason`` is the underlying error in a few words;
+    ``url`` is the request's address.  The requests exception is ``__cause__``.
+    """
+
+    KINDS: ClassVar[Tuple[str, ...]] = (
+        "connect",
+        "connect_timeout",
+        "tls",
+        "read_timeout",
+        "broken",
+        "deadline",
+    )
+
+    def __init__(
+        self,
+        kind: str,
+        method: Optional[str] = None,
+        url: Optional[str] = None,
+        reason: str = "",
+        seconds: Optional[float] = None,
+        sent: bool = True,
+        path: Optional[str] = None,
+        hint: str = "",
+    ) -> None:
+        # args mirror the positional signature, so errors pickle and copy.
+        super().__init__(kind, method, url, reason, seconds, sent, path, hint)
+        self.kind, self.method, self.url, self.reason = kind, method, url, reason
+        self.seconds, self.sent, self.path, self.hint = seconds, sent, path, hint
+
+    def __str__(self) -> str:
+        where = f"{self.method} {self.url}"
+        seconds = f"{self.seconds:g}" if self.seconds is not None else "?"
+        text = {
+            "connect": f"Could not connect for {where}: {self.reason}.",
+            "connect_timeout": f"Could not connect within {seconds} s for {where}.",
+            "tls": f"TLS failed for {where}: {self.reason}.",
+            "read_timeout": f"DHIS2 did not answer {where} within {seconds} s.",
+            "broken": f"The connection broke during {where}: {self.reason}. The answer was lost.",
+            "deadline": f"The deadline of {seconds} s passed during {where}: "
+            "the server answered too slowly or not at all.",
+        }.get(self.kind, f"{self.kind} during {where}: {self.reason}.")
+        return f"{text} {self.hint}" if self.hint else text
+
+    def __repr__(self) -> str:
+        return f"TransportError({self.kind!r}, {self.method!r}, {self.url!r})"
 
 
 class ResponseError(Dhis2Error):
-    """DHIS2 answered with a success status, but not with something usable."""
+    """DHIS2 answered with a success status, but not with something usable.
+
+    ``str(err)`` says what was wrong with the answer.  ``kind`` is ``"invalid"``
+    (a value of the wrong type or a missing key), ``"not_json"`` (HTML, say a
+    proxy's or a login page), ``"too_large"`` (past ``max_response_size``) or
+    ``"no_location"`` (a create answered without the new uid).
+    """
+
+    def __init__(
+        self,
+        text: str,
+        kind: str = "invalid",
+        method: Optional[str] = None,
+        path: Optional[str] = None,
+        status_code: Optional[int] = None,
+        hint: str = "",
+    ) -> None:
+        super().__init__(text, kind, method, path, status_code, hint)
+        self.text, self.kind, self.method, self.path = text, kind, method, path
+        #: The HTTP status of the answer, when the error is about one.
+        self.status_code = status_code
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.text} {self.hint}" if self.hint else self.text
 
 
 class ApiError(Dhis2Error):
     """DHIS2 answered with an error status.
 
-    ``message`` is DHIS2's own text; ``body`` the decoded JSON or the raw text.
+    ``message`` is DHIS2's own text (or the status line's reason when DHIS2
+    sent none); ``error_code`` DHIS2's ``errorCode``; ``body`` the decoded JSON
+    or the raw text.
     """
-
-    #: What to do about it, when the library can tell; not part of ``message``.
-    hint = ""
 
     def __init__(
         self,
@@ -192,13 +295,9 @@ class ApiError(Dhis2Error):
 class AuthenticationError(ApiError):
     """401, or a redirect to the login page: missing or wrong credentials."""
 
-    hint = "check the username and password or the personal access token"
-
 
 class PermissionDenied(ApiError):
     """403: the user may not do this to that conversation."""
-
-    hint = "the user is not a participant, or lacks the authority for this action"
 
 
 class NotFoundError(ApiError):
@@ -209,7 +308,34 @@ class ConflictError(ApiError):
     """409: DHIS2 refused the request (unknown recipient, attachment, ...)."""
 
 
-_STATUS_ERRORS: Dict[int, type] = {
+class NameMatchError(Dhis2Error):
+    """A name given to ``resolve_user``, ``resolve_user_group`` or
+    ``resolve_organisation_unit`` matched no record, or more than one.
+
+    ``candidates`` holds the records that matched (none, or several to choose
+    from by uid); ``more`` is True when DHIS2 had more than those.
+    """
+
+    def __init__(self, name: str, kind: str, candidates: Sequence[Any] = (), more: bool = False):
+        super().__init__(name, kind, tuple(candidates), more)
+        #: The name as given, and what it should have named: "user", "user group" ...
+        self.name, self.kind = name, kind
+        self.candidates: Tuple[Any, ...] = tuple(candidates)
+        self.more = more
+
+    def __str__(self) -> str:
+        if not self.candidates:
+            return f"no {self.kind} matches {self.name!r}"
+        lines = [f"  {c.id}  {_candidate(c)}" for c in self.candidates]
+        if self.more:
+            lines.append("  ... and more: give a longer name")
+        count = f"{len(self.candidates)}{'+' if self.more else ''}"
+        return f"{self.name!r} matches {count} {self.kind}s; give one of these uids:\n" + "\n".join(
+            lines
+        )
+
+
+_STATUS_ERRORS: Dict[int, Type[ApiError]] = {
     401: AuthenticationError,
     403: PermissionDenied,
     404: NotFoundError,
@@ -796,7 +922,7 @@ class Messenger:
     #: ``(connect, read)`` seconds for each request.
     timeout: _Setting[Tuple[float, float]] = _Setting(lambda value, name: _check_timeout(value))
     #: How many times an idempotent call is retried.
-    retries: _Setting[int] = _Setting(lambda value, name: _check_count(value, name, minimum=0))
+    retries: _Setting[int] = _Setting(lambda value, name: _check_count(value, name, 0))
     #: Seconds before the first retry; doubled for each further one.
     backoff: _Setting[float] = _Setting(
         lambda value, name: _check_seconds(value, name, zero=True), 0.5
@@ -808,9 +934,7 @@ class Messenger:
     #: The most one method call may take, retries and waits included, in seconds.
     deadline: _Setting[float] = _Setting(lambda value, name: _check_seconds(value, name))
     #: The largest response body accepted, in bytes, counted after decompression.
-    max_response_size: _Setting[int] = _Setting(
-        lambda value, name: _check_count(value, name, minimum=1)
-    )
+    max_response_size: _Setting[int] = _Setting(lambda value, name: _check_count(value, name))
 
     def __init__(
         self,
@@ -825,6 +949,25 @@ class Messenger:
         deadline: float = 300.0,
         max_response_size: int = 64 * 1024 * 1024,
     ) -> None:
+        """Connect to the DHIS2 at *base_url*; nothing is sent until the first call.
+
+        - *base_url*: the server root, with its context path if any
+          (``https://host/dhis``); a trailing ``/`` or ``/api`` is dropped.
+        - *auth*: ``(username, password)`` for HTTP Basic, or any requests ``AuthBase``.
+        - *token*: a personal access token (``d2p_...``), sent as ``ApiToken``.
+          Give *auth* or *token*, not both.
+        - *session*: a ``requests.Session`` to borrow; it is never closed here.
+        - *timeout*: ``(connect, read)`` seconds for each request, or one number for both.
+        - *retries*: how many times a request that changes nothing twice is
+          retried on a failed connection or a 429, 502, 503, 504; 0 for never.
+        - *verify*: TLS verification: True, False, or the path of a CA bundle.
+        - *deadline*: the most one method call may take, in seconds, retries
+          and waits included.
+        - *max_response_size*: the largest answer accepted, in bytes, counted
+          after decompression.
+
+        Bad values are a ValueError or TypeError, here.
+        """
         self._base_url = _check_base_url(base_url)
         self.timeout = timeout  # a number or a pair, kept as a pair
         self.retries = retries
@@ -832,37 +975,24 @@ class Messenger:
         self.max_response_size = max_response_size
         if not isinstance(verify, (bool, str)):
             raise TypeError("verify must be True, False or the path of a CA bundle")
-        if auth is not None and token is not None:
-            raise ValueError("give either auth=(username, password) or token=..., not both")
+        self._auth, self._auth_kind = _credentials(auth, token)
         self._headers = {
             "Accept": _MEDIA_JSON,
             "X-Requested-With": "XMLHttpRequest",  # a 401 instead of a redirect to /login/
             "User-Agent": f"dhis2-messages/{__version__} {requests.utils.default_user_agent()}",
         }
-        # Always an AuthBase, even for a token or no credentials: requests then
-        # never puts a .netrc entry or the session's auth in its place.
-        self._auth: AuthBase = _Credentials(None)
-        self._auth_kind = "none"
-        if token is not None:
-            if not isinstance(token, str) or not re.fullmatch(r"[A-Za-z0-9\-._~+/]+=*", token):
-                raise ValueError("token must be a DHIS2 personal access token such as d2p_...")
-            self._auth, self._auth_kind = _Credentials(f"ApiToken {token}"), "token"
-        elif isinstance(auth, AuthBase):
-            self._auth, self._auth_kind = auth, "custom"
-        elif auth is not None:
-            self._auth, self._auth_kind = _basic_auth(auth), "basic"
-        self._owns_session = session is None
         # The server's DHIS2 version, asked once and only when an error needs explaining.
         self._dhis2_version: Optional[str] = None
         self._version_asked = False
+        self._owns_session = session is None
         if session is None:
             session = requests.Session()
             for prefix in ("http://", "https://"):
                 session.mount(prefix, _Transport())
         self._session = session
         # Proxy, CA bundle and certificate settings come from the session and
-        # the environment; requests re-reads them on every call unless they are
-        # settled once, here.
+        # the environment; requests re-reads them on every request unless they
+        # are settled once, here.
         settings = self._session.merge_environment_settings(self.base_url, {}, None, verify, None)
         self._send_options: Dict[str, Any] = {
             "allow_redirects": False,  # credentials never follow a redirect
@@ -926,7 +1056,7 @@ class Messenger:
         ``GET /api/messageConversations``
         """
         params = _list_params(filter, query, query_operator, order, fields, page_size)
-        params.append(("page", str(_check_positive(page, "page"))))
+        params.append(("page", str(_check_count(page, "page"))))
         return self._get_page(params)
 
     def iter_conversations(
@@ -938,6 +1068,7 @@ class Messenger:
         order: Union[str, Iterable[str], None] = "lastMessage:desc",
         fields: Optional[str] = None,
         page_size: int = 50,
+        on_page: Optional[Callable[[Page], None]] = None,
     ) -> Iterator[Conversation]:
         """Yield every matching conversation, fetching the next page only when reached.
 
@@ -950,16 +1081,21 @@ class Messenger:
         and changes made during it shift the pages.  Either way it ends within
         the pages the first page's total calls for, plus one.
 
+        *on_page*, when given, is called with each page as it arrives, before its
+        conversations are yielded (its pager tells how far the walk has come; its
+        conversations are the ones about to be yielded): a progress line, say.
+
         ``GET /api/messageConversations``, once per page
         """
         params = _list_params(filter, query, query_operator, order, fields, page_size)
-        return self._iter_pages(params)
+        if on_page is not None and not callable(on_page):
+            raise TypeError("on_page must be a function that takes a Page")
+        return self._iter_pages(params, on_page)
 
     def _iter_pages(
-        self, params: List[Tuple[str, str]], on_page: Optional[Callable[[Page], None]] = None
+        self, params: List[Tuple[str, str]], on_page: Optional[Callable[[Page], None]]
     ) -> Iterator[Conversation]:
-        """The walk behind iter_conversations; *on_page* sees each Page as it
-        arrives, holding the conversations about to be yielded."""
+        """The walk behind iter_conversations."""
         params = list(params)  # _resume_by may add the order's key to the fields
         size = int(dict(params)["pageSize"])
         resume = _resume_by(params)
@@ -1037,40 +1173,16 @@ class Messenger:
                 seen = {c.id for c in page.conversations if getattr(c, attr) == last}
 
     def _get_page(self, params: List[Tuple[str, str]]) -> Page:
-        try:
-            response = self._request("GET", "/messageConversations", params=params)
-        except ApiError as err:
-            if err.status_code == 400 and err.message.startswith("No such property: "):
-                self._explain_order_refusal(err, params)
-            raise
-        return Page.from_json(_decode_json(response))
-
-    def _explain_order_refusal(self, err: ApiError, params: List[Tuple[str, str]]) -> None:
-        # DHIS2 2.43 refuses an unknown order property; 2.42 and older drop it silently.
-        name = err.message[len("No such property: ") :]
-        orders = [
-            o.strip()
-            for k, v in params
-            if k == "order"
-            for o in v.split(",")
-            if o.strip().partition(":")[0] == name
-        ]
-        if not orders:
-            return
-        version = self._server_version()
-        server = f"DHIS2 {version}" if version else "this DHIS2 (2.43 or later)"
-        err.hint = (
-            f"{server} refused order={orders[0]!r}: conversations have no property {name!r}; "
-            "DHIS2 2.42 and older ignore such an order silently"
-        )
+        answer = self._request("GET", "/messageConversations", params=params)
+        return Page.from_json(_decode_json(answer))
 
     def _server_version(self) -> Optional[str]:
         """``GET /api/system/info?fields=version``, once per Messenger, on demand."""
         if not self._version_asked:
             self._version_asked = True
             try:
-                response = self._request("GET", "/system/info", params=[("fields", "version")])
-                version = _check_object(_decode_json(response), "system info").get("version")
+                answer = self._request("GET", "/system/info", params=[("fields", "version")])
+                version = _check_object(_decode_json(answer), "system info").get("version")
             except Dhis2Error:
                 version = None
             self._dhis2_version = version if isinstance(version, str) else None
@@ -1100,11 +1212,13 @@ class Messenger:
         params = [("fields", THREAD_FIELDS)]
         if _check_flag(mark_read, "mark_read"):
             params.append(("markRead", "true"))
-        response = self._request("GET", f"/messageConversations/{uid}", params=params)
-        body = _decode_json(response)
+        answer = self._request("GET", f"/messageConversations/{uid}", params=params)
+        body = _decode_json(answer)
         if isinstance(body, dict) and "id" not in body and isinstance(body.get("message"), str):
             # DHIS2 answers an unknown uid with HTTP 200 and a bare message.
-            raise NotFoundError(response.status_code, body["message"], None, body)
+            error = NotFoundError(answer.status, body["message"], None, body)
+            error.method, error.path = answer.method, answer.path
+            raise error
         return Conversation.from_json(body)
 
     # -- Sending --------------------------------------------------------------
@@ -1418,7 +1532,7 @@ class Messenger:
         params = [
             ("fields", "id,displayName"),
             ("filter", "displayName:token:" + _token_words(query)),
-            ("pageSize", str(_check_positive(limit, "limit"))),
+            ("pageSize", str(_check_count(limit, "limit"))),
         ]
         body = _decode_json(self._request("GET", "/userGroups", params=params))
         return list(_parse_user_groups(body, "response", {})["found"])[:limit]
@@ -1435,7 +1549,7 @@ class Messenger:
             ("filter", "displayName:token:" + _token_words(query)),
             ("order", "level:asc"),
             ("order", "name:iasc"),
-            ("pageSize", str(_check_positive(limit, "limit"))),
+            ("pageSize", str(_check_count(limit, "limit"))),
         ]
         body = _decode_json(self._request("GET", "/organisationUnits", params=params))
         return list(_parse_org_units(body, "response", {})["found"])[:limit]
@@ -1463,6 +1577,55 @@ class Messenger:
             raise NotFoundError(200, f"Organisation unit {uid} does not exist", None, body)
         return sorted(units.values(), key=lambda unit: _tree_key(unit, uid, units))
 
+    def resolve_user(self, name: Union[str, UserRef]) -> UserRef:
+        """The one user *name* means: a uid (taken as it is, no request), else the user
+        whose username is *name*, else whose display name is, else the only user
+        ``lookup_users(name)`` finds (any case).  NameMatchError lists the candidates
+        when none or several match.
+
+        ``GET /api/userLookup?query=...`` (none for a uid)
+        """
+        if isinstance(name, UserRef):
+            return name
+        text = _check_query(name)
+        if _UID_RE.fullmatch(text):
+            return UserRef(id=text)
+        found = self.lookup_users(text)
+        wanted = text.strip().casefold()
+        by_username = [u for u in found if (u.username or "").casefold() == wanted]
+        if len(by_username) == 1:
+            return by_username[0]
+        return _the_one(text, "user", found, more=len(found) == 25)
+
+    def resolve_user_group(self, name: Union[str, UserGroupRef]) -> UserGroupRef:
+        """The one user group *name* means: a uid (no request), else the group of that
+        name (any case), else the only group ``find_user_groups(name)`` finds.
+        NameMatchError lists the candidates when none or several match.
+
+        ``GET /api/userGroups?filter=displayName:token:...`` (none for a uid)
+        """
+        if isinstance(name, UserGroupRef):
+            return name
+        if _UID_RE.fullmatch(_check_query(name)):
+            return UserGroupRef(id=name)
+        found = self.find_user_groups(name, limit=26)
+        return _the_one(name, "user group", found[:25], more=len(found) > 25)
+
+    def resolve_organisation_unit(self, name: Union[str, OrgUnitRef]) -> OrgUnitRef:
+        """The one organisation unit *name* means: a uid (no request), else the unit of
+        that name (any case: "Bo District", not "Bombali District"), else the only
+        unit ``find_organisation_units(name)`` finds.  NameMatchError lists the
+        candidates when none or several match.
+
+        ``GET /api/organisationUnits?filter=displayName:token:...`` (none for a uid)
+        """
+        if isinstance(name, OrgUnitRef):
+            return name
+        if _UID_RE.fullmatch(_check_query(name)):
+            return OrgUnitRef(id=name)
+        found = self.find_organisation_units(name, limit=26)
+        return _the_one(name, "organisation unit", found[:25], more=len(found) > 25)
+
     # -- Attachments ----------------------------------------------------------
 
     def upload_attachment(
@@ -1481,7 +1644,7 @@ class Messenger:
         name = name if filename is None else filename
         if not isinstance(name, str) or not name.strip():
             raise ValueError("filename must be a non-empty string")
-        if _CONTROL_CHARACTER_RE.search(name):
+        if _CONTROL_RE.search(name):
             # It goes into the part's headers, where a line break starts a new header.
             raise ValueError(f"filename contains a control character: {_shown(name)}")
         if content_type is None:
@@ -1515,11 +1678,12 @@ class Messenger:
             _check_uid(message, "message"),
             _check_uid(attachment, "attachment"),
         )
-        return self._request("GET", path, accept="*/*").content
+        return self._request("GET", path, accept="*/*").body
 
     # -- Plumbing ---------------------------------------------------------------
-    # The one request path: _request prepares, then per attempt _exchange sends
-    # and reads, _retry_wait decides, and _failure maps what went wrong.
+    # The one request path: _request prepares, then per attempt _attempt sends
+    # and reads, _retry_wait decides, and _failure turns what went wrong into
+    # the error to raise.
 
     def _request(
         self,
@@ -1534,52 +1698,50 @@ class Messenger:
         accept: Optional[str] = None,
         idempotent: bool = True,
         on_lost: Optional[Callable[[], None]] = None,
-    ) -> requests.Response:
+    ) -> _Answer:
         """Send one request: deadline, timeout, auth, size limit, retries, logging, errors.
 
-        A call that is not idempotent (it creates something) is retried only
+        A request that is not idempotent (it creates something) is retried only
         when the connection was never made, so it cannot reach DHIS2 twice.
         *on_lost* is called before a retry of an attempt that may have done its
         work on DHIS2 although its answer was lost: the retry then meets that work.
         """
         deadline = getattr(_deadline, "call", None) or time.monotonic() + self.deadline
-        call = _Call(method, path, deadline, self.max_response_size)
-        prepared = self._prepare(call, params, json_body, data, content_type, files, accept)
+        request = _Request(method, path, params, deadline, self.max_response_size)
+        prepared = self._prepare(request, json_body, data, content_type, files, accept)
         attempt = 0
         while True:
-            exc: Optional[requests.RequestException] = None
-            response: Optional[requests.Response] = None
+            failure: Union[_Answer, TransportError]
             try:
-                response = self._exchange(call, prepared)
-            except requests.RequestException as error:
-                exc = error
+                failure = answer = self._attempt(request, prepared)
+            except requests.RequestException as exc:
+                failure = self._transport_error(request, exc, idempotent)
             else:
-                if response.status_code < 300:
-                    if accept is None and _media_type(response) == "text/html":
-                        raise _not_json(response)  # a proxy's or login page, not DHIS2
-                    return response
-            wait = self._retry_wait(attempt, idempotent, exc, response)
-            if wait is None:
-                raise self._failure(call, exc, response)
+                if answer.status < 300:
+                    if accept is None and answer.media_type == "text/html":
+                        raise _not_json(answer)  # a proxy's or login page, not DHIS2
+                    return answer
+            wait = self._retry_wait(attempt, idempotent, failure)
             now = time.monotonic()
-            if now + wait >= call.deadline:
+            if wait is None or now + wait >= request.deadline:
                 # Once the deadline itself has passed, the error says so already.
-                raise self._failure(call, exc, response, no_time_to_retry=now < call.deadline)
-            if on_lost is not None and _maybe_done(exc, response):
+                cut = wait is not None and now < request.deadline
+                raise self._failure(request, failure, no_time_to_retry=cut)
+            if on_lost is not None and _maybe_done(failure):
                 on_lost()
             attempt += 1
-            if exc is None:
-                assert response is not None
-                what = f"DHIS2 answered {response.status_code}"
-            else:
-                what = f"the connection failed ({_reason(exc)})"
-            log.info("%s; retrying in %g s, %d of %d", what, wait, attempt, self.retries)
+            log.info(
+                "%s; retrying in %g s, %d of %d",
+                _attempt_text(failure),
+                wait,
+                attempt,
+                self.retries,
+            )
             time.sleep(wait)
 
     def _prepare(
         self,
-        call: _Call,
-        params: Optional[List[Tuple[str, str]]],
+        request: _Request,
         json_body: Any,
         data: Optional[bytes],
         content_type: Optional[str],
@@ -1598,152 +1760,162 @@ class Messenger:
                 headers["Accept"] = accept
         return self._session.prepare_request(
             requests.Request(
-                call.method,
-                f"{self.base_url}/api{call.path}",
+                request.method,
+                self._url(request.path),
                 headers=headers,
-                params=params,
+                params=request.params,
                 data=data,
                 files=files,
                 auth=self._auth,
-                hooks={"response": [call.read]},
+                hooks={"response": [request.read]},
             )
         )
 
-    def _exchange(self, call: _Call, prepared: requests.PreparedRequest) -> requests.Response:
-        """One attempt: send, and read the whole body (``call.read``, the response hook)."""
-        left = call.deadline - time.monotonic()
+    def _url(self, path: str) -> str:
+        return f"{self.base_url}/api{path}"
+
+    def _attempt(self, request: _Request, prepared: requests.PreparedRequest) -> _Answer:
+        """One attempt: send, and read the whole body (``request.read``, the response hook)."""
+        left = request.deadline - time.monotonic()
         if left <= 0:
             raise requests.Timeout("the deadline passed before the request was sent")
         connect, read = self.timeout
-        call.response = None
+        request.answer = None
         outcome: Any = "?"
         started = time.perf_counter()
-        _deadline.at = call.deadline
+        _deadline.at = request.deadline
         try:
-            response = self._session.send(
+            self._session.send(
                 prepared, timeout=(min(connect, left), min(read, left)), **self._send_options
             )
-            outcome = response.status_code
-            return response
         except requests.RequestException as exc:
             outcome = type(exc).__name__
             raise
         except ValueError as exc:
-            if call.response is None:
-                outcome = type(exc).__name__
-                raise requests.RequestException(f"the answer could not be used: {exc}") from None
             # requests looks for a redirect's next request even when redirects
             # are off, and fails on a Location it cannot parse; the answer
-            # itself was read in full.
-            outcome = call.response.status_code
-            return call.response
+            # itself was read in full by then.
+            if request.answer is None:
+                outcome = type(exc).__name__
+                raise requests.RequestException(f"the answer could not be used: {exc}") from None
         finally:
             _deadline.at = None
-            # The response refers to its request, whose hook refers to call: left
-            # here, that cycle holds each body until the garbage collector runs,
-            # and a walk's memory grows with its pages.
-            call.response = None
             log.debug(
                 "%s %s -> %s (%.1f ms)",
-                call.method,
-                call.path,
-                outcome,
+                request.method,
+                request.path,
+                request.answer.status if request.answer else outcome,
                 (time.perf_counter() - started) * 1000,
             )
+        answer, request.answer = request.answer, None
+        assert answer is not None  # the hook ran, or send raised
+        return answer
 
     def _retry_wait(
-        self,
-        attempt: int,
-        idempotent: bool,
-        exc: Optional[requests.RequestException],
-        response: Optional[requests.Response],
+        self, attempt: int, idempotent: bool, failure: Union[_Answer, TransportError]
     ) -> Optional[float]:
         """Seconds to wait before trying again, or None not to retry: for failed
         connections and for error statuses alike."""
         if attempt >= self.retries:
             return None
-        if exc is not None:
-            if not _may_retry(exc, idempotent):
+        if isinstance(failure, TransportError):
+            if not _may_retry(failure, idempotent):
                 return None
-        elif response is None or not idempotent or response.status_code not in _RETRY_STATUSES:
+        elif not idempotent or failure.status not in _RETRY_STATUSES:
             return None
         else:
-            asked = _retry_after(response.headers.get("Retry-After"))
+            asked = _retry_after(failure.headers.get("Retry-After"))
             if asked is not None:
                 return asked if asked <= self.max_retry_wait else None
         # 2**64 is far past any wait; the cap keeps the power a float.
         return min(self.backoff * 2.0 ** min(attempt, 64), self.max_retry_wait)
 
-    def _failure(
-        self,
-        call: _Call,
-        exc: Optional[requests.RequestException],
-        response: Optional[requests.Response],
-        no_time_to_retry: bool = False,
-    ) -> Dhis2Error:
-        # Said when a retry was due but its wait would pass the deadline, so the
-        # error is the last attempt's and the deadline is why it is final.
-        cut = f"no retry: {_NO_TIME_TO_RETRY} of {self.deadline:g} s"
-        if exc is None:
-            assert response is not None
-            failure = _error_from(response, call.method, call.path)
-            if no_time_to_retry:
-                failure.hint = f"{failure.hint}; {cut}" if failure.hint else cut
-            return failure
-        # The chained requests error keeps the prepared request, whose
-        # headers hold the credentials: drop it before it travels.
+    def _transport_error(
+        self, request: _Request, exc: requests.RequestException, idempotent: bool
+    ) -> TransportError:
+        """What a requests exception means, as a TransportError chained from it."""
+        connect, read = self.timeout
+        sent = not _never_sent(exc)
+        if time.monotonic() >= request.deadline:
+            kind, seconds = "deadline", self.deadline
+        elif isinstance(exc, requests.exceptions.SSLError):
+            kind, seconds, sent = "tls", None, False
+        elif isinstance(exc, requests.ConnectTimeout):
+            kind, seconds = "connect_timeout", connect
+        elif isinstance(exc, requests.ReadTimeout):
+            kind, seconds = "read_timeout", read
+        elif not sent:
+            kind, seconds = "connect", None
+        else:
+            kind, seconds = "broken", None
+        error = TransportError(
+            kind, request.method, self._url(request.path), _reason(exc), seconds, sent, request.path
+        )
+        hints = [_TRANSPORT_HINTS[kind]]
+        if sent and not idempotent:
+            hints.append("It may still have been done on DHIS2: check before sending again.")
+        error.hint = " ".join(h for h in hints if h)
+        # The requests error keeps the prepared request, whose headers hold the
+        # credentials: drop it before it travels as the cause.
         exc.request = None
-        text = self._describe(exc, call)
-        error = TransportError(f"{text} ({cut[0].upper()}{cut[1:]}.)" if no_time_to_retry else text)
         error.__cause__ = exc
         return error
 
-    def _describe(self, exc: requests.RequestException, call: _Call) -> str:
-        where = f"{call.method} {self.base_url}/api{call.path}"
-        connect, read = self.timeout
-        if time.monotonic() >= call.deadline:
-            return (
-                f"The deadline of {self.deadline:g} s passed during {where}: the server answered "
-                "too slowly or not at all. Try later, or raise deadline= for a slow server or a "
-                "large attachment. A send or reply may still have been delivered: check before "
-                "sending again."
+    def _failure(
+        self,
+        request: _Request,
+        failure: Union[_Answer, TransportError],
+        no_time_to_retry: bool = False,
+    ) -> Dhis2Error:
+        """The error to raise for the last attempt.  *no_time_to_retry*: a retry
+        was due, but its wait would have passed the deadline."""
+        error: Dhis2Error = failure if isinstance(failure, TransportError) else _error_from(failure)
+        if isinstance(failure, _Answer) and isinstance(error, ApiError):
+            self._explain(error, request)
+        if no_time_to_retry:
+            cut = f"no retry: the next wait would pass the deadline of {self.deadline:g} s"
+            error.hint = f"{error.hint}; {cut}" if error.hint else cut
+            error.no_time_to_retry = True
+        return error
+
+    def _explain(self, error: ApiError, request: _Request) -> None:
+        """Add what only this client knows to DHIS2's refusal of *request*."""
+        refused = _refused_order(error, request.params or ())
+        if refused:
+            # DHIS2 2.43 refuses an unknown order property; 2.42 and older drop it silently.
+            name, order = refused
+            version = self._server_version()
+            server = f"DHIS2 {version}" if version else "this DHIS2 (2.43 or later)"
+            error.hint = (
+                f"{server} refused order={order!r}: conversations have no property {name!r}; "
+                "DHIS2 2.42 and older ignore such an order silently"
             )
-        if isinstance(exc, requests.exceptions.SSLError):
-            return (
-                f"TLS failed for {where}: {exc}. Check the certificate, or pass "
-                "verify='/path/to/ca-bundle.pem' for a private certificate authority."
-            )
-        if isinstance(exc, requests.ConnectTimeout):
-            return (
-                f"Could not connect within {connect:g} s for {where}. "
-                "Check base_url, the network, VPN or proxy."
-            )
-        if isinstance(exc, requests.ReadTimeout):
-            return (
-                f"DHIS2 did not answer {where} within {read:g} s. The server may be busy: "
-                "try later or raise timeout=. A send or reply may still have been "
-                "delivered: check before sending again."
-            )
-        if isinstance(exc, requests.ConnectionError) and _never_sent(exc):
-            return (
-                f"Could not connect for {where}: {_reason(exc)}. "
-                "Check base_url and that DHIS2 is running and reachable."
-            )
-        return (
-            f"The connection broke during {where}: {_reason(exc)}. The answer was lost; "
-            "a send or reply may still have been delivered: check before sending again."
-        )
 
 
-#: How an error says that a retry was due but the deadline left no time for it.
-_NO_TIME_TO_RETRY = "the next wait would pass the deadline"
+#: What to do about each kind of TransportError, in the library's words.
+_TRANSPORT_HINTS = {
+    "connect": "Check base_url and that DHIS2 is running and reachable.",
+    "connect_timeout": "Check base_url, the network, VPN or proxy.",
+    "tls": "Check the certificate, or pass verify='/path/to/ca-bundle.pem' for a private "
+    "certificate authority.",
+    "read_timeout": "The server may be busy: try later or raise timeout=.",
+    "broken": "",
+    "deadline": "Try later, or raise deadline= for a slow server or a large attachment.",
+}
 
 
 # -- Transport (private) -----------------------------------------------------
 # requests' read timeout bounds each recv(), so a server that sends a byte a
 # second holds a call forever.  The connections of Messenger's own session
 # read through _DeadlineReader, which shortens every recv() to what is left of
-# the call's deadline; no thread is involved.
+# the request's deadline; no thread is involved.
+#
+# This is the one place that reaches below requests' public interface: the
+# deadline must cut a server that drips its status line and headers, which are
+# read inside http.client before requests or urllib3 see a response.  It uses
+# http.client's HTTPConnection.response_class, urllib3's ConnectionCls and
+# PoolManager.pool_classes_by_scheme, and the socket's makefile(); the suite
+# runs on the lowest (1.26) and the newest urllib3 the package allows.
 
 # .at: time.monotonic() when this thread's request must end; .call: when its method
 # call must, for a method that makes more than one request.
@@ -1764,6 +1936,8 @@ def _one_deadline(seconds: float) -> Iterator[None]:
 
 
 class _DeadlineReader(io.RawIOBase):
+    """The socket's own unbuffered file, each read cut short at the deadline."""
+
     def __init__(self, sock: socket.socket, raw: Any) -> None:
         self._sock, self._raw, self._timeout = sock, raw, sock.gettimeout()
 
@@ -1775,7 +1949,7 @@ class _DeadlineReader(io.RawIOBase):
         if at is not None:
             left = at - time.monotonic()
             if left <= 0:
-                raise socket.timeout("the call's deadline passed")
+                raise socket.timeout("the deadline passed")
             if self._timeout is None or left < self._timeout:  # else the read timeout comes first
                 self._sock.settimeout(left)
         result: Optional[int] = self._raw.readinto(buffer)
@@ -1791,11 +1965,22 @@ class _DeadlineReader(io.RawIOBase):
         super().close()
 
 
+class _DeadlineSocket:
+    """What http.client's HTTPResponse is given in place of the socket: it only
+    calls ``makefile("rb")``, and gets the socket's file behind the deadline reader.
+    (That file, unlike the socket, keeps the connection open while it is read.)"""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def makefile(self, mode: str, *args: Any, **kwargs: Any) -> io.BufferedReader:
+        raw = self._sock.makefile("rb", buffering=0)
+        return io.BufferedReader(_DeadlineReader(self._sock, raw))
+
+
 class _DeadlineResponse(http.client.HTTPResponse):
     def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
-        super().__init__(sock, *args, **kwargs)
-        # Nothing is buffered yet: put the deadline between the buffer and the socket.
-        self.fp = io.BufferedReader(_DeadlineReader(sock, self.fp.detach()))
+        super().__init__(_DeadlineSocket(sock), *args, **kwargs)  # type: ignore[arg-type]
 
 
 class _HTTPConnection(HTTPConnection):
@@ -1818,7 +2003,7 @@ _POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
 class _Transport(HTTPAdapter):
-    """requests' adapter, with connections that keep to the call's deadline."""
+    """requests' adapter, with connections that keep to the request's deadline."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
@@ -1831,24 +2016,52 @@ class _Transport(HTTPAdapter):
         return manager
 
 
-class _Call:
-    """One method call: what it asks, when it must end, and how much it may read."""
+class _Answer:
+    """What one attempt brought back: the status, the headers and the whole body."""
 
-    __slots__ = ("deadline", "limit", "method", "path", "response")
+    __slots__ = ("body", "headers", "method", "path", "reason", "status")
 
-    def __init__(self, method: str, path: str, deadline: float, limit: int) -> None:
-        self.method, self.path, self.deadline, self.limit = method, path, deadline, limit
-        self.response: Optional[requests.Response] = None
+    def __init__(self, response: requests.Response, body: bytes, path: str) -> None:
+        self.status: int = response.status_code
+        self.reason: str = response.reason or ""
+        self.headers: Mapping[str, str] = response.headers
+        self.method: str = response.request.method or ""
+        self.path, self.body = path, body
+
+    @property
+    def media_type(self) -> str:
+        return self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+
+
+class _Request:
+    """One HTTP request, over its attempts: what it asks, when it must end, how
+    much it may read, and the answer its response hook read."""
+
+    __slots__ = ("answer", "deadline", "limit", "method", "params", "path")
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        params: Optional[List[Tuple[str, str]]],
+        deadline: float,
+        limit: int,
+    ) -> None:
+        self.method, self.path, self.params = method, path, params
+        self.deadline, self.limit = deadline, limit
+        self.answer: Optional[_Answer] = None
 
     def read(self, response: requests.Response, **kwargs: Any) -> None:
         """The response hook: read the body, at most ``limit`` bytes after decompression.
 
         It runs inside requests' ``send``, before requests would read a
-        redirect's body on its own, without a limit.
+        redirect's body on its own, without a limit.  The response keeps no
+        reference to what was read, so a walk's pages are freed as it goes.
         """
         length = response.headers.get("Content-Length", "")
-        encoded = "Content-Encoding" in response.headers
-        if not encoded and length.isascii() and length.isdigit() and int(length) > self.limit:
+        encoded = "Content-Encoding" in response.headers  # the length is of the encoded body
+        known = length.isascii() and length.isdigit() and not encoded
+        if known and int(length) > self.limit and response.status_code < 400:
             response.close()
             raise self._too_large(response)
         chunks = []
@@ -1857,22 +2070,32 @@ class _Call:
             size += len(chunk)
             if size > self.limit:
                 response.close()
+                if response.status_code >= 400:
+                    break  # an error page: its status matters more than its end
                 raise self._too_large(response)
             chunks.append(chunk)
             if time.monotonic() >= self.deadline:  # a borrowed session's own adapter
                 response.close()
-                raise requests.ReadTimeout("the call's deadline passed")
-        # What requests' own ``content`` would hold, read within the limits.
-        response._content = b"".join(chunks)
-        response._content_consumed = True  # type: ignore[attr-defined]
-        _check_complete(response)
-        self.response = response
+                raise requests.ReadTimeout("the deadline passed")
+        body = b"".join(chunks)
+        if known and size <= self.limit and len(body) < int(length):
+            # urllib3 1.26 returns a cut-off body silently, where urllib3 2 raises:
+            # a truncated attachment would come back as wrong bytes.
+            response.close()
+            raise requests.exceptions.ChunkedEncodingError(
+                f"the answer was cut off: {len(body)} of {length} bytes arrived"
+            )
+        self.answer = _Answer(response, body, self.path)
 
     def _too_large(self, response: requests.Response) -> ResponseError:
         return ResponseError(
             f"DHIS2 answered {self.method} {self.path} with more than max_response_size "
-            f"({self.limit:,} bytes, counted after decompression); nothing was kept. "
-            "Ask for less (a smaller page_size or fewer fields), or raise max_response_size=."
+            f"({self.limit:,} bytes, counted after decompression); nothing was kept.",
+            "too_large",
+            self.method,
+            self.path,
+            response.status_code,
+            "Ask for less (a smaller page_size or fewer fields), or raise max_response_size=.",
         )
 
 
@@ -1892,6 +2115,25 @@ class _Credentials(AuthBase):
         else:
             request.headers["Authorization"] = self._value
         return request
+
+
+def _credentials(auth: Any, token: Any) -> Tuple[AuthBase, str]:
+    """The AuthBase every request carries, and its kind for ``repr``.
+
+    Always an AuthBase, even for a token or no credentials: requests then never
+    puts a .netrc entry or the session's auth in its place.
+    """
+    if auth is not None and token is not None:
+        raise ValueError("give either auth=(username, password) or token=..., not both")
+    if token is not None:
+        if not isinstance(token, str) or not re.fullmatch(r"[A-Za-z0-9\-._~+/]+=*", token):
+            raise ValueError("token must be a DHIS2 personal access token such as d2p_...")
+        return _Credentials(f"ApiToken {token}"), "token"
+    if isinstance(auth, AuthBase):
+        return auth, "custom"
+    if auth is not None:
+        return _basic_auth(auth), "basic"
+    return _Credentials(None), "none"
 
 
 def _basic_auth(auth: Any) -> HTTPBasicAuth:
@@ -1918,7 +2160,8 @@ def _basic_auth(auth: Any) -> HTTPBasicAuth:
 # -- Helpers (private) -------------------------------------------------------
 
 _UID_RE = re.compile(r"[A-Za-z][A-Za-z0-9]{10}")
-_CONTROL_CHARACTER_RE = re.compile(r"[\x00-\x1f\x7f]")
+#: Control characters (C0, DEL and C1): never in a header value or on a terminal.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # RFC 9110 media-type: type/subtype, then ;name=value parameters (token or quoted).
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _MEDIA_TYPE_RE = re.compile(
@@ -1926,9 +2169,14 @@ _MEDIA_TYPE_RE = re.compile(
 )
 
 
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+def _shorten(text: str, limit: int) -> str:
+    """*text* in at most *limit* characters, ending in ... when it was cut."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    """A value as an error message shows it: its repr, shortened."""
+    return _shorten(repr(value), limit)
 
 
 _RECORD_KINDS = (UserRef, UserGroupRef, OrgUnitRef)
@@ -2005,6 +2253,31 @@ def _token_words(query: Any) -> str:
     return " ".join(words)
 
 
+_Record = TypeVar("_Record", UserRef, UserGroupRef, OrgUnitRef)
+
+
+def _the_one(name: str, kind: str, found: Sequence[_Record], more: bool) -> _Record:
+    """The candidate named exactly *name* (any case), or the only candidate."""
+    wanted = name.strip().casefold()
+    exact = [c for c in found if (c.name or "").casefold() == wanted]
+    if len(exact) == 1:
+        return exact[0]
+    if not exact and len(found) == 1:
+        return found[0]
+    raise NameMatchError(name, kind, exact or found, more and not exact)
+
+
+def _candidate(record: Any) -> str:
+    """A candidate as a list of choices shows it: its name, and what tells it apart."""
+    extra = None
+    if isinstance(record, UserRef):
+        extra = record.username
+    elif isinstance(record, OrgUnitRef) and record.level is not None:
+        extra = f"level {record.level}"
+    name = _cell(record.name or "")
+    return f"{name} ({_cell(extra)})" if extra else name
+
+
 def _tree_key(unit: OrgUnitRef, root: str, units: Mapping[str, OrgUnitRef]) -> Tuple[Any, ...]:
     """Depth-first order below *root*: the names on the way down from it."""
     if unit.id == root:
@@ -2036,11 +2309,12 @@ def _check_flag(value: Any, name: str) -> bool:
     return value
 
 
-def _check_positive(value: Any, name: str) -> int:
+def _check_count(value: Any, name: str, minimum: int = 1) -> int:
+    """A whole number of at least *minimum*: TypeError for another type, ValueError below."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be a whole number, not {_shown(value)}")
-    if value < 1:
-        raise ValueError(f"{name} must be 1 or more, not {value}")
+    if value < minimum:
+        raise ValueError(f"{name} must be {minimum} or more, not {value}")
     return value
 
 
@@ -2089,7 +2363,7 @@ def _list_params(
                 f"query_operator must be an operator name such as token or ilike, not {query_operator!r}"
             )
         params.append(("queryOperator", query_operator))
-    params.append(("pageSize", str(_check_positive(page_size, "page_size"))))
+    params.append(("pageSize", str(_check_count(page_size, "page_size"))))
     return params
 
 
@@ -2169,51 +2443,32 @@ def _read_file(file: Any) -> Tuple[bytes, str]:
     return data, name
 
 
-def _decode_json(response: requests.Response) -> Any:
+# -- Reading answers (private) -------------------------------------------------
+
+
+def _decode_json(answer: _Answer) -> Any:
     try:
-        return json.loads(response.content)
+        return json.loads(answer.body)
     except (ValueError, RecursionError):  # RecursionError: thousands of nested "["
-        raise _not_json(response) from None
+        raise _not_json(answer) from None
 
 
-def _ack(response: requests.Response) -> None:
+def _ack(answer: _Answer) -> None:
     """Check the answer of a call that uses nothing from it: empty, or JSON as DHIS2 sends."""
-    if response.content.strip():
-        _decode_json(response)
+    if answer.body.strip():
+        _decode_json(answer)
 
 
-def _check_complete(response: requests.Response) -> None:
-    """Raise as requests does with urllib3 2 when a body is shorter than its Content-Length.
-
-    urllib3 1.26 returns a cut-off body silently: a truncated attachment
-    would come back as wrong bytes.
-    """
-    length = response.headers.get("Content-Length", "")
-    encoded = "Content-Encoding" in response.headers  # the length is of the encoded body
-    if (
-        length.isascii()
-        and length.isdigit()
-        and not encoded
-        and len(response.content) < int(length)
-    ):
-        response.close()
-        raise requests.exceptions.ChunkedEncodingError(
-            f"the answer was cut off: {len(response.content)} of {length} bytes arrived"
-        )
-
-
-def _media_type(response: requests.Response) -> str:
-    return response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-
-
-def _not_json(response: requests.Response) -> ResponseError:
-    request = response.request
-    where = f"{request.method} {urlsplit(request.url or '').path}"
-    kind = response.headers.get("Content-Type", "no Content-Type")
+def _not_json(answer: _Answer) -> ResponseError:
+    kind = answer.headers.get("Content-Type", "no Content-Type")
     return ResponseError(
-        f"DHIS2 answered {where} with HTTP {response.status_code} but the body is not "
-        f"valid JSON ({kind}): {_snippet(response)!r}. Check that base_url points at DHIS2 "
-        "itself, not at a proxy or login page."
+        f"DHIS2 answered {answer.method} {answer.path} with HTTP {answer.status} but the body "
+        f"is not valid JSON ({_shorten(kind, 60)}): {_snippet(answer)!r}.",
+        "not_json",
+        answer.method,
+        answer.path,
+        answer.status,
+        "Check that base_url points at DHIS2 itself, not at a proxy or login page.",
     )
 
 
@@ -2225,13 +2480,18 @@ def _uid_list(body: Any, key: str) -> List[str]:
     return values
 
 
-def _location_uid(response: requests.Response) -> str:
-    location = response.headers.get("Location")
+def _location_uid(answer: _Answer) -> str:
+    location = answer.headers.get("Location")
     if not location:
         raise ResponseError(
-            f"DHIS2 answered HTTP {response.status_code} without the Location header that names "
-            "the new conversation; it was probably created: look in the inbox before sending "
-            "again (DHIS2 before 2.41.3 sends no Location for feedback)."
+            f"DHIS2 answered {answer.method} {answer.path} with HTTP {answer.status} without "
+            "the Location header that names the new conversation.",
+            "no_location",
+            answer.method,
+            answer.path,
+            answer.status,
+            "It was probably created: look in the inbox before sending again "
+            "(DHIS2 before 2.41.3 sends no Location for feedback).",
         )
     try:
         path = urlsplit(location).path
@@ -2244,6 +2504,89 @@ def _check_uid_from_server(value: str) -> str:
     if not _UID_RE.fullmatch(value):
         raise ResponseError(f"DHIS2 sent {_shown(value)} where a uid was expected")
     return value
+
+
+def _snippet(answer: _Answer) -> str:
+    """An error page's gist: its HTML title, else its text without tags, on one short line."""
+    text = answer.body[:4096].decode("utf-8", "replace")
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+    if title:
+        text = title.group(1)
+    return _shorten(" ".join(re.sub(r"<[^>]+>", " ", text).split()), 200)
+
+
+#: What to do about an error status, where it does not depend on the request.
+_STATUS_HINTS = {
+    401: "check the username and password or the personal access token",
+    403: "the user is not a participant, or lacks the authority for this action",
+}
+
+
+def _error_from(answer: _Answer) -> ApiError:
+    """The ApiError for an error status (or an unfollowed redirect).  ``message``
+    stays DHIS2's own text, or the status line's reason; what to do goes in ``hint``."""
+    status, method, path = answer.status, answer.method, answer.path
+    if status < 400:
+        return _redirect_error(answer)
+    body: Any
+    message = error_code = None
+    try:
+        body = json.loads(answer.body)
+    except (ValueError, RecursionError):
+        body = answer.body.decode("utf-8", "replace")
+        message = _snippet(answer) or None
+    else:
+        if isinstance(body, dict):
+            text = body.get("message") or body.get("devMessage") or body.get("httpStatus")
+            message = text if isinstance(text, str) else None
+            code = body.get("errorCode")
+            error_code = code if isinstance(code, str) else None
+    error = _STATUS_ERRORS.get(status, ApiError)(status, message or answer.reason, error_code, body)
+    error.method, error.path = method, path
+    hints = [] if message else ["no message from DHIS2"]
+    if status >= 500:
+        hints.append(f"{method} {path}: DHIS2 or a proxy in front of it failed; try again later")
+    elif status in _STATUS_HINTS:
+        hints.append(_STATUS_HINTS[status])
+    error.hint = "; ".join(hints)
+    return error
+
+
+def _redirect_error(answer: _Answer) -> ApiError:
+    location = answer.headers.get("Location", "")
+    error: ApiError
+    if "login" in location.lower():
+        error = AuthenticationError(answer.status, answer.reason, None, location)
+        error.hint = (
+            "DHIS2 redirected to its login page: the request carried no valid credentials; "
+            + _STATUS_HINTS[401]
+        )
+    else:
+        error = ApiError(answer.status, answer.reason, None, location)
+        error.hint = (
+            f"DHIS2 answered {answer.method} {answer.path} with a redirect to "
+            f"{_shorten(_CONTROL_RE.sub('?', location), 200) if location else '(nowhere)'}; "
+            "redirects are not followed: use the final address as base_url"
+        )
+    error.method, error.path = answer.method, answer.path
+    return error
+
+
+def _refused_order(error: ApiError, params: Iterable[Tuple[str, str]]) -> Optional[Tuple[str, str]]:
+    """``(property, order)`` when DHIS2 2.43+ refused an ``order`` of the request:
+    its 400 ``No such property: x`` names a property one of the orders sorts by."""
+    prefix = "No such property: "
+    if error.status_code != 400 or not error.message.startswith(prefix):
+        return None
+    name = error.message[len(prefix) :]
+    for key, value in params:
+        for order in value.split(",") if key == "order" else ():
+            if order.strip().partition(":")[0] == name:
+                return name, order.strip()
+    return None
+
+
+# -- Retries (private) --------------------------------------------------------
 
 
 def _retry_after(value: Optional[str]) -> Optional[float]:
@@ -2266,100 +2609,52 @@ def _retry_after(value: Optional[str]) -> Optional[float]:
 
 def _never_sent(exc: requests.RequestException) -> bool:
     """True when the connection was never made, so DHIS2 cannot have seen the request."""
-    if isinstance(exc, requests.ConnectTimeout):
+    if isinstance(exc, (requests.ConnectTimeout, requests.exceptions.ProxyError)):
         return True
     reason = getattr(exc.args[0] if exc.args else None, "reason", None)
     return isinstance(reason, NewConnectionError)
 
 
-def _maybe_done(
-    exc: Optional[requests.RequestException], response: Optional[requests.Response]
-) -> bool:
+def _maybe_done(failure: Union[_Answer, TransportError]) -> bool:
     """True when a failed attempt may still have done its work on DHIS2."""
-    if exc is not None:
-        return not _never_sent(exc)
+    if isinstance(failure, TransportError):
+        return failure.sent
     # A proxy's 502 or 504: DHIS2 may have finished after the proxy gave up.
-    return response is not None and response.status_code in (502, 504)
+    return failure.status in (502, 504)
 
 
-def _may_retry(exc: requests.RequestException, idempotent: bool) -> bool:
-    if isinstance(exc, requests.exceptions.SSLError):
+def _may_retry(error: TransportError, idempotent: bool) -> bool:
+    if error.kind == "tls":
         return False  # a certificate problem does not go away by asking again
-    if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
-        return idempotent or _never_sent(exc)
-    return idempotent and isinstance(exc, requests.exceptions.ChunkedEncodingError)
+    if isinstance(error.__cause__, requests.exceptions.ContentDecodingError):
+        return False  # the same bytes would come back
+    return idempotent or not error.sent
+
+
+def _attempt_text(failure: Union[_Answer, TransportError]) -> str:
+    """A failed attempt in a few words, for the line that announces its retry."""
+    if isinstance(failure, _Answer):
+        return f"DHIS2 answered {failure.status}"
+    if failure.kind in ("read_timeout", "connect_timeout") and failure.seconds is not None:
+        what = "no answer" if failure.kind == "read_timeout" else "no connection"
+        return f"the connection failed ({what} within {failure.seconds:g} s)"
+    return f"the connection failed ({failure.reason})"
 
 
 def _reason(exc: BaseException) -> str:
-    """The innermost cause requests and urllib3 wrapped, without their framing."""
-    inner: Any = exc.args[0] if exc.args else exc
-    inner = getattr(inner, "reason", None) or inner  # urllib3's MaxRetryError
-    if isinstance(inner, BaseException) and len(inner.args) == 2:
-        inner = inner.args[1] if isinstance(inner.args[1], BaseException) else inner
-    # "HTTPConnection(host='h', port=80): Failed to establish ..." (urllib3 1.26: "<... at 0x>:")
-    return re.sub(r"^(<[^>]*>|\w+\(host=[^)]*\)): ", "", str(inner)) or type(inner).__name__
-
-
-def _line(text: str, limit: int) -> str:
-    """*text* on one line, at most *limit* characters: for a header value in a message."""
-    text = _CONTROL_CHARACTER_RE.sub("?", text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _snippet(response: requests.Response, limit: int = 200) -> str:
-    text = response.content[:4096].decode("utf-8", "replace")
-    title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
-    if title:
-        text = title.group(1)
-    text = re.sub(r"<[^>]+>", " ", text)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _error_from(response: requests.Response, method: str, path: str) -> ApiError:
-    """The ApiError for an error status.  ``message`` stays DHIS2's own text
-    (or the status line's reason); what to do goes in ``hint``."""
-    status = response.status_code
-    reason = response.reason or ""
-    if status < 400:
-        location = response.headers.get("Location", "")
-        if "login" in location.lower():
-            error: ApiError = AuthenticationError(status, reason, None, location)
-            error.hint = (
-                "DHIS2 redirected to its login page: the request carried no valid credentials; "
-                + AuthenticationError.hint
-            )
-        else:
-            error = ApiError(status, reason, None, location)
-            error.hint = (
-                f"DHIS2 answered {method} {path} with a redirect to "
-                f"{_line(location, 200) if location else '(nowhere)'}; redirects are not followed: "
-                "use the final address as base_url"
-            )
-        return error
-    body: Any
-    message = None
-    error_code = None
-    try:
-        body = json.loads(response.content)
-    except (ValueError, RecursionError):
-        body = response.content.decode("utf-8", "replace")
-        message = _snippet(response) or None
-    else:
-        if isinstance(body, dict):
-            text = body.get("message") or body.get("devMessage") or body.get("httpStatus")
-            message = text if isinstance(text, str) else None
-            code = body.get("errorCode")
-            error_code = code if isinstance(code, str) else None
-    cls = _STATUS_ERRORS.get(status, ApiError)
-    error = cls(status, message or reason, error_code, body)
-    hints = [] if message else ["no message from DHIS2"]
-    if status >= 500:
-        hints.append(f"{method} {path}: DHIS2 or a proxy in front of it failed; try again later")
-    elif error.hint:
-        hints.append(error.hint)
-    error.hint = "; ".join(hints)
-    return error
+    """The innermost cause requests and urllib3 wrapped, in a few words: no
+    object addresses, no ``HTTPConnection(host=...)`` framing, no ``_ssl.c`` line."""
+    for _ in range(10):  # urllib3 nests them three or four deep
+        reason = getattr(exc, "reason", None)
+        inner = reason if isinstance(reason, BaseException) else exc.__cause__
+        if inner is None and exc.args and isinstance(exc.args[-1], BaseException):
+            inner = exc.args[-1]  # requests' (urllib3's error,), urllib3's ("text", cause)
+        if inner is None or inner is exc:
+            break
+        exc = inner
+    text = getattr(exc, "verify_message", None) or getattr(exc, "strerror", None) or str(exc)
+    text = re.sub(r"^(<[^>]*>|\w+\(host=[^)]*\)): ", "", str(text))
+    return re.sub(r"\s*\(_ssl\.c:\d+\)", "", text) or type(exc).__name__
 
 
 def _env_options(overrides: Dict[str, Any], *, username: Optional[str] = None) -> Dict[str, Any]:
@@ -2454,12 +2749,6 @@ def _check_seconds(value: Any, name: str, *, zero: bool = False) -> float:
 _MAX_SECONDS = 86400.0  # a day: longer is a mistake, and past what sockets accept
 
 
-def _check_count(value: Any, name: str, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be a whole number >= {minimum}, not {_shown(value)}")
-    return value
-
-
 def _check_timeout(timeout: Any) -> Tuple[float, float]:
     if timeout is None:
         raise ValueError(
@@ -2478,13 +2767,12 @@ def _check_timeout(timeout: Any) -> Tuple[float, float]:
 
 
 # -- Views -------------------------------------------------------------------
-# A record as people read it, in Jupyter (HTML) and in the terminal (the
-# command line below).  The ideas both show are said once, here, so the two
-# views agree.  Everything that came from DHIS2 is user input: the HTML view
-# escapes it, the terminal view drops control characters.
+# A record as people read it: HTML in Jupyter (``_repr_html_``), plain text from
+# ``str()``.  Everything that came from DHIS2 is user input: the HTML view
+# escapes it, the text view turns control characters into spaces.
 
-#: The columns of a list of conversations, in both views.  FLAGS holds ``*``
-#: for unread and ``!`` for follow-up.
+#: The columns of a list of conversations.  FLAGS holds ``*`` for unread and
+#: ``!`` for follow-up.
 _LIST_HEADERS = ("UID", "Flags", "Type", "Status", "Priority", "Last message", "From", "Subject")
 
 
@@ -2502,15 +2790,11 @@ def _sender(user: Optional[UserRef]) -> str:
     return "System" if user is None else _name(user)
 
 
-def _flags(conv: Conversation) -> str:
-    return ("*" if conv.read is False else "") + ("!" if conv.follow_up else "")
-
-
 def _list_row(conv: Conversation) -> Tuple[str, ...]:
     """The cells of one conversation under ``_LIST_HEADERS``, not yet escaped."""
     return (
         conv.id,
-        _flags(conv),
+        ("*" if conv.read is False else "") + ("!" if conv.follow_up else ""),
         conv.message_type or "",
         conv.status or "",
         conv.priority or "",
@@ -2537,10 +2821,6 @@ def _read_by(conv: Conversation) -> str:
 
 def _participant_state(p: Participant) -> str:
     return ("read" if p.read else "unread") + (", follow-up" if p.follow_up else "")
-
-
-def _file_label(attachment: Attachment) -> str:
-    return attachment.name or attachment.id
 
 
 def _size(attachment: Attachment) -> str:
@@ -2590,7 +2870,7 @@ def _message_html(message: Message) -> str:
     esc = _html_escape
     note = " <i>(internal)</i>" if message.internal else ""
     files = "".join(
-        f"<li>{esc(_file_label(a))} ({esc(_size(a))}) <code>{esc(a.id)}</code></li>"
+        f"<li>{esc(a.name or a.id)} ({esc(_size(a))}) <code>{esc(a.id)}</code></li>"
         for a in message.attachments
     )
     return (
@@ -2618,10 +2898,87 @@ def _conversation_html(conv: Conversation) -> str:
     return "".join(parts)
 
 
-# The terminal: plain text, coloured only when asked (the command line decides).
+def _cell(value: Optional[str]) -> str:
+    """One line of text from DHIS2 (user input): line breaks and terminal escapes become spaces."""
+    return _CONTROL_RE.sub(" ", value or "")
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
-_CONTROL_IN_LINE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+def _page_text(page: Page) -> str:
+    """The page as a table: the columns as wide as their widest cell, the subject last."""
+    if not page.conversations:
+        return _page_summary(page)
+    rows = [tuple(h.upper() for h in _LIST_HEADERS)]
+    rows += [tuple(map(_cell, _list_row(conv))) for conv in page.conversations]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_LIST_HEADERS) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1] for row in rows]
+    return "\n".join(lines + [_page_summary(page)])
+
+
+def _message_lines(message: Message, conv: Optional[str]) -> List[str]:
+    """A message under its header line; with the conversation's uid, each attachment's
+    ``download`` command, ready to copy."""
+    note = " (internal)" if message.internal else ""
+    lines = [f"[{_when(message.created)}] {_cell(_sender(message.sender))}{note}  ({message.id})"]
+    lines += ["    " + _cell(line) for line in (message.text or "").splitlines() or [""]]
+    for a in message.attachments:
+        lines.append(f"    attachment {_cell(a.name or a.id)} ({_size(a)})")
+        if conv is not None:
+            lines.append(
+                f"      dhis2-messages download {conv} {message.id} {a.id} "
+                f"-o {shlex.quote(_file_name(a))}"
+            )
+    return lines
+
+
+def _file_name(attachment: Attachment) -> str:
+    """A safe local name for an attachment: its own name without any folder, else its uid."""
+    name = _cell(os.path.basename((attachment.name or "").replace("\\", "/"))).strip()
+    return name if name not in ("", ".", "..") and not name.startswith("-") else attachment.id
+
+
+def _participant_text(p: Participant) -> str:
+    username = f" ({_cell(p.user.username)})" if p.user.username else ""
+    return f"{_cell(_name(p.user))}{username}: {_participant_state(p)}"
+
+
+def _thread(conv: Conversation) -> str:
+    lines = [
+        _cell(conv.subject or conv.id),
+        " · ".join(f"{label}: {_cell(value)}" for label, value in _facts(conv)),
+    ]
+    if conv.participants:
+        lines.append(f"Participants, {_read_by(conv)}:")
+        lines += ["    " + _participant_text(p) for p in conv.participants]
+    for message in conv.messages:
+        lines += [""] + _message_lines(message, conv.id)
+    return "\n".join(lines)
+
+
+# =============================================================================
+# The command line
+# =============================================================================
+# Everything above is the library; everything below is the ``dhis2-messages``
+# command (also ``python -m dhis2_messages``), a terminal tool built on the
+# library's public names only: Messenger's methods, the records and the errors'
+# fields (a test holds it to that).  Each subcommand is one function, declared
+# with its arguments by @_command.  Its output: a str or bytes to print, data
+# for --json, or None when it wrote its output itself.
+# Exit status: 0 done, 1 DHIS2 or the network failed, 2 the command was wrong.
+
+import shutil  # the command line's own imports
+import sys
+import unicodedata
+import warnings
+
+from urllib3.exceptions import InsecureRequestWarning
+
+
+class _UsageError(Exception):
+    """A command-line mistake: exit status 2."""
+
+
+# -- The terminal ---------------------------------------------------------------
+
 #: SGR colours for DHIS2's message types; any other type is shown uncoloured.
 _TYPE_COLOURS = {
     "PRIVATE": "36",
@@ -2650,157 +3007,6 @@ class _Style:
     def kind(self, message_type: Optional[str], text: str) -> str:
         colour = _TYPE_COLOURS.get(message_type or "")
         return self._sgr(colour, "39", text) if colour else text
-
-
-_PLAIN = _Style()
-
-
-def _cell(value: Optional[str]) -> str:
-    """One line of text from DHIS2 (user input): newlines and terminal escapes become spaces."""
-    return _CONTROL.sub(" ", value or "")
-
-
-def _columns(text: str) -> int:
-    """Terminal columns of *text*: East Asian wide characters take two, combining marks none."""
-    if text.isascii():
-        return len(text)
-    return sum(
-        2 if unicodedata.east_asian_width(ch) in "WF" else 0 if unicodedata.combining(ch) else 1
-        for ch in text
-    )
-
-
-def _cut(text: str, width: int) -> str:
-    """*text* in at most *width* terminal columns, ending in … when it was cut."""
-    if _columns(text) <= width:
-        return text
-    kept, used = [], 0
-    for ch in text:
-        used += _columns(ch)
-        if used > width - 1:
-            break
-        kept.append(ch)
-    return "".join(kept) + "…"
-
-
-#: The columns a subject should get on a terminal before other columns give way.
-_SUBJECT_ROOM = 20
-
-
-class _Table:
-    """The list table, written a page at a time: the first rows set the column widths.
-
-    With a *width* (a terminal's) every line fits it: a narrow terminal leaves out
-    PRIORITY, then STATUS, then shortens FROM so the subject keeps some room, and
-    cells that would not fit are cut with ….  Without (a pipe or a file), every
-    column and every cell is written whole.
-    """
-
-    def __init__(self, style: _Style = _PLAIN, width: Optional[int] = None) -> None:
-        self.style, self.width = style, width
-        self.widths: List[int] = []
-        self.shown = list(range(len(_LIST_HEADERS) - 1))  # every column but the subject
-
-    def start(self, conversations: Sequence[Conversation]) -> str:
-        """Set the column widths from these rows (a first page); return the header line."""
-        headers = tuple(name.upper() for name in _LIST_HEADERS)
-        rows = [headers] + [tuple(map(_cell, _list_row(conv))) for conv in conversations]
-        self.widths = [max(_columns(row[i]) for row in rows) for i in range(len(headers) - 1)]
-        if self.width is not None:
-            for column in (4, 3):  # PRIORITY, STATUS: the least read on a narrow terminal
-                if self._room() < _SUBJECT_ROOM:
-                    self.shown.remove(column)
-            self.widths[6] = max(8, self.widths[6] - max(0, _SUBJECT_ROOM - self._room()))
-        return self.style.bold(self._line(headers, None))
-
-    def _room(self) -> int:
-        assert self.width is not None
-        return self.width - sum(self.widths[i] + 2 for i in self.shown)
-
-    def line(self, conv: Conversation) -> str:
-        line = self._line(tuple(map(_cell, _list_row(conv))), conv)
-        return self.style.bold(line) if conv.read is False else self.style.dim(line)
-
-    def lines(self, conversations: Sequence[Conversation]) -> List[str]:
-        head = [self.start(conversations)] if not self.widths else []
-        return head + [self.line(conv) for conv in conversations]
-
-    def _line(self, row: Tuple[str, ...], conv: Optional[Conversation]) -> str:
-        cells = []
-        for i in self.shown:
-            cell, width = row[i], self.widths[i]
-            if self.width is not None:
-                cell = _cut(cell, width)
-            padding = " " * (width - _columns(cell))
-            if conv is not None and i == 2:  # the type column
-                cell = self.style.kind(conv.message_type, cell)
-            cells.append(cell + padding)
-        subject = row[-1]
-        if self.width is not None:
-            subject = _cut(subject, max(self._room(), 1))
-        return "  ".join(cells) + "  " + subject
-
-
-def _page_text(page: Page, style: _Style = _PLAIN, width: Optional[int] = None) -> str:
-    if not page.conversations:
-        return _page_summary(page)
-    return "\n".join(_Table(style, width).lines(page.conversations) + [_page_summary(page)])
-
-
-def _message_lines(message: Message, conv: Optional[str], style: _Style = _PLAIN) -> List[str]:
-    """A message under its header line; with the conversation's uid, each attachment's
-    ``download`` command, ready to copy."""
-    note = " (internal)" if message.internal else ""
-    when = style.dim(f"[{_when(message.created)}]")
-    lines = [f"{when} {style.bold(_cell(_sender(message.sender)))}{note}  ({message.id})"]
-    lines += [
-        "    " + _CONTROL_IN_LINE.sub(" ", line)
-        for line in (message.text or "").splitlines() or [""]
-    ]
-    for a in message.attachments:
-        lines.append(f"    attachment {_cell(_file_label(a))} ({_size(a)})")
-        if conv is not None:
-            lines.append(
-                f"      dhis2-messages download {conv} {message.id} {a.id} "
-                f"-o {shlex.quote(_file_name(a))}"
-            )
-    return lines
-
-
-def _file_name(attachment: Attachment) -> str:
-    """A safe local name for an attachment: its own name without any folder, else its uid."""
-    name = _cell(os.path.basename((attachment.name or "").replace("\\", "/"))).strip()
-    return name if name not in ("", ".", "..") and not name.startswith("-") else attachment.id
-
-
-def _participant_text(p: Participant) -> str:
-    username = f" ({_cell(p.user.username)})" if p.user.username else ""
-    return f"{_cell(_name(p.user))}{username}: {_participant_state(p)}"
-
-
-def _thread(conv: Conversation, style: _Style = _PLAIN) -> str:
-    lines = [
-        style.bold(_cell(conv.subject or conv.id)),
-        " · ".join(f"{label}: {_cell(value)}" for label, value in _facts(conv)),
-    ]
-    if conv.participants:
-        lines.append(f"Participants, {_read_by(conv)}:")
-        lines += ["    " + _participant_text(p) for p in conv.participants]
-    for message in conv.messages:
-        lines += [""] + _message_lines(message, conv.id, style)
-    return "\n".join(lines)
-
-
-# -- Command line ------------------------------------------------------------
-# ``dhis2-messages`` and ``python -m dhis2_messages``: one subcommand a method.
-# Each subcommand is a small ``_cli_*`` function registered next to its
-# arguments; it returns what to print (a str, bytes), data for --json, or None
-# when it has written its output itself.
-# Exit status: 0 done, 1 DHIS2 or the network failed, 2 the command was wrong.
-
-
-class _UsageError(Exception):
-    """A command-line mistake: exit status 2."""
 
 
 class _Terminal:
@@ -2864,31 +3070,248 @@ class _RetryNotes(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.levelno == logging.INFO:
-            self.terminal.note(f"dhis2-messages: {_cli_words(record.getMessage())}")
+            self.terminal.note(f"dhis2-messages: {record.getMessage()}")
+
+
+def _text(value: Optional[str]) -> str:
+    """Text from DHIS2 (user input) on one terminal line: control characters become spaces."""
+    return re.sub(r"[\x00-\x1f\x7f-\x9f]", " ", value or "")
+
+
+def _columns(text: str) -> int:
+    """Terminal columns of *text*: East Asian wide characters take two, combining marks none."""
+    if text.isascii():
+        return len(text)
+    return sum(
+        2 if unicodedata.east_asian_width(ch) in "WF" else 0 if unicodedata.combining(ch) else 1
+        for ch in text
+    )
+
+
+def _cut(text: str, width: int) -> str:
+    """*text* in at most *width* terminal columns, ending in … when it was cut."""
+    if _columns(text) <= width:
+        return text
+    kept, used = [], 0
+    for ch in text:
+        used += _columns(ch)
+        if used > width - 1:
+            break
+        kept.append(ch)
+    return "".join(kept) + "…"
+
+
+#: The list's columns; FLAGS holds ``*`` for unread and ``!`` for follow-up.
+_HEADERS = ("UID", "FLAGS", "TYPE", "STATUS", "PRIORITY", "LAST MESSAGE", "FROM", "SUBJECT")
+#: The columns a subject should get on a terminal before other columns give way.
+_SUBJECT_ROOM = 20
+
+
+def _row(conv: Conversation) -> Tuple[str, ...]:
+    """One conversation's cells under ``_HEADERS``."""
+    sender = conv.last_sender
+    return tuple(
+        _text(cell)
+        for cell in (
+            conv.id,
+            ("*" if conv.read is False else "") + ("!" if conv.follow_up else ""),
+            conv.message_type,
+            conv.status,
+            conv.priority,
+            conv.last_message.strftime("%Y-%m-%d %H:%M") if conv.last_message else "",
+            "System" if sender is None else sender.name or sender.id,
+            conv.subject,
+        )
+    )
+
+
+class _Table:
+    """The list table, written a page at a time: the first rows set the column widths.
+
+    With a *width* (a terminal's) every line fits it: a narrow terminal leaves out
+    PRIORITY, then STATUS, then shortens FROM so the subject keeps some room, and
+    cells that would not fit are cut with ….  Without (a pipe or a file), every
+    column and every cell is written whole.
+    """
+
+    def __init__(self, style: _Style, width: Optional[int] = None) -> None:
+        self.style, self.width = style, width
+        self.widths: List[int] = []
+        self.shown = list(range(len(_HEADERS) - 1))  # every column but the subject
+
+    def start(self, conversations: Sequence[Conversation]) -> str:
+        """Set the column widths from these rows (a first page); return the header line."""
+        rows = [_HEADERS] + [_row(conv) for conv in conversations]
+        self.widths = [max(_columns(row[i]) for row in rows) for i in range(len(_HEADERS) - 1)]
+        if self.width is not None:
+            for column in (4, 3):  # PRIORITY, STATUS: the least read on a narrow terminal
+                if self._room() < _SUBJECT_ROOM:
+                    self.shown.remove(column)
+            self.widths[6] = max(8, self.widths[6] - max(0, _SUBJECT_ROOM - self._room()))
+        return self.style.bold(self._line(_HEADERS, None))
+
+    def _room(self) -> int:
+        assert self.width is not None
+        return self.width - sum(self.widths[i] + 2 for i in self.shown)
+
+    def line(self, conv: Conversation) -> str:
+        line = self._line(_row(conv), conv)
+        return self.style.bold(line) if conv.read is False else self.style.dim(line)
+
+    def _line(self, row: Tuple[str, ...], conv: Optional[Conversation]) -> str:
+        cells = []
+        for i in self.shown:
+            cell, width = row[i], self.widths[i]
+            if self.width is not None:
+                cell = _cut(cell, width)
+            padding = " " * (width - _columns(cell))
+            if conv is not None and i == 2:  # the type column
+                cell = self.style.kind(conv.message_type, cell)
+            cells.append(cell + padding)
+        subject = row[-1]
+        if self.width is not None:
+            subject = _cut(subject, max(self._room(), 1))
+        return "  ".join(cells) + "  " + subject
+
+
+def _summary(page: Page) -> str:
+    """What a page's pager says, under its table."""
+    if page.conversations:
+        return f"page {page.page} of {page.page_count}, {page.total} in all"
+    if page.total:
+        return f"no conversations on page {page.page} (of {page.page_count}; {page.total} in all)"
+    return "no conversations"
+
+
+# -- Commands ---------------------------------------------------------------------
+
+_Argument = Tuple[Tuple[str, ...], Dict[str, Any]]
+
+
+class _Command(NamedTuple):
+    name: str
+    run: Callable[[Messenger, Any], Any]
+    help: str
+    arguments: Tuple[_Argument, ...]
+    #: the command sends or uploads something, so a lost answer may hide work done
+    creates: bool
+
+
+_COMMANDS: List[_Command] = []
+
+
+def _arg(*flags: str, **options: Any) -> _Argument:
+    """One argparse argument, declared beside the command that reads it."""
+    return flags, options
+
+
+def _command(
+    name: str, help: str, *arguments: _Argument, creates: bool = False
+) -> Callable[[Callable[[Messenger, Any], Any]], Callable[[Messenger, Any], Any]]:
+    """Register the decorated function as the subcommand *name*."""
+
+    def register(run: Callable[[Messenger, Any], Any]) -> Callable[[Messenger, Any], Any]:
+        _COMMANDS.append(_Command(name, run, help, arguments, creates))
+        return run
+
+    return register
+
+
+def _uid_arg(text: str) -> str:
+    """An argument that must be a DHIS2 uid, checked before any request or upload."""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{10}", text):
+        raise _argparse().ArgumentTypeError(
+            f"{text!r} is not a DHIS2 uid (11 characters: a letter, then 10 letters or digits)"
+        )
+    return text
+
+
+def _count_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise _argparse().ArgumentTypeError(f"must be a whole number, 1 or more, not {text!r}")
+    return value
+
+
+def _seconds_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 < value <= 86400):
+        raise _argparse().ArgumentTypeError(
+            f"must be a number of seconds above 0 and at most 86400, not {text!r}"
+        )
+    return value
+
+
+def _retries_arg(text: str) -> int:
+    if not text.isdigit():
+        raise _argparse().ArgumentTypeError(f"must be a whole number, 0 or more, not {text!r}")
+    return int(text)
+
+
+def _choice_arg(text: str, valid: Sequence[str]) -> str:
+    if text.strip().upper() not in valid:
+        raise _argparse().ArgumentTypeError(f"{text!r} is not one of {', '.join(valid)}")
+    return text.strip().upper()
+
+
+def _argparse() -> Any:
+    import argparse  # only the command line needs it
+
+    return argparse
+
+
+def _jsonable(value: Any) -> Any:
+    if attrs.has(type(value)):
+        return {k: _jsonable(v) for k, v in attrs.asdict(value, recurse=False).items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, _dt.datetime):
+        return value.isoformat()
+    return value
 
 
 #: How long a walk runs before it shows its progress line.
 _PROGRESS_AFTER = 0.5
 
 
+@_command(
+    "list",
+    "list conversations, newest first",
+    _arg("--unread", action="store_true", help="only unread ones"),
+    _arg("--filter", action="append", default=[], help="a DHIS2 filter, e.g. status:eq:OPEN"),
+    _arg("--query", help="search subjects, texts and senders"),
+    _arg("--order", default="lastMessage:desc", help="default lastMessage:desc"),
+    _arg("--page", type=_count_arg, default=1),
+    _arg("--page-size", type=_count_arg, default=50),
+    _arg("--all", action="store_true", help="walk every page, printing each as it arrives"),
+)
 def _cli_list(m: Messenger, args: Any) -> Any:
-    filters = args.filter + (["read:eq:false"] if args.unread else [])
     options = {
-        "filter": filters or None,
+        "filter": args.filter + (["read:eq:false"] if args.unread else []) or None,
         "query": args.query,
         "order": args.order,
         "page_size": args.page_size,
     }
     if args.all:
-        _cli_walk(m, args, _list_params(**options, query_operator=None, fields=None))
+        _cli_walk(m, args, options)
         return None
     page = m.list_conversations(page=args.page, **options)
     if args.json:
         return _jsonable(page)
-    return _page_text(page, args.terminal.style, args.terminal.width)
+    if not page.conversations:
+        return _summary(page)
+    table = _Table(args.terminal.style, args.terminal.width)
+    lines = [table.start(page.conversations)] + [table.line(c) for c in page.conversations]
+    return "\n".join(lines + [_summary(page)])
 
 
-def _cli_walk(m: Messenger, args: Any, params: List[Tuple[str, str]]) -> None:
+def _cli_walk(m: Messenger, args: Any, options: Dict[str, Any]) -> None:
     """list --all: rows (or JSON Lines) as each page arrives, a progress line meanwhile."""
     terminal, out = args.terminal, sys.stdout
     table = None if args.json else _Table(terminal.style, terminal.width)
@@ -2915,7 +3338,7 @@ def _cli_walk(m: Messenger, args: Any, params: List[Tuple[str, str]]) -> None:
             )
 
     try:
-        for conv in m._iter_pages(params, on_page=on_page):
+        for conv in m.iter_conversations(**options, on_page=on_page):
             terminal.clear()
             if table is None:
                 out.write(json.dumps(_jsonable(conv), ensure_ascii=False) + "\n")
@@ -2930,29 +3353,63 @@ def _cli_walk(m: Messenger, args: Any, params: List[Tuple[str, str]]) -> None:
         out.write("no conversations\n")
 
 
+@_command(
+    "show",
+    "show a conversation's thread, oldest message first",
+    _arg("uid", type=_uid_arg),
+    _arg("--mark-read", action="store_true"),
+)
 def _cli_show(m: Messenger, args: Any) -> Any:
     conv = m.get_conversation(args.uid, mark_read=args.mark_read)
-    return _jsonable(conv) if args.json else _thread(conv, args.terminal.style)
+    if args.json:
+        return _jsonable(conv)
+    subject, _, rest = str(conv).partition("\n")
+    return f"{args.terminal.style.bold(subject)}\n{rest}"
 
 
-def _cli_upload_all(m: Messenger, paths: Sequence[str]) -> List[str]:
-    """Upload every --attach file; all are read first, so a bad one uploads nothing."""
-    contents = [_cli_file(path) for path in paths]
-    return [m.upload_attachment(data, filename=name) for data, name in contents]
+_RECIPIENTS = (
+    _arg("--user", action="append", default=[], help="a user: uid, username or name (repeatable)"),
+    _arg("--group", action="append", default=[], help="a user group: uid or name (repeatable)"),
+    _arg(
+        "--org-unit",
+        action="append",
+        default=[],
+        help="an organisation unit (its own users only): uid or name (repeatable)",
+    ),
+    _arg(
+        "--org-unit-tree",
+        action="append",
+        default=[],
+        metavar="ORG_UNIT",
+        help="an organisation unit and every unit below it: uid or name (repeatable)",
+    ),
+)
+_ATTACH = _arg(
+    "--attach", action="append", default=[], metavar="FILE", help="upload and attach a file"
+)
 
 
+@_command(
+    "send",
+    "start a conversation; prints its uid",
+    _arg("subject"),
+    _arg("text"),
+    *_RECIPIENTS,
+    _ATTACH,
+    creates=True,
+)
 def _cli_send(m: Messenger, args: Any) -> Any:
     # Check everything before the first upload, so a mistake leaves no orphan files on DHIS2.
-    _check_text(args.subject, "subject")
+    subject = _cli_words(args.subject, "subject")
     if not (args.user or args.group or args.org_unit or args.org_unit_tree):
         raise _UsageError(
             "send needs at least one recipient: --user, --group, --org-unit or --org-unit-tree"
         )
-    text = _check_text(_cli_text(args.text), "text")
+    text = _cli_words(_cli_text(args.text), "text")
     users, groups, units = _cli_recipients(m, args)
     files = _cli_upload_all(m, args.attach)
     uid = m.send(
-        subject=args.subject,
+        subject=subject,
         text=text,
         users=users,
         user_groups=groups,
@@ -2962,24 +3419,45 @@ def _cli_send(m: Messenger, args: Any) -> Any:
     return {"uid": uid, "attachments": files} if args.json else uid
 
 
+@_command(
+    "reply",
+    "reply to a conversation",
+    _arg("uid", type=_uid_arg),
+    _arg("text"),
+    _arg("--internal", action="store_true", help="an internal note (feedback team only)"),
+    _ATTACH,
+    creates=True,
+)
 def _cli_reply(m: Messenger, args: Any) -> Any:
-    _check_uid(args.uid, "uid")
-    text = _check_text(_cli_text(args.text), "text")
+    text = _cli_words(_cli_text(args.text), "text")
     files = _cli_upload_all(m, args.attach)
     m.reply(args.uid, text, internal=args.internal, attachments=files)
     return {"uid": args.uid, "attachments": files} if args.json else f"replied to {args.uid}"
 
 
+@_command(
+    "feedback",
+    "open a feedback ticket; prints its uid",
+    _arg("subject"),
+    _arg("text"),
+    creates=True,
+)
 def _cli_feedback(m: Messenger, args: Any) -> Any:
-    _check_text(args.subject, "subject")
-    uid = m.send_feedback(subject=args.subject, text=_cli_text(args.text))
+    subject = _cli_words(args.subject, "subject")
+    uid = m.send_feedback(subject=subject, text=_cli_words(_cli_text(args.text), "text"))
     return {"uid": uid} if args.json else uid
 
 
+@_command(
+    "add-recipients",
+    "add users, groups or organisation units to a conversation",
+    _arg("uid", type=_uid_arg),
+    *_RECIPIENTS,
+    creates=True,
+)
 def _cli_add_recipients(m: Messenger, args: Any) -> Any:
     if not (args.user or args.group or args.org_unit or args.org_unit_tree):
         raise _UsageError("add-recipients needs --user, --group, --org-unit or --org-unit-tree")
-    _check_uid(args.uid, "uid")
     users, groups, units = _cli_recipients(m, args)
     m.add_recipients(args.uid, users=users, user_groups=groups, organisation_units=units)
     return {"uid": args.uid} if args.json else f"added recipients to {args.uid}"
@@ -2989,7 +3467,6 @@ def _cli_bulk(method: Callable[..., List[str]]) -> Callable[[Messenger, Any], An
     """A command for a bulk method (mark_read, ..., delete_conversations): prints the changed uids."""
 
     def run(m: Messenger, args: Any) -> Any:
-        _check_uids(args.uids, "uids")
         user = None if args.user is None else _cli_user(m, args.user, "--user")
         changed = method(m, args.uids, user=user)
         return {"changed": changed} if args.json else "\n".join(changed)
@@ -2997,45 +3474,87 @@ def _cli_bulk(method: Callable[..., List[str]]) -> Callable[[Messenger, Any], An
     return run
 
 
+for _verb, _method, _help in (
+    ("mark-read", Messenger.mark_read, "mark conversations read"),
+    ("mark-unread", Messenger.mark_unread, "mark conversations unread"),
+    ("follow-up", Messenger.follow_up, "flag conversations for follow-up"),
+    ("unfollow-up", Messenger.unfollow_up, "clear the follow-up flag"),
+    (
+        "delete",
+        Messenger.delete_conversations,
+        "remove conversations from an inbox (others keep them)",
+    ),
+):
+    _command(
+        _verb,
+        _help,
+        _arg("uids", nargs="+", metavar="UID", type=_uid_arg),
+        _arg("--user", help="act for this user (uid, username or name) instead of yourself"),
+    )(_cli_bulk(_method))
+
+
+@_command(
+    "status",
+    f"set a ticket's status: {', '.join(STATUSES)}",
+    _arg("uid", type=_uid_arg),
+    _arg("value", type=lambda text: _choice_arg(text, STATUSES), metavar="STATUS"),
+)
 def _cli_status(m: Messenger, args: Any) -> Any:
-    value = _check_choice(args.value, STATUSES, "status")
-    m.set_status(args.uid, value)
-    return (
-        {"uid": args.uid, "status": value} if args.json else f"status of {args.uid} set to {value}"
-    )
+    m.set_status(args.uid, args.value)
+    if args.json:
+        return {"uid": args.uid, "status": args.value}
+    return f"status of {args.uid} set to {args.value}"
 
 
+@_command(
+    "priority",
+    f"set a priority: {', '.join(PRIORITIES)}",
+    _arg("uid", type=_uid_arg),
+    _arg("value", type=lambda text: _choice_arg(text, PRIORITIES), metavar="PRIORITY"),
+)
 def _cli_priority(m: Messenger, args: Any) -> Any:
-    value = _check_choice(args.value, PRIORITIES, "priority")
-    m.set_priority(args.uid, value)
-    return (
-        {"uid": args.uid, "priority": value}
-        if args.json
-        else f"priority of {args.uid} set to {value}"
-    )
+    m.set_priority(args.uid, args.value)
+    if args.json:
+        return {"uid": args.uid, "priority": args.value}
+    return f"priority of {args.uid} set to {args.value}"
 
 
+@_command(
+    "assign",
+    "assign a conversation to a user",
+    _arg("uid", type=_uid_arg),
+    _arg("user", help="uid, username or name (for a ticket: a feedback recipient)"),
+)
 def _cli_assign(m: Messenger, args: Any) -> Any:
-    _check_uid(args.uid, "uid")
     m.assign(args.uid, _cli_user(m, args.user, "USER"))
-    return (
-        {"uid": args.uid, "assignee": args.user}
-        if args.json
-        else f"assigned {args.uid} to {args.user}"
-    )
+    if args.json:
+        return {"uid": args.uid, "assignee": args.user}
+    return f"assigned {args.uid} to {args.user}"
 
 
+@_command("unassign", "remove a conversation's assignee", _arg("uid", type=_uid_arg))
 def _cli_unassign(m: Messenger, args: Any) -> Any:
     m.unassign(args.uid)
     return {"uid": args.uid} if args.json else f"unassigned {args.uid}"
 
 
+@_command(
+    "upload", "upload a file for a later send or reply; prints its uid", _arg("file"), creates=True
+)
 def _cli_upload(m: Messenger, args: Any) -> Any:
     data, name = _cli_file(args.file)
     uid = m.upload_attachment(data, filename=name)
     return {"uid": uid} if args.json else uid
 
 
+@_command(
+    "download",
+    "download an attachment (show lists the command)",
+    _arg("conversation", type=_uid_arg),
+    _arg("message", type=_uid_arg),
+    _arg("attachment", type=_uid_arg),
+    _arg("-o", "--output", metavar="FILE", help="write the attachment to FILE"),
+)
 def _cli_download(m: Messenger, args: Any) -> Any:
     if not args.output:
         if args.json:
@@ -3052,109 +3571,38 @@ def _cli_download(m: Messenger, args: Any) -> Any:
         return data
     with open(args.output, "wb") as handle:
         handle.write(data)
-    return (
-        {"file": args.output, "bytes": len(data)}
-        if args.json
-        else f"wrote {len(data)} bytes to {args.output}"
-    )
+    if args.json:
+        return {"file": args.output, "bytes": len(data)}
+    return f"wrote {len(data)} bytes to {args.output}"
 
 
+@_command("unread", "print how many conversations are unread")
 def _cli_unread(m: Messenger, args: Any) -> Any:
     count = m.count_unread()
     return {"unread": count} if args.json else str(count)
 
 
-def _cli_recipients(m: Messenger, args: Any) -> Tuple[List[str], List[str], List[str]]:
-    """Every --user, --group, --org-unit and --org-unit-tree as uids, before anything is sent."""
-    users = [_cli_user(m, text, "--user") for text in args.user]
-    groups = [_cli_group(m, text) for text in args.group]
-    units = [_cli_org_unit(m, text, "--org-unit") for text in args.org_unit]
-    for text in args.org_unit_tree:
-        uid = _cli_org_unit(m, text, "--org-unit-tree")
-        units.extend(unit.id for unit in m.organisation_unit_subtree(uid))
-    return users, groups, units
-
-
-def _cli_user(m: Messenger, text: str, flag: str) -> str:
-    """A uid as given, else the one user whose username or name is *text*, or who alone matches."""
-    if _UID_RE.fullmatch(text):
-        return text
-    found = m.lookup_users(text)
-    wanted = text.strip().casefold()
-    by_username = [u for u in found if (u.username or "").casefold() == wanted]
-    if len(by_username) == 1:
-        return by_username[0].id
-    return _cli_one(
-        text, flag, "user", found, lambda u: (u.name or "", u.username or ""), len(found) == 25
-    )
-
-
-def _cli_group(m: Messenger, text: str) -> str:
-    if _UID_RE.fullmatch(text):
-        return text
-    found = m.find_user_groups(text, limit=26)
-    return _cli_one(
-        text, "--group", "user group", found[:25], lambda g: (g.name or "", ""), len(found) > 25
-    )
-
-
-def _cli_org_unit(m: Messenger, text: str, flag: str) -> str:
-    if _UID_RE.fullmatch(text):
-        return text
-    found = m.find_organisation_units(text, limit=26)
-    return _cli_one(
-        text,
-        flag,
-        "organisation unit",
-        found[:25],
-        lambda u: (u.name or "", f"level {u.level}"),
-        len(found) > 25,
-    )
-
-
-def _cli_one(
-    text: str,
-    flag: str,
-    kind: str,
-    found: Sequence[Any],
-    describe: Callable[[Any], Tuple[str, str]],
-    more: bool,
-) -> str:
-    """The one candidate named exactly *text* (any case), or the only candidate; else a
-    usage error that lists them with their uids."""
-    wanted = text.strip().casefold()
-    exact = [c for c in found if describe(c)[0].casefold() == wanted]
-    if len(exact) == 1:
-        return str(exact[0].id)
-    if not exact and len(found) == 1:
-        return str(found[0].id)
-    if not found:
-        raise _UsageError(f"{flag} {text!r}: no {kind} matches; nothing was sent")
-    shown = exact or found
-    lines = [
-        f"  {c.id}  {_cell(describe(c)[0])}"
-        + (f" ({_cell(describe(c)[1])})" if describe(c)[1] else "")
-        for c in shown
-    ]
-    if more and not exact:
-        lines.append("  ... and more: give a longer name")
-    raise _UsageError(
-        f"{flag} {text!r} matches {len(shown)}{'+' if more and not exact else ''} {kind}s; "
-        "give one of these uids (nothing was sent):\n" + "\n".join(lines)
-    )
-
-
+@_command(
+    "find",
+    "find users, user groups and organisation units by name",
+    _arg("query", help="part of a name (users: also of a username or email)"),
+    _arg(
+        "--feedback-recipients",
+        action="store_true",
+        help="only the feedback recipients (who a ticket may be assigned to)",
+    ),
+    _arg("--limit", type=_count_arg, default=25, help="groups and units to show (default 25)"),
+)
 def _cli_find(m: Messenger, args: Any) -> Any:
+    groups: List[UserGroupRef] = []
+    units: List[OrgUnitRef] = []
     if args.feedback_recipients:
         users = m.lookup_feedback_recipients(args.query)
-        groups: List[UserGroupRef] = []
-        units: List[OrgUnitRef] = []
     else:
-        _check_positive(args.limit, "limit")
-        _token_words(args.query)  # refuse a query with no word before the first request
-        users = m.lookup_users(args.query)
+        # Groups first: they refuse a query with no word to search for before any request.
         groups = m.find_user_groups(args.query, limit=args.limit)
         units = m.find_organisation_units(args.query, limit=args.limit)
+        users = m.lookup_users(args.query)
     if args.json:
         return {
             "users": _jsonable(users),
@@ -3170,7 +3618,7 @@ def _cli_find(m: Messenger, args: Any) -> Any:
         if rows or title == "users":
             lines.append(f"{title}:" if rows else f"{title}: none")
             lines.extend(
-                f"  {uid}  {_cell(name)}" + (f"  {_cell(extra)}" if extra else "")
+                f"  {uid}  {_text(name)}" + (f"  {_text(extra)}" if extra else "")
                 for uid, name, extra in rows
             )
     if len(users) == 25:
@@ -3178,17 +3626,110 @@ def _cli_find(m: Messenger, args: Any) -> Any:
     return "\n".join(lines)
 
 
+@_command(
+    "tree",
+    "list an organisation unit and every unit below it",
+    _arg("org_unit", metavar="ORG_UNIT", help="uid or name"),
+)
 def _cli_tree(m: Messenger, args: Any) -> Any:
     units = m.organisation_unit_subtree(_cli_org_unit(m, args.org_unit, "ORG_UNIT"))
     if args.json:
         return _jsonable(units)
     top = units[0].level or 1
-    return "\n".join(f"{'  ' * ((u.level or top) - top)}{_cell(u.name)}  {u.id}" for u in units)
+    return "\n".join(f"{'  ' * ((u.level or top) - top)}{_text(u.name)}  {u.id}" for u in units)
+
+
+# -- What the commands share ------------------------------------------------------
+
+
+def _cli_recipients(m: Messenger, args: Any) -> Tuple[List[str], List[str], List[str]]:
+    """Every --user, --group, --org-unit and --org-unit-tree as uids, before anything is sent."""
+    users = [_cli_user(m, text, "--user") for text in args.user]
+    groups = [_cli_name(m.resolve_user_group, text, "--group").id for text in args.group]
+    units = [_cli_org_unit(m, text, "--org-unit") for text in args.org_unit]
+    for text in args.org_unit_tree:
+        uid = _cli_org_unit(m, text, "--org-unit-tree")
+        units.extend(unit.id for unit in m.organisation_unit_subtree(uid))
+    return users, groups, units
+
+
+def _cli_user(m: Messenger, text: str, flag: str) -> str:
+    return _cli_name(m.resolve_user, text, flag).id
+
+
+def _cli_org_unit(m: Messenger, text: str, flag: str) -> str:
+    return _cli_name(m.resolve_organisation_unit, text, flag).id
+
+
+def _cli_name(resolve: Callable[[str], _Record], text: str, flag: str) -> _Record:
+    """The one record *text* names; none or several is a usage error listing the candidates."""
+    try:
+        return resolve(text)
+    except NameMatchError as exc:
+        if not exc.candidates:
+            raise _UsageError(f"{flag} {text!r}: no {exc.kind} matches; nothing was sent") from None
+        lines = [f"  {c.id}  {_text(c.name)}{_cli_extra(c)}" for c in exc.candidates]
+        if exc.more:
+            lines.append("  ... and more: give a longer name")
+        count = f"{len(exc.candidates)}{'+' if exc.more else ''}"
+        raise _UsageError(
+            f"{flag} {text!r} matches {count} {exc.kind}s; give one of these uids "
+            "(nothing was sent):\n" + "\n".join(lines)
+        ) from None
+
+
+def _cli_extra(record: Any) -> str:
+    """What tells a candidate apart from one of the same name: a username, a level."""
+    if isinstance(record, UserRef) and record.username:
+        return f" ({_text(record.username)})"
+    if isinstance(record, OrgUnitRef) and record.level is not None:
+        return f" (level {record.level})"
+    return ""
+
+
+def _cli_upload_all(m: Messenger, paths: Sequence[str]) -> List[str]:
+    """Upload every --attach file; all are read first, so a bad one uploads nothing."""
+    contents = [_cli_file(path) for path in paths]
+    return [m.upload_attachment(data, filename=name) for data, name in contents]
+
+
+def _cli_file(path: str) -> Tuple[bytes, str]:
+    """A file's bytes and name; a missing or empty file is a usage error that names it."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise _UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not data:
+        raise _UsageError(f"{path}: the file is empty; DHIS2 refuses empty attachments")
+    return data, os.path.basename(path)
+
+
+def _cli_text(value: str) -> str:
+    """A TEXT argument; ``-`` reads standard input, without its one final newline
+    (what ``echo`` and the Enter before Ctrl-D add)."""
+    if value != "-":
+        return value
+    if _isatty(sys.stdin):
+        print("Type the text, then Ctrl-D on a line of its own:", file=sys.stderr, flush=True)
+    text = sys.stdin.read()
+    if text.endswith("\r\n"):
+        return text[:-2]
+    return text[:-1] if text.endswith("\n") else text
+
+
+def _cli_words(text: str, name: str) -> str:
+    """A subject or text, refused before anything is uploaded when it is empty."""
+    if not text.strip():
+        raise _UsageError(f"{name} is empty")
+    return text
+
+
+# -- Running a command ----------------------------------------------------------------
 
 
 def _cli_parser() -> Any:
-    import argparse
-
+    argparse = _argparse()
     parser = argparse.ArgumentParser(
         prog="dhis2-messages",
         description="Send, read and triage DHIS2 messages.",
@@ -3196,238 +3737,109 @@ def _cli_parser() -> Any:
         "DHIS2_USERNAME and DHIS2_PASSWORD environment variables are used; REQUESTS_CA_BUNDLE "
         "names a CA bundle, like --ca-bundle. A TEXT of - is read from standard input.",
     )
-    parser.add_argument("--url", help="the DHIS2 server, e.g. https://dhis2.example.org")
-    parser.add_argument("--token", help="a personal access token (d2p_...)")
-    parser.add_argument(
+    for flags, options in _GLOBAL_OPTIONS:
+        parser.add_argument(*flags, **options)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for command in _COMMANDS:
+        p = sub.add_parser(command.name, help=command.help, description=command.help)
+        p.set_defaults(run=command.run, creates=command.creates, usage=p.format_usage)
+        # --json is accepted after the subcommand too; SUPPRESS keeps a global --json.
+        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+        for flags, options in command.arguments:
+            p.add_argument(*flags, **options)
+    return parser
+
+
+_GLOBAL_OPTIONS = (
+    _arg("--url", help="the DHIS2 server, e.g. https://dhis2.example.org"),
+    _arg("--token", help="a personal access token (d2p_...)"),
+    _arg(
         "--username", help="log in as this user; the password comes from DHIS2_PASSWORD or a prompt"
-    )
-    parser.add_argument(
-        "--timeout", type=float, metavar="S", help="seconds to wait for each answer (default 30)"
-    )
-    parser.add_argument(
+    ),
+    _arg(
+        "--timeout",
+        type=_seconds_arg,
+        metavar="S",
+        help="seconds to wait for each answer (default 30)",
+    ),
+    _arg(
         "--retries",
-        type=int,
+        type=_retries_arg,
         metavar="N",
         help="retry a failed read up to N times (default 3; 0: never)",
-    )
-    parser.add_argument(
+    ),
+    _arg(
         "--deadline",
-        type=float,
+        type=_seconds_arg,
         metavar="S",
-        help="the most one request may take, retries included (default 300)",
-    )
-    parser.add_argument(
+        help="the most one command may take, retries and waits included (default 300)",
+    ),
+    _arg(
         "--ca-bundle",
         metavar="FILE",
         help="trust the certificate authorities in FILE (a PEM bundle), for a private CA",
-    )
-    parser.add_argument(
+    ),
+    _arg(
         "--insecure", action="store_true", help="do not check DHIS2's TLS certificate (a lab only)"
-    )
-    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    parser.add_argument(
+    ),
+    _arg("--json", action="store_true", help="print machine-readable JSON"),
+    _arg(
         "--color",
         choices=("auto", "always", "never"),
         default="auto",
         help="colour the output: auto (default: on a terminal, unless NO_COLOR is set), "
         "always, never",
-    )
-    parser.add_argument(
-        "-q", "--quiet", action="store_true", help="no progress line and no retry notes"
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-
-    def command(
-        name: str, run: Callable[[Messenger, Any], Any], text: str, *, creates: bool = False
-    ) -> Any:
-        # creates: the command sends or uploads something, so a lost answer may hide work done.
-        p = sub.add_parser(name, help=text, description=text)
-        p.set_defaults(run=run, creates=creates, usage=p.format_usage)
-        # --json is accepted after the subcommand too; SUPPRESS keeps a global --json.
-        p.add_argument(
-            "--json",
-            action="store_true",
-            default=argparse.SUPPRESS,
-            help="print machine-readable JSON",
-        )
-        return p
-
-    def recipients(p: Any) -> None:
-        p.add_argument(
-            "--user",
-            action="append",
-            default=[],
-            help="a user: uid, username or name (repeatable)",
-        )
-        p.add_argument(
-            "--group", action="append", default=[], help="a user group: uid or name (repeatable)"
-        )
-        p.add_argument(
-            "--org-unit",
-            action="append",
-            default=[],
-            help="an organisation unit (its own users only): uid or name (repeatable)",
-        )
-        p.add_argument(
-            "--org-unit-tree",
-            action="append",
-            default=[],
-            metavar="ORG_UNIT",
-            help="an organisation unit and every unit below it: uid or name (repeatable)",
-        )
-
-    p = command("list", _cli_list, "list conversations, newest first")
-    p.add_argument("--unread", action="store_true", help="only unread ones")
-    p.add_argument(
-        "--filter", action="append", default=[], help="a DHIS2 filter, e.g. status:eq:OPEN"
-    )
-    p.add_argument("--query", help="search subjects, texts and senders")
-    p.add_argument("--order", default="lastMessage:desc", help="default lastMessage:desc")
-    p.add_argument("--page", type=int, default=1)
-    p.add_argument("--page-size", type=int, default=50)
-    p.add_argument(
-        "--all", action="store_true", help="walk every page, printing each as it arrives"
-    )
-
-    p = command("show", _cli_show, "show a conversation's thread, oldest message first")
-    p.add_argument("uid")
-    p.add_argument("--mark-read", action="store_true")
-
-    p = command("send", _cli_send, "start a conversation; prints its uid", creates=True)
-    p.add_argument("subject")
-    p.add_argument("text")
-    recipients(p)
-    p.add_argument(
-        "--attach", action="append", default=[], metavar="FILE", help="upload and attach a file"
-    )
-
-    p = command("reply", _cli_reply, "reply to a conversation", creates=True)
-    p.add_argument("uid")
-    p.add_argument("text")
-    p.add_argument("--internal", action="store_true", help="an internal note (feedback team only)")
-    p.add_argument("--attach", action="append", default=[], metavar="FILE")
-
-    p = command("feedback", _cli_feedback, "open a feedback ticket; prints its uid", creates=True)
-    p.add_argument("subject")
-    p.add_argument("text")
-
-    p = command(
-        "add-recipients",
-        _cli_add_recipients,
-        "add users, groups or organisation units to a conversation",
-        creates=True,
-    )
-    p.add_argument("uid")
-    recipients(p)
-
-    for name, method, text in (
-        ("mark-read", Messenger.mark_read, "mark conversations read"),
-        ("mark-unread", Messenger.mark_unread, "mark conversations unread"),
-        ("follow-up", Messenger.follow_up, "flag conversations for follow-up"),
-        ("unfollow-up", Messenger.unfollow_up, "clear the follow-up flag"),
-        (
-            "delete",
-            Messenger.delete_conversations,
-            "remove conversations from an inbox (others keep them)",
-        ),
-    ):
-        p = command(name, _cli_bulk(method), text)
-        p.add_argument("uids", nargs="+", metavar="UID")
-        p.add_argument(
-            "--user", help="act for this user (uid, username or name) instead of yourself"
-        )
-
-    p = command("status", _cli_status, f"set a ticket's status: {', '.join(STATUSES)}")
-    p.add_argument("uid")
-    p.add_argument("value")
-
-    p = command("priority", _cli_priority, f"set a priority: {', '.join(PRIORITIES)}")
-    p.add_argument("uid")
-    p.add_argument("value")
-
-    p = command("assign", _cli_assign, "assign a conversation to a user")
-    p.add_argument("uid")
-    p.add_argument("user", help="uid, username or name (for a ticket: a feedback recipient)")
-
-    p = command("unassign", _cli_unassign, "remove a conversation's assignee")
-    p.add_argument("uid")
-
-    p = command(
-        "upload",
-        _cli_upload,
-        "upload a file for a later send or reply; prints its uid",
-        creates=True,
-    )
-    p.add_argument("file")
-
-    p = command("download", _cli_download, "download an attachment (show lists the command)")
-    p.add_argument("conversation")
-    p.add_argument("message")
-    p.add_argument("attachment")
-    p.add_argument("-o", "--output", metavar="FILE", help="write the attachment to FILE")
-
-    command("unread", _cli_unread, "print how many conversations are unread")
-
-    p = command("find", _cli_find, "find users, user groups and organisation units by name")
-    p.add_argument("query", help="part of a name (users: also of a username or email)")
-    p.add_argument(
-        "--feedback-recipients",
-        action="store_true",
-        help="only the feedback recipients (who a ticket may be assigned to)",
-    )
-    p.add_argument("--limit", type=int, default=25, help="groups and units to show (default 25)")
-
-    p = command("tree", _cli_tree, "list an organisation unit and every unit below it")
-    p.add_argument("org_unit", metavar="ORG_UNIT", help="uid or name")
-    return parser
+    ),
+    _arg("-q", "--quiet", action="store_true", help="no progress line and no retry notes"),
+)
 
 
 def _cli_messenger(args: Any) -> Messenger:
     """The Messenger the flags and the environment describe; the password may come from a prompt.
 
-    Which source wins is decided once, by _env_options, for Messenger.from_env
-    too; the command line adds the prompt and says what is missing in its own words.
+    The flags win over the environment, and a token over a username, as in
+    Messenger.from_env; the command line adds the prompt and says what is missing
+    in its own words.
     """
-    options = _env_options(_cli_settings(args), username=args.username)
-    if not options.get("base_url"):
-        raise _UsageError(
-            "no DHIS2 server: give --url or set DHIS2_URL (e.g. https://dhis2.example.org)"
-        )
-    auth = options.get("auth")
-    if auth is None and "token" not in options:
-        raise _UsageError(
-            "no DHIS2 credentials: give --token or --username, or set DHIS2_TOKEN (or DHIS2_PAT), "
-            "or DHIS2_USERNAME and DHIS2_PASSWORD"
-        )
-    if isinstance(auth, tuple) and auth[1] is None:
-        options["auth"] = (auth[0], _cli_password(auth[0]))
-    try:
-        return Messenger(**options)
-    except (ValueError, TypeError) as exc:
-        raise _UsageError(_cli_words(str(exc))) from None
-
-
-def _cli_settings(args: Any) -> Dict[str, Any]:
-    """Messenger's keyword arguments the flags give (the environment fills in the rest)."""
     if args.token and args.username:
         raise _UsageError("give --token or --username, not both")
     if args.ca_bundle and args.insecure:
         raise _UsageError("give --ca-bundle or --insecure, not both")
     if args.ca_bundle and not os.path.isfile(args.ca_bundle):
         raise _UsageError(f"--ca-bundle {args.ca_bundle}: no such file")
-    flags = {
-        "base_url": args.url,
-        "token": args.token,
-        "timeout": None if args.timeout is None else (DEFAULT_TIMEOUT[0], args.timeout),
-        "retries": args.retries,
-        "deadline": args.deadline,
-        "verify": False if args.insecure else args.ca_bundle,
-    }
+    env = os.environ
+    url = args.url or env.get("DHIS2_URL")
+    if not url:
+        raise _UsageError(
+            "no DHIS2 server: give --url or set DHIS2_URL (e.g. https://dhis2.example.org)"
+        )
+    token = args.token or (
+        None if args.username else env.get("DHIS2_TOKEN") or env.get("DHIS2_PAT")
+    )
+    username = args.username or (None if token else env.get("DHIS2_USERNAME"))
+    if not token and not username:
+        raise _UsageError(
+            "no DHIS2 credentials: give --token or --username, or set DHIS2_TOKEN (or DHIS2_PAT), "
+            "or DHIS2_USERNAME and DHIS2_PASSWORD"
+        )
+    options: Dict[str, Any] = {"token": token} if token else {}
+    if username:
+        options["auth"] = (username, env.get("DHIS2_PASSWORD") or _cli_password(username))
+    if args.timeout is not None:
+        options["timeout"] = (DEFAULT_TIMEOUT[0], args.timeout)
+    if args.retries is not None:
+        options["retries"] = args.retries
+    if args.deadline is not None:
+        options["deadline"] = args.deadline
+    if args.insecure or args.ca_bundle:
+        options["verify"] = False if args.insecure else args.ca_bundle
     if args.insecure and not args.quiet:
         print("dhis2-messages: --insecure: DHIS2's certificate is not checked", file=sys.stderr)
-    return {name: value for name, value in flags.items() if value is not None and value != ""}
+    if not re.match(r"https?://[^/?#]", url.strip()):
+        raise _UsageError("--url must be an http(s) address such as https://dhis2.example.org")
+    return Messenger(url, **options)
 
 
 def _cli_password(username: str) -> str:
@@ -3444,89 +3856,21 @@ def _cli_password(username: str) -> str:
         raise _UsageError("no password given") from None
 
 
-def _cli_text(value: str) -> str:
-    """A TEXT argument; ``-`` reads standard input, without its one final newline
-    (what ``echo`` and the Enter before Ctrl-D add)."""
-    if value != "-":
-        return value
-    if _isatty(sys.stdin):
-        print("Type the text, then Ctrl-D on a line of its own:", file=sys.stderr, flush=True)
-    text = sys.stdin.read()
-    if text.endswith("\r\n"):
-        return text[:-2]
-    return text[:-1] if text.endswith("\n") else text
-
-
-def _cli_file(path: str) -> Tuple[bytes, str]:
-    """A file's bytes and name; a missing or empty file is a usage error that names it."""
-    try:
-        return _read_file(path)
-    except OSError as exc:
-        raise _UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise _UsageError(f"{path}: {exc}") from None
-
-
-def _jsonable(value: Any) -> Any:
-    if attrs.has(type(value)):
-        return {k: _jsonable(v) for k, v in attrs.asdict(value, recurse=False).items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, _dt.datetime):
-        return value.isoformat()
-    return value
-
-
-# The library's argument names, as the command line spells them.
-_CLI_WORDS = [
-    (re.compile(r"Read timed out\. \(read timeout=([0-9.]+)\)"), r"no answer within \1 s"),
-    (re.compile(r"\bpage_size\b"), "--page-size"),
-    (re.compile(r"\bbase_url\b"), "--url"),
-    (re.compile(r"\buser_groups\b"), "--group"),
-    (re.compile(r"\borganisation_units\b"), "--org-unit"),
-    (re.compile(r"\btimeout=|\btimeout\b"), "--timeout"),
-    (re.compile(r"\bretries\b"), "--retries"),
-    (re.compile(r"\bdeadline=|\bdeadline\b"), "--deadline"),
-    (re.compile(r"verify='[^']*'|\bverify=\S*"), "--ca-bundle FILE"),
-]
-
-
-def _cli_words(text: str) -> str:
-    for pattern, word in _CLI_WORDS:
-        text = pattern.sub(word, text)
-    return text
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    """The innermost exception under a requests error (urllib3 nests them three deep)."""
-    for _ in range(10):
-        reason = getattr(exc, "reason", None)
-        inner = reason if isinstance(reason, BaseException) else exc.__cause__
-        if inner is None and exc.args and isinstance(exc.args[0], BaseException):
-            inner = exc.args[0]
-        if inner is None:
-            inner = exc.__context__
-        if inner is None or inner is exc:
-            break
-        exc = inner
-    return exc
-
-
-def _short_reason(exc: BaseException) -> str:
-    """What went wrong, in a few words: no URL, no field selector, no object addresses."""
-    root = _root_cause(exc)
-    text = getattr(root, "verify_message", None) or getattr(root, "strerror", None)
-    if not text:
-        text = str(root)
-        text = re.sub(r"\s*\(_ssl\.c:\d+\)", "", text)
-        text = re.sub(r"^<[^>]*>:\s*", "", text)
-    return str(text)
+# -- Failures, in the command line's words ------------------------------------------
 
 
 def _cli_error(exc: Dhis2Error, args: Any, m: Optional[Messenger]) -> str:
     """A DHIS2 or network failure in a few lines, with the advice that fits the command."""
-    text = _cli_failure(exc, args, m)
-    if _NO_TIME_TO_RETRY in str(exc):
+    host = urlsplit(m.base_url).netloc if m else "DHIS2"
+    if isinstance(exc, TransportError):
+        text = _cli_transport_error(exc, host, args.creates)
+    elif isinstance(exc, ApiError):
+        text = _cli_api_error(exc, args.command)
+    elif isinstance(exc, ResponseError):
+        text = _cli_response_error(exc)
+    else:
+        text = str(exc)
+    if exc.no_time_to_retry:
         deadline = m.deadline if m else 0.0
         text += (
             f"\nNo retry was made: the next would have passed the deadline of {deadline:g} s "
@@ -3535,63 +3879,68 @@ def _cli_error(exc: Dhis2Error, args: Any, m: Optional[Messenger]) -> str:
     return text
 
 
-def _cli_failure(exc: Dhis2Error, args: Any, m: Optional[Messenger]) -> str:
-    host = urlsplit(m.base_url).netloc if m else "DHIS2"
+def _cli_transport_error(exc: TransportError, host: str, creates: bool) -> str:
     maybe_done = (
-        f"\nThe {args.command} may still have reached DHIS2: check (dhis2-messages list) "
-        "before running it again."
-        if args.creates
+        "\nIt may still have reached DHIS2: check (dhis2-messages list) before running it again."
+        if creates and exc.sent
         else ""
     )
-    if isinstance(exc, TransportError):
-        cause = exc.__cause__
-        if str(exc).startswith("The deadline of"):  # the library's words for it
-            deadline = m.deadline if m else 0.0
-            return (
-                f"{host} did not finish within the deadline of {deadline:g} s: DHIS2 answered too "
-                f"slowly or not at all; try again later or give --deadline {deadline * 2:g}."
-                + maybe_done
-            )
-        connect, read = m.timeout if m else DEFAULT_TIMEOUT
-        if isinstance(cause, requests.exceptions.SSLError):
-            return (
-                f"TLS failed for {host}: {_short_reason(cause)}.\n"
-                "For a private certificate authority give --ca-bundle FILE (or set "
-                "REQUESTS_CA_BUNDLE)."
-            )
-        if isinstance(cause, requests.ConnectTimeout):
-            return (
-                f"could not connect to {host} within {connect:g} s: "
-                "check --url, the network, VPN or proxy."
-            )
-        if isinstance(cause, requests.ReadTimeout):
-            return (
-                f"{host} did not answer within {read:g} s: DHIS2 may be busy; try again later "
-                f"or give --timeout {read * 2:g}." + maybe_done
-            )
-        if isinstance(cause, requests.ConnectionError) and _never_sent(cause):
-            return (
-                f"could not connect to {host}: {_short_reason(cause)}. "
-                "Check --url and that DHIS2 is running."
-            )
-        if isinstance(cause, requests.RequestException):
-            return f"the connection to {host} broke: {_short_reason(cause)}." + maybe_done
-        return _cli_words(str(exc)) + maybe_done
-    if isinstance(exc, ApiError) and exc.status_code >= 500:
-        return f"DHIS2 failed (HTTP {exc.status_code}): {exc.message}; try again later"
+    s = exc.seconds or 0.0
+    if exc.kind == "deadline":
+        return (
+            f"{host} did not finish within the deadline of {s:g} s: DHIS2 answered too "
+            f"slowly or not at all; try again later or give --deadline {s * 2:g}." + maybe_done
+        )
+    if exc.kind == "tls":
+        return (
+            f"TLS failed for {host}: {exc.reason}.\n"
+            "For a private certificate authority give --ca-bundle FILE (or set REQUESTS_CA_BUNDLE)."
+        )
+    if exc.kind == "connect_timeout":
+        return (
+            f"could not connect to {host} within {s:g} s: check --url, the network, VPN or proxy."
+        )
+    if exc.kind == "read_timeout":
+        return (
+            f"{host} did not answer within {s:g} s: DHIS2 may be busy; try again later "
+            f"or give --timeout {s * 2:g}." + maybe_done
+        )
+    if exc.kind == "connect":
+        return f"could not connect to {host}: {exc.reason}. Check --url and that DHIS2 is running."
+    return f"the connection to {host} broke: {exc.reason}." + maybe_done
+
+
+def _cli_api_error(exc: ApiError, command: str) -> str:
+    status, message = exc.status_code, exc.message
+    if 300 <= status < 400:
+        return (
+            f"DHIS2 answered with a redirect (HTTP {status}) to {_text(str(exc.body))[:200]}: "
+            "give the final address as --url."
+        )
+    if status >= 500:
+        return f"DHIS2 failed (HTTP {status}): {message}; try again later"
     if isinstance(exc, NotFoundError):
-        return f"not found: {exc.message}"
+        return f"not found: {message}"
     if isinstance(exc, AuthenticationError):
         return (
-            f"DHIS2 refused the credentials (HTTP {exc.status_code}): {exc.message}\n"
+            f"DHIS2 refused the credentials (HTTP {status}): {message}\n"
             "Check --token, or --username and its password (DHIS2_TOKEN, DHIS2_PASSWORD)."
         )
     if isinstance(exc, PermissionDenied):
-        return f"permission denied (HTTP {exc.status_code}): {exc.message}"
-    if isinstance(exc, ApiError):
-        code = f" {exc.error_code}" if exc.error_code else ""
-        return f"DHIS2 refused the {args.command} (HTTP {exc.status_code}{code}): {exc.message}"
-    return f"DHIS2's answer was unusable: {_cli_words(str(exc))}"
+        return f"permission denied (HTTP {status}): {message}"
+    code = f" {exc.error_code}" if exc.error_code else ""
+    text = f"DHIS2 refused the {command} (HTTP {status}{code}): {message}"
+    return f"{text}\n{exc.hint[0].upper()}{exc.hint[1:]}." if exc.hint else text
+
+
+def _cli_response_error(exc: ResponseError) -> str:
+    advice = {
+        "not_json": " Check that --url points at DHIS2 itself, not at a proxy or login page.",
+        "too_large": " Ask for less (a smaller --page-size).",
+        "no_location": " It was probably created: check (dhis2-messages list) before running "
+        "it again.",
+    }
+    return f"DHIS2's answer was unusable: {exc.text}" + advice.get(exc.kind, "")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -3622,7 +3971,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 130
     except (ValueError, TypeError, OSError) as exc:
         # Bad input caught before any request (a malformed uid, a missing file, ...).
-        print(f"dhis2-messages: error: {_cli_words(str(exc))}", file=sys.stderr)
+        print(f"dhis2-messages: error: {exc}", file=sys.stderr)
         return 2
     except Dhis2Error as exc:
         print(f"dhis2-messages: {_cli_error(exc, args, messenger)}", file=sys.stderr)
