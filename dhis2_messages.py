@@ -344,13 +344,21 @@ _STATUS_ERRORS: Dict[int, Type[ApiError]] = {
 
 
 # -- Records -----------------------------------------------------------------
-# Each record has a ``from_json`` named constructor, and one table of _Key
-# rows, the only place that knows DHIS2's key names and their JSON types: the
-# fast type test and the error naming the bad key both come from that table.
-# Unknown keys are ignored, missing ones become None (or an empty tuple), a
-# value of the wrong type is a ResponseError.  A new record is an attrs class,
-# its _X_KEYS table, ``_parse_x = _parser(X, "an x", _X_KEYS)`` after the
-# class, and its rows in the key table of tests/test_records.py.
+# Each record is an attrs class whose ``from_json`` named constructor calls the
+# plain function written after it, ``_parse_x(data, key, users)``: one ``get``
+# per DHIS2 key, one chained test of the plain values' JSON types, then the
+# record (timestamps and nested records are checked by their own parsers as
+# the record is built).  Unknown keys are ignored, missing ones become None
+# (or an empty tuple), a value of the wrong type is a ResponseError.  Only
+# when the type test fails does ``_key_error`` read the record's _X_KEYS
+# table, the same keys written as data, to name the first bad one.  A new
+# record is an attrs class, its _X_KEYS table, its _parse_x function in the
+# shape of the others, and its rows in the key table of tests/test_records.py.
+#
+# Each parser is written out rather than a loop over its table: the loop took
+# 1.3 times as long for a page of 1,000 conversations and 1.9 times for a
+# 1,000-message thread, and the benchmark allows decoding and parsing together
+# three times the time of ``json.loads`` alone.
 #
 # Records are frozen but not slotted: attrs then fills ``__dict__`` directly,
 # which makes a page of 1,000 conversations parse about 15% faster, for
@@ -358,6 +366,8 @@ _STATUS_ERRORS: Dict[int, Type[ApiError]] = {
 
 _JsonObject = Mapping[str, Any]
 _T = TypeVar("_T")
+#: One response's UserRefs, by their values (see ``_parse_user``).
+_Users = Dict[Tuple[Any, ...], "UserRef"]
 
 _TIMESTAMP_RE = re.compile(
     r"(\d{4})-(\d\d)-(\d\d)(?:[T ](\d\d):(\d\d)(?::(\d\d)(?:[.,](\d{1,9}))?)?)?"
@@ -397,7 +407,7 @@ def _get_int(data: _JsonObject, key: str) -> Optional[int]:
 _fromisoformat = _dt.datetime.fromisoformat
 
 
-def _parse_timestamp(value: Any, key: str, _users: Any = None) -> Optional[_dt.datetime]:
+def _parse_timestamp(value: Any, key: str) -> Optional[_dt.datetime]:
     if type(value) is str and len(value) == 23:
         # DHIS2's own shape, 2024-05-02T10:11:12.345: the C parser is ten times
         # faster than the general path below, which handles everything else.
@@ -433,129 +443,45 @@ def _parse_timestamp(value: Any, key: str, _users: Any = None) -> Optional[_dt.d
         raise _bad(key, value, "a valid date") from None
 
 
-_Users = Dict[Tuple[Any, ...], "UserRef"]
-#: Turns a key's value, when not None, into the attribute: (value, key, users).
-_Convert = Callable[[Any, str, _Users], Any]
+def _parse_list(
+    value: Any, key: str, parse: Callable[[Any, str, _Users], _T], users: _Users
+) -> Tuple[_T, ...]:
+    """The records of a JSON list, each parsed by *parse*; () when it is missing or empty."""
+    if type(value) is list:
+        return tuple(map(parse, value, repeat(key), repeat(users))) if value else ()
+    if value is None:
+        return ()
+    raise _bad(key, value, "a list")
 
 
 class _Key(NamedTuple):
-    """One DHIS2 key of a record: the attribute it fills and the JSON it may hold."""
+    """One DHIS2 key of a record, as ``_key_error`` reads it."""
 
-    attr: str
     key: str
-    #: the JSON types of a plain value; null (or absent) is allowed too unless required
-    types: Tuple[type, ...] = ()
-    expected: str = ""
-    #: parses and checks a value that is not null, instead of ``types``
-    convert: Optional[_Convert] = None
+    #: str, bool or int: the JSON type of a plain value (null is allowed too,
+    #: unless required); None for a timestamp, record or list, which its own
+    #: parser checks
+    json_type: Optional[type] = None
     required: bool = False
     #: read when ``key`` is absent or null: DHIS2 renders some names under two keys
     fallback: Optional[str] = None
-    #: the attribute when the key is absent or null
-    absent: Any = None
 
 
-def _string(attr: str, key: str, **options: Any) -> _Key:
-    return _Key(attr, key, (str,), "a string", **options)
+_EXPECTED: Dict[type, str] = {str: "a string", bool: "true or false", int: "an integer"}
 
 
-def _boolean(attr: str, key: str) -> _Key:
-    return _Key(attr, key, (bool,), "true or false")
-
-
-def _integer(attr: str, key: str) -> _Key:
-    return _Key(attr, key, (int,), "an integer")  # type(True) is bool, not int
-
-
-def _timestamp(attr: str, key: str) -> _Key:
-    return _Key(attr, key, convert=_parse_timestamp)
-
-
-def _record(attr: str, key: str, parse: _Convert, **options: Any) -> _Key:
-    return _Key(attr, key, convert=parse, **options)
-
-
-def _records(attr: str, key: str, parse: _Convert, **options: Any) -> _Key:
-    def parse_list(value: Any, key: str, users: _Users) -> Tuple[Any, ...]:
-        if type(value) is not list:
-            raise _bad(key, value, "a list")
-        return tuple(map(parse, value, repeat(key), repeat(users))) if value else ()
-
-    return _Key(attr, key, convert=parse_list, absent=(), **options)
-
-
-def _parser(
-    build: Callable[..., _T], what: str, keys: Sequence[_Key], *, shared: bool = False
-) -> Callable[[Any, str, _Users], _T]:
-    """The function that turns a JSON object into ``build(**attributes)`` by *keys*.
-
-    *keys* is the one statement of a record's keys.  The function is compiled
-    from it, as attrs compiles ``__init__``, into the code one would write by
-    hand: one ``get`` per key and one chained type test of the plain values
-    (converted values check themselves), so a page of 1,000 conversations
-    parses as fast as hand-written code; a loop over *keys* took 1.3 times as
-    long for a page and 1.9 times for a thread.  When the test fails, the
-    keys are walked again to name the first bad one.
-
-    *shared* records are shared through the parse's ``users`` dict, keyed by
-    their values: a 1,000-message thread between three people then holds
-    three UserRefs, not 1,000.  That dict lives for one response, and records
-    are frozen, so the sharing shows only to ``is``.
-    """
-
-    def allowed(k: _Key) -> Tuple[type, ...]:
-        return k.types if k.required else (*k.types, type(None))
-
-    def error(data: _JsonObject) -> ResponseError:
-        for k in [*keys, *(k._replace(key=k.fallback) for k in keys if k.fallback)]:
-            value = data.get(k.key)
-            if value is None and k.required:
-                return ResponseError(f"DHIS2 sent {what} without {k.key!r}")
-            if not k.convert and type(value) not in allowed(k):
-                return _bad(k.key, value, k.expected)
-        raise AssertionError(f"the type test of {what} and its keys disagree")
-
-    names: Dict[str, Any] = {"build": build, "error": error, "_bad": _bad}
-    lines = [
-        "def parse(data, key, users):",
-        "    if type(data) is not dict:",
-        "        raise _bad(key, data, 'a JSON object')",
-        "    get = data.get",
-    ]
-    tests, attributes = [], []
-    for i, k in enumerate(keys):
-        v = f"v{i}"
-        lines.append(f"    {v} = get({k.key!r})")
-        if k.fallback:
-            lines.append(f"    if {v} is None: {v} = get({k.fallback!r})")
-        if k.convert:
-            names[f"c{i}"], names[f"a{i}"] = k.convert, k.absent
-            attributes.append(f"{k.attr}=a{i} if {v} is None else c{i}({v}, {k.key!r}, users)")
+def _key_error(data: _JsonObject, what: str, keys: Sequence[_Key]) -> ResponseError:
+    """The error naming the first bad key of *data*, once its record's type test failed."""
+    for k in keys:
+        key, value = k.key, data.get(k.key)
+        if value is None and k.fallback:
+            key, value = k.fallback, data.get(k.fallback)
+        if value is None:
             if k.required:
-                tests.append(f"{v} is not None")
-        else:
-            names[f"t{i}"] = allowed(k)
-            attributes.append(f"{k.attr}={v}")
-            tests.append(f"type({v}) in t{i}")
-    if shared:
-        lines += [
-            f"    seen = ({', '.join(f'v{i}' for i in range(len(keys)))},)",
-            "    try:",
-            "        record = users.get(seen)",  # a hit holds values that passed the test
-            "    except TypeError:",  # unhashable: a list or object where a string belongs
-            "        record = None",
-            "    if record is not None:",
-            "        return record",
-        ]
-    if tests:
-        lines += [f"    if not ({' and '.join(tests)}):", "        raise error(data)"]
-    record = f"build({', '.join(attributes)})"
-    lines.append(
-        f"    return users.setdefault(seen, {record})" if shared else f"    return {record}"
-    )
-    exec("\n".join(lines), names)  # noqa: S102 (the text above, from constants only)
-    parse: Callable[[Any, str, _Users], _T] = names["parse"]
-    return parse
+                return ResponseError(f"DHIS2 sent {what} without {k.key!r}")
+        elif k.json_type is not None and type(value) is not k.json_type:
+            return _bad(key, value, _EXPECTED[k.json_type])  # type(True) is bool, not int
+    raise AssertionError(f"the type test of {what} and its table of keys disagree")
 
 
 @attrs.frozen(kw_only=True, slots=False)
@@ -573,11 +499,42 @@ class UserRef:
 
 
 _USER_KEYS = (
-    _string("id", "id", required=True),
-    _string("name", "displayName", fallback="name"),
-    _string("username", "username"),
+    _Key("id", str, required=True),
+    _Key("displayName", str, fallback="name"),
+    _Key("username", str),
 )
-_parse_user = _parser(UserRef, "a user", _USER_KEYS, shared=True)
+
+
+def _parse_user(data: Any, key: str, users: _Users) -> UserRef:
+    """A user, shared through *users*: one UserRef for each set of values.
+
+    A 1,000-message thread between three people then holds three UserRefs,
+    not 1,000.  *users* lives for one response, and records are frozen, so
+    the sharing shows only to ``is``.
+    """
+    if type(data) is not dict:
+        raise _bad(key, data, "a JSON object")
+    get = data.get
+    uid = get("id")
+    name = get("displayName")
+    if name is None:
+        name = get("name")
+    username = get("username")
+    seen = (uid, name, username)
+    try:
+        shared = users.get(seen)  # a hit holds values that passed the test below
+    except TypeError:  # unhashable: a list or object where a string belongs
+        shared = None
+    if shared is not None:
+        return shared
+    if not (
+        type(uid) is str
+        and (name is None or type(name) is str)
+        and (username is None or type(username) is str)
+    ):
+        raise _key_error(data, "a user", _USER_KEYS)
+    user = users[seen] = UserRef(id=uid, name=name, username=username)
+    return user
 
 
 @attrs.frozen(kw_only=True, slots=False)
@@ -595,12 +552,29 @@ class Attachment:
 
 
 _ATTACHMENT_KEYS = (
-    _string("id", "id", required=True),
-    _string("name", "name"),
-    _string("content_type", "contentType"),
-    _integer("content_length", "contentLength"),
+    _Key("id", str, required=True),
+    _Key("name", str),
+    _Key("contentType", str),
+    _Key("contentLength", int),
 )
-_parse_attachment = _parser(Attachment, "an attachment", _ATTACHMENT_KEYS)
+
+
+def _parse_attachment(data: Any, key: str, users: _Users) -> Attachment:
+    if type(data) is not dict:
+        raise _bad(key, data, "a JSON object")
+    get = data.get
+    uid = get("id")
+    name = get("name")
+    content_type = get("contentType")
+    content_length = get("contentLength")
+    if not (
+        type(uid) is str
+        and (name is None or type(name) is str)
+        and (content_type is None or type(content_type) is str)
+        and (content_length is None or type(content_length) is int)
+    ):
+        raise _key_error(data, "an attachment", _ATTACHMENT_KEYS)
+    return Attachment(id=uid, name=name, content_type=content_type, content_length=content_length)
 
 
 @attrs.frozen(kw_only=True, slots=False)
@@ -627,14 +601,37 @@ class Message:
 
 
 _MESSAGE_KEYS = (
-    _string("id", "id", required=True),
-    _string("text", "text"),
-    _record("sender", "sender", _parse_user),
-    _timestamp("created", "created"),
-    _boolean("internal", "internal"),
-    _records("attachments", "attachments", _parse_attachment),
+    _Key("id", str, required=True),
+    _Key("text", str),
+    _Key("sender"),
+    _Key("created"),
+    _Key("internal", bool),
+    _Key("attachments"),
 )
-_parse_message = _parser(Message, "a message", _MESSAGE_KEYS)
+
+
+def _parse_message(data: Any, key: str, users: _Users) -> Message:
+    if type(data) is not dict:
+        raise _bad(key, data, "a JSON object")
+    get = data.get
+    uid = get("id")
+    text = get("text")
+    sender = get("sender")
+    internal = get("internal")
+    if not (
+        type(uid) is str
+        and (text is None or type(text) is str)
+        and (internal is None or type(internal) is bool)
+    ):
+        raise _key_error(data, "a message", _MESSAGE_KEYS)
+    return Message(
+        id=uid,
+        text=text,
+        sender=None if sender is None else _parse_user(sender, "sender", users),
+        created=_parse_timestamp(get("created"), "created"),
+        internal=internal,
+        attachments=_parse_list(get("attachments"), "attachments", _parse_attachment, users),
+    )
 
 
 @attrs.frozen(kw_only=True, slots=False)
@@ -658,11 +655,26 @@ class Participant:
 
 
 _PARTICIPANT_KEYS = (
-    _record("user", "user", _parse_user, required=True),
-    _boolean("read", "read"),
-    _boolean("follow_up", "followUp"),
+    _Key("user", required=True),
+    _Key("read", bool),
+    _Key("followUp", bool),
 )
-_parse_participant = _parser(Participant, "a userMessage", _PARTICIPANT_KEYS)
+
+
+def _parse_participant(data: Any, key: str, users: _Users) -> Participant:
+    if type(data) is not dict:
+        raise _bad(key, data, "a JSON object")
+    get = data.get
+    user = get("user")
+    read = get("read")
+    follow_up = get("followUp")
+    if not (
+        user is not None
+        and (read is None or type(read) is bool)
+        and (follow_up is None or type(follow_up) is bool)
+    ):
+        raise _key_error(data, "a userMessage", _PARTICIPANT_KEYS)
+    return Participant(user=_parse_user(user, "user", users), read=read, follow_up=follow_up)
 
 
 @attrs.frozen(kw_only=True, slots=False)
@@ -738,24 +750,69 @@ class Conversation:
 
 
 _CONVERSATION_KEYS = (
-    _string("id", "id", required=True),
+    _Key("id", str, required=True),
     # DHIS2's default list fields (id,displayName) carry the subject as displayName.
-    _string("subject", "subject", fallback="displayName"),
-    _string("message_type", "messageType"),
-    _string("status", "status"),
-    _string("priority", "priority"),
-    _boolean("read", "read"),
-    _boolean("follow_up", "followUp"),
-    _integer("message_count", "messageCount"),
-    _timestamp("last_message", "lastMessage"),
-    _timestamp("last_updated", "lastUpdated"),
-    _timestamp("created", "created"),
-    _record("last_sender", "lastSender", _parse_user),
-    _record("assignee", "assignee", _parse_user),
-    _records("messages", "messages", _parse_message),  # only in a thread
-    _records("participants", "userMessages", _parse_participant),
+    _Key("subject", str, fallback="displayName"),
+    _Key("messageType", str),
+    _Key("status", str),
+    _Key("priority", str),
+    _Key("read", bool),
+    _Key("followUp", bool),
+    _Key("messageCount", int),
+    _Key("lastMessage"),
+    _Key("lastUpdated"),
+    _Key("created"),
+    _Key("lastSender"),
+    _Key("assignee"),
+    _Key("messages"),  # only in a thread
+    _Key("userMessages"),
 )
-_parse_conversation = _parser(Conversation, "a conversation", _CONVERSATION_KEYS)
+
+
+def _parse_conversation(data: Any, key: str, users: _Users) -> Conversation:
+    if type(data) is not dict:
+        raise _bad(key, data, "a JSON object")
+    get = data.get
+    uid = get("id")
+    subject = get("subject")
+    if subject is None:
+        subject = get("displayName")
+    message_type = get("messageType")
+    status = get("status")
+    priority = get("priority")
+    read = get("read")
+    follow_up = get("followUp")
+    message_count = get("messageCount")
+    last_sender = get("lastSender")
+    assignee = get("assignee")
+    if not (
+        type(uid) is str
+        and (subject is None or type(subject) is str)
+        and (message_type is None or type(message_type) is str)
+        and (status is None or type(status) is str)
+        and (priority is None or type(priority) is str)
+        and (read is None or type(read) is bool)
+        and (follow_up is None or type(follow_up) is bool)
+        and (message_count is None or type(message_count) is int)
+    ):
+        raise _key_error(data, "a conversation", _CONVERSATION_KEYS)
+    return Conversation(
+        id=uid,
+        subject=subject,
+        message_type=message_type,
+        status=status,
+        priority=priority,
+        read=read,
+        follow_up=follow_up,
+        message_count=message_count,
+        last_message=_parse_timestamp(get("lastMessage"), "lastMessage"),
+        last_updated=_parse_timestamp(get("lastUpdated"), "lastUpdated"),
+        created=_parse_timestamp(get("created"), "created"),
+        last_sender=None if last_sender is None else _parse_user(last_sender, "lastSender", users),
+        assignee=None if assignee is None else _parse_user(assignee, "assignee", users),
+        messages=_parse_list(get("messages"), "messages", _parse_message, users),
+        participants=_parse_list(get("userMessages"), "userMessages", _parse_participant, users),
+    )
 
 
 @attrs.frozen(kw_only=True, slots=False)
@@ -770,18 +827,7 @@ class Page:
 
     @classmethod
     def from_json(cls, data: Any) -> Page:
-        body = _parse_page_body(data, "page", {})
-        conversations, pager = body["conversations"], body["pager"]
-        n = len(conversations)
-        if pager is None:  # paging=false: everything on one page
-            return cls(conversations=conversations, total=n, page_size=max(n, 1))
-        return cls(
-            conversations=conversations,
-            page=1 if pager["page"] is None else pager["page"],
-            page_count=1 if pager["page_count"] is None else pager["page_count"],
-            total=n if pager["total"] is None else pager["total"],
-            page_size=n if pager["page_size"] is None else pager["page_size"],
-        )
+        return _parse_page(data, "page", {})
 
     def __iter__(self) -> Iterator[Conversation]:
         return iter(self.conversations)
@@ -804,17 +850,50 @@ class Page:
         return _page_html(self)
 
 
-_PAGER_KEYS = (
-    _integer("page", "page"),
-    _integer("page_count", "pageCount"),
-    _integer("total", "total"),
-    _integer("page_size", "pageSize"),
-)
 _PAGE_KEYS = (
-    _records("conversations", "messageConversations", _parse_conversation, required=True),
-    _record("pager", "pager", _parser(dict, "a pager", _PAGER_KEYS)),
+    _Key("messageConversations", required=True),
+    _Key("pager"),
 )
-_parse_page_body: Callable[[Any, str, _Users], Dict[str, Any]] = _parser(dict, "a list", _PAGE_KEYS)
+_PAGER_KEYS = (
+    _Key("page", int),
+    _Key("pageCount", int),
+    _Key("total", int),
+    _Key("pageSize", int),
+)
+
+
+def _parse_page(data: Any, key: str, users: _Users) -> Page:
+    if type(data) is not dict:
+        raise _bad(key, data, "a JSON object")
+    found = data.get("messageConversations")
+    if found is None:
+        raise _key_error(data, "a list", _PAGE_KEYS)
+    conversations = _parse_list(found, "messageConversations", _parse_conversation, users)
+    n = len(conversations)
+    pager = data.get("pager")
+    if pager is None:  # paging=false: everything on one page
+        return Page(conversations=conversations, total=n, page_size=max(n, 1))
+    if type(pager) is not dict:
+        raise _bad("pager", pager, "a JSON object")
+    get = pager.get
+    page = get("page")
+    page_count = get("pageCount")
+    total = get("total")
+    page_size = get("pageSize")
+    if not (
+        (page is None or type(page) is int)
+        and (page_count is None or type(page_count) is int)
+        and (total is None or type(total) is int)
+        and (page_size is None or type(page_size) is int)
+    ):
+        raise _key_error(pager, "a pager", _PAGER_KEYS)
+    return Page(
+        conversations=conversations,
+        page=1 if page is None else page,
+        page_count=1 if page_count is None else page_count,
+        total=n if total is None else total,
+        page_size=n if page_size is None else page_size,
+    )
 
 
 @attrs.frozen(kw_only=True, slots=False)
@@ -831,10 +910,22 @@ class UserGroupRef:
 
 
 _USER_GROUP_KEYS = (
-    _string("id", "id", required=True),
-    _string("name", "displayName", fallback="name"),
+    _Key("id", str, required=True),
+    _Key("displayName", str, fallback="name"),
 )
-_parse_user_group = _parser(UserGroupRef, "a user group", _USER_GROUP_KEYS)
+
+
+def _parse_user_group(data: Any, key: str, users: _Users) -> UserGroupRef:
+    if type(data) is not dict:
+        raise _bad(key, data, "a JSON object")
+    get = data.get
+    uid = get("id")
+    name = get("displayName")
+    if name is None:
+        name = get("name")
+    if not (type(uid) is str and (name is None or type(name) is str)):
+        raise _key_error(data, "a user group", _USER_GROUP_KEYS)
+    return UserGroupRef(id=uid, name=name)
 
 
 @attrs.frozen(kw_only=True, slots=False)
@@ -855,23 +946,63 @@ class OrgUnitRef:
 
 
 _ORG_UNIT_KEYS = (
-    _string("id", "id", required=True),
-    _string("name", "displayName", fallback="name"),
-    _integer("level", "level"),
-    _string("path", "path"),
+    _Key("id", str, required=True),
+    _Key("displayName", str, fallback="name"),
+    _Key("level", int),
+    _Key("path", str),
 )
-_parse_org_unit = _parser(OrgUnitRef, "an organisation unit", _ORG_UNIT_KEYS)
-# The lookups' answers: userLookup's {"users": [...]}, the metadata lists' {"<plural>": [...]}.
-_Found = Callable[[Any, str, _Users], Dict[str, Any]]
-_parse_user_lookup: _Found = _parser(
-    dict, "a user lookup", (_records("found", "users", _parse_user, required=True),)
-)
-_parse_user_groups: _Found = _parser(
-    dict, "a list", (_records("found", "userGroups", _parse_user_group, required=True),)
-)
-_parse_org_units: _Found = _parser(
-    dict, "a list", (_records("found", "organisationUnits", _parse_org_unit, required=True),)
-)
+
+
+def _parse_org_unit(data: Any, key: str, users: _Users) -> OrgUnitRef:
+    if type(data) is not dict:
+        raise _bad(key, data, "a JSON object")
+    get = data.get
+    uid = get("id")
+    name = get("displayName")
+    if name is None:
+        name = get("name")
+    level = get("level")
+    path = get("path")
+    if not (
+        type(uid) is str
+        and (name is None or type(name) is str)
+        and (level is None or type(level) is int)
+        and (path is None or type(path) is str)
+    ):
+        raise _key_error(data, "an organisation unit", _ORG_UNIT_KEYS)
+    return OrgUnitRef(id=uid, name=name, level=level, path=path)
+
+
+# The lookups' answers: userLookup's {"users": [...]}, the metadata lists'
+# {"<plural>": [...]}; each is returned as {"found": (record, ...)}.
+
+
+def _parse_found(
+    data: Any,
+    key: str,
+    what: str,
+    plural: str,
+    parse: Callable[[Any, str, _Users], _T],
+    users: _Users,
+) -> Dict[str, Tuple[_T, ...]]:
+    if type(data) is not dict:
+        raise _bad(key, data, "a JSON object")
+    found = data.get(plural)
+    if found is None:
+        raise ResponseError(f"DHIS2 sent {what} without {plural!r}")
+    return {"found": _parse_list(found, plural, parse, users)}
+
+
+def _parse_user_lookup(data: Any, key: str, users: _Users) -> Dict[str, Tuple[UserRef, ...]]:
+    return _parse_found(data, key, "a user lookup", "users", _parse_user, users)
+
+
+def _parse_user_groups(data: Any, key: str, users: _Users) -> Dict[str, Tuple[UserGroupRef, ...]]:
+    return _parse_found(data, key, "a list", "userGroups", _parse_user_group, users)
+
+
+def _parse_org_units(data: Any, key: str, users: _Users) -> Dict[str, Tuple[OrgUnitRef, ...]]:
+    return _parse_found(data, key, "a list", "organisationUnits", _parse_org_unit, users)
 
 
 # -- Client ------------------------------------------------------------------

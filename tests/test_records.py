@@ -484,3 +484,39 @@ def test_the_table_above_covers_every_record_and_key():
     }
     tested = {k for _, keys in RECORD_KEYS.values() for k in keys} | set(PAGER_KEYS)
     assert in_module == tested
+
+
+def test_each_parser_reads_the_keys_of_its_table():
+    """A ``_parse_x`` function reads exactly the keys of the _X_KEYS table it names.
+
+    The table names the bad key when the function's type test fails, so a key
+    read but left out of it (or listed but no longer read) fails here.
+    """
+    import ast
+    from pathlib import Path
+
+    import dhis2_messages
+
+    tree = ast.parse(Path(dhis2_messages.__file__).read_text(encoding="utf-8"))
+    checked = set()
+    for function in tree.body:
+        if not isinstance(function, ast.FunctionDef):
+            continue
+        nodes = list(ast.walk(function))
+        tables = {n.id for n in nodes if isinstance(n, ast.Name) and n.id.endswith("_KEYS")}
+        if not tables:
+            continue
+        read = {
+            n.args[0].value
+            for n in nodes
+            if isinstance(n, ast.Call)
+            and getattr(n.func, "attr", getattr(n.func, "id", None)) == "get"
+            and n.args
+            and isinstance(n.args[0], ast.Constant)
+        }
+        rows = [k for name in tables for k in getattr(dhis2_messages, name)]
+        listed = {k.key for k in rows} | {k.fallback for k in rows if k.fallback}
+        assert read == listed, function.name
+        checked |= tables
+    tables = {n for n in vars(dhis2_messages) if n.endswith("_KEYS") and n != "_KEYS"}
+    assert checked == tables
