@@ -376,10 +376,7 @@ _TIMESTAMP_RE = re.compile(
 
 
 def _bad(key: str, value: Any, expected: str) -> ResponseError:
-    shown = repr(value)
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    return ResponseError(f"DHIS2 sent {key}={shown}, expected {expected}")
+    return ResponseError(f"DHIS2 sent {key}={_shown(value, 60)}, expected {expected}")
 
 
 def _check_object(data: Any, what: str) -> _JsonObject:
@@ -1003,6 +1000,194 @@ def _parse_user_groups(data: Any, key: str, users: _Users) -> Dict[str, Tuple[Us
 
 def _parse_org_units(data: Any, key: str, users: _Users) -> Dict[str, Tuple[OrgUnitRef, ...]]:
     return _parse_found(data, key, "a list", "organisationUnits", _parse_org_unit, users)
+
+
+# -- Views -------------------------------------------------------------------
+# A record as people read it: HTML in Jupyter (``_repr_html_``), plain text from
+# ``str()``.  Everything that came from DHIS2 is user input: the HTML view
+# escapes it, the text view turns control characters into spaces.
+
+#: The columns of a list of conversations.  FLAGS holds ``*`` for unread and
+#: ``!`` for follow-up.
+_LIST_HEADERS = ("UID", "Flags", "Type", "Status", "Priority", "Last message", "From", "Subject")
+
+
+def _when(value: Optional[_dt.datetime]) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else ""
+
+
+def _name(user: UserRef) -> str:
+    """A user as people know them: the display name, else the uid."""
+    return user.name or user.id
+
+
+def _sender(user: Optional[UserRef]) -> str:
+    """Who sent a message; DHIS2 sends no sender for its own (validation, system) messages."""
+    return "System" if user is None else _name(user)
+
+
+def _list_row(conv: Conversation) -> Tuple[str, ...]:
+    """The cells of one conversation under ``_LIST_HEADERS``, not yet escaped."""
+    return (
+        conv.id,
+        ("*" if conv.read is False else "") + ("!" if conv.follow_up else ""),
+        conv.message_type or "",
+        conv.status or "",
+        conv.priority or "",
+        _when(conv.last_message),
+        _sender(conv.last_sender),
+        conv.subject or "",
+    )
+
+
+def _facts(conv: Conversation) -> List[Tuple[str, str]]:
+    """The labelled facts of a conversation, above its thread."""
+    return [
+        ("Type", conv.message_type or "?"),
+        ("Status", conv.status or "?"),
+        ("Priority", conv.priority or "?"),
+        ("Assignee", "nobody" if conv.assignee is None else _name(conv.assignee)),
+    ]
+
+
+def _read_by(conv: Conversation) -> str:
+    readers = sum(1 for p in conv.participants if p.read)
+    return f"read by {readers} of {len(conv.participants)}"
+
+
+def _participant_state(p: Participant) -> str:
+    return ("read" if p.read else "unread") + (", follow-up" if p.follow_up else "")
+
+
+def _size(attachment: Attachment) -> str:
+    n = attachment.content_length
+    return "size unknown" if n is None else f"{n:,} bytes"
+
+
+def _page_summary(page: Page) -> str:
+    if not page.conversations:
+        if page.total:
+            return (
+                f"no conversations on page {page.page} (of {page.page_count}; {page.total} in all)"
+            )
+        return "no conversations"
+    return f"page {page.page} of {page.page_count}, {page.total} in all"
+
+
+# Jupyter's stylesheet right-aligns table cells; text reads better from the left.
+_TD = '<td style="text-align:left">'
+_TH = '<th style="text-align:left">'
+
+
+def _html_escape(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _page_html(page: Page) -> str:
+    esc = _html_escape
+    rows = []
+    for conv in page.conversations:
+        cells = [esc(cell) for cell in _list_row(conv)]
+        cells[0] = f"<code>{cells[0]}</code>"
+        if conv.read is False:
+            cells[-1] = f"<b>{cells[-1]}</b>"
+        rows.append("<tr>" + "".join(f"{_TD}{cell}</td>" for cell in cells) + "</tr>")
+    head = "".join(f"{_TH}{name}</th>" for name in _LIST_HEADERS)
+    caption = _page_summary(page)
+    if page.conversations:
+        caption += "; * unread (in bold), ! follow-up"
+    return (
+        f'<table><caption style="text-align:left">{esc(caption)}</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _message_html(message: Message) -> str:
+    esc = _html_escape
+    note = " <i>(internal)</i>" if message.internal else ""
+    files = "".join(
+        f"<li>{esc(a.name or a.id)} ({esc(_size(a))}) <code>{esc(a.id)}</code></li>"
+        for a in message.attachments
+    )
+    return (
+        f"<div><b>{esc(_sender(message.sender))}</b> <small>{esc(_when(message.created))}</small>"
+        f'{note}<pre style="white-space: pre-wrap">{esc(message.text or "")}</pre>'
+        + (f"<ul>{files}</ul>" if files else "")
+        + "</div>"
+    )
+
+
+def _participant_html(p: Participant) -> str:
+    esc = _html_escape
+    username = f" ({esc(p.user.username)})" if p.user.username else ""
+    return f"<span><b>{esc(_name(p.user))}</b>{username}: {esc(_participant_state(p))}</span>"
+
+
+def _conversation_html(conv: Conversation) -> str:
+    esc = _html_escape
+    facts = " · ".join(f"{label}: {esc(value)}" for label, value in _facts(conv))
+    parts = [f"<h4>{esc(conv.subject or conv.id)}</h4><p><small>{facts}</small></p>"]
+    if conv.participants:
+        people = "".join(f"<li>{_participant_html(p)}</li>" for p in conv.participants)
+        parts.append(f"<p><small>Participants, {esc(_read_by(conv))}:</small></p><ul>{people}</ul>")
+    parts += [_message_html(message) for message in conv.messages]
+    return "".join(parts)
+
+
+def _cell(value: Optional[str]) -> str:
+    """One line of text from DHIS2 (user input): line breaks and terminal escapes become spaces."""
+    return _CONTROL_RE.sub(" ", value or "")
+
+
+def _page_text(page: Page) -> str:
+    """The page as a table: the columns as wide as their widest cell, the subject last."""
+    if not page.conversations:
+        return _page_summary(page)
+    rows = [tuple(h.upper() for h in _LIST_HEADERS)]
+    rows += [tuple(map(_cell, _list_row(conv))) for conv in page.conversations]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_LIST_HEADERS) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1] for row in rows]
+    return "\n".join(lines + [_page_summary(page)])
+
+
+def _message_lines(message: Message, conv: Optional[str]) -> List[str]:
+    """A message under its header line; with the conversation's uid, each attachment's
+    ``download`` command, ready to copy."""
+    note = " (internal)" if message.internal else ""
+    lines = [f"[{_when(message.created)}] {_cell(_sender(message.sender))}{note}  ({message.id})"]
+    lines += ["    " + _cell(line) for line in (message.text or "").splitlines() or [""]]
+    for a in message.attachments:
+        lines.append(f"    attachment {_cell(a.name or a.id)} ({_size(a)})")
+        if conv is not None:
+            lines.append(
+                f"      dhis2-messages download {conv} {message.id} {a.id} "
+                f"-o {shlex.quote(_file_name(a))}"
+            )
+    return lines
+
+
+def _file_name(attachment: Attachment) -> str:
+    """A safe local name for an attachment: its own name without any folder, else its uid."""
+    name = _cell(os.path.basename((attachment.name or "").replace("\\", "/"))).strip()
+    return name if name not in ("", ".", "..") and not name.startswith("-") else attachment.id
+
+
+def _participant_text(p: Participant) -> str:
+    username = f" ({_cell(p.user.username)})" if p.user.username else ""
+    return f"{_cell(_name(p.user))}{username}: {_participant_state(p)}"
+
+
+def _thread(conv: Conversation) -> str:
+    lines = [
+        _cell(conv.subject or conv.id),
+        " · ".join(f"{label}: {_cell(value)}" for label, value in _facts(conv)),
+    ]
+    if conv.participants:
+        lines.append(f"Participants, {_read_by(conv)}:")
+        lines += ["    " + _participant_text(p) for p in conv.participants]
+    for message in conv.messages:
+        lines += [""] + _message_lines(message, conv.id)
+    return "\n".join(lines)
 
 
 # -- Client ------------------------------------------------------------------
@@ -2288,7 +2473,7 @@ def _basic_auth(auth: Any) -> HTTPBasicAuth:
     return HTTPBasicAuth(*auth)
 
 
-# -- Helpers (private) -------------------------------------------------------
+# -- Checking arguments (private) ---------------------------------------------
 
 _UID_RE = re.compile(r"[A-Za-z][A-Za-z0-9]{10}")
 #: Control characters (C0, DEL and C1): never in a header value or on a terminal.
@@ -2345,20 +2530,6 @@ def _check_uids(
     return result
 
 
-def _recipients_body(users: Any, user_groups: Any, organisation_units: Any) -> Dict[str, Any]:
-    body = {}
-    for key, values, name, record in (
-        ("users", users, "users", UserRef),
-        ("userGroups", user_groups, "user_groups", UserGroupRef),
-        ("organisationUnits", organisation_units, "organisation_units", OrgUnitRef),
-    ):
-        uids = _check_uids(values, name, allow_empty=True, record=record)
-        if uids:
-            # DHIS2 refuses bare-string ids here (409): references are objects.
-            body[key] = [{"id": uid} for uid in uids]
-    return body
-
-
 _MAX_QUERY = 255
 
 
@@ -2382,40 +2553,6 @@ def _token_words(query: Any) -> str:
     if not words:
         raise ValueError(f"query {_shown(query)} has no letter or digit to search for")
     return " ".join(words)
-
-
-_Record = TypeVar("_Record", UserRef, UserGroupRef, OrgUnitRef)
-
-
-def _the_one(name: str, kind: str, found: Sequence[_Record], more: bool) -> _Record:
-    """The candidate named exactly *name* (any case), or the only candidate."""
-    wanted = name.strip().casefold()
-    exact = [c for c in found if (c.name or "").casefold() == wanted]
-    if len(exact) == 1:
-        return exact[0]
-    if not exact and len(found) == 1:
-        return found[0]
-    raise NameMatchError(name, kind, exact or found, more and not exact)
-
-
-def _candidate(record: Any) -> str:
-    """A candidate as a list of choices shows it: its name, and what tells it apart."""
-    extra = None
-    if isinstance(record, UserRef):
-        extra = record.username
-    elif isinstance(record, OrgUnitRef) and record.level is not None:
-        extra = f"level {record.level}"
-    name = _cell(record.name or "")
-    return f"{name} ({_cell(extra)})" if extra else name
-
-
-def _tree_key(unit: OrgUnitRef, root: str, units: Mapping[str, OrgUnitRef]) -> Tuple[Any, ...]:
-    """Depth-first order below *root*: the names on the way down from it."""
-    if unit.id == root:
-        return ()
-    segments = (unit.path or "").split("/")
-    below = segments[segments.index(root) + 1 :] if root in segments else [unit.id]
-    return tuple(((units[s].name or "").casefold() if s in units else "", s) for s in below)
 
 
 def _check_text(value: Any, name: str) -> str:
@@ -2469,6 +2606,186 @@ def _check_strings(value: Any, name: str) -> List[str]:
         if not item.strip():
             raise ValueError(f"{name} contains an empty expression")
     return result
+
+
+def _read_file(file: Any) -> Tuple[bytes, str]:
+    if isinstance(file, (str, os.PathLike)):
+        path = os.fspath(file)
+        with open(path, "rb") as handle:
+            data = handle.read()
+        name = os.path.basename(path)
+    elif isinstance(file, (bytes, bytearray, memoryview)):
+        data, name = bytes(file), "attachment"
+    elif hasattr(file, "read"):
+        data = file.read()
+        if isinstance(data, str):
+            raise TypeError("file is open in text mode: open it with 'rb'")
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError("file.read() must return bytes")
+        data = bytes(data)
+        file_name = getattr(file, "name", None)
+        name = os.path.basename(file_name) if isinstance(file_name, str) else "attachment"
+    else:
+        raise TypeError("file must be a path, bytes or a binary file object")
+    if not data:
+        raise ValueError("the file is empty; DHIS2 refuses empty attachments")
+    return data, name
+
+
+def _env_options(overrides: Dict[str, Any]) -> Dict[str, Any]:
+    """Messenger's keyword arguments for ``from_env``: *overrides* first, then
+    DHIS2_URL, DHIS2_TOKEN (or DHIS2_PAT), DHIS2_USERNAME + DHIS2_PASSWORD.
+
+    What is missing stays missing for the caller to report: no ``base_url``,
+    neither ``auth`` nor ``token``, or ``auth=(username, None)`` without a password.
+    """
+    env = os.environ
+    options = dict(overrides)
+    options["base_url"] = options.get("base_url") or env.get("DHIS2_URL")
+    if "auth" in options or "token" in options:
+        return options
+    token = env.get("DHIS2_TOKEN") or env.get("DHIS2_PAT")
+    if token:
+        options["token"] = token
+    elif env.get("DHIS2_USERNAME"):
+        options["auth"] = (env["DHIS2_USERNAME"], env.get("DHIS2_PASSWORD") or None)
+    return options
+
+
+def _check_base_url(base_url: Any) -> str:
+    if not isinstance(base_url, str):
+        raise TypeError(f"base_url must be a string, not {type(base_url).__name__}")
+    shown = _url_shown(base_url)
+    try:
+        parts = urlsplit(base_url.strip())
+    except ValueError:  # e.g. "http://[::1"
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"base_url must be an absolute http(s) URL such as https://dhis2.example.org, not {shown!r}"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "base_url must not contain credentials: pass auth=(username, password) or token="
+        )
+    try:
+        port = parts.port
+    except ValueError:  # "abc", 99999
+        port = 0
+    if port == 0:
+        raise ValueError(f"base_url has a port that is not a number from 1 to 65535: {shown!r}")
+    host = parts.hostname
+    if not (_HOST_RE.fullmatch(host) and not host.startswith(".")) and not _is_ip6(host):
+        raise ValueError(f"base_url has a host name that cannot be used: {shown!r}")
+    if parts.query or parts.fragment:
+        raise ValueError("base_url must not have a query or fragment")
+    path = parts.path.rstrip("/")
+    if path.endswith("/api"):
+        path = path[: -len("/api")]
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+# A DNS name or IPv4 address; non-ASCII letters for international names.
+_HOST_RE = re.compile(r"[^\x00-\x2c\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f\s]+")
+
+
+def _is_ip6(host: str) -> bool:
+    try:
+        ipaddress.IPv6Address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _url_shown(url: str) -> str:
+    """The URL as an error may show it: anything before an ``@`` could be a password."""
+    if "@" not in url:
+        return url
+    start = url.find("//")
+    start = 0 if start < 0 else start + 2
+    return url[:start] + "***" + url[url.rfind("@") :]
+
+
+def _check_seconds(value: Any, name: str, *, zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {_shown(value)}")
+    if not (math.isfinite(value) and (value >= 0 if zero else value > 0) and value <= _MAX_SECONDS):
+        least = "0" if zero else "more than 0"
+        raise ValueError(
+            f"{name} must be {least} and at most {_MAX_SECONDS:g} seconds, not {value!r}"
+        )
+    return float(value)
+
+
+_MAX_SECONDS = 86400.0  # a day: longer is a mistake, and past what sockets accept
+
+
+def _check_timeout(timeout: Any) -> Tuple[float, float]:
+    if timeout is None:
+        raise ValueError(
+            "timeout=None would let a call hang forever: give seconds or (connect, read)"
+        )
+    pair = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+    try:
+        if len(pair) != 2:
+            raise ValueError
+        return (_check_seconds(pair[0], "timeout"), _check_seconds(pair[1], "timeout"))
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"timeout must be positive seconds (at most {_MAX_SECONDS:g}) or a (connect, read) "
+            f"pair of them, not {_shown(timeout)}"
+        ) from None
+
+
+# -- Building requests (private) ----------------------------------------------
+
+
+def _recipients_body(users: Any, user_groups: Any, organisation_units: Any) -> Dict[str, Any]:
+    body = {}
+    for key, values, name, record in (
+        ("users", users, "users", UserRef),
+        ("userGroups", user_groups, "user_groups", UserGroupRef),
+        ("organisationUnits", organisation_units, "organisation_units", OrgUnitRef),
+    ):
+        uids = _check_uids(values, name, allow_empty=True, record=record)
+        if uids:
+            # DHIS2 refuses bare-string ids here (409): references are objects.
+            body[key] = [{"id": uid} for uid in uids]
+    return body
+
+
+_Record = TypeVar("_Record", UserRef, UserGroupRef, OrgUnitRef)
+
+
+def _the_one(name: str, kind: str, found: Sequence[_Record], more: bool) -> _Record:
+    """The candidate named exactly *name* (any case), or the only candidate."""
+    wanted = name.strip().casefold()
+    exact = [c for c in found if (c.name or "").casefold() == wanted]
+    if len(exact) == 1:
+        return exact[0]
+    if not exact and len(found) == 1:
+        return found[0]
+    raise NameMatchError(name, kind, exact or found, more and not exact)
+
+
+def _candidate(record: Any) -> str:
+    """A candidate as a list of choices shows it: its name, and what tells it apart."""
+    extra = None
+    if isinstance(record, UserRef):
+        extra = record.username
+    elif isinstance(record, OrgUnitRef) and record.level is not None:
+        extra = f"level {record.level}"
+    name = _cell(record.name or "")
+    return f"{name} ({_cell(extra)})" if extra else name
+
+
+def _tree_key(unit: OrgUnitRef, root: str, units: Mapping[str, OrgUnitRef]) -> Tuple[Any, ...]:
+    """Depth-first order below *root*: the names on the way down from it."""
+    if unit.id == root:
+        return ()
+    segments = (unit.path or "").split("/")
+    below = segments[segments.index(root) + 1 :] if root in segments else [unit.id]
+    return tuple(((units[s].name or "").casefold() if s in units else "", s) for s in below)
 
 
 def _list_params(
@@ -2548,30 +2865,6 @@ def _before(value: Any, bound: Any, op: str) -> bool:
         return bool(value > bound if op == "le" else value < bound)
     except TypeError:  # a naive and an aware datetime
         return False
-
-
-def _read_file(file: Any) -> Tuple[bytes, str]:
-    if isinstance(file, (str, os.PathLike)):
-        path = os.fspath(file)
-        with open(path, "rb") as handle:
-            data = handle.read()
-        name = os.path.basename(path)
-    elif isinstance(file, (bytes, bytearray, memoryview)):
-        data, name = bytes(file), "attachment"
-    elif hasattr(file, "read"):
-        data = file.read()
-        if isinstance(data, str):
-            raise TypeError("file is open in text mode: open it with 'rb'")
-        if not isinstance(data, (bytes, bytearray)):
-            raise TypeError("file.read() must return bytes")
-        data = bytes(data)
-        file_name = getattr(file, "name", None)
-        name = os.path.basename(file_name) if isinstance(file_name, str) else "attachment"
-    else:
-        raise TypeError("file must be a path, bytes or a binary file object")
-    if not data:
-        raise ValueError("the file is empty; DHIS2 refuses empty attachments")
-    return data, name
 
 
 # -- Reading answers (private) -------------------------------------------------
@@ -2788,303 +3081,6 @@ def _reason(exc: BaseException) -> str:
     return re.sub(r"\s*\(_ssl\.c:\d+\)", "", text) or type(exc).__name__
 
 
-def _env_options(overrides: Dict[str, Any], *, username: Optional[str] = None) -> Dict[str, Any]:
-    """Messenger's keyword arguments: *overrides* first, then DHIS2_URL, DHIS2_TOKEN
-    (or DHIS2_PAT), DHIS2_USERNAME + DHIS2_PASSWORD.
-
-    The one place that decides which source wins, for ``from_env`` and the command
-    line.  What is missing stays missing for the caller to report: no ``base_url``,
-    neither ``auth`` nor ``token``, or ``auth=(username, None)`` without a password.
-    A *username* given here wins over every credential in the environment.
-    """
-    env = os.environ
-    options = dict(overrides)
-    options["base_url"] = options.get("base_url") or env.get("DHIS2_URL")
-    if "auth" in options or "token" in options:
-        return options
-    token = env.get("DHIS2_TOKEN") or env.get("DHIS2_PAT")
-    if username is None and token:
-        options["token"] = token
-        return options
-    username = username or env.get("DHIS2_USERNAME")
-    if username:
-        options["auth"] = (username, env.get("DHIS2_PASSWORD") or None)
-    return options
-
-
-def _check_base_url(base_url: Any) -> str:
-    if not isinstance(base_url, str):
-        raise TypeError(f"base_url must be a string, not {type(base_url).__name__}")
-    shown = _url_shown(base_url)
-    try:
-        parts = urlsplit(base_url.strip())
-    except ValueError:  # e.g. "http://[::1"
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(
-            f"base_url must be an absolute http(s) URL such as https://dhis2.example.org, not {shown!r}"
-        )
-    if parts.username is not None or parts.password is not None:
-        raise ValueError(
-            "base_url must not contain credentials: pass auth=(username, password) or token="
-        )
-    try:
-        port = parts.port
-    except ValueError:  # "abc", 99999
-        port = 0
-    if port == 0:
-        raise ValueError(f"base_url has a port that is not a number from 1 to 65535: {shown!r}")
-    host = parts.hostname
-    if not (_HOST_RE.fullmatch(host) and not host.startswith(".")) and not _is_ip6(host):
-        raise ValueError(f"base_url has a host name that cannot be used: {shown!r}")
-    if parts.query or parts.fragment:
-        raise ValueError("base_url must not have a query or fragment")
-    path = parts.path.rstrip("/")
-    if path.endswith("/api"):
-        path = path[: -len("/api")]
-    return f"{parts.scheme}://{parts.netloc}{path}"
-
-
-# A DNS name or IPv4 address; non-ASCII letters for international names.
-_HOST_RE = re.compile(r"[^\x00-\x2c\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f\s]+")
-
-
-def _is_ip6(host: str) -> bool:
-    try:
-        ipaddress.IPv6Address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
-
-
-def _url_shown(url: str) -> str:
-    """The URL as an error may show it: anything before an ``@`` could be a password."""
-    if "@" not in url:
-        return url
-    start = url.find("//")
-    start = 0 if start < 0 else start + 2
-    return url[:start] + "***" + url[url.rfind("@") :]
-
-
-def _check_seconds(value: Any, name: str, *, zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds, not {_shown(value)}")
-    if not (math.isfinite(value) and (value >= 0 if zero else value > 0) and value <= _MAX_SECONDS):
-        least = "0" if zero else "more than 0"
-        raise ValueError(
-            f"{name} must be {least} and at most {_MAX_SECONDS:g} seconds, not {value!r}"
-        )
-    return float(value)
-
-
-_MAX_SECONDS = 86400.0  # a day: longer is a mistake, and past what sockets accept
-
-
-def _check_timeout(timeout: Any) -> Tuple[float, float]:
-    if timeout is None:
-        raise ValueError(
-            "timeout=None would let a call hang forever: give seconds or (connect, read)"
-        )
-    pair = timeout if isinstance(timeout, tuple) else (timeout, timeout)
-    try:
-        if len(pair) != 2:
-            raise ValueError
-        return (_check_seconds(pair[0], "timeout"), _check_seconds(pair[1], "timeout"))
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"timeout must be positive seconds (at most {_MAX_SECONDS:g}) or a (connect, read) "
-            f"pair of them, not {_shown(timeout)}"
-        ) from None
-
-
-# -- Views -------------------------------------------------------------------
-# A record as people read it: HTML in Jupyter (``_repr_html_``), plain text from
-# ``str()``.  Everything that came from DHIS2 is user input: the HTML view
-# escapes it, the text view turns control characters into spaces.
-
-#: The columns of a list of conversations.  FLAGS holds ``*`` for unread and
-#: ``!`` for follow-up.
-_LIST_HEADERS = ("UID", "Flags", "Type", "Status", "Priority", "Last message", "From", "Subject")
-
-
-def _when(value: Optional[_dt.datetime]) -> str:
-    return value.strftime("%Y-%m-%d %H:%M") if value else ""
-
-
-def _name(user: UserRef) -> str:
-    """A user as people know them: the display name, else the uid."""
-    return user.name or user.id
-
-
-def _sender(user: Optional[UserRef]) -> str:
-    """Who sent a message; DHIS2 sends no sender for its own (validation, system) messages."""
-    return "System" if user is None else _name(user)
-
-
-def _list_row(conv: Conversation) -> Tuple[str, ...]:
-    """The cells of one conversation under ``_LIST_HEADERS``, not yet escaped."""
-    return (
-        conv.id,
-        ("*" if conv.read is False else "") + ("!" if conv.follow_up else ""),
-        conv.message_type or "",
-        conv.status or "",
-        conv.priority or "",
-        _when(conv.last_message),
-        _sender(conv.last_sender),
-        conv.subject or "",
-    )
-
-
-def _facts(conv: Conversation) -> List[Tuple[str, str]]:
-    """The labelled facts of a conversation, above its thread."""
-    return [
-        ("Type", conv.message_type or "?"),
-        ("Status", conv.status or "?"),
-        ("Priority", conv.priority or "?"),
-        ("Assignee", "nobody" if conv.assignee is None else _name(conv.assignee)),
-    ]
-
-
-def _read_by(conv: Conversation) -> str:
-    readers = sum(1 for p in conv.participants if p.read)
-    return f"read by {readers} of {len(conv.participants)}"
-
-
-def _participant_state(p: Participant) -> str:
-    return ("read" if p.read else "unread") + (", follow-up" if p.follow_up else "")
-
-
-def _size(attachment: Attachment) -> str:
-    n = attachment.content_length
-    return "size unknown" if n is None else f"{n:,} bytes"
-
-
-def _page_summary(page: Page) -> str:
-    if not page.conversations:
-        if page.total:
-            return (
-                f"no conversations on page {page.page} (of {page.page_count}; {page.total} in all)"
-            )
-        return "no conversations"
-    return f"page {page.page} of {page.page_count}, {page.total} in all"
-
-
-# Jupyter's stylesheet right-aligns table cells; text reads better from the left.
-_TD = '<td style="text-align:left">'
-_TH = '<th style="text-align:left">'
-
-
-def _html_escape(text: str) -> str:
-    return html.escape(text, quote=True)
-
-
-def _page_html(page: Page) -> str:
-    esc = _html_escape
-    rows = []
-    for conv in page.conversations:
-        cells = [esc(cell) for cell in _list_row(conv)]
-        cells[0] = f"<code>{cells[0]}</code>"
-        if conv.read is False:
-            cells[-1] = f"<b>{cells[-1]}</b>"
-        rows.append("<tr>" + "".join(f"{_TD}{cell}</td>" for cell in cells) + "</tr>")
-    head = "".join(f"{_TH}{name}</th>" for name in _LIST_HEADERS)
-    caption = _page_summary(page)
-    if page.conversations:
-        caption += "; * unread (in bold), ! follow-up"
-    return (
-        f'<table><caption style="text-align:left">{esc(caption)}</caption>'
-        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-    )
-
-
-def _message_html(message: Message) -> str:
-    esc = _html_escape
-    note = " <i>(internal)</i>" if message.internal else ""
-    files = "".join(
-        f"<li>{esc(a.name or a.id)} ({esc(_size(a))}) <code>{esc(a.id)}</code></li>"
-        for a in message.attachments
-    )
-    return (
-        f"<div><b>{esc(_sender(message.sender))}</b> <small>{esc(_when(message.created))}</small>"
-        f'{note}<pre style="white-space: pre-wrap">{esc(message.text or "")}</pre>'
-        + (f"<ul>{files}</ul>" if files else "")
-        + "</div>"
-    )
-
-
-def _participant_html(p: Participant) -> str:
-    esc = _html_escape
-    username = f" ({esc(p.user.username)})" if p.user.username else ""
-    return f"<span><b>{esc(_name(p.user))}</b>{username}: {esc(_participant_state(p))}</span>"
-
-
-def _conversation_html(conv: Conversation) -> str:
-    esc = _html_escape
-    facts = " · ".join(f"{label}: {esc(value)}" for label, value in _facts(conv))
-    parts = [f"<h4>{esc(conv.subject or conv.id)}</h4><p><small>{facts}</small></p>"]
-    if conv.participants:
-        people = "".join(f"<li>{_participant_html(p)}</li>" for p in conv.participants)
-        parts.append(f"<p><small>Participants, {esc(_read_by(conv))}:</small></p><ul>{people}</ul>")
-    parts += [_message_html(message) for message in conv.messages]
-    return "".join(parts)
-
-
-def _cell(value: Optional[str]) -> str:
-    """One line of text from DHIS2 (user input): line breaks and terminal escapes become spaces."""
-    return _CONTROL_RE.sub(" ", value or "")
-
-
-def _page_text(page: Page) -> str:
-    """The page as a table: the columns as wide as their widest cell, the subject last."""
-    if not page.conversations:
-        return _page_summary(page)
-    rows = [tuple(h.upper() for h in _LIST_HEADERS)]
-    rows += [tuple(map(_cell, _list_row(conv))) for conv in page.conversations]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_LIST_HEADERS) - 1)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1] for row in rows]
-    return "\n".join(lines + [_page_summary(page)])
-
-
-def _message_lines(message: Message, conv: Optional[str]) -> List[str]:
-    """A message under its header line; with the conversation's uid, each attachment's
-    ``download`` command, ready to copy."""
-    note = " (internal)" if message.internal else ""
-    lines = [f"[{_when(message.created)}] {_cell(_sender(message.sender))}{note}  ({message.id})"]
-    lines += ["    " + _cell(line) for line in (message.text or "").splitlines() or [""]]
-    for a in message.attachments:
-        lines.append(f"    attachment {_cell(a.name or a.id)} ({_size(a)})")
-        if conv is not None:
-            lines.append(
-                f"      dhis2-messages download {conv} {message.id} {a.id} "
-                f"-o {shlex.quote(_file_name(a))}"
-            )
-    return lines
-
-
-def _file_name(attachment: Attachment) -> str:
-    """A safe local name for an attachment: its own name without any folder, else its uid."""
-    name = _cell(os.path.basename((attachment.name or "").replace("\\", "/"))).strip()
-    return name if name not in ("", ".", "..") and not name.startswith("-") else attachment.id
-
-
-def _participant_text(p: Participant) -> str:
-    username = f" ({_cell(p.user.username)})" if p.user.username else ""
-    return f"{_cell(_name(p.user))}{username}: {_participant_state(p)}"
-
-
-def _thread(conv: Conversation) -> str:
-    lines = [
-        _cell(conv.subject or conv.id),
-        " · ".join(f"{label}: {_cell(value)}" for label, value in _facts(conv)),
-    ]
-    if conv.participants:
-        lines.append(f"Participants, {_read_by(conv)}:")
-        lines += ["    " + _participant_text(p) for p in conv.participants]
-    for message in conv.messages:
-        lines += [""] + _message_lines(message, conv.id)
-    return "\n".join(lines)
-
-
 # =============================================================================
 # The command line
 # =============================================================================
@@ -3096,7 +3092,8 @@ def _thread(conv: Conversation) -> str:
 # for --json, or None when it wrote its output itself.
 # Exit status: 0 done, 1 DHIS2 or the network failed, 2 the command was wrong.
 
-import shutil  # the command line's own imports
+import datetime  # the command line's own imports
+import shutil
 import sys
 import unicodedata
 import warnings
@@ -3402,7 +3399,7 @@ def _jsonable(value: Any) -> Any:
         return {k: _jsonable(v) for k, v in attrs.asdict(value, recurse=False).items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
-    if isinstance(value, _dt.datetime):
+    if isinstance(value, datetime.datetime):
         return value.isoformat()
     return value
 
@@ -3785,14 +3782,14 @@ def _cli_recipients(m: Messenger, args: Any) -> Tuple[List[str], List[str], List
 
 
 def _cli_user(m: Messenger, text: str, flag: str) -> str:
-    return _cli_name(m.resolve_user, text, flag).id
+    return str(_cli_name(m.resolve_user, text, flag).id)
 
 
 def _cli_org_unit(m: Messenger, text: str, flag: str) -> str:
-    return _cli_name(m.resolve_organisation_unit, text, flag).id
+    return str(_cli_name(m.resolve_organisation_unit, text, flag).id)
 
 
-def _cli_name(resolve: Callable[[str], _Record], text: str, flag: str) -> _Record:
+def _cli_name(resolve: Callable[[str], Any], text: str, flag: str) -> Any:
     """The one record *text* names; none or several is a usage error listing the candidates."""
     try:
         return resolve(text)
@@ -3969,7 +3966,10 @@ def _cli_messenger(args: Any) -> Messenger:
     if args.insecure and not args.quiet:
         print("dhis2-messages: --insecure: DHIS2's certificate is not checked", file=sys.stderr)
     if not re.match(r"https?://[^/?#]", url.strip()):
-        raise _UsageError("--url must be an http(s) address such as https://dhis2.example.org")
+        raise _UsageError(
+            "the DHIS2 URL must be an http(s) address such as https://dhis2.example.org: "
+            "give --url or set DHIS2_URL"
+        )
     return Messenger(url, **options)
 
 
