@@ -207,8 +207,14 @@ class TransportError(Dhis2Error):
     ) -> None:
         # args mirror the positional signature, so errors pickle and copy.
         super().__init__(kind, method, url, reason, seconds, sent, path, hint)
-        self.kind, self.method, self.url, self.reason = kind, method, url, reason
-        self.seconds, self.sent, self.path, self.hint = seconds, sent, path, hint
+        self.kind = kind
+        self.method = method
+        self.url = url
+        self.reason = reason
+        self.seconds = seconds
+        self.sent = sent
+        self.path = path
+        self.hint = hint
 
     def __str__(self) -> str:
         where = f"{self.method} {self.url}"
@@ -247,7 +253,10 @@ class ResponseError(Dhis2Error):
         hint: str = "",
     ) -> None:
         super().__init__(text, kind, method, path, status_code, hint)
-        self.text, self.kind, self.method, self.path = text, kind, method, path
+        self.text = text
+        self.kind = kind
+        self.method = method
+        self.path = path
         #: The HTTP status of the answer, when the error is about one.
         self.status_code = status_code
         self.hint = hint
@@ -316,10 +325,14 @@ class NameMatchError(Dhis2Error):
     from by uid); ``more`` is True when DHIS2 had more than those.
     """
 
-    def __init__(self, name: str, kind: str, candidates: Sequence[Any] = (), more: bool = False):
+    def __init__(
+        self, name: str, kind: str, candidates: Sequence[Any] = (), more: bool = False
+    ) -> None:
         super().__init__(name, kind, tuple(candidates), more)
-        #: The name as given, and what it should have named: "user", "user group" ...
-        self.name, self.kind = name, kind
+        #: The name as given
+        self.name = name
+        #: What it should have named: "user", "user group" or "organisation unit"
+        self.kind = kind
         self.candidates: Tuple[Any, ...] = tuple(candidates)
         self.more = more
 
@@ -2196,7 +2209,9 @@ class Messenger:
 
     def _explain(self, error: ApiError, request: _Request) -> None:
         """Add what only this client knows to DHIS2's refusal of *request*."""
-        refused = _refused_order(error, request.params or ())
+        refused = (
+            _refused_order(error.body, request.params or ()) if error.status_code == 400 else None
+        )
         if refused:
             # DHIS2 2.43 refuses an unknown order property; 2.42 and older drop it silently.
             name, order = refused
@@ -2996,13 +3011,14 @@ def _redirect_error(answer: _Answer) -> ApiError:
     return error
 
 
-def _refused_order(error: ApiError, params: Iterable[Tuple[str, str]]) -> Optional[Tuple[str, str]]:
+def _refused_order(body: Any, params: Iterable[Tuple[str, str]]) -> Optional[Tuple[str, str]]:
     """``(property, order)`` when DHIS2 2.43+ refused an ``order`` of the request:
-    its 400 ``No such property: x`` names a property one of the orders sorts by."""
+    its 400 body says ``No such property: x`` of a property one of the orders sorts by."""
+    text = body.get("message") if isinstance(body, dict) else None
     prefix = "No such property: "
-    if error.status_code != 400 or not error.message.startswith(prefix):
+    if not isinstance(text, str) or not text.startswith(prefix):
         return None
-    name = error.message[len(prefix) :]
+    name = text[len(prefix) :]
     for key, value in params:
         for order in value.split(",") if key == "order" else ():
             if order.strip().partition(":")[0] == name:
@@ -3602,23 +3618,25 @@ def _cli_bulk(method: Callable[..., List[str]]) -> Callable[[Messenger, Any], An
     return run
 
 
-for _verb, _method, _help in (
-    ("mark-read", Messenger.mark_read, "mark conversations read"),
-    ("mark-unread", Messenger.mark_unread, "mark conversations unread"),
-    ("follow-up", Messenger.follow_up, "flag conversations for follow-up"),
-    ("unfollow-up", Messenger.unfollow_up, "clear the follow-up flag"),
-    (
-        "delete",
-        Messenger.delete_conversations,
-        "remove conversations from an inbox (others keep them)",
-    ),
-):
-    _command(
-        _verb,
-        _help,
-        _arg("uids", nargs="+", metavar="UID", type=_uid_arg),
-        _arg("--user", help="act for this user (uid, username or name) instead of yourself"),
-    )(_cli_bulk(_method))
+_BULK_ARGUMENTS = (
+    _arg("uids", nargs="+", metavar="UID", type=_uid_arg),
+    _arg("--user", help="act for this user (uid, username or name) instead of yourself"),
+)
+_cli_mark_read = _command("mark-read", "mark conversations read", *_BULK_ARGUMENTS)(
+    _cli_bulk(Messenger.mark_read)
+)
+_cli_mark_unread = _command("mark-unread", "mark conversations unread", *_BULK_ARGUMENTS)(
+    _cli_bulk(Messenger.mark_unread)
+)
+_cli_follow_up = _command("follow-up", "flag conversations for follow-up", *_BULK_ARGUMENTS)(
+    _cli_bulk(Messenger.follow_up)
+)
+_cli_unfollow_up = _command("unfollow-up", "clear the follow-up flag", *_BULK_ARGUMENTS)(
+    _cli_bulk(Messenger.unfollow_up)
+)
+_cli_delete = _command(
+    "delete", "remove conversations from an inbox (others keep them)", *_BULK_ARGUMENTS
+)(_cli_bulk(Messenger.delete_conversations))
 
 
 @_command(

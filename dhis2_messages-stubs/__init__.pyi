@@ -37,6 +37,7 @@ __all__ = [
     "Dhis2Error",
     "Message",
     "Messenger",
+    "NameMatchError",
     "NotFoundError",
     "OrgUnitRef",
     "Page",
@@ -56,12 +57,54 @@ BOUNDARIES: tuple[str, ...]
 LIST_FIELDS: str
 THREAD_FIELDS: str
 
-class Dhis2Error(Exception): ...
-class TransportError(Dhis2Error): ...
-class ResponseError(Dhis2Error): ...
+class Dhis2Error(Exception):
+    method: str | None = ...
+    path: str | None = ...
+    hint: str = ...
+    no_time_to_retry: bool = ...
+
+class TransportError(Dhis2Error):
+    KINDS: ClassVar[tuple[str, ...]] = ...
+    kind: str
+    method: str | None
+    url: str | None
+    reason: str
+    seconds: float | None
+    sent: bool
+    path: str | None
+    hint: str
+
+    def __init__(
+        self,
+        kind: str,
+        method: str | None = None,
+        url: str | None = None,
+        reason: str = "",
+        seconds: float | None = None,
+        sent: bool = True,
+        path: str | None = None,
+        hint: str = "",
+    ) -> None: ...
+
+class ResponseError(Dhis2Error):
+    text: str
+    kind: str
+    method: str | None
+    path: str | None
+    status_code: int | None
+    hint: str
+
+    def __init__(
+        self,
+        text: str,
+        kind: str = "invalid",
+        method: str | None = None,
+        path: str | None = None,
+        status_code: int | None = None,
+        hint: str = "",
+    ) -> None: ...
 
 class ApiError(Dhis2Error):
-    hint: str
     status_code: int
     message: str
     error_code: str | None
@@ -71,14 +114,20 @@ class ApiError(Dhis2Error):
         self, status_code: int, message: str, error_code: str | None = None, body: Any = None
     ) -> None: ...
 
-class AuthenticationError(ApiError):
-    hint: str
-
-class PermissionDenied(ApiError):
-    hint: str
-
+class AuthenticationError(ApiError): ...
+class PermissionDenied(ApiError): ...
 class NotFoundError(ApiError): ...
 class ConflictError(ApiError): ...
+
+class NameMatchError(Dhis2Error):
+    name: str
+    kind: str
+    candidates: tuple[Any, ...]
+    more: bool
+
+    def __init__(
+        self, name: str, kind: str, candidates: Sequence[Any] = (), more: bool = False
+    ) -> None: ...
 
 _T = TypeVar("_T")
 
@@ -241,6 +290,7 @@ class Messenger:
         order: str | Iterable[str] | None = "lastMessage:desc",
         fields: str | None = None,
         page_size: int = 50,
+        on_page: Callable[[Page], None] | None = None,
     ) -> Iterator[Conversation]: ...
     def count_unread(self) -> int: ...
     def get_conversation(self, uid: str, *, mark_read: bool = False) -> Conversation: ...
@@ -281,6 +331,9 @@ class Messenger:
     def find_user_groups(self, query: str, *, limit: int = 25) -> list[UserGroupRef]: ...
     def find_organisation_units(self, query: str, *, limit: int = 25) -> list[OrgUnitRef]: ...
     def organisation_unit_subtree(self, uid: str | OrgUnitRef) -> list[OrgUnitRef]: ...
+    def resolve_user(self, name: str | UserRef) -> UserRef: ...
+    def resolve_user_group(self, name: str | UserGroupRef) -> UserGroupRef: ...
+    def resolve_organisation_unit(self, name: str | OrgUnitRef) -> OrgUnitRef: ...
     def upload_attachment(
         self, file: _File, *, filename: str | None = None, content_type: str | None = None
     ) -> str: ...
