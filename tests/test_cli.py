@@ -11,7 +11,6 @@ import importlib
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import unicodedata
@@ -22,7 +21,6 @@ import pytest
 
 import dhis2_messages
 from dhis2_messages import main
-from tests import test_security
 from tests.conftest import (
     ADMIN,
     ALICE,
@@ -35,6 +33,7 @@ from tests.conftest import (
     UNKNOWN,
     at_least,
 )
+from tests.emulator import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PDF = b"%PDF-1.4\n\x00\x01\x02\xff binary \r\n report\n"
@@ -122,12 +121,6 @@ def attachment_file(tmp_path, name="report.pdf", data=PDF):
 def error_line(result):
     """The message after the usage line (which names every option anyway)."""
     return result.err.strip().splitlines()[-1]
-
-
-def closed_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- Subprocesses: the real command ------------------------------------------------
@@ -462,7 +455,7 @@ class TestConnection:
         )
 
     def test_server_unreachable_exit_1(self, emulator, cli):
-        result = cli("--url", f"http://127.0.0.1:{closed_port()}", "unread")
+        result = cli("--url", f"http://127.0.0.1:{free_port()}", "unread")
         assert 1 == result.status
         assert result.err.startswith("dhis2-messages: could not connect to 127.0.0.1:")
         assert "Connection refused. Check --url" in result.err
@@ -1220,7 +1213,7 @@ class TestRetryNotes:
         ] == visible(out).splitlines()
 
     def test_a_failed_connection_reads_without_object_reprs(self, emulator):
-        url = f"http://127.0.0.1:{closed_port()}"
+        url = f"http://127.0.0.1:{free_port()}"
         status, out, _ = terminal_run(emulator, "--url", url, "--retries", "1", "unread")
         assert 1 == status
         note, error = visible(out).splitlines()
@@ -1389,11 +1382,6 @@ class TestErrorWords:
         assert 2 == result.status
         assert result.err.startswith("usage: dhis2-messages send ")
         assert "recipient" in error_line(result)
-
-
-# A self-signed certificate and a TLS server that uses it, from the security tests.
-certificate = test_security.certificate
-tls_server = test_security.tls_server
 
 
 @ONE_RELEASE

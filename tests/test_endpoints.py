@@ -19,13 +19,8 @@ from tests.conftest import (
     REPORTERS,
     UNKNOWN,
     at_least,
+    participants,
 )
-
-
-def participants(emulator, uid):
-    """username -> (read, followUp) in the emulator's state."""
-    conv = emulator.conversations[uid]
-    return {name: (p.read, p.follow_up) for name, p in conv.participants.items()}
 
 
 class TestFeedback:

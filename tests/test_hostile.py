@@ -12,8 +12,6 @@ from __future__ import annotations
 import base64
 import functools
 import gzip
-import socket
-import ssl
 import threading
 import time
 import zlib
@@ -31,126 +29,22 @@ from dhis2_messages import (
     ResponseError,
     TransportError,
 )
-from tests.conftest import ALICE, BOB
-from tests.test_security import certificate  # noqa: F401 - the fixture, used here too
+from tests.conftest import (
+    ALICE,
+    BOB,
+    MiniServer,
+    http_answer,
+    messenger_at,
+    serve_bytes,
+    tls_context,
+)
 
 UID = "AbCdEfGhIjK"
-SHORT = (1.0, 0.5)  # (connect, read): every drip below comes faster than the read timeout
-DRIP = 0.1  # seconds between two bytes of a dripping server
 MiB = 1024 * 1024
 
 
-# -- A raw-socket server ----------------------------------------------------------
-
-
-class RawServer:
-    """Runs ``handler(conn, server)`` for each connection, each in its own thread.
-
-    ``server.stopped`` is set when the test ends: handlers check it between
-    two writes, so none outlives the test by more than one DRIP.
-    """
-
-    def __init__(self, handler, context=None):
-        self.handler, self.context = handler, context
-        self.stopped = threading.Event()
-        self.sent = 0  # body bytes the handlers managed to write
-        self.requests = []  # (request line, headers dict) as received
-        self._threads = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
-        scheme = "https" if context else "http"
-        self.url = f"{scheme}://127.0.0.1:{self._listener.getsockname()[1]}"
-
-    def __enter__(self):
-        thread = threading.Thread(target=self._accept, name="raw-server", daemon=True)
-        thread.start()
-        self._threads.append(thread)
-        return self
-
-    def __exit__(self, *exc):
-        self.stopped.set()
-        for thread in self._threads:
-            thread.join(5)
-        self._listener.close()
-
-    def _accept(self):
-        while not self.stopped.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:  # the accept timed out
-                continue
-            thread = threading.Thread(
-                target=self._serve, args=(conn,), name="raw-server-conn", daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
-
-    def _serve(self, conn):
-        with conn:
-            conn.settimeout(5)
-            try:
-                if self.context is not None:
-                    conn = self.context.wrap_socket(conn, server_side=True)
-                self.requests.append(_read_request(conn))
-                self.handler(conn, self)
-            except OSError:  # the client hung up: what a cut-off looks like from here
-                pass
-
-    def drip(self, conn, data, limit=300):
-        """Send *data* one byte every DRIP seconds, at most *limit* bytes."""
-        for byte in data[:limit]:
-            if self.stopped.wait(DRIP):
-                return
-            conn.sendall(bytes([byte]))
-
-    def stream(self, conn, chunk, total):
-        """Send *chunk* again and again, up to *total* bytes, counting what got out."""
-        while self.sent < total and not self.stopped.is_set():
-            conn.sendall(chunk)
-            self.sent += len(chunk)
-
-
-def _read_request(conn):
-    data = b""
-    while b"\r\n\r\n" not in data and len(data) < 1 << 20:
-        piece = conn.recv(65536)
-        if not piece:
-            break
-        data += piece
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
-    length = int(headers.get("Content-Length", "0"))
-    while len(body) < length:
-        piece = conn.recv(65536)
-        if not piece:
-            break
-        body += piece
-    return lines[0], headers
-
-
-def _answer(status, body=b"", headers=()):
-    """Bytes of a complete HTTP/1.1 answer."""
-    head = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", "Connection: close"]
-    head += list(headers)
-    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
-
-
-def _serve_bytes(data):
-    def handler(conn, server):
-        conn.sendall(data)
-
-    return handler
-
-
-def _messenger(url, **options):
-    options.setdefault("timeout", SHORT)
-    options.setdefault("retries", 0)
-    return Messenger(url, token="d2p_test", **options)
-
-
 def _threads():
-    return {t for t in threading.enumerate() if not t.name.startswith("raw-server")}
+    return {t for t in threading.enumerate() if not t.name.startswith("mini-server")}
 
 
 # Every public call that makes a request, so that each promise is kept by all.
@@ -236,14 +130,14 @@ class TestIdentity:
     def test_a_proxy_setting_does_not_replace_them(self, monkeypatch):
         """Proxy credentials go in Proxy-Authorization; Authorization stays the token."""
         page = b'{"pager": {"page": 1, "pageCount": 1, "total": 0, "pageSize": 50}, "messageConversations": []}'
-        with RawServer(
-            _serve_bytes(_answer("200 OK", page, ["Content-Type: application/json"]))
+        with MiniServer(
+            serve_bytes(http_answer("200 OK", page, ["Content-Type: application/json"]))
         ) as proxy:
             host_port = proxy.url.split("//", 1)[1]
             monkeypatch.setenv("HTTP_PROXY", f"http://puser:ppass@{host_port}")
             monkeypatch.delenv("NO_PROXY", raising=False)
             monkeypatch.delenv("no_proxy", raising=False)
-            with _messenger("http://dhis2.example.org") as m:
+            with messenger_at("http://dhis2.example.org") as m:
                 m.list_conversations()
         [(line, headers)] = proxy.requests
         assert line.startswith("GET http://dhis2.example.org/api/messageConversations?")
@@ -280,7 +174,7 @@ class TestDeadline:
             server.drip(conn, dripped, limit=len(dripped))
 
         before = _threads()
-        with RawServer(handler) as server, _messenger(server.url, deadline=1.0) as m:
+        with MiniServer(handler) as server, messenger_at(server.url, deadline=1.0) as m:
             started = time.monotonic()
             with pytest.raises(TransportError, match=r"deadline of 1 s passed during GET") as info:
                 m.list_conversations()
@@ -290,18 +184,17 @@ class TestDeadline:
         assert set() == _threads() - before, "a thread outlived the call"
 
     @pytest.mark.parametrize("case", list(DRIPPED))
-    def test_over_tls(self, certificate, case):  # noqa: F811 - the fixture
-        cert, key = certificate
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(str(cert), str(key))
+    def test_over_tls(self, certificate, case):
+        cert = certificate[0]
+        context = tls_context(certificate)
         start, dripped = DRIPPED[case]
 
         def handler(conn, server):
             conn.sendall(start)
             server.drip(conn, dripped)
 
-        with RawServer(handler, context) as server:
-            m = _messenger(server.url, deadline=1.0, verify=str(cert))
+        with MiniServer(handler, context) as server:
+            m = messenger_at(server.url, deadline=1.0, verify=str(cert))
             with pytest.raises(TransportError, match="deadline of 1 s passed"):
                 m.list_conversations()
 
@@ -313,9 +206,9 @@ class TestDeadline:
             conn.sendall(start)
             server.drip(conn, dripped)
 
-        with RawServer(handler) as server, _messenger(server.url, deadline=0.5) as m, pytest.raises(
-            TransportError, match="deadline of 0.5 s passed"
-        ):
+        with MiniServer(handler) as server, messenger_at(
+            server.url, deadline=0.5
+        ) as m, pytest.raises(TransportError, match="deadline of 0.5 s passed"):
             CALLS[name](m)
 
     def test_retries_stop_at_the_deadline(self):
@@ -324,8 +217,8 @@ class TestDeadline:
         def handler(conn, server):
             server.drip(conn, b"HTTP/1.1 5", limit=4)  # then hang up: a broken answer
 
-        with RawServer(handler) as server:
-            m = _messenger(server.url, deadline=1.0, retries=1000)
+        with MiniServer(handler) as server:
+            m = messenger_at(server.url, deadline=1.0, retries=1000)
             m.backoff = 0.05
             started = time.monotonic()
             with pytest.raises(TransportError, match="deadline of 1 s passed"):
@@ -335,17 +228,17 @@ class TestDeadline:
         assert elapsed < 10, f"took {elapsed:.1f} s"
 
     def test_a_wait_past_the_deadline_is_not_made(self, waits):
-        answer = _answer("503 Service Unavailable", b"", ["Retry-After: 5"])
-        with RawServer(_serve_bytes(answer)) as server:
-            m = _messenger(server.url, deadline=2.0, retries=3)
+        answer = http_answer("503 Service Unavailable", b"", ["Retry-After: 5"])
+        with MiniServer(serve_bytes(answer)) as server:
+            m = messenger_at(server.url, deadline=2.0, retries=3)
             with pytest.raises(ApiError) as info:
                 m.list_conversations()
         assert 503 == info.value.status_code
         assert [] == waits
         assert 1 == len(server.requests)
         # A wait that fits is made.
-        with RawServer(_serve_bytes(answer)) as server, pytest.raises(ApiError):
-            _messenger(server.url, deadline=6.0, retries=1).list_conversations()
+        with MiniServer(serve_bytes(answer)) as server, pytest.raises(ApiError):
+            messenger_at(server.url, deadline=6.0, retries=1).list_conversations()
         assert [5.0] == waits
 
     def test_one_deadline_for_a_method_of_two_requests(self):
@@ -353,7 +246,9 @@ class TestDeadline:
         lookup has what is left of the deadline, not a deadline of its own."""
         answers = [
             b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            _answer("200 OK", b'{"messageConversations": []}', ["Content-Type: application/json"]),
+            http_answer(
+                "200 OK", b'{"messageConversations": []}', ["Content-Type: application/json"]
+            ),
         ]
 
         def handler(conn, server):
@@ -362,8 +257,8 @@ class TestDeadline:
             conn.sendall(answer[7:])
 
         failed = pytest.raises(ResponseError, match="looking it up failed")
-        with RawServer(handler) as server, failed as info:
-            _messenger(server.url, deadline=1.0).send_feedback(subject="s", text="t")
+        with MiniServer(handler) as server, failed as info:
+            messenger_at(server.url, deadline=1.0).send_feedback(subject="s", text="t")
         assert "deadline of 1 s passed" in str(info.value)
         assert 2 == len(server.requests)
 
@@ -380,7 +275,7 @@ class TestDeadline:
                 conn.sendall(chunk)
 
         session = requests.Session()
-        with RawServer(handler) as server:
+        with MiniServer(handler) as server:
             m = Messenger(server.url, token="d2p_test", session=session, deadline=0.5, retries=0)
             with pytest.raises(TransportError, match="deadline of 0.5 s passed"):
                 m.list_conversations()
@@ -394,17 +289,17 @@ NESTED = b"[" * 100_000
 
 class TestNothingUntyped:
     def test_deeply_nested_json_on_200(self):
-        answer = _answer("200 OK", NESTED, ["Content-Type: application/json"])
+        answer = http_answer("200 OK", NESTED, ["Content-Type: application/json"])
         for name in ("list_conversations", "get_conversation", "mark_read", "upload_attachment"):
-            with RawServer(_serve_bytes(answer)) as server, pytest.raises(
+            with MiniServer(serve_bytes(answer)) as server, pytest.raises(
                 ResponseError, match="not valid JSON"
             ):
-                CALLS[name](_messenger(server.url))
+                CALLS[name](messenger_at(server.url))
 
     def test_deeply_nested_json_on_409(self):
-        answer = _answer("409 Conflict", NESTED, ["Content-Type: application/json"])
-        with RawServer(_serve_bytes(answer)) as server, pytest.raises(ConflictError) as info:
-            CALLS["send"](_messenger(server.url))
+        answer = http_answer("409 Conflict", NESTED, ["Content-Type: application/json"])
+        with MiniServer(serve_bytes(answer)) as server, pytest.raises(ConflictError) as info:
+            CALLS["send"](messenger_at(server.url))
         assert 409 == info.value.status_code
 
     @pytest.mark.parametrize(
@@ -413,9 +308,9 @@ class TestNothingUntyped:
     @pytest.mark.parametrize("name", ["send", "list_conversations"])
     def test_redirect_with_a_broken_location(self, name, location):
         """requests parses a redirect's Location even when it follows none."""
-        answer = _answer("302 Found", b"", [f"Location: {location}"])
-        with RawServer(_serve_bytes(answer)) as server, pytest.raises(ApiError) as info:
-            CALLS[name](_messenger(server.url))
+        answer = http_answer("302 Found", b"", [f"Location: {location}"])
+        with MiniServer(serve_bytes(answer)) as server, pytest.raises(ApiError) as info:
+            CALLS[name](messenger_at(server.url))
         assert 302 == info.value.status_code
         assert "not followed" in str(info.value)
         assert 1 == len(server.requests)
@@ -434,9 +329,9 @@ class TestNothingUntyped:
         body = b'{"httpStatus": "OK"}'
         data = f"HTTP/1.1 200 OK\r\n{head}\r\nConnection: close\r\n\r\n".encode("latin-1") + body
         for name in ("list_conversations", "set_status"):
-            with RawServer(_serve_bytes(data)) as server:
+            with MiniServer(serve_bytes(data)) as server:
                 try:
-                    CALLS[name](_messenger(server.url))
+                    CALLS[name](messenger_at(server.url))
                     outcome = "answered"
                 except Dhis2Error as error:  # anything else fails the test
                     outcome = type(error).__name__
@@ -588,8 +483,8 @@ class TestBoundedMemory:
             conn.sendall(head % (500 * MiB))
             server.stream(conn, b" " * 65536, 500 * MiB)
 
-        with RawServer(handler) as server:
-            m = _messenger(server.url, max_response_size=MiB)
+        with MiniServer(handler) as server:
+            m = messenger_at(server.url, max_response_size=MiB)
             with pytest.raises(ResponseError, match="more than max_response_size"):
                 CALLS[name](m)
             server.stopped.wait(0.2)  # let the server see the hang-up
@@ -602,10 +497,10 @@ class TestBoundedMemory:
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n")
             server.stream(conn, b" " * 65536, 500 * MiB)
 
-        with RawServer(handler) as server, pytest.raises(
+        with MiniServer(handler) as server, pytest.raises(
             ResponseError, match="more than max_response_size"
         ):
-            _messenger(server.url, max_response_size=MiB).list_conversations()
+            messenger_at(server.url, max_response_size=MiB).list_conversations()
             server.stopped.wait(0.2)
         assert server.sent < 64 * MiB
 
@@ -615,33 +510,33 @@ class TestBoundedMemory:
     def test_gzip_bomb(self, name):
         """64 KiB of gzip that inflate to 64 MiB: refused at 1 MiB, counted after decompression."""
         bomb = _gzip_bomb(64 * MiB)
-        answer = _answer(
+        answer = http_answer(
             "200 OK", bomb, ["Content-Type: application/json", "Content-Encoding: gzip"]
         )
-        with RawServer(_serve_bytes(answer)) as server:
-            m = _messenger(server.url, max_response_size=MiB)
+        with MiniServer(serve_bytes(answer)) as server:
+            m = messenger_at(server.url, max_response_size=MiB)
             with pytest.raises(ResponseError, match="after decompression"):
                 CALLS[name](m)
 
     def test_error_bodies_are_bounded_too(self):
-        answer = _answer("500 Server Error", b" " * (2 * MiB), ["Content-Type: text/html"])
-        with RawServer(_serve_bytes(answer)) as server, pytest.raises(
+        answer = http_answer("500 Server Error", b" " * (2 * MiB), ["Content-Type: text/html"])
+        with MiniServer(serve_bytes(answer)) as server, pytest.raises(
             ResponseError, match="more than max_response_size"
         ):
-            _messenger(server.url, max_response_size=MiB).list_conversations()
+            messenger_at(server.url, max_response_size=MiB).list_conversations()
 
     def test_at_the_limit_is_accepted(self):
         body = b"%PDF" + b"x" * (MiB - 4)
-        answer = _answer("200 OK", body, ["Content-Type: application/pdf"])
-        with RawServer(_serve_bytes(answer)) as server:
-            got = _messenger(server.url, max_response_size=MiB).download_attachment(UID, UID, UID)
+        answer = http_answer("200 OK", body, ["Content-Type: application/pdf"])
+        with MiniServer(serve_bytes(answer)) as server:
+            got = messenger_at(server.url, max_response_size=MiB).download_attachment(UID, UID, UID)
         assert body == got
         deflated = zlib.compress(body)
-        answer = _answer(
+        answer = http_answer(
             "200 OK", deflated, ["Content-Type: application/pdf", "Content-Encoding: deflate"]
         )
-        with RawServer(_serve_bytes(answer)) as server:
-            got = _messenger(server.url, max_response_size=MiB).download_attachment(UID, UID, UID)
+        with MiniServer(serve_bytes(answer)) as server:
+            got = messenger_at(server.url, max_response_size=MiB).download_attachment(UID, UID, UID)
         assert body == got
 
 
@@ -660,10 +555,10 @@ class TestMessageIsDhis2s:
         assert "try again later" in str(info.value)
 
     def test_no_message(self):
-        with RawServer(_serve_bytes(_answer("503 Service Unavailable"))) as server, pytest.raises(
-            ApiError
-        ) as info:
-            _messenger(server.url).list_conversations()
+        with MiniServer(
+            serve_bytes(http_answer("503 Service Unavailable"))
+        ) as server, pytest.raises(ApiError) as info:
+            messenger_at(server.url).list_conversations()
         assert "Service Unavailable" == info.value.message  # the status line's own words
         assert "no message from DHIS2" in str(info.value)
 
@@ -712,8 +607,8 @@ class TestSettingsTakeEffect:
         def handler(conn, server):
             server.drip(conn, DRIPPED["headers dripped"][1])
 
-        with RawServer(handler) as server:
-            m = _messenger(server.url)
+        with MiniServer(handler) as server:
+            m = messenger_at(server.url)
             m.deadline = 0.5
             with pytest.raises(TransportError, match="deadline of 0.5 s"):
                 m.list_conversations()

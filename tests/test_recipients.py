@@ -9,7 +9,6 @@ engine and MessageConversationController); the second half drives
 from __future__ import annotations
 
 import pytest
-import requests
 
 from dhis2_messages import (
     AuthenticationError,
@@ -47,21 +46,13 @@ BO_SUBTREE = {
 
 
 @pytest.fixture
-def get(emulator):
-    """get(path, user="alice", **params) -> requests.Response, over a real socket."""
-    sessions = {}
+def get(raw_request):
+    """get(path, user="alice", **params) -> requests.Response: GET /api<path>, over a real socket."""
 
     def get(path, user="alice", **params):
-        if user not in sessions:
-            seeded = emulator.user(user)
-            sessions[user] = requests.Session()
-            sessions[user].auth = (seeded.username, seeded.password)
-        return sessions[user].get(emulator.url + "/api" + path, params=params, timeout=5)
+        return raw_request("GET", "/api" + path, user=user, params=params)
 
-    yield get
-    for session in sessions.values():
-        session.close()
-    assert [] == emulator.errors, "the emulator hit a bug:\n" + "\n".join(emulator.errors)
+    return get
 
 
 def names(users):
@@ -258,28 +249,26 @@ class TestMetadataListsWire:
             "Baoma Station CHP",
         ] == [u["displayName"] for u in r.json()["organisationUnits"]]
 
-    def test_an_organisation_unit_message_reaches_only_that_exact_unit(self, emulator, get):
-        session = requests.Session()
-        session.auth = ("admin", "district")
-        r = session.post(
-            emulator.url + "/api/messageConversations",
+    def test_an_organisation_unit_message_reaches_only_that_exact_unit(self, emulator, raw_request):
+        r = raw_request(
+            "POST",
+            "/api/messageConversations",
             json={"subject": "s", "text": "t", "organisationUnits": [{"id": BO_DISTRICT}]},
-            timeout=5,
         )
         uid = r.headers["Location"].rsplit("/", 1)[1]
         assert {"admin", "alice", "bob", "dave"} == set(emulator.conversations[uid].participants)
 
-    def test_a_group_the_sender_cannot_see_is_not_found(self, emulator):
-        def send(auth):
-            return requests.post(
-                emulator.url + "/api/messageConversations",
+    def test_a_group_the_sender_cannot_see_is_not_found(self, emulator, raw_request):
+        def send(user):
+            return raw_request(
+                "POST",
+                "/api/messageConversations",
+                user=user,
                 json={"subject": "s", "text": "t", "userGroups": [{"id": DISTRICT_MANAGERS}]},
-                auth=auth,
-                timeout=5,
             )
 
-        assert 201 == send(("admin", "district")).status_code
-        r = send(("abu", "District1#"))
+        assert 201 == send("admin").status_code
+        r = send("abu")
         assert 404 == r.status_code
         if emulator.since("2.40"):
             expected = f"UserGroup with id {DISTRICT_MANAGERS} could not be found."

@@ -9,14 +9,9 @@ and every log record at DEBUG.
 from __future__ import annotations
 
 import base64
-import http.server
 import io
 import json
 import logging
-import shutil
-import ssl
-import subprocess
-import threading
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -30,7 +25,7 @@ from dhis2_messages import (
     Messenger,
     TransportError,
 )
-from tests.conftest import ALICE, API, BOB, UNKNOWN, answer_json
+from tests.conftest import ALICE, API, BOB, UNKNOWN, MiniServer, empty_inbox
 from tests.emulator import free_port
 
 SHORT = (1.0, 0.3)
@@ -255,102 +250,11 @@ class TestRedaction:
 # -- TLS ---------------------------------------------------------------------------
 
 
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    """Answers every request with an empty DHIS2 list, and remembers it."""
-
-    def do_GET(self):
-        self.server.seen.append((self.command, self.path, dict(self.headers)))
-        answer_json(
-            self,
-            {
-                "pager": {"page": 1, "pageCount": 1, "total": 0, "pageSize": 50},
-                "messageConversations": [],
-            },
-        )
-
-    do_POST = do_DELETE = do_GET
-
-    def log_message(self, format, *args):
-        pass
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # failed TLS handshakes are expected here
-
-
-def _serve(context=None, host="127.0.0.1"):
-    server = _Server((host, 0), _Recorder)
-    server.seen = []
-    if context is not None:
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    scheme = "https" if context is not None else "http"
-    server.url = f"{scheme}://{host}:{server.server_address[1]}"
-    return server
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    """A self-signed certificate for 127.0.0.1, made by the openssl command."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign",
-            "-addext",
-            "extendedKeyUsage=serverAuth",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
-@pytest.fixture(scope="module")
-def tls_server(certificate):
-    cert, key = certificate
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(str(cert), str(key))
-    server = _serve(context)
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
 @pytest.fixture
 def other_server():
-    server = _serve()
-    yield server
-    server.shutdown()
-    server.server_close()
+    """A plain-HTTP MiniServer answering ``empty_inbox``: a host a redirect could lead to."""
+    with MiniServer(empty_inbox) as server:
+        yield server
 
 
 class TestTls:

@@ -8,15 +8,14 @@ order instead; these tests count what it yields and what it asks.
 
 from __future__ import annotations
 
-import http.server
 import itertools
-import threading
+import types
 import urllib.parse
 
 import pytest
 
 from dhis2_messages import Messenger
-from tests.conftest import API, answer_json
+from tests.conftest import API, MiniServer, json_answer
 
 
 def _unread(emulator, n, **options):
@@ -203,48 +202,37 @@ class TestOrdersAndFilters:
 # -- A walk always ends ------------------------------------------------------------------
 
 
-class _Pager(http.server.BaseHTTPRequestHandler):
-    """A list endpoint whose pager always announces one more page, with new uids each time
-    (or, with ``repeat``, the same two conversations again)."""
-
-    protocol_version = "HTTP/1.1"
-    repeat = False
-    served: list
-
-    def do_GET(self):
-        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
-        n = len(self.served)
-        self.served.append(query)
-        page = int(query.get("page", "1"))
-        base = 0 if self.repeat else 2 * n
-        answer_json(
-            self,
-            {
-                "pager": {"page": page, "pageCount": page + 1, "total": 6, "pageSize": 2},
-                "messageConversations": [
-                    {
-                        "id": f"Conv{base + i:07d}",
-                        "lastMessage": f"2024-05-0{9 - n % 9}T10:00:00.000",
-                    }
-                    for i in range(2)
-                ],
-            },
-        )
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(params=[False, True], ids=["new-every-page", "same-again"])
 def pager(request):
-    handler = type("Pager", (_Pager,), {"repeat": request.param, "served": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    """A list endpoint whose pager always announces one more page, with new uids each time
+    (or, with ``repeat``, the same two conversations again): its URL, and what it did
+    (``served``: the query of each request; ``repeat``)."""
+    repeat, served = request.param, []
+
+    def handler(conn, server):
+        line, _ = server.request
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(line.split(" ")[1]).query))
+        n = len(served)
+        served.append(query)
+        page = int(query.get("page", "1"))
+        base = 0 if repeat else 2 * n
+        conn.sendall(
+            json_answer(
+                {
+                    "pager": {"page": page, "pageCount": page + 1, "total": 6, "pageSize": 2},
+                    "messageConversations": [
+                        {
+                            "id": f"Conv{base + i:07d}",
+                            "lastMessage": f"2024-05-0{9 - n % 9}T10:00:00.000",
+                        }
+                        for i in range(2)
+                    ],
+                }
+            )
+        )
+
+    with MiniServer(handler) as server:
+        yield server.url, types.SimpleNamespace(served=served, repeat=repeat)
 
 
 @pytest.mark.parametrize("order", ["lastMessage:desc", "read:asc"], ids=["by-value", "by-number"])
