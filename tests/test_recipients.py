@@ -259,16 +259,17 @@ class TestMetadataListsWire:
         assert {"admin", "alice", "bob", "dave"} == set(emulator.conversations[uid].participants)
 
     def test_a_group_the_sender_cannot_see_is_not_found(self, emulator, raw_request):
-        def send(user):
+        def send(auth):
             return raw_request(
                 "POST",
                 "/api/messageConversations",
-                user=user,
+                user=None,
+                auth=auth,
                 json={"subject": "s", "text": "t", "userGroups": [{"id": DISTRICT_MANAGERS}]},
             )
 
-        assert 201 == send("admin").status_code
-        r = send("abu")
+        assert 201 == send(("admin", "district")).status_code
+        r = send(("abu", "District1#"))
         assert 404 == r.status_code
         if emulator.since("2.40"):
             expected = f"UserGroup with id {DISTRICT_MANAGERS} could not be found."
