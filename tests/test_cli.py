@@ -578,7 +578,7 @@ class TestList:
         lines = ok(cli("list", "--all", "--page-size", "2")).out.splitlines()
         assert uids[::-1] == [line[:11] for line in lines[1:]]  # no footer: every page is shown
         requests = emulator.requests("GET", API)
-        assert 3 == len(requests)  # the walk resumes by lastMessage (tests/test_walk.py)
+        assert 3 == len(requests)  # the walk resumes by lastMessage (tests/test_inbox.py)
         emulator.clear_log()
         out = ok(cli("--json", "list", "--all", "--page-size", "2", "--unread")).out
         lines = [json.loads(line) for line in out.splitlines()]  # JSON Lines

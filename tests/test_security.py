@@ -1,4 +1,4 @@
-"""Secrets stay secret; the identity, certificate and host are the ones given; bad input is refused.
+"""Secrets stay secret; identity, certificate and host are the ones given; bad input stops.
 
 The redaction tests run real calls (successes and every kind of failure) and look for the
 password, the token and the Authorization header in everything a user can see: repr,
@@ -19,13 +19,10 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import logging
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import dhis2_messages
 from dhis2_messages import (
@@ -684,73 +681,6 @@ class TestBadInput:
         with pytest.raises(ValueError, match=r"^user is not a DHIS2 uid.*'\.\./AbCdEfGh'"):
             alice.mark_read(GOOD, user="../AbCdEfGh")
         assert [] == emulator.log
-
-    @pytest.mark.parametrize("value", ["open", " Solved ", "pending"])
-    def test_status_is_case_insensitive(self, emulator, admin, value):
-        uid = admin.send_feedback(subject="s", text="t")
-        admin.set_status(uid, value)
-        assert [value.strip().upper()] == emulator.log[-1].param("messageConversationStatus")
-
-
-# -- Any text round-trips --------------------------------------------------------------
-
-TEXT = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-    min_size=1,
-    max_size=200,
-).filter(lambda s: s.strip())
-
-SAMPLES = [
-    "🙂👍🏽👨‍👩‍👧‍👦 emoji with modifiers and joiners",
-    "مرحبا بالعالم — שלום עולם \u202eRTL override\u202c",
-    "control \x01\x02\x07\x08\x0b\x0c\x1b[31m\x7f\x85 characters",
-    "line\r\nendings\rkept\n\n",
-    "  leading and trailing space  ",
-    '{"json": "looking", "a": [1, 2]}',
-    "\ufeffBOM at the start and a zero\u200bwidth space",
-    "Ω≈ç√∫ 𝕏𝕐ℤ 漢字かなカナ 한국어",
-    "🙂مx" * 150_000,  # about 1 MB of UTF-8
-    "x" * 1_000_000,
-]
-
-
-# These run once per emulated release, so pytest calls them on a fresh instance each time.
-_PER_RELEASE = [HealthCheck.function_scoped_fixture] + (
-    [HealthCheck.differing_executors] if hasattr(HealthCheck, "differing_executors") else []
-)
-
-
-class TestTextRoundTrip:
-    def _check(self, emulator, m, text):
-        uid = m.send(subject=text[:255], text=text, users=[BOB])
-        sent = emulator.log[-1]
-        assert text == sent.json()["text"]
-        assert json.dumps({"text": text}, ensure_ascii=False).encode("utf-8")[9:-1] in sent.body
-        m.reply(uid, text)
-        replied = emulator.log[-1]
-        assert text.encode("utf-8") == replied.body  # byte-exact
-        messages = m.get_conversation(uid).messages
-        assert [text, text] == [message.text for message in messages]
-
-    @pytest.mark.parametrize("text", SAMPLES, ids=lambda t: f"{t[:12]!r}x{len(t)}")
-    def test_samples(self, emulator, alice, text):
-        self._check(emulator, alice, text)
-
-    @settings(max_examples=30, deadline=None, suppress_health_check=_PER_RELEASE)
-    @given(text=TEXT)
-    def test_any_text(self, emulator, alice, text):
-        self._check(emulator, alice, text)
-
-    @settings(max_examples=15, deadline=None, suppress_health_check=_PER_RELEASE)
-    @given(subject=TEXT, text=TEXT)
-    def test_feedback(self, emulator, alice, subject, text):
-        uid = alice.send_feedback(subject=subject, text=text)
-        posted = emulator.requests("POST")[-1]  # before 2.41.3 a GET finds the ticket
-        assert [subject] == posted.param("subject")
-        assert text.encode("utf-8") == posted.body
-        conversation = alice.get_conversation(uid)
-        assert subject == conversation.subject
-        assert text == conversation.messages[0].text
 
 
 def test_unknown_uid_is_not_a_bad_input(emulator, alice):

@@ -1,21 +1,235 @@
-"""iter_conversations survives its own changes, keeps any order and filter, and always ends.
+"""The inbox: list_conversations, count_unread, and iter_conversations (the walk).
 
-DHIS2 pages by offset: a loop that marks each conversation read (so it leaves
-``read:eq:false``) or deletes it shifts every later page, and a walk by page
-numbers meets about half of them.  The walk resumes by the value of the first
-order instead; these tests count what it yields and what it asks.
+``list_conversations`` sends DHIS2's selector, order, paging, filters and search as given
+(``TestListConversations``); ``count_unread`` is one request (``TestCountUnread``);
+``iter_conversations`` asks for each page only when the caller reaches it
+(``TestIterConversations``).  The walk survives the caller's own changes, keeps any order
+and filter (``TestItsOwnChanges``, ``TestOrdersAndFilters``), and always ends, even
+against a pager that never does.
+
+Neighbours: mark_read and delete themselves in test_read_state.py; a page that fails in
+test_transport.py; the table a page prints in test_cli.py and test_notebook.py; every bad
+list argument also in test_security.py (``TestBadInput``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
+import json
 import types
 import urllib.parse
 
 import pytest
 
-from dhis2_messages import Messenger
-from tests.conftest import API, MiniServer, json_answer
+from dhis2_messages import (
+    LIST_FIELDS,
+    ApiError,
+    Conversation,
+    Messenger,
+    Page,
+    UserRef,
+)
+from tests.conftest import ADMIN, ALICE, API, DAVE, MiniServer, json_answer
+
+# -- list_conversations, count_unread ----------------------------------------------------
+
+
+class TestListConversations:
+    def test_defaults_on_the_wire(self, emulator, admin):
+        """The default selector, newest-first order, page 1 and 50 a page are sent."""
+        admin.list_conversations()
+        request = emulator.log[-1]
+        assert ("GET", API) == (request.method, request.path)
+        assert [LIST_FIELDS] == request.param("fields")
+        assert ["lastMessage:desc"] == request.param("order")
+        assert (["1"], ["50"]) == (request.param("page"), request.param("pageSize"))
+
+    def test_records(self, emulator, admin):
+        """The default fields fill the Conversation records."""
+        before = dt.datetime.now() - dt.timedelta(minutes=1)
+        uid = admin.send(subject="Mortality data", text="Reported January?", users=ALICE)
+        page = admin.list_conversations()
+        assert isinstance(page, Page)
+        (conv,) = page
+        assert uid == conv.id
+        assert ("Mortality data", "PRIVATE", "NONE", "NONE") == (
+            conv.subject,
+            conv.message_type,
+            conv.status,
+            conv.priority,
+        )
+        assert (True, False, 1) == (conv.read, conv.follow_up, conv.message_count)
+        assert UserRef(id=ADMIN, name="John Traore", username="admin") == conv.last_sender
+        assert conv.assignee is None
+        assert before < conv.last_message and conv.last_updated and conv.created
+        assert () == conv.messages
+
+    def test_newest_first(self, emulator, admin):
+        """order=lastMessage:desc is sent; DHIS2's own default would order by uid."""
+        uids = [admin.send(subject=f"s{i}", text="t", users=ALICE) for i in range(6)]
+        assert uids[::-1] == [c.id for c in admin.list_conversations()]
+        by_uid = admin.list_conversations(order=None)
+        assert sorted(uids) == [c.id for c in by_uid]
+        assert [] == emulator.log[-1].param("order")
+
+    def test_paging(self, admin):
+        """page and page_size map to DHIS2's pager."""
+        for i in range(5):
+            admin.send(subject=f"s{i}", text="t", users=ALICE)
+        page = admin.list_conversations(page=3, page_size=2)
+        assert (3, 3, 5, 2, 1) == (
+            page.page,
+            page.page_count,
+            page.total,
+            page.page_size,
+            len(page),
+        )
+
+    def test_filters(self, emulator, admin, alice):
+        """One filter or several (ANDed) reach DHIS2 as repeated filter params."""
+        first = admin.send(subject="a", text="t", users=ALICE)
+        second = admin.send(subject="b", text="t", users=ALICE)
+        alice.mark_read(first)
+        assert [second] == [c.id for c in alice.list_conversations(filter="read:eq:false")]
+        both = alice.list_conversations(filter=["read:eq:true", "messageType:eq:PRIVATE"])
+        assert [first] == [c.id for c in both]
+        assert ["read:eq:true", "messageType:eq:PRIVATE"] == emulator.log[-1].param("filter")
+
+    def test_query_searches_only_the_inbox(self, emulator, admin, connect):
+        """query= becomes DHIS2's queryString: DHIS2's 'query' would list other users' conversations."""
+        mine = admin.send(subject="Malaria cases week 12", text="t", users=ALICE)
+        connect("bob").send(subject="Malaria stock", text="t", users=DAVE)
+        found = admin.list_conversations(query="malar")
+        assert [mine] == [c.id for c in found]
+        request = emulator.log[-1]
+        assert (["malar"], []) == (request.param("queryString"), request.param("query"))
+
+    def test_query_operator(self, emulator, admin):
+        admin.send(subject="Weekly report", text="t", users=ALICE)
+        assert 1 == len(admin.list_conversations(query="eekly", query_operator="ilike"))
+        assert 0 == len(admin.list_conversations(query="eekly"))  # token: word prefixes only
+        assert ["ilike"] == emulator.log[-2].param("queryOperator")
+
+    def test_custom_fields(self, admin):
+        """A caller's own selector is sent as is."""
+        uid = admin.send(subject="Hello", text="t", users=ALICE)
+        (conv,) = admin.list_conversations(fields="id,subject")
+        assert Conversation(id=uid, subject="Hello") == conv
+
+    @pytest.mark.parametrize(
+        "kwargs, error",
+        [
+            ({"page": 0}, ValueError),
+            ({"page_size": 0}, ValueError),
+            ({"page": "2"}, TypeError),
+            ({"page_size": 2.5}, TypeError),
+            ({"filter": 5}, TypeError),
+            ({"filter": "read"}, ValueError),
+            ({"filter": ["read:eq:true", ""]}, ValueError),
+            ({"query": 5}, TypeError),
+            ({"query_operator": "ilike; drop"}, ValueError),
+            ({"order": [None]}, TypeError),
+        ],
+    )
+    def test_bad_input_sends_nothing(self, emulator, admin, kwargs, error):
+        """Bad arguments raise before any request."""
+        with pytest.raises(error):
+            admin.list_conversations(**kwargs)
+        if "page" not in kwargs:
+            with pytest.raises(error):
+                admin.iter_conversations(**kwargs)
+        assert [] == emulator.log
+
+    def test_unknown_filter_property(self, admin):
+        """DHIS2's 400 for an unknown property is an ApiError with its text and code."""
+        with pytest.raises(ApiError) as info:
+            admin.list_conversations(filter="colour:eq:red")
+        assert (400, "E1003") == (info.value.status_code, info.value.error_code)
+        assert "Unknown path property: colour" in info.value.message
+
+
+class TestCountUnread:
+    def test_count(self, emulator, admin, alice):
+        """count_unread is one request whose pager total is the answer."""
+        uids = [admin.send(subject=f"s{i}", text="t", users=ALICE) for i in range(3)]
+        alice.mark_read(uids[0])
+        emulator.clear_log()
+        assert 2 == alice.count_unread()
+        assert 0 == admin.count_unread()
+        request = emulator.log[0]
+        assert (["read:eq:false"], ["1"], ["id"]) == (
+            request.param("filter"),
+            request.param("pageSize"),
+            request.param("fields"),
+        )
+        assert 2 == len(emulator.log)
+
+
+# -- iter_conversations ---------------------------------------------------------------
+
+
+class TestIterConversations:
+    def test_lazy(self, emulator, admin):
+        """Page N+1 is requested only when the caller reaches it."""
+        uids = set(emulator.add_conversations(7, sender="admin", recipients=["alice"]))
+        walk = admin.iter_conversations(page_size=3)
+        assert [] == emulator.log  # nothing before the first next()
+        next(walk)
+        assert 1 == len(emulator.log)
+        rest = list(walk)
+        assert uids == {c.id for c in rest} | {c.id for c in admin.list_conversations()}
+        assert 6 == len(rest)
+        # Each request is page 1 of what is left after the last lastMessage seen.
+        assert [["1"], ["1"], ["1"]] == [r.param("page") for r in emulator.log[:3]]
+        assert [[], ["lastMessage"], ["lastMessage"]] == [
+            [f.split(":")[0] for f in r.param("filter")] for r in emulator.log[:3]
+        ]
+        assert 3 + 1 == len(emulator.log)
+
+    def test_exact_multiple(self, emulator, admin):
+        """6 conversations at 3 a page: two requests, no empty third page."""
+        emulator.add_conversations(6, sender="admin", recipients=["alice"])
+        assert 6 == len(list(admin.iter_conversations(page_size=3)))
+        assert 2 == len(emulator.log)
+
+    def test_empty_inbox(self, emulator, alice):
+        assert [] == list(alice.iter_conversations())
+        assert 1 == len(emulator.log)
+
+    def test_stops_on_pager_not_next_page(self, emulator, admin):
+        """A nextPage link on the last page (pager says page == pageCount) does not cause another request."""
+        body = {
+            "pager": {
+                "page": 1,
+                "pageCount": 1,
+                "total": 1,
+                "pageSize": 50,
+                "nextPage": emulator.url + API + "?page=2",
+            },
+            "messageConversations": [{"id": "ZjHHSjyyeJ2", "subject": "only"}],
+        }
+        emulator.inject(status=200, body=json.dumps(body), content_type="application/json")
+        assert ["ZjHHSjyyeJ2"] == [c.id for c in admin.iter_conversations()]
+        assert 1 == len(emulator.log)
+
+    def test_filters_are_kept_on_every_page(self, emulator, admin):
+        emulator.add_conversations(4, sender="admin", recipients=["alice"])
+        list(
+            admin.iter_conversations(
+                filter="messageType:eq:PRIVATE", page_size=2, query="Conversation"
+            )
+        )
+        for request in emulator.log:
+            assert "messageType:eq:PRIVATE" == request.param("filter")[0]  # then the walk's bound
+            assert ["Conversation"] == request.param("queryString")
+
+
+# -- The walk: its own changes, any order and filter --------------------------------
+# DHIS2 pages by offset: a loop that marks each conversation read (so it leaves
+# ``read:eq:false``) or deletes it shifts every later page, and a walk by page
+# numbers meets about half of them.  The walk resumes by the value of the first
+# order instead; these tests count what it yields and what it asks.
 
 
 def _unread(emulator, n, **options):
