@@ -3,8 +3,8 @@
 Every call kind meets every fault (``TestFaultMatrix``): a GET, an idempotent POST, a
 DELETE and the calls that create something.  Error answers, DHIS2's own and a proxy's,
 become typed errors with DHIS2's text (``TestErrorStyles``, ``TestMessageIsDhis2s``).
-Idempotent calls are retried (``TestIdempotentRetries``, with Retry-After and the
-deadline's say over the next wait); a call that creates something is never sent twice
+Idempotent calls are retried (``TestIdempotentRetries``: backoff, Retry-After, and a
+retry the deadline leaves no time for); a call that creates something is never sent twice
 (``TestCreatesNeverResent``); and a retry after a lost answer does not turn work that was
 done into an error (``TestDeleteAfterALostAnswer``, ``TestBulkFlagsAfterALostAnswer``).
 Waits between retries are recorded by replacing ``dhis2_messages.time.sleep``; requests

@@ -9,9 +9,10 @@ once a request was sent (``TestNothingUntyped``); memory stays bounded by
 loop is bounded; a test that would hang without the fix ends when its server gives up, and
 then fails on the error it got.
 
-Neighbours: the emulator's faults and the retries in test_transport.py; the deadline,
-timeout and size settings checked and changed in test_construction.py; which credentials
-a server sees (netrc, proxies) in test_security.py.
+Neighbours: the emulator's faults and the retries in test_transport.py, with the retries
+the deadline leaves no time for; the deadline, timeout and size settings checked and
+changed in test_construction.py; which credentials a server sees (netrc, a proxy) in
+test_security.py.
 """
 
 from __future__ import annotations
