@@ -1,4 +1,15 @@
-"""Fixtures: one emulated DHIS2 per release on 127.0.0.1 for the whole run, reset before each test.
+"""Fixtures and helpers shared by the test modules (no test module imports another).
+
+- One emulated DHIS2 per release on 127.0.0.1 for the whole run, reset before each test:
+  ``emulator``, ``connect``, ``admin``, ``alice``; ``waits`` records the client's sleeps.
+- ``raw_request``: a request as a seeded user around the client, for what the emulator
+  answers on the wire; ``participants``: the read and follow-up flags the emulator holds.
+- ``MiniServer``: the tests' own scripted server, raw socket and all, for what the emulator
+  will not do (drip, hang up, answer 500 MiB, speak HTTPS); ``http_answer``,
+  ``json_answer``, ``serve_bytes``, ``empty_inbox`` and ``messenger_at`` go with it.
+- ``certificate`` and ``tls_server``: a throwaway self-signed certificate and an HTTPS
+  MiniServer that uses it.
+- ``standalone_demo``: ``python -m tests.emulator --demo`` running.
 
 Every test that uses the ``emulator`` fixture (directly or through ``connect``, ``admin``,
 ``alice``) runs once per DHIS2 release in ``tests.emulator.VERSIONS``; its id ends in the
@@ -20,10 +31,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import socket
+import ssl
 import subprocess
 import sys
+import threading
 
 import pytest
+import requests
 from hypothesis import HealthCheck, settings
 
 import dhis2_messages
@@ -185,11 +201,239 @@ def standalone_demo():
         proc.stdout.close()
 
 
-def answer_json(handler, obj, status=200):
-    """Answer *obj* as JSON from an ``http.server`` handler (the tests' own small servers)."""
-    body = json.dumps(obj).encode()
-    handler.send_response(status)
-    handler.send_header("Content-Type", "application/json")
-    handler.send_header("Content-Length", str(len(body)))
-    handler.end_headers()
-    handler.wfile.write(body)
+@pytest.fixture
+def raw_request(emulator):
+    """raw_request(method, path, user="admin", **requests_kwargs) -> requests.Response.
+
+    The request goes over a real socket to the emulator as that seeded user (user=None: no
+    credentials), around the client; redirects are not followed.  The test fails if the
+    emulator hit a bug of its own while answering."""
+    sessions = {}
+
+    def raw_request(method, path, user="admin", **kwargs):
+        if user not in sessions:
+            session = sessions[user] = requests.Session()
+            if user is not None:
+                seeded = emulator.user(user)
+                session.auth = (seeded.username, seeded.password)
+        kwargs.setdefault("allow_redirects", False)
+        kwargs.setdefault("timeout", 5)
+        return sessions[user].request(method, emulator.url + path, **kwargs)
+
+    yield raw_request
+    for session in sessions.values():
+        session.close()
+    assert [] == emulator.errors, "the emulator hit a bug:\n" + "\n".join(emulator.errors)
+
+
+def participants(emulator, uid):
+    """username -> (read, followUp) in the emulator's state."""
+    conv = emulator.conversations[uid]
+    return {name: (p.read, p.follow_up) for name, p in conv.participants.items()}
+
+
+# -- The tests' own small server ----------------------------------------------------------
+
+DRIP = 0.1  # seconds between two bytes of a dripping server
+
+
+class MiniServer:
+    """A scripted server on 127.0.0.1: ``handler(conn, server)`` answers each connection.
+
+    Each connection is served in its own thread.  Its request is read first: the handler
+    finds it in ``server.request``, and every request is kept in ``server.requests``, as
+    ``(request line, headers dict)``.  The handler then writes raw bytes to the socket, so
+    it can do what no well-behaved HTTP server does: drip bytes, announce 500 MiB, hang up
+    half-way.  With an ``ssl.SSLContext`` the server speaks HTTPS; a failed handshake is
+    no request.  ``server.seen`` is for a handler to record what it answered (see
+    ``empty_inbox``).
+
+    Use it as a context manager.  ``server.stopped`` is set when the block ends: handlers
+    check it between two writes, so none outlives its test by more than one DRIP.
+    """
+
+    def __init__(self, handler, context=None):
+        self.handler, self.context = handler, context
+        self.stopped = threading.Event()
+        self.sent = 0  # body bytes the handlers managed to write (see stream)
+        self.requests = []  # (request line, headers dict) as received
+        self.seen = []
+        self._current = threading.local()
+        self._threads = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        scheme = "https" if context else "http"
+        self.url = f"{scheme}://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    @property
+    def request(self):
+        """(request line, headers dict) of the request this connection's handler answers."""
+        return self._current.request
+
+    def __enter__(self):
+        thread = threading.Thread(target=self._accept, name="mini-server", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return self
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+        for thread in self._threads:
+            thread.join(5)
+        self._listener.close()
+
+    def _accept(self):
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:  # the accept timed out
+                continue
+            thread = threading.Thread(
+                target=self._serve, args=(conn,), name="mini-server-conn", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def _serve(self, conn):
+        with conn:
+            conn.settimeout(5)
+            try:
+                if self.context is not None:
+                    conn = self.context.wrap_socket(conn, server_side=True)
+                request = _read_request(conn)
+                if not request[0]:  # connected and hung up without asking anything
+                    return
+                self.requests.append(request)
+                self._current.request = request
+                self.handler(conn, self)
+            except OSError:  # the client hung up: what a cut-off looks like from here
+                pass
+
+    def drip(self, conn, data, limit=300):
+        """Send *data* one byte every DRIP seconds, at most *limit* bytes."""
+        for byte in data[:limit]:
+            if self.stopped.wait(DRIP):
+                return
+            conn.sendall(bytes([byte]))
+
+    def stream(self, conn, chunk, total):
+        """Send *chunk* again and again, up to *total* bytes, counting what got out."""
+        while self.sent < total and not self.stopped.is_set():
+            conn.sendall(chunk)
+            self.sent += len(chunk)
+
+
+def _read_request(conn):
+    data = b""
+    while b"\r\n\r\n" not in data and len(data) < 1 << 20:
+        piece = conn.recv(65536)
+        if not piece:
+            break
+        data += piece
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    length = int(headers.get("Content-Length", "0"))
+    while len(body) < length:
+        piece = conn.recv(65536)
+        if not piece:
+            break
+        body += piece
+    return lines[0], headers
+
+
+def http_answer(status, body=b"", headers=()):
+    """Bytes of a complete HTTP/1.1 answer that closes the connection, e.g. ``"200 OK"``."""
+    head = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", "Connection: close"]
+    head += list(headers)
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
+def json_answer(obj, status="200 OK"):
+    """Bytes of a complete answer with *obj* as its JSON body."""
+    return http_answer(status, json.dumps(obj).encode(), ["Content-Type: application/json"])
+
+
+def serve_bytes(data):
+    """A MiniServer handler that answers every request with the same bytes."""
+
+    def handler(conn, server):
+        conn.sendall(data)
+
+    return handler
+
+
+def empty_inbox(conn, server):
+    """A MiniServer handler: an empty conversation list for every request, each recorded
+    in ``server.seen`` as (method, path, headers)."""
+    line, headers = server.request
+    method, path = line.split(" ")[:2]
+    server.seen.append((method, path, headers))
+    page = {"pager": {"page": 1, "pageCount": 1, "total": 0, "pageSize": 50}}
+    conn.sendall(json_answer({**page, "messageConversations": []}))
+
+
+def messenger_at(url, **options):
+    """A Messenger for a MiniServer (or any URL): a made-up token, 1 s to connect and 0.5 s
+    to read (every drip comes faster than that), no retries."""
+    options.setdefault("timeout", (1.0, 0.5))
+    options.setdefault("retries", 0)
+    return Messenger(url, token="d2p_test", **options)
+
+
+# -- TLS ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """(cert.pem, key.pem): a self-signed certificate for 127.0.0.1, made by the openssl command."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign",
+            "-addext",
+            "extendedKeyUsage=serverAuth",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def tls_context(certificate):
+    """The server side of *certificate*: an ``ssl.SSLContext`` for a MiniServer."""
+    cert, key = certificate
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+@pytest.fixture(scope="module")
+def tls_server(certificate):
+    """An HTTPS MiniServer with the throwaway certificate, answering ``empty_inbox``:
+    ``tls_server.seen`` lists the requests that got through the handshake."""
+    with MiniServer(empty_inbox, tls_context(certificate)) as server:
+        yield server

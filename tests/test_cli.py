@@ -1,7 +1,14 @@
 """The dhis2-messages command line against the emulator.
 
 Most behaviour runs in-process through ``main(argv)`` (fast); a representative
-few cases run ``python -m dhis2_messages`` as a real subprocess.
+few cases run ``python -m dhis2_messages`` as a real subprocess, and what a
+person at a terminal sees (colour, width, progress, prompts) on a pseudo-terminal.
+Each command has its class here, recipients given by name too
+(``TestRecipientNames``); errors read in the command line's own words.
+
+Neighbours: what each command's library call does is in its area's file
+(test_inbox.py, test_sending.py, test_read_state.py, ...); the redaction of
+secrets in test_security.py, which also checks the command line's bad-URL message.
 """
 
 from __future__ import annotations
@@ -11,7 +18,6 @@ import importlib
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import unicodedata
@@ -22,7 +28,6 @@ import pytest
 
 import dhis2_messages
 from dhis2_messages import main
-from tests import test_security
 from tests.conftest import (
     ADMIN,
     ALICE,
@@ -35,6 +40,7 @@ from tests.conftest import (
     UNKNOWN,
     at_least,
 )
+from tests.emulator import BADJIA, NGELEHUN_CHC, SIERRA_LEONE, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PDF = b"%PDF-1.4\n\x00\x01\x02\xff binary \r\n report\n"
@@ -122,12 +128,6 @@ def attachment_file(tmp_path, name="report.pdf", data=PDF):
 def error_line(result):
     """The message after the usage line (which names every option anyway)."""
     return result.err.strip().splitlines()[-1]
-
-
-def closed_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- Subprocesses: the real command ------------------------------------------------
@@ -462,7 +462,7 @@ class TestConnection:
         )
 
     def test_server_unreachable_exit_1(self, emulator, cli):
-        result = cli("--url", f"http://127.0.0.1:{closed_port()}", "unread")
+        result = cli("--url", f"http://127.0.0.1:{free_port()}", "unread")
         assert 1 == result.status
         assert result.err.startswith("dhis2-messages: could not connect to 127.0.0.1:")
         assert "Connection refused. Check --url" in result.err
@@ -585,7 +585,7 @@ class TestList:
         lines = ok(cli("list", "--all", "--page-size", "2")).out.splitlines()
         assert uids[::-1] == [line[:11] for line in lines[1:]]  # no footer: every page is shown
         requests = emulator.requests("GET", API)
-        assert 3 == len(requests)  # the walk resumes by lastMessage (tests/test_walk.py)
+        assert 3 == len(requests)  # the walk resumes by lastMessage (tests/test_inbox.py)
         emulator.clear_log()
         out = ok(cli("--json", "list", "--all", "--page-size", "2", "--unread")).out
         lines = [json.loads(line) for line in out.splitlines()]  # JSON Lines
@@ -995,6 +995,131 @@ class TestTickets:
         assert f"unassigned {uid}\n" == ok(cli("unassign", uid)).out
 
 
+# -- Recipients by name: --user, --group, --org-unit, --org-unit-tree; find, tree ---------
+
+
+class TestRecipientNames:
+    def test_send_by_names_resolves_everything_first(self, emulator, cli):
+        result = ok(
+            cli(
+                "send",
+                "Stock",
+                "Count the ORS.",
+                "--user",
+                "Jose Banda",  # one user: the accented José does not match
+                "--user",
+                "ama",  # a username wins over the names that contain it
+                "--group",
+                "reporters",  # the exact name wins over District/Facility Reporters
+                "--org-unit",
+                "kenema district",
+            )
+        )
+        uid = result.out.strip()
+        assert {"admin", "jbanda", "ama", "alice", "bob", "abu"} == set(
+            emulator.conversations[uid].participants
+        )
+        body = emulator.requests("POST", "/api/messageConversations")[0].json()
+        assert {"id": "Hm2Tc8aNwBq"} in body["users"]
+
+    def test_org_unit_tree_sends_to_the_whole_subtree(self, emulator, cli):
+        uid = ok(cli("send", "s", "t", "--org-unit-tree", "Bo District")).out.strip()
+        people = set(emulator.conversations[uid].participants)
+        assert {"alice", "bob", "dave", "ibrahim", "aminata", "mohamed"} <= people
+        assert "sia" not in people and "fatmata" not in people
+        # The name, then the subtree, then the message: three requests, the send last.
+        assert ["GET", "GET", "POST"] == [r.method for r in emulator.requests()]
+
+    @pytest.mark.parametrize(
+        "flag, text, listed",
+        [
+            (
+                "--user",
+                "banda",
+                ["PhzytPW3g2J  Alice Banda (alice)", "Lx9ZbhjUP6q  José Banda (jose)"],
+            ),
+            ("--user", "ama sankoh", ["Ck1MzHw8uTf  Ama Sankoh (ama)", "Dr5NxJq2vLg  AMA SANKOH"]),
+            ("--group", "district", ["Gk3JdR7xWqs  District Reporters"]),
+            (
+                "--org-unit",
+                "bo",
+                ["O6uvpzGd5pu  Bo District (level 2)", "Bombali Sebora (level 3)"],
+            ),
+            ("--org-unit-tree", "b", ["YuQRtpLP10I  Badjia (level 3)"]),
+        ],
+    )
+    def test_several_matches_list_the_candidates_and_send_nothing(
+        self, emulator, cli, flag, text, listed
+    ):
+        result = cli("send", "s", "t", "--user", "alice", flag, text)
+        assert 2 == result.status, result
+        assert "nothing was sent" in result.err
+        for line in listed:
+            assert line in result.err
+        assert [] == emulator.requests("POST")
+        assert {} == emulator.conversations
+
+    @pytest.mark.parametrize("flag", ["--user", "--group", "--org-unit", "--org-unit-tree"])
+    def test_no_match_is_an_error_and_nothing_is_sent(self, emulator, cli, flag):
+        result = cli("send", "s", "t", "--user", "alice", flag, "zzzz")
+        assert 2 == result.status, result
+        assert f"{flag} 'zzzz': no " in result.err
+        assert [] == emulator.requests("POST")
+
+    def test_add_recipients_assign_and_bulk_user_take_names(self, emulator, cli):
+        uid = emulator.add_conversation(sender="admin", recipients=["alice"], subject="s")
+        ok(cli("add-recipients", uid, "--org-unit-tree", "Badjia", "--user", "sia lebbie"))
+        assert {"ibrahim", "aminata", "jose", "sia"} <= set(
+            emulator.conversations[uid].participants
+        )
+        ok(cli("assign", uid, "Sia Lebbie"))
+        assert "sia" == emulator.conversations[uid].assignee.username
+        ok(cli("mark-read", uid, "--user", "aminata"))
+        assert emulator.conversations[uid].participants["aminata"].read
+
+    def test_a_uid_is_used_as_it_is(self, emulator, cli):
+        ok(cli("send", "s", "t", "--user", "PhzytPW3g2J", "--org-unit", BO_DISTRICT))
+        assert ["/api/messageConversations"] == [r.path for r in emulator.requests()]
+
+    def test_find_lists_users_groups_and_units_with_uids(self, cli):
+        out = ok(cli("find", "district", user="alice")).out
+        assert (
+            "user groups:\n  Hx2PwE9mJvb  District Data Managers\n  Gk3JdR7xWqs  District Reporters"
+            in out
+        )
+        assert "  O6uvpzGd5pu  Bo District  level 2" in out
+        assert "users: none" in out
+
+    def test_find_json(self, cli):
+        data = ok(cli("find", "banda", "--json")).json()
+        assert {"users", "user_groups", "organisation_units"} == set(data)
+        assert {"id": "Lx9ZbhjUP6q", "name": "José Banda", "username": "jose"} in data["users"]
+        units = ok(cli("find", "ngelehun", "--json")).json()["organisation_units"]
+        assert [
+            {
+                "id": NGELEHUN_CHC,
+                "name": "Ngelehun CHC",
+                "level": 4,
+                "path": f"/{SIERRA_LEONE}/{BO_DISTRICT}/{BADJIA}/{NGELEHUN_CHC}",
+            }
+        ] == units
+
+    def test_find_feedback_recipients(self, cli):
+        assert "Kh68cDMwZsg  Carol Osei  carol" in ok(cli("find", "o", "--feedback-recipients")).out
+
+    @pytest.mark.parametrize("query", ["", "   ", "x" * 256, "%"])
+    def test_find_refuses_bad_queries_without_a_request(self, emulator, cli, query):
+        assert 2 == cli("find", query).status
+        assert [] == emulator.requests()
+
+    def test_tree(self, cli):
+        out = ok(cli("tree", "badjia")).out
+        assert (
+            "Badjia  YuQRtpLP10I\n  Ngelehun CHC  DiszpKrYNg8\n  Njandama MCHP  g8upMTyEZGZ\n"
+            == out
+        )
+
+
 # -- A person at a terminal: colour, width, progress, prompts -------------------------
 # The command runs as a subprocess on a pseudo-terminal (stdlib pty); every read
 # is bounded.  What a terminal changes does not depend on the DHIS2 release.
@@ -1220,7 +1345,7 @@ class TestRetryNotes:
         ] == visible(out).splitlines()
 
     def test_a_failed_connection_reads_without_object_reprs(self, emulator):
-        url = f"http://127.0.0.1:{closed_port()}"
+        url = f"http://127.0.0.1:{free_port()}"
         status, out, _ = terminal_run(emulator, "--url", url, "--retries", "1", "unread")
         assert 1 == status
         note, error = visible(out).splitlines()
@@ -1389,11 +1514,6 @@ class TestErrorWords:
         assert 2 == result.status
         assert result.err.startswith("usage: dhis2-messages send ")
         assert "recipient" in error_line(result)
-
-
-# A self-signed certificate and a TLS server that uses it, from the security tests.
-certificate = test_security.certificate
-tls_server = test_security.tls_server
 
 
 @ONE_RELEASE

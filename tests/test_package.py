@@ -1,14 +1,27 @@
-"""The package as users receive it: what ``dhis2_messages`` exports, and the README that documents it."""
+"""The package as users receive it: what ``dhis2_messages`` exports, and its README.
+
+Every public name is exported and every export documented in the README; the README's
+examples run: every Python block against the emulator, the demo, the set-up commands
+CI runs, and each command line parses.
+"""
 
 from __future__ import annotations
 
 import ast
+import os
 import re
+import shlex
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
+
+import pytest
 
 import dhis2_messages
 
-README = (Path(__file__).resolve().parent.parent / "README.rst").read_text(encoding="utf-8")
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.rst").read_text(encoding="utf-8")
 
 # Public module-level names that are deliberately not exported: the console
 # script's entry point and the logger (configured by its name, "dhis2_messages").
@@ -54,3 +67,116 @@ def test_readme_documents_every_export():
     """Every exported name appears in the README as code, so the PyPI page documents it."""
     undocumented = sorted(set(dhis2_messages.__all__) - readme_names())
     assert [] == undocumented
+
+
+# -- The README's examples run -------------------------------------------------------
+
+
+def blocks(language):
+    """The code blocks of one language, dedented, in order."""
+    pattern = re.compile(rf"^\.\. code-block:: {language}\n\n((?:(?: {{4}}.*)?\n)+)", re.MULTILINE)
+    return [textwrap.dedent(match.group(1)) for match in pattern.finditer(README)]
+
+
+@pytest.mark.dhis2_versions(since="2.40")  # the README shows E1004, which 2.40 introduced
+def test_python_examples_run(emulator, tmp_path, monkeypatch, capsys):
+    """Every Python block runs, in order, in one namespace, against the emulator."""
+    pytest.importorskip("pandas")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "report.pdf").write_bytes(b"%PDF-1.4 weekly report")
+    monkeypatch.setenv("DHIS2_URL", emulator.url)
+    monkeypatch.setenv("DHIS2_TOKEN", emulator.user("admin").token)
+    examples = blocks("python")
+    assert len(examples) >= 14
+    namespace = {"__name__": "readme"}
+    for number, code in enumerate(examples, 1):
+        code = code.replace("https://dhis2.example.org", emulator.url)
+        code = code.replace("d2p_YOUR_TOKEN", emulator.user("admin").token)
+        exec(compile(code, f"README.rst python block {number}", "exec"), namespace)
+    out = capsys.readouterr().out
+    # A few outputs the README promises in its comments.
+    assert f"<Messenger {emulator.url} auth=basic>" in out
+    assert "409 E1004 User does not exist: Zz0000000Zz" in out
+    assert "No MessageConversation found with UID: Zz0000000Zz" in out
+    assert "report.pdf 22" in out
+    assert "['Alice Banda', 'Jose Banda', 'José Banda']" in out
+    [stock] = [c for c in emulator.conversations.values() if c.subject == "Stock count on Friday"]
+    assert "aminata" in stock.participants  # a facility two levels below Bo District
+    assert "sia" not in stock.participants  # Kenema District
+    ticket = emulator.conversations[namespace["ticket"]]
+    assert ("SOLVED", "HIGH", None) == (ticket.status, ticket.priority, ticket.assignee)
+
+
+def test_demo_round_trip():
+    """The first set-up command's round trip runs and prints the thread."""
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.demo"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert 0 == result.returncode, result.stderr
+    assert "John Traore: Please submit the weekly malaria report" in result.stdout
+    assert "Alice Banda: Done: submitted this morning." in result.stdout
+
+
+def test_set_up_commands():
+    """The README gives exactly the two set-up commands CI runs."""
+    commands = [b.strip() for b in blocks("bash") if b.strip().startswith("python3 -m venv")]
+    assert 2 == len(commands)
+    assert commands[0].endswith("python -m tests.demo")
+    assert commands[1].endswith("python -m pytest")
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert commands[1] in ci and "tests.demo" in ci
+
+
+def test_cli_examples_parse():
+    """Each dhis2-messages line of the README is a valid command line."""
+    parser = dhis2_messages._cli_parser()
+    lines = [line for b in blocks("bash") for line in b.splitlines() if "dhis2-messages " in line]
+    assert len(lines) >= 8
+    for line in lines:
+        argv = shlex.split(line.split("|")[-1])
+        assert "dhis2-messages" == argv[0]
+        parser.parse_args(argv[1:])
+
+
+def test_method_table_lists_every_method():
+    """The method → endpoint table names every public Messenger method."""
+    public = {
+        name
+        for name, value in vars(dhis2_messages.Messenger).items()
+        if not name.startswith("_") and callable(value)  # settings are not methods
+    }
+    public -= {"from_env", "close"}
+    table = README[README.index("Methods and endpoints") : README.index("Compatibility")]
+    for name in public:
+        assert f"``{name}(" in table, name
+
+
+def test_env_variables_documented():
+    assert all(
+        name in README
+        for name in ("DHIS2_URL", "DHIS2_TOKEN", "DHIS2_PAT", "DHIS2_USERNAME", "DHIS2_PASSWORD")
+    )
+    assert os.path.exists(ROOT / "LICENSE")
+
+
+def test_readme_is_valid_restructuredtext():
+    """The README renders without a docutils warning (PyPI rejects broken reST)."""
+    import io
+
+    import docutils.core
+
+    warnings = io.StringIO()
+    docutils.core.publish_doctree(
+        README,
+        settings_overrides={
+            "warning_stream": warnings,
+            "report_level": 2,
+            "syntax_highlight": "none",
+        },
+    )
+    assert "" == warnings.getvalue()

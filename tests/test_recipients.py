@@ -3,13 +3,16 @@
 The first half pins the emulator's answers to DHIS2's (wire facts from
 dhis2-core's UserLookupController, HibernateUserStore, the metadata query
 engine and MessageConversationController); the second half drives
-``Messenger``'s lookups and sends against it.
+``Messenger``'s lookups, and sends to what they found, against it.
+
+Neighbours: send and add_recipients with uids in test_sending.py; names given to
+--user, --group and --org-unit(-tree), and the find and tree commands, in
+test_cli.py (``TestRecipientNames``).
 """
 
 from __future__ import annotations
 
 import pytest
-import requests
 
 from dhis2_messages import (
     AuthenticationError,
@@ -21,7 +24,6 @@ from dhis2_messages import (
     UserGroupRef,
     UserRef,
 )
-from tests import test_cli
 from tests.conftest import standalone_demo
 from tests.emulator import (
     AMINATA,
@@ -47,21 +49,13 @@ BO_SUBTREE = {
 
 
 @pytest.fixture
-def get(emulator):
-    """get(path, user="alice", **params) -> requests.Response, over a real socket."""
-    sessions = {}
+def get(raw_request):
+    """get(path, user="alice", **params) -> requests.Response: GET /api<path>, over a real socket."""
 
     def get(path, user="alice", **params):
-        if user not in sessions:
-            seeded = emulator.user(user)
-            sessions[user] = requests.Session()
-            sessions[user].auth = (seeded.username, seeded.password)
-        return sessions[user].get(emulator.url + "/api" + path, params=params, timeout=5)
+        return raw_request("GET", "/api" + path, user=user, params=params)
 
-    yield get
-    for session in sessions.values():
-        session.close()
-    assert [] == emulator.errors, "the emulator hit a bug:\n" + "\n".join(emulator.errors)
+    return get
 
 
 def names(users):
@@ -258,24 +252,23 @@ class TestMetadataListsWire:
             "Baoma Station CHP",
         ] == [u["displayName"] for u in r.json()["organisationUnits"]]
 
-    def test_an_organisation_unit_message_reaches_only_that_exact_unit(self, emulator, get):
-        session = requests.Session()
-        session.auth = ("admin", "district")
-        r = session.post(
-            emulator.url + "/api/messageConversations",
+    def test_an_organisation_unit_message_reaches_only_that_exact_unit(self, emulator, raw_request):
+        r = raw_request(
+            "POST",
+            "/api/messageConversations",
             json={"subject": "s", "text": "t", "organisationUnits": [{"id": BO_DISTRICT}]},
-            timeout=5,
         )
         uid = r.headers["Location"].rsplit("/", 1)[1]
         assert {"admin", "alice", "bob", "dave"} == set(emulator.conversations[uid].participants)
 
-    def test_a_group_the_sender_cannot_see_is_not_found(self, emulator):
+    def test_a_group_the_sender_cannot_see_is_not_found(self, emulator, raw_request):
         def send(auth):
-            return requests.post(
-                emulator.url + "/api/messageConversations",
-                json={"subject": "s", "text": "t", "userGroups": [{"id": DISTRICT_MANAGERS}]},
+            return raw_request(
+                "POST",
+                "/api/messageConversations",
+                user=None,
                 auth=auth,
-                timeout=5,
+                json={"subject": "s", "text": "t", "userGroups": [{"id": DISTRICT_MANAGERS}]},
             )
 
         assert 201 == send(("admin", "district")).status_code
@@ -624,134 +617,6 @@ class TestRefusals:
     def test_a_group_the_sender_may_not_see(self, alice):
         with pytest.raises(NotFoundError, match=DISTRICT_MANAGERS):
             alice.send(subject="s", text="t", user_groups=DISTRICT_MANAGERS)
-
-
-# -- the command line --------------------------------------------------------------
-
-cli = test_cli.cli  # the command-line fixture, through main(argv)
-ok = test_cli.ok
-
-
-class TestCommandLine:
-    def test_send_by_names_resolves_everything_first(self, emulator, cli):
-        result = ok(
-            cli(
-                "send",
-                "Stock",
-                "Count the ORS.",
-                "--user",
-                "Jose Banda",  # one user: the accented José does not match
-                "--user",
-                "ama",  # a username wins over the names that contain it
-                "--group",
-                "reporters",  # the exact name wins over District/Facility Reporters
-                "--org-unit",
-                "kenema district",
-            )
-        )
-        uid = result.out.strip()
-        assert {"admin", "jbanda", "ama", "alice", "bob", "abu"} == set(
-            emulator.conversations[uid].participants
-        )
-        body = emulator.requests("POST", "/api/messageConversations")[0].json()
-        assert {"id": "Hm2Tc8aNwBq"} in body["users"]
-
-    def test_org_unit_tree_sends_to_the_whole_subtree(self, emulator, cli):
-        uid = ok(cli("send", "s", "t", "--org-unit-tree", "Bo District")).out.strip()
-        people = set(emulator.conversations[uid].participants)
-        assert {"alice", "bob", "dave", "ibrahim", "aminata", "mohamed"} <= people
-        assert "sia" not in people and "fatmata" not in people
-        # The name, then the subtree, then the message: three requests, the send last.
-        assert ["GET", "GET", "POST"] == [r.method for r in emulator.requests()]
-
-    @pytest.mark.parametrize(
-        "flag, text, listed",
-        [
-            (
-                "--user",
-                "banda",
-                ["PhzytPW3g2J  Alice Banda (alice)", "Lx9ZbhjUP6q  José Banda (jose)"],
-            ),
-            ("--user", "ama sankoh", ["Ck1MzHw8uTf  Ama Sankoh (ama)", "Dr5NxJq2vLg  AMA SANKOH"]),
-            ("--group", "district", ["Gk3JdR7xWqs  District Reporters"]),
-            (
-                "--org-unit",
-                "bo",
-                ["O6uvpzGd5pu  Bo District (level 2)", "Bombali Sebora (level 3)"],
-            ),
-            ("--org-unit-tree", "b", ["YuQRtpLP10I  Badjia (level 3)"]),
-        ],
-    )
-    def test_several_matches_list_the_candidates_and_send_nothing(
-        self, emulator, cli, flag, text, listed
-    ):
-        result = cli("send", "s", "t", "--user", "alice", flag, text)
-        assert 2 == result.status, result
-        assert "nothing was sent" in result.err
-        for line in listed:
-            assert line in result.err
-        assert [] == emulator.requests("POST")
-        assert {} == emulator.conversations
-
-    @pytest.mark.parametrize("flag", ["--user", "--group", "--org-unit", "--org-unit-tree"])
-    def test_no_match_is_an_error_and_nothing_is_sent(self, emulator, cli, flag):
-        result = cli("send", "s", "t", "--user", "alice", flag, "zzzz")
-        assert 2 == result.status, result
-        assert f"{flag} 'zzzz': no " in result.err
-        assert [] == emulator.requests("POST")
-
-    def test_add_recipients_assign_and_bulk_user_take_names(self, emulator, cli):
-        uid = emulator.add_conversation(sender="admin", recipients=["alice"], subject="s")
-        ok(cli("add-recipients", uid, "--org-unit-tree", "Badjia", "--user", "sia lebbie"))
-        assert {"ibrahim", "aminata", "jose", "sia"} <= set(
-            emulator.conversations[uid].participants
-        )
-        ok(cli("assign", uid, "Sia Lebbie"))
-        assert "sia" == emulator.conversations[uid].assignee.username
-        ok(cli("mark-read", uid, "--user", "aminata"))
-        assert emulator.conversations[uid].participants["aminata"].read
-
-    def test_a_uid_is_used_as_it_is(self, emulator, cli):
-        ok(cli("send", "s", "t", "--user", "PhzytPW3g2J", "--org-unit", BO_DISTRICT))
-        assert ["/api/messageConversations"] == [r.path for r in emulator.requests()]
-
-    def test_find_lists_users_groups_and_units_with_uids(self, cli):
-        out = ok(cli("find", "district", user="alice")).out
-        assert (
-            "user groups:\n  Hx2PwE9mJvb  District Data Managers\n  Gk3JdR7xWqs  District Reporters"
-            in out
-        )
-        assert "  O6uvpzGd5pu  Bo District  level 2" in out
-        assert "users: none" in out
-
-    def test_find_json(self, cli):
-        data = ok(cli("find", "banda", "--json")).json()
-        assert {"users", "user_groups", "organisation_units"} == set(data)
-        assert {"id": "Lx9ZbhjUP6q", "name": "José Banda", "username": "jose"} in data["users"]
-        units = ok(cli("find", "ngelehun", "--json")).json()["organisation_units"]
-        assert [
-            {
-                "id": NGELEHUN_CHC,
-                "name": "Ngelehun CHC",
-                "level": 4,
-                "path": f"/{SIERRA_LEONE}/{BO_DISTRICT}/{BADJIA}/{NGELEHUN_CHC}",
-            }
-        ] == units
-
-    def test_find_feedback_recipients(self, cli):
-        assert "Kh68cDMwZsg  Carol Osei  carol" in ok(cli("find", "o", "--feedback-recipients")).out
-
-    @pytest.mark.parametrize("query", ["", "   ", "x" * 256, "%"])
-    def test_find_refuses_bad_queries_without_a_request(self, emulator, cli, query):
-        assert 2 == cli("find", query).status
-        assert [] == emulator.requests()
-
-    def test_tree(self, cli):
-        out = ok(cli("tree", "badjia")).out
-        assert (
-            "Badjia  YuQRtpLP10I\n  Ngelehun CHC  DiszpKrYNg8\n  Njandama MCHP  g8upMTyEZGZ\n"
-            == out
-        )
 
 
 def test_the_standalone_demo_lists_the_tree():

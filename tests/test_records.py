@@ -1,4 +1,8 @@
-"""Records parse DHIS2's JSON leniently: pure tests, no server."""
+"""Records parse DHIS2's JSON leniently: pure tests, no server.
+
+Neighbours: the property-based parsing tests in test_records_properties.py; how a
+record reads in a terminal or a notebook in test_notebook.py.
+"""
 
 from __future__ import annotations
 

@@ -1,26 +1,28 @@
-"""Secrets stay secret, TLS is verified, redirects are not followed, bad input sends nothing.
+"""Secrets stay secret; identity, certificate and host are the ones given; bad input stops.
 
-The redaction tests run real calls (successes and every kind of failure) and
-look for the password, the token and the Authorization header in everything a
-user can see: repr, exception text and arguments along the whole cause chain,
-and every log record at DEBUG.
+The redaction tests run real calls (successes and every kind of failure) and look for the
+password, the token and the Authorization header in everything a user can see: repr,
+exception text and arguments along the whole cause chain, and every log record at DEBUG
+(``TestRedaction``).  Neither .netrc, nor a borrowed session, nor a proxy setting replaces
+the credentials given (``TestIdentity``).  A certificate is verified (``TestTls``); no
+redirect is followed (``TestRedirects``).  No argument can forge a header
+(``TestNoHeaderInjection``), and a bad URL's message never echoes its password
+(``TestSecretsInBadUrls``).  Every uid argument of every method, and every other argument,
+is checked before any request (``TestBadInput``).
+
+Neighbours: the throwaway certificate, the HTTPS server and the MiniServer are in
+conftest.py; the checks of Messenger's own arguments (URL, timeout, auth kinds) in
+test_construction.py; each method's own bad-input cases beside its area's tests.
 """
 
 from __future__ import annotations
 
 import base64
-import http.server
 import io
-import json
 import logging
-import shutil
-import ssl
-import subprocess
-import threading
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+import requests
 
 import dhis2_messages
 from dhis2_messages import (
@@ -30,7 +32,17 @@ from dhis2_messages import (
     Messenger,
     TransportError,
 )
-from tests.conftest import ALICE, API, BOB, UNKNOWN, answer_json
+from tests.conftest import (
+    ALICE,
+    API,
+    BOB,
+    UNKNOWN,
+    MiniServer,
+    empty_inbox,
+    http_answer,
+    messenger_at,
+    serve_bytes,
+)
 from tests.emulator import free_port
 
 SHORT = (1.0, 0.3)
@@ -252,105 +264,88 @@ class TestRedaction:
         ] == statuses
 
 
-# -- TLS ---------------------------------------------------------------------------
+# -- The credentials given are the identity ---------------------------------------
 
 
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    """Answers every request with an empty DHIS2 list, and remembers it."""
+class TestIdentity:
+    """Neither .netrc, nor a borrowed session's auth or Authorization header, nor a proxy
+    setting replaces the credentials given to Messenger; none given, none sent."""
 
-    def do_GET(self):
-        self.server.seen.append((self.command, self.path, dict(self.headers)))
-        answer_json(
-            self,
-            {
-                "pager": {"page": 1, "pageCount": 1, "total": 0, "pageSize": 50},
-                "messageConversations": [],
-            },
+    @pytest.fixture
+    def netrc_for_bob(self, emulator, tmp_path, monkeypatch):
+        bob = emulator.user("bob")
+        netrc = tmp_path / "netrc"
+        netrc.write_text(f"machine 127.0.0.1 login {bob.username} password {bob.password}\n")
+        netrc.chmod(0o600)
+        monkeypatch.setenv("NETRC", str(netrc))
+        monkeypatch.setenv("HOME", str(tmp_path))
+        # The file is there and requests would use it: the test would not prove anything otherwise.
+        assert requests.utils.get_netrc_auth(emulator.url) == (bob.username, bob.password)
+
+    @pytest.mark.parametrize("kind", ["token", "basic"])
+    def test_netrc_does_not_replace_them(self, emulator, connect, netrc_for_bob, kind):
+        m = connect("alice", token=kind == "token")
+        m.send(subject="From alice", text="t", users=[BOB])
+        m.list_conversations()
+        assert ["alice", "alice"] == [r.user for r in emulator.log]
+        scheme = "ApiToken " if kind == "token" else "Basic "
+        assert emulator.log[0].headers["Authorization"].startswith(scheme)
+
+    @pytest.mark.parametrize("kind", ["token", "basic"])
+    @pytest.mark.parametrize("where", ["session.auth", "header"])
+    def test_borrowed_session_does_not_replace_them(self, emulator, kind, where):
+        alice, bob = emulator.user("alice"), emulator.user("bob")
+        session = requests.Session()
+        if where == "session.auth":
+            session.auth = (bob.username, bob.password)
+        else:
+            pair = f"{bob.username}:{bob.password}".encode()
+            session.headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        credentials = (
+            {"token": alice.token}
+            if kind == "token"
+            else {"auth": (alice.username, alice.password)}
+        )
+        with Messenger(emulator.url, session=session, retries=0, **credentials) as m:
+            m.list_conversations()
+            m.mark_read(m.send(subject="s", text="t", users=[BOB]))
+        assert ["alice"] * 3 == [r.user for r in emulator.log]
+        session.close()
+
+    def test_no_credentials_sends_none(self, emulator, netrc_for_bob):
+        """Without auth= or token= nothing else is taken in their place: DHIS2 says 401."""
+        bob = emulator.user("bob")
+        session = requests.Session()
+        session.auth = (bob.username, bob.password)
+        session.headers["Authorization"] = "ApiToken " + bob.token
+        for m in (Messenger(emulator.url, retries=0), Messenger(emulator.url, session=session)):
+            with m, pytest.raises(AuthenticationError):
+                m.list_conversations()
+        assert [None, None] == [r.user for r in emulator.log]
+        assert [None, None] == [r.headers.get("Authorization") for r in emulator.log]
+        session.close()
+
+    def test_a_proxy_setting_does_not_replace_them(self, monkeypatch):
+        """Proxy credentials go in Proxy-Authorization; Authorization stays the token."""
+        page = b'{"pager": {"page": 1, "pageCount": 1, "total": 0, "pageSize": 50}, "messageConversations": []}'
+        with MiniServer(
+            serve_bytes(http_answer("200 OK", page, ["Content-Type: application/json"]))
+        ) as proxy:
+            host_port = proxy.url.split("//", 1)[1]
+            monkeypatch.setenv("HTTP_PROXY", f"http://puser:ppass@{host_port}")
+            monkeypatch.delenv("NO_PROXY", raising=False)
+            monkeypatch.delenv("no_proxy", raising=False)
+            with messenger_at("http://dhis2.example.org") as m:
+                m.list_conversations()
+        [(line, headers)] = proxy.requests
+        assert line.startswith("GET http://dhis2.example.org/api/messageConversations?")
+        assert "ApiToken d2p_test" == headers["Authorization"]
+        assert (
+            "Basic " + base64.b64encode(b"puser:ppass").decode() == headers["Proxy-Authorization"]
         )
 
-    do_POST = do_DELETE = do_GET
 
-    def log_message(self, format, *args):
-        pass
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # failed TLS handshakes are expected here
-
-
-def _serve(context=None, host="127.0.0.1"):
-    server = _Server((host, 0), _Recorder)
-    server.seen = []
-    if context is not None:
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    scheme = "https" if context is not None else "http"
-    server.url = f"{scheme}://{host}:{server.server_address[1]}"
-    return server
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    """A self-signed certificate for 127.0.0.1, made by the openssl command."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is not installed")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign",
-            "-addext",
-            "extendedKeyUsage=serverAuth",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
-@pytest.fixture(scope="module")
-def tls_server(certificate):
-    cert, key = certificate
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(str(cert), str(key))
-    server = _serve(context)
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def other_server():
-    server = _serve()
-    yield server
-    server.shutdown()
-    server.server_close()
+# -- TLS ---------------------------------------------------------------------------
 
 
 class TestTls:
@@ -396,6 +391,13 @@ class TestTls:
 
 
 # -- Redirects ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def other_server():
+    """A plain-HTTP MiniServer answering ``empty_inbox``: a host a redirect could lead to."""
+    with MiniServer(empty_inbox) as server:
+        yield server
 
 
 class TestRedirects:
@@ -450,6 +452,84 @@ class TestRedirects:
         assert 1 == len(emulator.log)
 
 
+# -- No header injection ---------------------------------------------------------------------
+
+
+class TestNoHeaderInjection:
+    @pytest.mark.parametrize(
+        "content_type",
+        [
+            "application/pdf\r\nX-Forged: y",
+            "application/pdf\nContent-Disposition: x",
+            "application/pdf\x00",
+            "pdf",
+            "application/",
+            "/pdf",
+            "application/pdf; name",
+            "application pdf/x",
+        ],
+    )
+    def test_content_type(self, emulator, alice, content_type):
+        with pytest.raises(ValueError, match="content_type must be a media type"):
+            alice.upload_attachment(b"%PDF", filename="a.pdf", content_type=content_type)
+        assert [] == emulator.log
+
+    @pytest.mark.parametrize("filename", ["a.pdf\r\nX-Forged: y", "a\n.pdf", "a\x00.pdf", "a\x7f"])
+    def test_filename(self, emulator, alice, filename):
+        with pytest.raises(ValueError, match="filename contains a control character"):
+            alice.upload_attachment(b"%PDF", filename=filename)
+        assert [] == emulator.log
+
+    @pytest.mark.parametrize(
+        "content_type", ["application/pdf", 'text/plain; charset="utf-8"', "image/svg+xml"]
+    )
+    def test_good_media_types(self, emulator, alice, content_type):
+        uid = alice.upload_attachment(b"%PDF", filename="a.pdf", content_type=content_type)
+        assert uid
+        [request] = emulator.log
+        assert f"Content-Type: {content_type}\r\n".encode() in request.body
+
+    def test_colon_in_a_basic_username(self):
+        """HTTP Basic splits at the first colon: "bob:x" with "pw" would log in as bob."""
+        with pytest.raises(ValueError, match="':'"):
+            Messenger("https://h.org", auth=("bob:x", "pw"))
+
+
+# -- No secret in a message about a bad URL ----------------------------------------------------
+
+SECRET = "S3cret-pw"
+
+
+class TestSecretsInBadUrls:
+    @pytest.mark.parametrize(
+        "url",
+        [
+            f"htps://admin:{SECRET}@host",
+            f"https://admin:{SECRET}@host",
+            f"http://admin:{SECRET}@[::1",
+            f"https://admin:{SECRET}@host:abc",
+            f"https://admin:{SECRET}@my host",
+            f"admin:{SECRET}@host",
+            f"https://admin:{SECRET}@@host/x",
+            f"https://admin:{SECRET}/x@host",
+        ],
+    )
+    def test_not_echoed(self, url):
+        with pytest.raises(ValueError) as info:
+            Messenger(url, token="d2p_x")
+        assert SECRET not in str(info.value)
+        assert SECRET not in repr(info.value)
+
+    def test_not_echoed_by_the_command_line(self, monkeypatch, capsys):
+        monkeypatch.setenv("DHIS2_URL", f"htps://admin:{SECRET}@host")
+        monkeypatch.setenv("DHIS2_TOKEN", "d2p_x")
+        status = dhis2_messages.main(["list"])
+        out, err = capsys.readouterr()
+        assert 2 == status
+        assert "base_url" in err or "URL" in err
+        assert SECRET not in out + err
+
+
 # -- Bad input ------------------------------------------------------------------------
 
 BAD_UIDS = [
@@ -468,7 +548,9 @@ BAD_UIDS = [
     pytest.param(b"AbCdEfGhIjK", TypeError, id="bytes"),
 ]
 
+
 GOOD = "AbCdEfGhIjK"
+
 
 # Every method that takes a uid, with the uid in each position it can appear.
 UID_CALLS = {
@@ -599,73 +681,6 @@ class TestBadInput:
         with pytest.raises(ValueError, match=r"^user is not a DHIS2 uid.*'\.\./AbCdEfGh'"):
             alice.mark_read(GOOD, user="../AbCdEfGh")
         assert [] == emulator.log
-
-    @pytest.mark.parametrize("value", ["open", " Solved ", "pending"])
-    def test_status_is_case_insensitive(self, emulator, admin, value):
-        uid = admin.send_feedback(subject="s", text="t")
-        admin.set_status(uid, value)
-        assert [value.strip().upper()] == emulator.log[-1].param("messageConversationStatus")
-
-
-# -- Any text round-trips --------------------------------------------------------------
-
-TEXT = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-    min_size=1,
-    max_size=200,
-).filter(lambda s: s.strip())
-
-SAMPLES = [
-    "🙂👍🏽👨‍👩‍👧‍👦 emoji with modifiers and joiners",
-    "مرحبا بالعالم — שלום עולם \u202eRTL override\u202c",
-    "control \x01\x02\x07\x08\x0b\x0c\x1b[31m\x7f\x85 characters",
-    "line\r\nendings\rkept\n\n",
-    "  leading and trailing space  ",
-    '{"json": "looking", "a": [1, 2]}',
-    "\ufeffBOM at the start and a zero\u200bwidth space",
-    "Ω≈ç√∫ 𝕏𝕐ℤ 漢字かなカナ 한국어",
-    "🙂مx" * 150_000,  # about 1 MB of UTF-8
-    "x" * 1_000_000,
-]
-
-
-# These run once per emulated release, so pytest calls them on a fresh instance each time.
-_PER_RELEASE = [HealthCheck.function_scoped_fixture] + (
-    [HealthCheck.differing_executors] if hasattr(HealthCheck, "differing_executors") else []
-)
-
-
-class TestTextRoundTrip:
-    def _check(self, emulator, m, text):
-        uid = m.send(subject=text[:255], text=text, users=[BOB])
-        sent = emulator.log[-1]
-        assert text == sent.json()["text"]
-        assert json.dumps({"text": text}, ensure_ascii=False).encode("utf-8")[9:-1] in sent.body
-        m.reply(uid, text)
-        replied = emulator.log[-1]
-        assert text.encode("utf-8") == replied.body  # byte-exact
-        messages = m.get_conversation(uid).messages
-        assert [text, text] == [message.text for message in messages]
-
-    @pytest.mark.parametrize("text", SAMPLES, ids=lambda t: f"{t[:12]!r}x{len(t)}")
-    def test_samples(self, emulator, alice, text):
-        self._check(emulator, alice, text)
-
-    @settings(max_examples=30, deadline=None, suppress_health_check=_PER_RELEASE)
-    @given(text=TEXT)
-    def test_any_text(self, emulator, alice, text):
-        self._check(emulator, alice, text)
-
-    @settings(max_examples=15, deadline=None, suppress_health_check=_PER_RELEASE)
-    @given(subject=TEXT, text=TEXT)
-    def test_feedback(self, emulator, alice, subject, text):
-        uid = alice.send_feedback(subject=subject, text=text)
-        posted = emulator.requests("POST")[-1]  # before 2.41.3 a GET finds the ticket
-        assert [subject] == posted.param("subject")
-        assert text.encode("utf-8") == posted.body
-        conversation = alice.get_conversation(uid)
-        assert subject == conversation.subject
-        assert text == conversation.messages[0].text
 
 
 def test_unknown_uid_is_not_a_bad_input(emulator, alice):

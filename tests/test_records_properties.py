@@ -1,9 +1,11 @@
-"""Property-based tests of everything that reads what a server sent.
+"""Property-based tests of everything that reads what a server sent: records, headers, errors.
 
 Whatever JSON value stands in any field of any record, parsing either succeeds
 with values of the documented types or raises ResponseError; well-formed DHIS2
 shapes always parse to exactly the values they carry.  The header and error
-parsers never raise at all.
+parsers (Retry-After, Location, error bodies, uid lists) never raise at all.
+
+Neighbours: the records' example-based tests and the key table in test_records.py.
 """
 
 from __future__ import annotations

@@ -1,27 +1,52 @@
-"""Network and server faults become typed errors within the timeout; retries are safe.
+"""The transport against the emulator: what each fault becomes, and what is retried.
 
-Every call kind meets every fault: a GET, an idempotent POST, a DELETE and the
-calls that create something.  Waits between retries are recorded by replacing
-``dhis2_messages.time.sleep``; requests themselves always go over real HTTP to
-the emulator.
+Every call kind meets every fault (``TestFaultMatrix``): a GET, an idempotent POST, a
+DELETE and the calls that create something.  Error answers, DHIS2's own and a proxy's,
+become typed errors with DHIS2's text (``TestErrorStyles``, ``TestMessageIsDhis2s``).
+Idempotent calls are retried (``TestIdempotentRetries``: backoff, Retry-After, and a
+retry the deadline leaves no time for); a call that creates something is never sent twice
+(``TestCreatesNeverResent``); and a retry after a lost answer does not turn work that was
+done into an error (``TestDeleteAfterALostAnswer``, ``TestBulkFlagsAfterALostAnswer``).
+Waits between retries are recorded by replacing ``dhis2_messages.time.sleep``; requests
+always go over real HTTP to the emulator.
+
+Neighbours: servers no emulator imitates (dripping, 500 MiB, gzip bombs) and the
+deadline against them are in test_transport_hostile.py; what an error or log line may
+show of the credentials, TLS and redirects in test_security.py; each setting's own check
+in test_construction.py.  What a method means when all goes well is in its area's file
+(test_read_state.py for mark_read, and so on).
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
+import pickle
 import time
+from pathlib import Path
 
 import pytest
 
 import dhis2_messages
 from dhis2_messages import (
     ApiError,
+    ConflictError,
     Dhis2Error,
     Messenger,
+    NotFoundError,
+    PermissionDenied,
     ResponseError,
     TransportError,
 )
-from tests.conftest import ALICE, BOB
+from tests.conftest import (
+    ALICE,
+    BOB,
+    UNKNOWN,
+    MiniServer,
+    http_answer,
+    messenger_at,
+    serve_bytes,
+)
 from tests.emulator import free_port
 
 SHORT = (1.0, 0.3)  # (connect, read) seconds for the fault tests
@@ -29,6 +54,7 @@ HTML_LOGIN = (
     "<!doctype html><html><head><title>DHIS2 - Log in</title></head>"
     "<body><form action='/dhis-web-login/'>Username <input name='j_username'></form></body></html>"
 )
+DATA = Path(__file__).parent / "data"
 
 
 # -- The call kinds ----------------------------------------------------------
@@ -287,7 +313,97 @@ class TestFaultMatrix:
             assert type(info.value).__module__ == "dhis2_messages"
 
 
+# -- Error answers: DHIS2's styles, and the message is DHIS2's own text -------------
+
+
+class TestErrorStyles:
+    """The three error styles of DHIS2, and the reference bodies from its controller tests."""
+
+    @pytest.mark.parametrize(
+        "name, cls",
+        [
+            ("create_no_recipients_409", ConflictError),
+            ("reply_forbidden_403", PermissionDenied),
+            ("reply_unknown_attachment_409", ConflictError),
+            ("reply_unknown_conversation_404", NotFoundError),
+        ],
+    )
+    def test_reference_webmessages(self, emulator, admin, name, cls):
+        """Each WebMessage from DHIS2's tests maps to its class with message and errorCode."""
+        response = json.loads((DATA / f"{name}.json").read_text())["response"]
+        body = response["body"]
+        emulator.inject(
+            status=response["status"], body=json.dumps(body), content_type="application/json"
+        )
+        with pytest.raises(cls) as info:
+            admin.list_conversations()
+        assert (response["status"], body["message"], body.get("errorCode")) == (
+            info.value.status_code,
+            info.value.message,
+            info.value.error_code,
+        )
+        assert body == info.value.body
+
+    def test_bare_message(self, emulator, admin):
+        """A bare {"message"} body (no WebMessage envelope) still gives DHIS2's text."""
+        emulator.inject(
+            status=404,
+            body='{"message":"No user with uid: Zz0000000Zz"}',
+            content_type="application/json",
+        )
+        with pytest.raises(NotFoundError) as info:
+            admin.list_conversations()
+        assert ("No user with uid: Zz0000000Zz", None) == (
+            info.value.message,
+            info.value.error_code,
+        )
+        assert {"message": "No user with uid: Zz0000000Zz"} == info.value.body
+
+    def test_html_error_page(self, emulator, admin):
+        """A container's HTML error page gives its title, not a JSON crash."""
+        page = b"<html><head><title>HTTP Status 400 - Bad Request</title></head><body><h1>x</h1></body></html>"
+        emulator.inject(status=400, body=page, content_type="text/html")
+        with pytest.raises(ApiError) as info:
+            admin.list_conversations()
+        assert "HTTP Status 400 - Bad Request" == info.value.message
+        assert page.decode() == info.value.body
+
+    def test_errors_pickle(self, admin):
+        with pytest.raises(ConflictError) as info:
+            admin.send(subject="s", text="t", users=UNKNOWN)
+        copy = pickle.loads(pickle.dumps(info.value))
+        assert (copy.status_code, copy.message) == (info.value.status_code, info.value.message)
+
+
+class TestMessageIsDhis2s:
+    @pytest.mark.parametrize("status", [500, 502, 503])
+    def test_server_error(self, emulator, alice, status):
+        emulator.inject(status=status, body={"httpStatus": "x", "message": "Database is down"})
+        with pytest.raises(ApiError) as info:
+            alice.list_conversations()
+        assert "Database is down" == info.value.message
+        assert "try again later" in info.value.hint
+        assert str(info.value).startswith(f"HTTP {status}: Database is down (")
+        assert "try again later" in str(info.value)
+
+    def test_no_message(self):
+        with MiniServer(
+            serve_bytes(http_answer("503 Service Unavailable"))
+        ) as server, pytest.raises(ApiError) as info:
+            messenger_at(server.url).list_conversations()
+        assert "Service Unavailable" == info.value.message  # the status line's own words
+        assert "no message from DHIS2" in str(info.value)
+
+    def test_redirect(self, emulator, alice):
+        emulator.inject(status=302, headers={"Location": "https://elsewhere.example/api"})
+        with pytest.raises(ApiError) as info:
+            alice.list_conversations()
+        assert "Found" == info.value.message
+        assert "https://elsewhere.example/api" in info.value.hint
+
+
 # -- Retries -------------------------------------------------------------------
+
 
 RETRIED_CALLS = {
     "list": _list,
@@ -507,3 +623,118 @@ class TestCreatesNeverResent:
         with pytest.raises(TransportError, match="Could not connect"):
             KINDS[kind][0](m, "AbCdEfGhIjK")
         assert [0.01, 0.02] == waits  # two waits: three attempts
+
+
+# -- A retry after a lost answer ---------------------------------------------------
+# The emulator runs the handler and then drops the connection (``drop=True,
+# process=True``): DHIS2 did the work, the answer was lost, and the client's retry
+# meets a server on which the work is already done.
+
+
+@pytest.fixture
+def retrying(connect, waits):
+    """alice, with retries (and no real sleeping between them)."""
+    return connect("alice", retries=2)
+
+
+def _conversations(emulator, n=1):
+    return [
+        emulator.add_conversation(sender="bob", recipients="alice", subject=f"Retry {i}")
+        for i in range(n)
+    ]
+
+
+def _lose_the_answer(emulator, method, path):
+    emulator.inject(method=method, path=path, drop=True, process=True)
+
+
+def _inbox(emulator, username="alice"):
+    return {uid for uid, c in emulator.conversations.items() if username in c.participants}
+
+
+class TestDeleteAfterALostAnswer:
+    def test_delete_conversation_succeeds_when_the_lost_attempt_deleted_it(
+        self, emulator, retrying
+    ):
+        """Before: PermissionDenied (2.41.3+: alice is no longer a participant) or NotFoundError."""
+        (uid,) = _conversations(emulator)
+        _lose_the_answer(emulator, "DELETE", r"/messageConversations$")
+        assert retrying.delete_conversation(uid) is None
+        assert uid not in _inbox(emulator)
+        assert 2 == sum(r.method == "DELETE" for r in emulator.log)
+
+    def test_delete_conversations_lists_a_subset_when_the_lost_attempt_deleted_them(
+        self, emulator, retrying
+    ):
+        uids = _conversations(emulator, 3)
+        _lose_the_answer(emulator, "DELETE", r"/messageConversations$")
+        removed = retrying.delete_conversations(uids)
+        assert set(removed) <= set(uids)
+        assert not set(uids) & _inbox(emulator)
+
+    def test_for_another_user_a_retry_lists_only_what_it_removed(self, emulator, connect, waits):
+        admin = connect("admin", retries=2)
+        uids = _conversations(emulator, 2)
+        _lose_the_answer(emulator, "DELETE", r"/messageConversations$")
+        assert [] == admin.delete_conversations(uids[:1], user=ALICE)
+        _lose_the_answer(emulator, "DELETE", r"/messageConversations$")
+        assert admin.delete_conversation(uids[1], user=ALICE) is None
+        assert not set(uids) & _inbox(emulator)
+
+    def test_without_a_lost_answer_the_errors_stay(self, emulator, retrying):
+        """Only a lost answer makes "not there" a success: a plain call still says so."""
+        (uid,) = _conversations(emulator)
+        retrying.delete_conversation(uid)
+        with pytest.raises((NotFoundError, PermissionDenied)):
+            retrying.delete_conversation(uid)
+        with pytest.raises(NotFoundError):
+            retrying.delete_conversations([UNKNOWN])
+
+    def test_a_lost_answer_does_not_hide_an_error_the_retry_repeats(self, emulator, retrying):
+        """Unknown uids are an error on every attempt, lost answer or not."""
+        _lose_the_answer(emulator, "DELETE", r"/messageConversations$")
+        with pytest.raises(NotFoundError):
+            retrying.delete_conversations([UNKNOWN])
+
+    def test_a_proxy_504_after_the_work_counts_as_a_lost_answer(self, emulator, retrying):
+        """The proxy gave up (504) while DHIS2 finished: the retry finds the work done."""
+        (uid,) = _conversations(emulator)
+        emulator.inject(method="DELETE", path=r"/messageConversations$", status=504, process=True)
+        assert retrying.delete_conversation(uid) is None
+        assert uid not in _inbox(emulator)
+
+    @pytest.mark.dhis2_versions(since="2.41.3")
+    def test_a_503_is_not_a_lost_answer(self, emulator, retrying):
+        """503 means DHIS2 did nothing: a 403 on the retry is the real answer."""
+        uid = emulator.add_conversation(sender="bob", recipients="carol", subject="Not alice's")
+        emulator.inject(method="DELETE", path=r"/messageConversations$", status=503)
+        with pytest.raises(PermissionDenied):
+            retrying.delete_conversation(uid)
+
+
+class TestBulkFlagsAfterALostAnswer:
+    @pytest.mark.parametrize(
+        "call, path",
+        [
+            (lambda m, uids: m.mark_read(uids), "/read$"),
+            (lambda m, uids: m.mark_unread(uids), "/unread$"),
+            (lambda m, uids: m.follow_up(uids), "/followup$"),
+            (lambda m, uids: m.unfollow_up(uids), "/unfollowup$"),
+        ],
+        ids=["mark_read", "mark_unread", "follow_up", "unfollow_up"],
+    )
+    def test_a_retried_bulk_call_succeeds_with_a_subset(self, emulator, retrying, call, path):
+        uids = _conversations(emulator, 3)
+        if "unread" in path:
+            retrying.mark_read(uids)
+        if "unfollowup" in path:
+            retrying.follow_up(uids)
+        _lose_the_answer(emulator, "POST", path)
+        assert set(call(retrying, uids)) <= set(uids)
+        assert 2 == sum(r.path.endswith(path[:-1]) for r in emulator.log[-2:])
+
+    def test_mark_read_after_a_lost_answer_leaves_them_read(self, emulator, retrying):
+        uids = _conversations(emulator, 2)
+        _lose_the_answer(emulator, "POST", "/read$")
+        assert [] == retrying.mark_read(uids)  # the lost attempt changed them: nothing to report
+        assert all(emulator.conversations[u].participants["alice"].read for u in uids)
