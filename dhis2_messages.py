@@ -2387,29 +2387,26 @@ class _Request:
 
         It runs inside requests' ``send``, before requests would read a
         redirect's body on its own, without a limit.  The response keeps no
-        reference to what was read, so a walk's pages are freed as it goes.
+        reference to what was read, so a walk's pages are freed as it goes.  Of
+        an error page only the first ``limit`` bytes are kept, however long it
+        says it is or wherever it ends: its status matters more than its end.
         """
+        error_page = response.status_code >= 400
         length = response.headers.get("Content-Length", "")
         encoded = "Content-Encoding" in response.headers  # the length is of the encoded body
-        known = length.isascii() and length.isdigit() and not encoded
-        if known and int(length) > self.limit and response.status_code < 400:
+        known = length.isascii() and length.isdigit() and not encoded and not error_page
+        if known and int(length) > self.limit:
             response.close()
             raise self._too_large(response)
-        chunks = []
-        size = 0
-        for chunk in response.iter_content(_CHUNK):
-            size += len(chunk)
-            if size > self.limit:
-                response.close()
-                if response.status_code >= 400:
-                    break  # an error page: its status matters more than its end
-                raise self._too_large(response)
-            chunks.append(chunk)
-            if time.monotonic() >= self.deadline:  # a borrowed session's own adapter
-                response.close()
-                raise requests.ReadTimeout("the deadline passed")
+        chunks: List[bytes] = []
+        try:
+            self._read_into(chunks, response, error_page)
+        except requests.RequestException:
+            if not (error_page and chunks):
+                raise
+            response.close()
         body = b"".join(chunks)
-        if known and size <= self.limit and len(body) < int(length):
+        if known and len(body) < int(length):
             # urllib3 1.26 returns a cut-off body silently, where urllib3 2 raises:
             # a truncated attachment would come back as wrong bytes.
             response.close()
@@ -2417,6 +2414,22 @@ class _Request:
                 f"the answer was cut off: {len(body)} of {length} bytes arrived"
             )
         self.answer = _Answer(response, body, self.path)
+
+    def _read_into(
+        self, chunks: List[bytes], response: requests.Response, error_page: bool
+    ) -> None:
+        size = 0
+        for chunk in response.iter_content(_CHUNK):
+            size += len(chunk)
+            if size > self.limit:
+                response.close()
+                if error_page:
+                    return
+                raise self._too_large(response)
+            chunks.append(chunk)
+            if time.monotonic() >= self.deadline:  # a borrowed session's own adapter
+                response.close()
+                raise requests.ReadTimeout("the deadline passed")
 
     def _too_large(self, response: requests.Response) -> ResponseError:
         return ResponseError(
@@ -4012,7 +4025,7 @@ def _cli_error(exc: Dhis2Error, args: Any, m: Optional[Messenger]) -> str:
     """A DHIS2 or network failure in a few lines, with the advice that fits the command."""
     host = urlsplit(m.base_url).netloc if m else "DHIS2"
     if isinstance(exc, TransportError):
-        text = _cli_transport_error(exc, host, args.creates)
+        text = _cli_transport_error(exc, host, args.command if args.creates else None)
     elif isinstance(exc, ApiError):
         text = _cli_api_error(exc, args.command)
     elif isinstance(exc, ResponseError):
@@ -4028,10 +4041,12 @@ def _cli_error(exc: Dhis2Error, args: Any, m: Optional[Messenger]) -> str:
     return text
 
 
-def _cli_transport_error(exc: TransportError, host: str, creates: bool) -> str:
+def _cli_transport_error(exc: TransportError, host: str, creating: Optional[str]) -> str:
+    """*creating*: the command, when it sends or uploads something."""
     maybe_done = (
-        "\nIt may still have reached DHIS2: check (dhis2-messages list) before running it again."
-        if creates and exc.sent
+        f"\nThe {creating} may still have reached DHIS2: check (dhis2-messages list) "
+        "before running it again."
+        if creating and exc.sent
         else ""
     )
     s = exc.seconds or 0.0

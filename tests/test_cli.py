@@ -277,6 +277,9 @@ COMMAND_OF = {
     "lookup_feedback_recipients": "find",  # find --feedback-recipients
     "find_user_groups": "find",  # and every --group given as a name
     "find_organisation_units": "find",  # and every --org-unit given as a name
+    "resolve_user": "send",  # --user, --assign's USER and every --user of a bulk command
+    "resolve_user_group": "send",  # --group
+    "resolve_organisation_unit": "tree",  # and --org-unit, --org-unit-tree
     "organisation_unit_subtree": "tree",  # and send/add-recipients --org-unit-tree
 }
 #: Public methods that are about the Messenger itself, not a DHIS2 endpoint.
@@ -1391,7 +1394,7 @@ class TestDeadline:
 
     def test_a_bad_deadline_is_a_usage_error_in_flag_words(self, emulator, cli):
         result = cli("--deadline", "0", "unread")
-        assert 2 == result.status and "--deadline must be" in result.err
+        assert 2 == result.status and "argument --deadline: must be" in result.err
         assert [] == emulator.log
 
 

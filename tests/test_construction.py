@@ -98,9 +98,13 @@ class TestConstruction:
     def test_scalar_timeout(self):
         assert (5.0, 5.0) == Messenger("https://h.org", token="d2p_x", timeout=5).timeout
 
-    @pytest.mark.parametrize("retries", [-1, 1.5, None, True])
-    def test_bad_retries(self, retries):
-        with pytest.raises(ValueError):
+    @pytest.mark.parametrize(
+        "retries, error", [(-1, ValueError), (1.5, TypeError), (None, TypeError), (True, TypeError)]
+    )
+    def test_bad_retries(self, retries, error):
+        """One check for every count: a TypeError for what is not a whole number, a ValueError
+        for one out of range (as for page=, page_size= and limit=)."""
+        with pytest.raises(error, match="retries"):
             Messenger("https://h.org", token="d2p_x", retries=retries)
 
     def test_repr_hides_secrets(self):
@@ -247,9 +251,12 @@ class TestCheckedUpFront:
         with pytest.raises((ValueError, TypeError), match="deadline"):
             Messenger("https://h.org", token="d2p_x", deadline=deadline)
 
-    @pytest.mark.parametrize("size", [0, -1, True, 1.5, None])
-    def test_max_response_size(self, size):
-        with pytest.raises(ValueError, match="max_response_size"):
+    @pytest.mark.parametrize(
+        "size, error",
+        [(0, ValueError), (-1, ValueError), (True, TypeError), (1.5, TypeError), (None, TypeError)],
+    )
+    def test_max_response_size(self, size, error):
+        with pytest.raises(error, match="max_response_size"):
             Messenger("https://h.org", token="d2p_x", max_response_size=size)
 
     @pytest.mark.parametrize(

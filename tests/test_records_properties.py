@@ -452,14 +452,14 @@ def test_timestamps_with_a_zone(moment, hours, minutes, style):
 def _response(
     status=200, headers=None, body=b"", method="POST", url="http://h/api/messageConversations"
 ):
-    """A requests.Response as the client receives it (built, not mocked: no network)."""
+    """An answer as the client's request path makes it from requests' Response (built,
+    not mocked: no network)."""
     response = requests.Response()
     response.status_code = status
     response.headers.update(headers or {})
-    response._content = body
     response.request = requests.Request(method, url).prepare()
     response.reason = "Reason"
-    return response
+    return dhis2_messages._Answer(response, body, "/messageConversations")
 
 
 @settings(max_examples=300)
@@ -545,9 +545,7 @@ def test_good_locations(uid, prefix, suffix):
 def test_any_error_answer(status, body, content_type):
     """Every error status with any body maps to an ApiError whose text says something."""
     headers = {"Content-Type": content_type} if content_type else {}
-    error = dhis2_messages._error_from(
-        _response(status, headers, body), "GET", "/messageConversations"
-    )
+    error = dhis2_messages._error_from(_response(status, headers, body, method="GET"))
     assert isinstance(error, ApiError)
     assert error.status_code == status
     assert str(error).startswith(f"HTTP {status}")

@@ -318,11 +318,24 @@ class TestBoundedMemory:
                 CALLS[name](m)
 
     def test_error_bodies_are_bounded_too(self):
-        answer = http_answer("500 Server Error", b" " * (2 * MiB), ["Content-Type: text/html"])
-        with MiniServer(serve_bytes(answer)) as server, pytest.raises(
-            ResponseError, match="more than max_response_size"
-        ):
-            messenger_at(server.url, max_response_size=MiB).list_conversations()
+        """Of an error page only max_response_size bytes are read, and its status is the error."""
+        page = b"<html><title>Server Error</title>" + b" " * (2 * MiB)
+        answer = http_answer("500 Server Error", page, ["Content-Type: text/html"])
+        with MiniServer(serve_bytes(answer)) as server, pytest.raises(ApiError) as info:
+            messenger_at(server.url, max_response_size=MiB, retries=0).list_conversations()
+        assert (500, "Server Error") == (info.value.status_code, info.value.message)
+        assert len(info.value.body) <= MiB
+
+    def test_an_error_page_that_claims_two_gigabytes_keeps_its_status(self):
+        """A 500 page whose Content-Length says 2 GB, then ends: the status, not a size error."""
+        page = b"<html><title>Database is down</title></html>"
+        answer = (
+            b"HTTP/1.1 500 Server Error\r\nContent-Type: text/html\r\n"
+            b"Content-Length: 2147483648\r\nConnection: close\r\n\r\n" + page
+        )
+        with MiniServer(serve_bytes(answer)) as server, pytest.raises(ApiError) as info:
+            messenger_at(server.url, retries=0).list_conversations()
+        assert (500, "Database is down") == (info.value.status_code, info.value.message)
 
     def test_at_the_limit_is_accepted(self):
         body = b"%PDF" + b"x" * (MiB - 4)
