@@ -12,6 +12,9 @@ reply bodies stored verbatim, the 302 to ``/login/`` without credentials, the
 
 ``Emulator(version="2.40")`` (``--version 2.40`` standalone) answers as that release
 does instead; ``VERSIONS`` lists the releases, ``DEFAULT_VERSION`` (2.42) is the default.
+What differs between releases is the table ``QUIRKS``: each named difference with its
+first release, its dhis2-core source and what it changes.  ``PROFILES`` holds the quirks
+of each release, and the handlers read the emulator's own (``emulator.quirks``).
 
 In tests::
 
@@ -63,9 +66,13 @@ from xml.etree import ElementTree
 
 __all__ = [
     "DEFAULT_VERSION",
+    "PROFILES",
+    "QUIRKS",
     "VERSIONS",
     "Emulator",
     "LoggedRequest",
+    "Profile",
+    "Quirk",
     "SeedUser",
     "free_port",
     "parse_version",
@@ -161,6 +168,194 @@ def parse_version(text: str) -> tuple[int, int, int]:
     if match is None or not 38 <= int(match.group(1)) <= 44:
         raise ValueError(f"unsupported DHIS2 version {text!r}: use 2.38 to 2.44 (or master)")
     return (2, int(match.group(1)), int(match.group(2) or 0))
+
+
+def version_name(release: tuple[int, int, int]) -> str:
+    """What /api/system/info reports: "2.41.3", "2.42.0"; master is "2.44-SNAPSHOT"."""
+    if release >= (2, 44, 0):
+        return "2.44-SNAPSHOT"
+    return ".".join(map(str, release))
+
+
+# ---------------------------------------------------------------------------
+# Release differences: the quirk table and one profile per release
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Quirk:
+    """One difference on the wire between DHIS2 releases, present from ``since`` on."""
+
+    name: str
+    since: str  # the first release of VERSIONS that has it
+    source: str  # where in dhis2-core it comes from (file:line@branch, or the commit)
+    change: str  # what it changes, in one line
+
+
+# Every release difference the emulator knows, oldest first.  Handlers read them from the
+# emulator's profile (``self.quirks.feedback_location``) and never compare versions; the
+# README's compatibility table and tests/test_versions.py are checked against this table.
+QUIRKS: tuple[Quirk, ...] = (
+    Quirk(
+        "unknown_uid_200",
+        "2.39",
+        "c7cd9b45094; MessageConversationController.java:155-161@2.38",
+        "GET /{uid} of an unknown conversation is HTTP 200 with the bare message "
+        "(2.38: a real 404)",
+    ),
+    Quirk(
+        "lookup_boundary",
+        "2.39",
+        "33ef6102293 (#11623); UserLookupController.java:81-86@2.39",
+        "userLookup reads orgUnitBoundary (2.38 ignores it)",
+    ),
+    Quirk(
+        "typed_errors",
+        "2.40",
+        "da30b198514 (#12584)",
+        "typed exceptions: the conflicts of a create carry E1004, an unknown user group is "
+        '404 E1005 "UserGroup with id X could not be found." (before: "User Group does not '
+        'exist: X"; no errorCode)',
+    ),
+    Quirk(
+        "participant_check",
+        "2.41.3",
+        "c31ce96615b (#19139)",
+        "reply, recipients, status, priority, assign, read, follow-up, remove and delete need "
+        "a participant, a superuser or (tickets) a feedback manager: 403 E1006 (follow-ups: "
+        "no errorCode)",
+    ),
+    Quirk(
+        "acting_for_others",
+        "2.41.3",
+        "c31ce96615b (#19139)",
+        "read, follow-up and remove for another user need no superuser (before: 403 "
+        '"Not authorized to modify ...", no errorCode)',
+    ),
+    Quirk(
+        "feedback_location",
+        "2.41.3",
+        "c31ce96615b; MessageConversationController.java:446-456@2.41.2",
+        "the feedback's 201 carries a Location header",
+    ),
+    Quirk(
+        "forbidden_e1006_everywhere",
+        "2.42",
+        "c898a1850af (#18295)",
+        "GET /{uid}, internal replies and follow-ups refuse with E1006 too",
+    ),
+    Quirk(
+        "resplits_filters",
+        "2.42",
+        "d2b80a51110 (#19046); GetObjectListParams.java:155-199@2.42",
+        "all filter parameters are joined with commas and re-split: a value ends at a comma",
+    ),
+    Quirk(
+        "or_lifts_inbox",
+        "2.42",
+        "d2b80a51110 (#19046), 52e4a64d820 (#19427); "
+        "AbstractFullReadOnlyController.java:241-257,487-493@2.42",
+        "the inbox restriction is one more filter, which rootJunction=OR ORs away",
+    ),
+    Quirk(
+        "mark_read_exact",
+        "2.42",
+        "d2b80a51110 (#19046); MessageConversationController.java:173@2.42",
+        'markRead must be exactly "true" (before: Boolean.parseBoolean, any case)',
+    ),
+    Quirk(
+        "no_xml_create",
+        "2.42",
+        "0da00deacac (#18535)",
+        "create refuses application/xml and text/xml with 415",
+    ),
+    Quirk(
+        "forwarding_off",
+        "2.42",
+        "6e7d208e02b; UserSettings.java:126-132@2.42, UserSettingKey.java:50-56@2.40",
+        "e-mail and SMS forwarding of messages is off by default",
+    ),
+    Quirk(
+        "notifies_sender",
+        "2.42",
+        "DefaultMessageService.java:275-285@2.42",
+        "a message is forwarded to every participant, its sender included",
+    ),
+    Quirk(
+        "typed_uid_path",
+        "2.43",
+        "0057d9bdf6c",
+        "a malformed uid in the path of GET and DELETE /{uid} is a 400",
+    ),
+    Quirk(
+        "order_refusal",
+        "2.43",
+        "9e84ead485b; InMemoryQueryEngine.java:111@2.43",
+        'an unknown order property is a 400 "No such property: x" (before: dropped)',
+    ),
+    Quirk(
+        "message_unnamed",
+        "2.43",
+        "92494b04526",
+        "a message has no name and an empty displayName (before: both its text)",
+    ),
+    Quirk(
+        "gist_bridge",
+        "2.44",
+        "a82beb802e0; GistBridge.java:120-154@master",
+        'the Gist engine answers list reads with query=, adding "gist": true',
+    ),
+)
+QUIRK_NAMES = frozenset(q.name for q in QUIRKS)
+
+
+class Profile:
+    """What one release does: ``profile.feedback_location`` is True when it has that quirk."""
+
+    __slots__ = ("names",)
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        chosen = frozenset(names)
+        unknown = chosen - QUIRK_NAMES
+        if unknown:
+            raise ValueError(f"unknown quirk(s): {', '.join(sorted(unknown))}")
+        self.names = chosen
+
+    @classmethod
+    def of(cls, version: str) -> Profile:
+        """The quirks of a release ("2.41.3", "master"): those whose first release it has reached."""
+        release = parse_version(version)
+        return cls(q.name for q in QUIRKS if release >= parse_version(q.since))
+
+    def __getattr__(self, name: str) -> bool:
+        if name in QUIRK_NAMES:
+            return name in self.names
+        raise AttributeError(f"no quirk named {name!r}")
+
+    def replace(self, **flags: bool) -> Profile:
+        """A copy with some quirks switched on or off (for tests)."""
+        names = set(self.names)
+        for name, on in flags.items():
+            if name not in QUIRK_NAMES:
+                raise ValueError(f"unknown quirk: {name}")
+            if on:
+                names.add(name)
+            else:
+                names.discard(name)
+        return Profile(names)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Profile) and self.names == other.names
+
+    def __hash__(self) -> int:
+        return hash(self.names)
+
+    def __repr__(self) -> str:
+        return f"Profile({sorted(self.names)!r})"
+
+
+# One profile per emulated release.
+PROFILES = {version: Profile.of(version) for version in VERSIONS}
 
 
 # ---------------------------------------------------------------------------
@@ -642,8 +837,8 @@ class Ctx:
         "href_base",
         "in_list",
         "own_entry_only",
+        "quirks",
         "read_override",
-        "release",
         "show_internal",
         "user",
     )
@@ -652,6 +847,7 @@ class Ctx:
         self,
         user: SeedUser,
         href_base: str,
+        quirks: Profile,
         *,
         show_internal: bool = True,
         in_list: bool = False,
@@ -659,11 +855,11 @@ class Ctx:
     ) -> None:
         self.user = user
         self.href_base = href_base
+        self.quirks = quirks
         self.show_internal = show_internal
         self.in_list = in_list
         self.own_entry_only = own_entry_only
         self.read_override: bool | None = None
-        self.release = parse_version(DEFAULT_VERSION)
 
 
 class Prop:
@@ -741,9 +937,9 @@ TYPES: dict[str, dict[str, Prop]] = {
     },
     "message": {
         "id": _v("str", lambda m, x: m.uid),
-        # 2.43 (92494b04526): Message is no longer a BaseIdentifiableObject, name null, displayName ""
-        "name": _v("str", lambda m, x: None if x.release >= (2, 43, 0) else m.text),
-        "displayName": _v("str", lambda m, x: "" if x.release >= (2, 43, 0) else m.text),
+        # Message is no longer a BaseIdentifiableObject: name null, displayName ""
+        "name": _v("str", lambda m, x: None if x.quirks.message_unnamed else m.text),
+        "displayName": _v("str", lambda m, x: "" if x.quirks.message_unnamed else m.text),
         "text": _v("str", lambda m, x: m.text),
         "created": _v("date", lambda m, x: m.created),
         "lastUpdated": _v("date", lambda m, x: m.last_updated),
@@ -1082,14 +1278,14 @@ def apply_orders(
 ) -> list[Conversation]:
     """Sort by the given ``prop:asc|desc|iasc|idesc``; ties by uid.
 
-    Up to 2.42 an unknown property is dropped silently (QueryUtils.convertOrderStrings); from
-    2.43 (9e84ead485b) InMemoryQueryEngine answers 400 "No such property: x".
+    An unknown property is dropped silently (QueryUtils.convertOrderStrings), or refused with
+    a 400 "No such property: x" by InMemoryQueryEngine (``order_refusal``).
     """
     keys = []
     for order in orders:
         prop, _, direction = order.strip().partition(":")
         if prop not in ORDERABLE:
-            if ctx is not None and ctx.release >= (2, 43, 0) and prop not in TYPES["conversation"]:
+            if ctx is not None and ctx.quirks.order_refusal and prop not in TYPES["conversation"]:
                 raise Fail(web_message(400, "No such property: " + prop))
             continue
         direction = direction.lower() or "asc"
@@ -1465,10 +1661,11 @@ class Emulator:
 
     def __init__(self, *, latency: float = 0.0, version: str = DEFAULT_VERSION) -> None:
         self.latency = latency
-        self.release = parse_version(version)  # compare with self.since("2.41.3")
-        self.version = (
-            "2.44-SNAPSHOT" if self.release >= (2, 44, 0) else ".".join(map(str, self.release))
-        )
+        self.release = parse_version(version)
+        self.version = version_name(self.release)
+        # What this release does differently (see QUIRKS); handlers read it, tests may swap it
+        # (then reset(), which reads it too).
+        self.quirks = Profile.of(version)
         self.url = ""
         self.errors: list[str] = []  # tracebacks of emulator bugs (answered as 500)
         self._lock = threading.Lock()
@@ -1478,7 +1675,9 @@ class Emulator:
         self.reset()
 
     def since(self, version: str) -> bool:
-        """True when the emulated release is ``version`` or later ("2.41.3", "2.42", ...)."""
+        """True when the emulated release is ``version`` or later ("2.41.3", "2.42", ...).
+
+        For tests; handlers read ``self.quirks`` instead."""
         return self.release >= parse_version(version)
 
     # -- lifecycle ---------------------------------------------------------
@@ -1579,10 +1778,9 @@ class Emulator:
                 )
             self.feedback_group_uid = FEEDBACK_TEAM
             self.conversations: dict[str, Conversation] = {}
-            # keyMessageEmailNotification / keyMessageSmsNotification default to true up to 2.41
-            # (UserSettingKey.java@2.40:50-56) and to false from 2.42 (UserSettings.java:126-132,
-            # 6e7d208e02b): what a real server would have sent on by e-mail or SMS, per message.
-            self.forwards_by_default = not self.since("2.42")
+            # keyMessageEmailNotification / keyMessageSmsNotification: what a real server would
+            # have sent on by e-mail or SMS, per message.
+            self.forwards_by_default = not self.quirks.forwarding_off
             self.forwarding = {name: self.forwards_by_default for name in self.users}
             self.forwarded: list[tuple[str, str]] = []  # (username, conversation uid)
             self.files: dict[str, FileResource] = {}
@@ -1882,10 +2080,9 @@ class Emulator:
         conv.messages.append(message)
         if not internal:
             conv.message_count += 1
-            # 2.42 notifies every participant, the sender included (DefaultMessageService:275-285)
             for username in conv.participants:
                 if self.forwarding.get(username) and (
-                    self.since("2.42") or sender is None or username != sender.username
+                    self.quirks.notifies_sender or sender is None or username != sender.username
                 ):
                     self.forwarded.append((username, conv.uid))
         conv.last_sender = sender
@@ -1929,17 +2126,19 @@ class Emulator:
     def _forbidden(self, message: str, old_style: bool = False) -> Fail:
         """A 403 as the release writes it.
 
-        Up to 2.41.2 every refusal is an AccessDeniedException: a WebMessage without errorCode.
-        2.41.3 (c31ce96615b, #19139) throws ForbiddenException (E1006), except on GET /{uid},
-        internal replies and follow-ups (``old_style``), which 2.42 converts too.
+        An AccessDeniedException is a WebMessage without errorCode; ``participant_check``
+        brings ForbiddenException (E1006), except on GET /{uid}, internal replies and
+        follow-ups (``old_style``), which ``forbidden_e1006_everywhere`` converts too.
         """
-        if not self.since("2.41.3") or (old_style and not self.since("2.42")):
-            return Fail(web_message(403, message))
-        return forbidden(message)
+        if old_style:
+            coded = self.quirks.forbidden_e1006_everywhere
+        else:
+            coded = self.quirks.participant_check
+        return forbidden(message) if coded else Fail(web_message(403, message))
 
     def _check_path_uid(self, uid: str) -> None:
-        """2.43 (0057d9bdf6c) types the path variable as UID: a malformed one is a 400."""
-        if self.since("2.43") and not re.fullmatch(r"[a-zA-Z][a-zA-Z0-9]{10}", uid):
+        """``typed_uid_path``: the path variable is a UID, and a malformed one is a 400."""
+        if self.quirks.typed_uid_path and not re.fullmatch(r"[a-zA-Z][a-zA-Z0-9]{10}", uid):
             raise Fail(
                 web_message(
                     400,
@@ -1949,10 +2148,11 @@ class Emulator:
             )
 
     def _check_acting_for(self, req: Request, target: SeedUser, message: str) -> None:
-        """Up to 2.41.2, acting for another user needs a superuser (canModifyUserConversation)."""
+        """Without ``acting_for_others``, acting for another user needs a superuser
+        (canModifyUserConversation)."""
         assert req.user is not None
         if (
-            not self.since("2.41.3")
+            not self.quirks.acting_for_others
             and target is not req.user
             and "ALL" not in req.user.authorities
         ):
@@ -2139,18 +2339,18 @@ class Emulator:
         filters = self._filter_params(req)
         compiled = [compile_filter(f) for f in filters]
         junction = any if (req.first("rootJunction") or "AND").upper() == "OR" else all
-        orders = [o for value in req.all("order") for o in value.split(",") if o.strip()]
+        orders = self._order_params(req)
         ctx = Ctx(
             user,
             self._href_base(req),
+            self.quirks,
             show_internal=True,
             in_list=True,
             own_entry_only=not has_query,
         )
-        ctx.release = self.release
-        # 2.42+: "only my conversations" is one more filter (an id:in from the pre-query), so
-        # rootJunction=OR ORs it away; up to 2.41 the list starts from the caller's conversations.
-        or_lifts_inbox = junction is any and self.since("2.42") and bool(compiled)
+        # "Only my conversations" is one more filter (an id:in from the pre-query), so
+        # rootJunction=OR ORs it away; before, the list starts from the caller's conversations.
+        or_lifts_inbox = junction is any and self.quirks.or_lifts_inbox and bool(compiled)
 
         if self._cache_version != self._version:
             self._list_cache = {}
@@ -2210,7 +2410,7 @@ class Emulator:
         shown = max(1, min(page, page_count))
         links = self._pager_links(req, shown, page_size, page_count)
         rows = [render("conversation", c, fields, ctx) for c in items]
-        if self.since("2.44") and has_query and self._gist_answers(req, filters, orders):
+        if self.quirks.gist_bridge and has_query and self._gist_answers(req, filters, orders):
             # master's GistBridge: no pre-query filter when query= is present, and Gist writes
             # its own pager and a "gist" key.
             gist_pager = {"page": shown, "pageSize": page_size, "total": total}
@@ -2299,18 +2499,18 @@ class Emulator:
         conv = self.conversations.get(uid)
         if conv is None:
             message = {"message": "No MessageConversation found with UID: " + uid}
-            if not self.since("2.39"):  # 2.38 returns the RootNode: the 404 stands
-                return json_response(404, message)
-            # 2.39 (c7cd9b45094): sets 404, then returns ResponseEntity.ok(...): the client sees 200
-            return json_response(200, message)
+            # It sets 404, then returns ResponseEntity.ok(...): the client sees 200.  Before,
+            # the RootNode was returned and the 404 stood.
+            return json_response(200 if self.quirks.unknown_uid_200 else 404, message)
         if not self._can_read(conv, user):
             raise self._forbidden("Not authorized to access this conversation.", old_style=True)
         fields = parse_fields(",".join(req.all("fields")) or "*")
-        ctx = Ctx(user, self._href_base(req), show_internal=self._is_feedback_manager(user))
-        ctx.release = self.release
+        ctx = Ctx(
+            user, self._href_base(req), self.quirks, show_internal=self._is_feedback_manager(user)
+        )
         mark_read = req.first("markRead") or ""
-        # Boolean.parseBoolean up to 2.41; 2.42 compares with "true" exactly
-        if mark_read == "true" or (not self.since("2.42") and mark_read.lower() == "true"):
+        # Boolean.parseBoolean, or "true" exactly
+        if mark_read == "true" or (not self.quirks.mark_read_exact and mark_read.lower() == "true"):
             p = conv.participants.get(user.username)
             ctx.read_override = p.read if p else False  # the answer shows the value before marking
             if p is not None:
@@ -2368,7 +2568,7 @@ class Emulator:
                 )
             )
         fields = parse_fields(",".join(req.all("fields")) or "*")
-        return json_response(200, render("file", f, fields, Ctx(req.user, "")))
+        return json_response(200, render("file", f, fields, Ctx(req.user, "", self.quirks)))
 
     def _h_file_data(self, req: Request, uid: str) -> Response:
         f = self.files.get(uid)
@@ -2429,8 +2629,10 @@ class Emulator:
         caller = req.user
         assert caller is not None
         candidates: Iterable[SeedUser] = self.users.values()
-        # An unknown value is ignored; 2.38 has no orgUnitBoundary at all (DHIS2-12586, 2.39.0).
-        boundary = (req.first("orgUnitBoundary") or "").upper() if self.since("2.39") else ""
+        # An unknown value is ignored, and so is every value without ``lookup_boundary``.
+        boundary = (
+            (req.first("orgUnitBoundary") or "").upper() if self.quirks.lookup_boundary else ""
+        )
         if boundary == "DATA_CAPTURE":
             own = {u.uid for u in self.org_units.values() if caller.username in u.members}
         elif boundary == "DATA_OUTPUT":
@@ -2476,7 +2678,7 @@ class Emulator:
         """A generic metadata list: fields, filter, rootJunction, order, page, pageSize, paging."""
         user = req.user
         assert user is not None
-        ctx = Ctx(user, req.api_url(f"/{plural}/"))
+        ctx = Ctx(user, req.api_url(f"/{plural}/"), self.quirks)
         fields = parse_fields(",".join(req.all("fields")) or "id,displayName")
         paging = _bool_param(req, "paging", True)
         page = _int_param(req, "page", 1)
@@ -2501,10 +2703,10 @@ class Emulator:
 
     def _filter_params(self, req: Request) -> list[str]:
         values = req.all("filter")
-        if not self.since("2.42") or not values:
+        if not self.quirks.resplits_filters or not values:
             return values
-        # GetObjectListParams.setFilter (2.42+): Spring joins the filter parameters with
-        # commas, then splitFilters cuts them apart again, so a value ends at a comma.
+        # GetObjectListParams.setFilter: Spring joins the filter parameters with commas,
+        # then splitFilters cuts them apart again, so a value ends at a comma.
         joined = ",".join(values)
         if "," not in joined:
             return [joined] if joined else []
@@ -2521,8 +2723,8 @@ class Emulator:
         )
 
     def _conflict(self, message: str) -> Fail:
-        """2.40 throws ConflictException (E1004); before, WebMessageUtils.conflict had no code."""
-        return conflict(message, "E1004" if self.since("2.40") else None)
+        """A ConflictException (E1004), or before ``typed_errors`` WebMessageUtils.conflict."""
+        return conflict(message, "E1004" if self.quirks.typed_errors else None)
 
     def _resolve_recipients(self, dto: dict[str, Any], sender: SeedUser) -> dict[str, SeedUser]:
         """Org units, then users, then groups, as DHIS2 resolves them (first failure wins).
@@ -2545,7 +2747,7 @@ class Emulator:
         for group_id in dto["userGroups"]:
             group = self.groups.get(group_id) if group_id is not None else None
             if group is None or not self._can_see_group(group, sender):
-                if not self.since("2.40"):
+                if not self.quirks.typed_errors:
                     raise Fail(web_message(404, f"User Group does not exist: {group_id}"))
                 raise Fail(
                     web_message(
@@ -2578,10 +2780,8 @@ class Emulator:
         user = req.user
         assert user is not None
         media = req.content_type()
-        if media in ("application/xml", "text/xml") and not self.since("2.42"):
-            return self._create(
-                req, parse_conversation_xml(req.body)
-            )  # postXmlObject, gone in 2.42
+        if media in ("application/xml", "text/xml") and not self.quirks.no_xml_create:
+            return self._create(req, parse_conversation_xml(req.body))  # postXmlObject
         if media != "application/json":
             raise Fail(
                 web_message(
@@ -2661,9 +2861,7 @@ class Emulator:
         managers = [self.users[name] for name in group.members] if group else []
         conv = self._new_conversation(subject, "TICKET", user, managers, status="OPEN")
         self._append(conv, user, text, user_agent=req.headers.get("User-Agent"))
-        if not self.since(
-            "2.41.3"
-        ):  # CTRL@2.41.2:446-456: created("Feedback created"), no Location
+        if not self.quirks.feedback_location:  # created("Feedback created"), no Location
             return web_message(201, "Feedback created")
         return self._created(req, conv.uid, "Feedback created")
 
@@ -2701,7 +2899,7 @@ class Emulator:
         f = self._new_file(
             user, data, params.get("filename") or "untitled", part_type, domain, wanted_uid or None
         )
-        rendered = render("file", f, ALL_FIELDS, Ctx(user, ""))
+        rendered = render("file", f, ALL_FIELDS, Ctx(user, "", self.quirks))
         return web_message(202, response={"responseType": "FileResource", "fileResource": rendered})
 
     def _h_login(self, req: Request) -> Response:
@@ -2783,7 +2981,7 @@ class Emulator:
         self, req: Request, convs: Iterable[Conversation], message: str, old_style: bool = False
     ) -> None:
         assert req.user is not None
-        if not self.since("2.41.3"):  # no participant check before #19139
+        if not self.quirks.participant_check:
             return
         for conv in convs:
             if not self._has_access(conv, req.user):
