@@ -2216,12 +2216,24 @@ class Emulator:
             )
         match = re.match(r"^/api(?:/(\d+))?(/.*)$", path)
         target: tuple[str, tuple[str, ...]] | None = None
+        public = False
         if match and (match.group(1) is None or int(match.group(1)) in API_VERSIONS):
             if match.group(1):
                 req.api_prefix = "/api/" + match.group(1)
             req.path = match.group(2)
-            target = self._find_route(req.method if req.method != "HEAD" else "GET", req.path)
-        if target is None or target[0] not in _PUBLIC:
+            # One trailing slash is the same path, on every release: Spring 5.3 matches it by
+            # default (useTrailingSlashMatch, 2.38-2.41), 2.42 and 2.43 turn that back on for
+            # Spring 6 (WebMvcConfig.java:269@2.42, :241@2.43), and master strips the slash
+            # itself (CustomRequestMappingHandlerMapping.java:100-156,192-194@master).  Spring
+            # Security's permitAll list holds Ant patterns without the slash
+            # (DhisWebApiWebSecurityConfig.java:362@2.42), so such a path needs credentials.
+            slashed = len(req.path) > 1 and req.path.endswith("/")
+            target = self._find_route(
+                req.method if req.method != "HEAD" else "GET",
+                req.path[:-1] if slashed else req.path,
+            )
+            public = target is not None and target[0] in _PUBLIC and not slashed
+        if not public:
             user, error = self._authenticate(req, create_session=True)
             if error is not None:
                 return error

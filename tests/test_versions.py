@@ -579,6 +579,49 @@ def test_system_update_notice(emulator):
     } == body
 
 
+def test_a_trailing_slash_is_the_same_path(emulator):
+    """Every release's Spring MVC matches a path with one trailing slash as the path itself."""
+    r = _call(
+        emulator, "POST", MC + "/", json={"subject": "s", "text": "t", "users": [{"id": ALICE}]}
+    )
+    assert (201, "Message conversation created") == (r.status_code, r.json()["message"])
+    uid = r.headers["Location"].rsplit("/", 1)[-1]
+    assert emulator.url + f"{MC}/{uid}" == r.headers["Location"]
+    assert [uid] == [c["id"] for c in _get(emulator, MC + "/").json()["messageConversations"]]
+    assert uid == _get(emulator, f"{MC}/{uid}/", params={"fields": "id"}).json()["id"]
+    assert 201 == _reply(emulator, uid, "alice", text=b"r").status_code
+    r = _call(emulator, "POST", f"{MC}/{uid}/", "alice", data=b"r2")
+    assert 201 == r.status_code
+    assert ["t", "r", "r2"] == [m.text for m in emulator.conversations[uid].messages]
+    r = _call(emulator, "POST", f"{MC}/read/", json=[uid])
+    assert {"markedRead": [uid]} == r.json()
+    r = _call(
+        emulator, "POST", f"{MC}/{uid}/priority/", params={"messageConversationPriority": "HIGH"}
+    )
+    assert {"HIGH": [uid]} == r.json()
+    r = _get(emulator, "/api/41/system/info/", params={"fields": "version"})
+    assert {"version": emulator.version} == r.json()
+    assert 200 == _call(emulator, "DELETE", f"{MC}/{uid}/").status_code
+    assert uid not in emulator.conversations
+    # Only one slash: two are no path, and neither is a slash on its own.
+    assert 404 == _get(emulator, MC + "//").status_code
+    assert 404 == _get(emulator, "/api/").status_code
+
+
+def test_a_trailing_slash_is_not_on_the_public_list(emulator):
+    """Spring Security's permitAll patterns have no trailing slash: /api/auth/login/ wants
+    credentials like any other path, and is the login endpoint once it has them."""
+    login = {"username": "alice", "password": "District1#"}
+    r = requests.post(emulator.url + "/api/auth/login", json=login, timeout=5)
+    assert (200, "SUCCESS") == (r.status_code, r.json()["loginStatus"])
+    r = requests.post(
+        emulator.url + "/api/auth/login/", json=login, timeout=5, allow_redirects=False
+    )
+    assert (302, emulator.url + "/login/") == (r.status_code, r.headers["Location"])
+    r = _call(emulator, "POST", "/api/auth/login/", "bob", json=login)
+    assert (200, "SUCCESS") == (r.status_code, r.json()["loginStatus"])
+
+
 # -- the client on each release ------------------------------------------------------------
 
 
