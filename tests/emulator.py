@@ -1344,6 +1344,14 @@ class Request:
     def has(self, name: str) -> bool:
         return any(k == name for k, _ in self.params)
 
+    def fields(self, default: str = "") -> tuple[tuple[str, Any], ...]:
+        """The ``fields`` parameters, joined as Spring binds a list, or ``default``."""
+        return parse_fields(",".join(self.all("fields")) or default)
+
+    def junction(self) -> Callable[[Iterable[bool]], bool]:
+        """``rootJunction``: AND (all) unless OR (any)."""
+        return any if (self.first("rootJunction") or "AND").upper() == "OR" else all
+
     def listing(self, name: str) -> list[str]:
         """A Spring list parameter: repeated keys or one comma-separated value."""
         out: list[str] = []
@@ -1362,6 +1370,11 @@ def _is_json_type(media: str) -> bool:
     return media == "application/json" or (
         media.startswith("application/") and media.endswith("+json")
     )
+
+
+def _unsupported_media(req: Request) -> Fail:
+    given = req.headers.get("Content-Type") or "application/octet-stream"
+    return Fail(web_message(415, f"Content-Type '{given}' is not supported"))
 
 
 def _bool_param(req: Request, name: str, default: bool) -> bool:
@@ -1393,6 +1406,16 @@ def _int_param(req: Request, name: str, default: int) -> int:
                 f"Value '{value}' is not valid for parameter {name}. It should be of type Integer",
             )
         ) from None
+
+
+def _page(items: list[Any], page: int, page_size: int) -> tuple[list[Any], int, int]:
+    """Pager.java: (rows, the page reported, pageCount).  pageCount is 0 for an empty result;
+    the reported page is clamped, but the rows come from the requested offset, so a page past
+    the end is empty."""
+    page_count = math.ceil(len(items) / page_size)
+    page = max(page, 1)
+    rows = items[(page - 1) * page_size : page * page_size]
+    return rows, max(1, min(page, page_count)), page_count
 
 
 def _enum_param(req: Request, name: str, valid: tuple[str, ...]) -> str:
@@ -2338,7 +2361,7 @@ class Emulator:
     def _h_list(self, req: Request) -> Response:
         user = req.user
         assert user is not None
-        fields = parse_fields(",".join(req.all("fields")) or "id,displayName")
+        fields = req.fields("id,displayName")
         paging = _bool_param(req, "paging", True)
         page = _int_param(req, "page", 1)
         page_size = max(1, _int_param(req, "pageSize", 50))
@@ -2350,7 +2373,7 @@ class Emulator:
             raise Fail(web_message(409, f"`{query_operator}` is not a valid operator."))
         filters = self._filter_params(req)
         compiled = [compile_filter(f) for f in filters]
-        junction = any if (req.first("rootJunction") or "AND").upper() == "OR" else all
+        junction = req.junction()
         orders = self._order_params(req)
         ctx = Ctx(
             user,
@@ -2414,12 +2437,7 @@ class Emulator:
                 {"messageConversations": [render("conversation", c, fields, ctx) for c in result]},
                 [NO_CACHE],
             )
-        # Pager.java: pageCount 0 for an empty result; the reported page is clamped, but the rows
-        # come from the requested offset, so a page past the end is empty.
-        page_count = math.ceil(total / page_size)
-        page = max(page, 1)
-        items = result[(page - 1) * page_size : page * page_size]
-        shown = max(1, min(page, page_count))
+        items, shown, page_count = _page(result, page, page_size)
         links = self._pager_links(req, shown, page_size, page_count)
         rows = [render("conversation", c, fields, ctx) for c in items]
         if self.quirks.gist_bridge and has_query and self._gist_answers(req, filters, orders):
@@ -2441,7 +2459,7 @@ class Emulator:
         """GistBridge.isSupportedObjectList, for what the emulator renders."""
         if req.has("gist"):
             return (req.first("gist") or "").lower() == "true"
-        names = [name for name, _ in parse_fields(",".join(req.all("fields")))]
+        names = [name for name, _ in req.fields()]
         props = TYPES["conversation"]
         return (
             bool(names)
@@ -2516,7 +2534,7 @@ class Emulator:
             return json_response(200 if self.quirks.unknown_uid_200 else 404, message)
         if not self._can_read(conv, user):
             raise self._forbidden("Not authorized to access this conversation.", old_style=True)
-        fields = parse_fields(",".join(req.all("fields")) or "*")
+        fields = req.fields("*")
         ctx = Ctx(
             user, self._href_base(req), self.quirks, show_internal=self._is_feedback_manager(user)
         )
@@ -2533,7 +2551,7 @@ class Emulator:
     def _h_system_info(self, req: Request) -> Response:
         # SystemController.getSystemInfo: any logged-in user; fields=version gives {"version": ...}
         info = {"version": self.version, "revision": "emulator", "serverTimeZoneId": "Etc/UTC"}
-        fields = parse_fields(",".join(req.all("fields")) or "*")
+        fields = req.fields("*")
         wanted = [name for name, _ in fields]
         if "*" not in wanted and ":all" not in wanted:
             info = {k: v for k, v in info.items() if k in wanted}
@@ -2571,7 +2589,7 @@ class Emulator:
             ],
         )
 
-    def _h_file_metadata(self, req: Request, uid: str) -> Response:
+    def _file_or_404(self, uid: str) -> FileResource:
         f = self.files.get(uid)
         if f is None:
             raise Fail(
@@ -2579,17 +2597,15 @@ class Emulator:
                     404, f"FileResource with id {uid} could not be found.", error_code="E1005"
                 )
             )
-        fields = parse_fields(",".join(req.all("fields")) or "*")
+        return f
+
+    def _h_file_metadata(self, req: Request, uid: str) -> Response:
+        f = self._file_or_404(uid)
+        fields = req.fields("*")
         return json_response(200, render("file", f, fields, Ctx(req.user, "", self.quirks)))
 
     def _h_file_data(self, req: Request, uid: str) -> Response:
-        f = self.files.get(uid)
-        if f is None:
-            raise Fail(
-                web_message(
-                    404, f"FileResource with id {uid} could not be found.", error_code="E1005"
-                )
-            )
+        f = self._file_or_404(uid)
         return Response(
             200, f.data, f.content_type, [("Content-Disposition", "filename=" + f.name)]
         )
@@ -2691,21 +2707,19 @@ class Emulator:
         user = req.user
         assert user is not None
         ctx = Ctx(user, req.api_url(f"/{plural}/"), self.quirks)
-        fields = parse_fields(",".join(req.all("fields")) or "id,displayName")
+        fields = req.fields("id,displayName")
         paging = _bool_param(req, "paging", True)
         page = _int_param(req, "page", 1)
         page_size = _int_param(req, "pageSize", 50)
         compiled = [compile_filter(f, type_name) for f in self._filter_params(req)]
-        junction = any if (req.first("rootJunction") or "AND").upper() == "OR" else all
+        junction = req.junction()
         result = [o for o in objects if not compiled or junction(f(o, ctx) for f in compiled)]
         result = _metadata_order(result, type_name, self._order_params(req))
         if not paging:
             return json_response(200, {plural: [render(type_name, o, fields, ctx) for o in result]})
         total = len(result)
         page_size = max(1, page_size)
-        page_count = math.ceil(total / page_size)
-        rows = result[(max(page, 1) - 1) * page_size : max(page, 1) * page_size]
-        shown = max(1, min(page, page_count))  # Pager: clamped, but rows from the offset asked
+        rows, shown, page_count = _page(result, page, page_size)
         pager: dict[str, Any] = {"page": shown, "total": total, "pageSize": page_size}
         pager["pageCount"] = page_count
         pager.update(self._pager_links(req, shown, page_size, page_count, "/" + plural))
@@ -2795,13 +2809,7 @@ class Emulator:
         if media in ("application/xml", "text/xml") and not self.quirks.no_xml_create:
             return self._create(req, parse_conversation_xml(req.body))  # postXmlObject
         if media != "application/json":
-            raise Fail(
-                web_message(
-                    415,
-                    "Content-Type '%s' is not supported"
-                    % (req.headers.get("Content-Type") or "application/octet-stream"),
-                )
-            )
+            raise _unsupported_media(req)
         try:
             dto = parse_conversation_dto(req.body)
         except JacksonError as err:
@@ -2938,13 +2946,7 @@ class Emulator:
         if not req.body and not media:
             raise Fail(web_message(400, "Required request body is missing"))
         if not _is_json_type(media):
-            raise Fail(
-                web_message(
-                    415,
-                    "Content-Type '%s' is not supported"
-                    % (req.headers.get("Content-Type") or "application/octet-stream"),
-                )
-            )
+            raise _unsupported_media(req)
         if not req.body:
             raise Fail(web_message(400, "Required request body is missing"))
         text = req.body.decode("utf-8", errors="replace")
@@ -3012,30 +3014,35 @@ class Emulator:
                 changed.append(conv.uid)
         return json_response(200, {"markedRead" if read else "markedUnread": changed})
 
-    def _h_bulk_read(self, req: Request, which: str) -> Response:
-        uids = self._uid_list_body(req)
-        target = self._target_user(req, "user", "No user with uid: %s")
+    def _acting_on(
+        self, req: Request, param: str, uids: Iterable[str], not_found: str
+    ) -> tuple[SeedUser, list[Conversation]]:
+        """The user named by ``param`` (the caller by default) and the conversations found."""
+        target = self._target_user(req, param, "No user with uid: %s")
         self._check_acting_for(req, target, "Not authorized to modify this object.")
         convs = self._found(uids)
         if not convs:
-            raise Fail(bare(404, "No MessageConversations found for the given IDs."))
+            raise Fail(bare(404, not_found))
+        return target, convs
+
+    def _h_bulk_read(self, req: Request, which: str) -> Response:
+        uids = self._uid_list_body(req)
+        target, convs = self._acting_on(
+            req, "user", uids, "No MessageConversations found for the given IDs."
+        )
         return self._set_read(req, convs, target, which == "read")
 
     def _h_single_read(self, req: Request, uid: str, which: str) -> Response:
-        target = self._target_user(req, "userUid", "No user with uid: %s")
-        self._check_acting_for(req, target, "Not authorized to modify this object.")
-        convs = self._found([uid])
-        if not convs:
-            raise Fail(bare(404, "No MessageConversations found for the given IDs."))
+        target, convs = self._acting_on(
+            req, "userUid", [uid], "No MessageConversations found for the given IDs."
+        )
         return self._set_read(req, convs, target, which == "read")
 
     def _h_bulk_follow_up(self, req: Request, which: str) -> Response:
         uids = self._uid_list_body(req)
-        target = self._target_user(req, "user", "No user with uid: %s")
-        self._check_acting_for(req, target, "Not authorized to modify this object.")
-        convs = self._found(uids)
-        if not convs:
-            raise Fail(bare(404, "No MessageConversations found for the given UIDs"))
+        target, convs = self._acting_on(
+            req, "user", uids, "No MessageConversations found for the given UIDs"
+        )
         follow = which == "followup"
         self._check_all(
             req,
@@ -3059,21 +3066,20 @@ class Emulator:
             raise Fail(bare(404, "No MessageConversation found for the given ID."))
         return conv
 
-    def _h_status(self, req: Request, uid: str) -> Response:
-        value = _enum_param(req, "messageConversationStatus", STATUSES)
+    def _set_enum(self, req: Request, uid: str, attribute: str, valid: tuple[str, ...]) -> Response:
+        """POST /{uid}/status or /{uid}/priority: the answer's key is the value set."""
+        value = _enum_param(req, "messageConversation" + attribute.capitalize(), valid)
         conv = self._conversation_or_404(uid)
-        self._check_all(req, [conv], "Not authorized to change status in this conversation.")
-        conv.status = value
+        self._check_all(req, [conv], f"Not authorized to change {attribute} in this conversation.")
+        setattr(conv, attribute, value)
         self._touch(conv)
         return json_response(200, {value: [conv.uid]})
 
+    def _h_status(self, req: Request, uid: str) -> Response:
+        return self._set_enum(req, uid, "status", STATUSES)
+
     def _h_priority(self, req: Request, uid: str) -> Response:
-        value = _enum_param(req, "messageConversationPriority", PRIORITIES)
-        conv = self._conversation_or_404(uid)
-        self._check_all(req, [conv], "Not authorized to change priority in this conversation.")
-        conv.priority = value
-        self._touch(conv)
-        return json_response(200, {value: [conv.uid]})
+        return self._set_enum(req, uid, "priority", PRIORITIES)
 
     def _h_assign(self, req: Request, uid: str) -> Response:
         conv = self._conversation_or_404(uid)
