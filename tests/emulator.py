@@ -12,6 +12,9 @@ reply bodies stored verbatim, the 302 to ``/login/`` without credentials, the
 
 ``Emulator(version="2.40")`` (``--version 2.40`` standalone) answers as that release
 does instead; ``VERSIONS`` lists the releases, ``DEFAULT_VERSION`` (2.42) is the default.
+What differs between releases is the table ``QUIRKS``: each named difference with its
+first release, its dhis2-core source and what it changes.  ``PROFILES`` holds the quirks
+of each release, and the handlers read the emulator's own (``emulator.quirks``).
 
 In tests::
 
@@ -63,9 +66,13 @@ from xml.etree import ElementTree
 
 __all__ = [
     "DEFAULT_VERSION",
+    "PROFILES",
+    "QUIRKS",
     "VERSIONS",
     "Emulator",
     "LoggedRequest",
+    "Profile",
+    "Quirk",
     "SeedUser",
     "free_port",
     "parse_version",
@@ -161,6 +168,194 @@ def parse_version(text: str) -> tuple[int, int, int]:
     if match is None or not 38 <= int(match.group(1)) <= 44:
         raise ValueError(f"unsupported DHIS2 version {text!r}: use 2.38 to 2.44 (or master)")
     return (2, int(match.group(1)), int(match.group(2) or 0))
+
+
+def version_name(release: tuple[int, int, int]) -> str:
+    """What /api/system/info reports: "2.41.3", "2.42.0"; master is "2.44-SNAPSHOT"."""
+    if release >= (2, 44, 0):
+        return "2.44-SNAPSHOT"
+    return ".".join(map(str, release))
+
+
+# ---------------------------------------------------------------------------
+# Release differences: the quirk table and one profile per release
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Quirk:
+    """One difference on the wire between DHIS2 releases, present from ``since`` on."""
+
+    name: str
+    since: str  # the first release of VERSIONS that has it
+    source: str  # where in dhis2-core it comes from (file:line@branch, or the commit)
+    change: str  # what it changes, in one line
+
+
+# Every release difference the emulator knows, oldest first.  Handlers read them from the
+# emulator's profile (``self.quirks.feedback_location``) and never compare versions; the
+# README's compatibility table and tests/test_versions.py are checked against this table.
+QUIRKS: tuple[Quirk, ...] = (
+    Quirk(
+        "unknown_uid_200",
+        "2.39",
+        "c7cd9b45094; MessageConversationController.java:155-161@2.38",
+        "GET /{uid} of an unknown conversation is HTTP 200 with the bare message "
+        "(2.38: a real 404)",
+    ),
+    Quirk(
+        "lookup_boundary",
+        "2.39",
+        "33ef6102293 (#11623); UserLookupController.java:81-86@2.39",
+        "userLookup reads orgUnitBoundary (2.38 ignores it)",
+    ),
+    Quirk(
+        "typed_errors",
+        "2.40",
+        "da30b198514 (#12584)",
+        "typed exceptions: the conflicts of a create carry E1004, an unknown user group is "
+        '404 E1005 "UserGroup with id X could not be found." (before: "User Group does not '
+        'exist: X"; no errorCode)',
+    ),
+    Quirk(
+        "participant_check",
+        "2.41.3",
+        "c31ce96615b (#19139)",
+        "reply, recipients, status, priority, assign, read, follow-up, remove and delete need "
+        "a participant, a superuser or (tickets) a feedback manager: 403 E1006 (follow-ups: "
+        "no errorCode)",
+    ),
+    Quirk(
+        "acting_for_others",
+        "2.41.3",
+        "c31ce96615b (#19139)",
+        "read, follow-up and remove for another user need no superuser (before: 403 "
+        '"Not authorized to modify ...", no errorCode)',
+    ),
+    Quirk(
+        "feedback_location",
+        "2.41.3",
+        "c31ce96615b; MessageConversationController.java:446-456@2.41.2",
+        "the feedback's 201 carries a Location header",
+    ),
+    Quirk(
+        "forbidden_e1006_everywhere",
+        "2.42",
+        "c898a1850af (#18295)",
+        "GET /{uid}, internal replies and follow-ups refuse with E1006 too",
+    ),
+    Quirk(
+        "resplits_filters",
+        "2.42",
+        "d2b80a51110 (#19046); GetObjectListParams.java:155-199@2.42",
+        "all filter parameters are joined with commas and re-split: a value ends at a comma",
+    ),
+    Quirk(
+        "or_lifts_inbox",
+        "2.42",
+        "d2b80a51110 (#19046), 52e4a64d820 (#19427); "
+        "AbstractFullReadOnlyController.java:241-257,487-493@2.42",
+        "the inbox restriction is one more filter, which rootJunction=OR ORs away",
+    ),
+    Quirk(
+        "mark_read_exact",
+        "2.42",
+        "d2b80a51110 (#19046); MessageConversationController.java:173@2.42",
+        'markRead must be exactly "true" (before: Boolean.parseBoolean, any case)',
+    ),
+    Quirk(
+        "no_xml_create",
+        "2.42",
+        "0da00deacac (#18535)",
+        "create refuses application/xml and text/xml with 415",
+    ),
+    Quirk(
+        "forwarding_off",
+        "2.42",
+        "6e7d208e02b; UserSettings.java:126-132@2.42, UserSettingKey.java:50-56@2.40",
+        "e-mail and SMS forwarding of messages is off by default",
+    ),
+    Quirk(
+        "notifies_sender",
+        "2.42",
+        "DefaultMessageService.java:275-285@2.42",
+        "a message is forwarded to every participant, its sender included",
+    ),
+    Quirk(
+        "typed_uid_path",
+        "2.43",
+        "0057d9bdf6c",
+        "a malformed uid in the path of GET and DELETE /{uid} is a 400",
+    ),
+    Quirk(
+        "order_refusal",
+        "2.43",
+        "9e84ead485b; InMemoryQueryEngine.java:111@2.43",
+        'an unknown order property is a 400 "No such property: x" (before: dropped)',
+    ),
+    Quirk(
+        "message_unnamed",
+        "2.43",
+        "92494b04526",
+        "a message has no name and an empty displayName (before: both its text)",
+    ),
+    Quirk(
+        "gist_bridge",
+        "2.44",
+        "a82beb802e0; GistBridge.java:120-154@master",
+        'the Gist engine answers list reads with query=, adding "gist": true',
+    ),
+)
+QUIRK_NAMES = frozenset(q.name for q in QUIRKS)
+
+
+class Profile:
+    """What one release does: ``profile.feedback_location`` is True when it has that quirk."""
+
+    __slots__ = ("names",)
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        chosen = frozenset(names)
+        unknown = chosen - QUIRK_NAMES
+        if unknown:
+            raise ValueError(f"unknown quirk(s): {', '.join(sorted(unknown))}")
+        self.names = chosen
+
+    @classmethod
+    def of(cls, version: str) -> Profile:
+        """The quirks of a release ("2.41.3", "master"): those whose first release it has reached."""
+        release = parse_version(version)
+        return cls(q.name for q in QUIRKS if release >= parse_version(q.since))
+
+    def __getattr__(self, name: str) -> bool:
+        if name in QUIRK_NAMES:
+            return name in self.names
+        raise AttributeError(f"no quirk named {name!r}")
+
+    def replace(self, **flags: bool) -> Profile:
+        """A copy with some quirks switched on or off (for tests)."""
+        names = set(self.names)
+        for name, on in flags.items():
+            if name not in QUIRK_NAMES:
+                raise ValueError(f"unknown quirk: {name}")
+            if on:
+                names.add(name)
+            else:
+                names.discard(name)
+        return Profile(names)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Profile) and self.names == other.names
+
+    def __hash__(self) -> int:
+        return hash(self.names)
+
+    def __repr__(self) -> str:
+        return f"Profile({sorted(self.names)!r})"
+
+
+# One profile per emulated release.
+PROFILES = {version: Profile.of(version) for version in VERSIONS}
 
 
 # ---------------------------------------------------------------------------
@@ -642,8 +837,8 @@ class Ctx:
         "href_base",
         "in_list",
         "own_entry_only",
+        "quirks",
         "read_override",
-        "release",
         "show_internal",
         "user",
     )
@@ -652,6 +847,7 @@ class Ctx:
         self,
         user: SeedUser,
         href_base: str,
+        quirks: Profile,
         *,
         show_internal: bool = True,
         in_list: bool = False,
@@ -659,11 +855,11 @@ class Ctx:
     ) -> None:
         self.user = user
         self.href_base = href_base
+        self.quirks = quirks
         self.show_internal = show_internal
         self.in_list = in_list
         self.own_entry_only = own_entry_only
         self.read_override: bool | None = None
-        self.release = parse_version(DEFAULT_VERSION)
 
 
 class Prop:
@@ -741,9 +937,9 @@ TYPES: dict[str, dict[str, Prop]] = {
     },
     "message": {
         "id": _v("str", lambda m, x: m.uid),
-        # 2.43 (92494b04526): Message is no longer a BaseIdentifiableObject, name null, displayName ""
-        "name": _v("str", lambda m, x: None if x.release >= (2, 43, 0) else m.text),
-        "displayName": _v("str", lambda m, x: "" if x.release >= (2, 43, 0) else m.text),
+        # Message is no longer a BaseIdentifiableObject: name null, displayName ""
+        "name": _v("str", lambda m, x: None if x.quirks.message_unnamed else m.text),
+        "displayName": _v("str", lambda m, x: "" if x.quirks.message_unnamed else m.text),
         "text": _v("str", lambda m, x: m.text),
         "created": _v("date", lambda m, x: m.created),
         "lastUpdated": _v("date", lambda m, x: m.last_updated),
@@ -1082,14 +1278,14 @@ def apply_orders(
 ) -> list[Conversation]:
     """Sort by the given ``prop:asc|desc|iasc|idesc``; ties by uid.
 
-    Up to 2.42 an unknown property is dropped silently (QueryUtils.convertOrderStrings); from
-    2.43 (9e84ead485b) InMemoryQueryEngine answers 400 "No such property: x".
+    An unknown property is dropped silently (QueryUtils.convertOrderStrings), or refused with
+    a 400 "No such property: x" by InMemoryQueryEngine (``order_refusal``).
     """
     keys = []
     for order in orders:
         prop, _, direction = order.strip().partition(":")
         if prop not in ORDERABLE:
-            if ctx is not None and ctx.release >= (2, 43, 0) and prop not in TYPES["conversation"]:
+            if ctx is not None and ctx.quirks.order_refusal and prop not in TYPES["conversation"]:
                 raise Fail(web_message(400, "No such property: " + prop))
             continue
         direction = direction.lower() or "asc"
@@ -1148,6 +1344,14 @@ class Request:
     def has(self, name: str) -> bool:
         return any(k == name for k, _ in self.params)
 
+    def fields(self, default: str = "") -> tuple[tuple[str, Any], ...]:
+        """The ``fields`` parameters, joined as Spring binds a list, or ``default``."""
+        return parse_fields(",".join(self.all("fields")) or default)
+
+    def junction(self) -> Callable[[Iterable[bool]], bool]:
+        """``rootJunction``: AND (all) unless OR (any)."""
+        return any if (self.first("rootJunction") or "AND").upper() == "OR" else all
+
     def listing(self, name: str) -> list[str]:
         """A Spring list parameter: repeated keys or one comma-separated value."""
         out: list[str] = []
@@ -1166,6 +1370,11 @@ def _is_json_type(media: str) -> bool:
     return media == "application/json" or (
         media.startswith("application/") and media.endswith("+json")
     )
+
+
+def _unsupported_media(req: Request) -> Fail:
+    given = req.headers.get("Content-Type") or "application/octet-stream"
+    return Fail(web_message(415, f"Content-Type '{given}' is not supported"))
 
 
 def _bool_param(req: Request, name: str, default: bool) -> bool:
@@ -1197,6 +1406,16 @@ def _int_param(req: Request, name: str, default: int) -> int:
                 f"Value '{value}' is not valid for parameter {name}. It should be of type Integer",
             )
         ) from None
+
+
+def _page(items: list[Any], page: int, page_size: int) -> tuple[list[Any], int, int]:
+    """Pager.java: (rows, the page reported, pageCount).  pageCount is 0 for an empty result;
+    the reported page is clamped, but the rows come from the requested offset, so a page past
+    the end is empty."""
+    page_count = math.ceil(len(items) / page_size)
+    page = max(page, 1)
+    rows = items[(page - 1) * page_size : page * page_size]
+    return rows, max(1, min(page, page_count)), page_count
 
 
 def _enum_param(req: Request, name: str, valid: tuple[str, ...]) -> str:
@@ -1465,10 +1684,11 @@ class Emulator:
 
     def __init__(self, *, latency: float = 0.0, version: str = DEFAULT_VERSION) -> None:
         self.latency = latency
-        self.release = parse_version(version)  # compare with self.since("2.41.3")
-        self.version = (
-            "2.44-SNAPSHOT" if self.release >= (2, 44, 0) else ".".join(map(str, self.release))
-        )
+        self.release = parse_version(version)
+        self.version = version_name(self.release)
+        # What this release does differently (see QUIRKS); handlers read it, tests may swap it
+        # (then reset(), which reads it too).
+        self.quirks = Profile.of(version)
         self.url = ""
         self.errors: list[str] = []  # tracebacks of emulator bugs (answered as 500)
         self._lock = threading.Lock()
@@ -1478,7 +1698,9 @@ class Emulator:
         self.reset()
 
     def since(self, version: str) -> bool:
-        """True when the emulated release is ``version`` or later ("2.41.3", "2.42", ...)."""
+        """True when the emulated release is ``version`` or later ("2.41.3", "2.42", ...).
+
+        For tests; handlers read ``self.quirks`` instead."""
         return self.release >= parse_version(version)
 
     # -- lifecycle ---------------------------------------------------------
@@ -1579,10 +1801,9 @@ class Emulator:
                 )
             self.feedback_group_uid = FEEDBACK_TEAM
             self.conversations: dict[str, Conversation] = {}
-            # keyMessageEmailNotification / keyMessageSmsNotification default to true up to 2.41
-            # (UserSettingKey.java@2.40:50-56) and to false from 2.42 (UserSettings.java:126-132,
-            # 6e7d208e02b): what a real server would have sent on by e-mail or SMS, per message.
-            self.forwards_by_default = not self.since("2.42")
+            # keyMessageEmailNotification / keyMessageSmsNotification: what a real server would
+            # have sent on by e-mail or SMS, per message.
+            self.forwards_by_default = not self.quirks.forwarding_off
             self.forwarding = {name: self.forwards_by_default for name in self.users}
             self.forwarded: list[tuple[str, str]] = []  # (username, conversation uid)
             self.files: dict[str, FileResource] = {}
@@ -1882,10 +2103,9 @@ class Emulator:
         conv.messages.append(message)
         if not internal:
             conv.message_count += 1
-            # 2.42 notifies every participant, the sender included (DefaultMessageService:275-285)
             for username in conv.participants:
                 if self.forwarding.get(username) and (
-                    self.since("2.42") or sender is None or username != sender.username
+                    self.quirks.notifies_sender or sender is None or username != sender.username
                 ):
                     self.forwarded.append((username, conv.uid))
         conv.last_sender = sender
@@ -1929,17 +2149,19 @@ class Emulator:
     def _forbidden(self, message: str, old_style: bool = False) -> Fail:
         """A 403 as the release writes it.
 
-        Up to 2.41.2 every refusal is an AccessDeniedException: a WebMessage without errorCode.
-        2.41.3 (c31ce96615b, #19139) throws ForbiddenException (E1006), except on GET /{uid},
-        internal replies and follow-ups (``old_style``), which 2.42 converts too.
+        An AccessDeniedException is a WebMessage without errorCode; ``participant_check``
+        brings ForbiddenException (E1006), except on GET /{uid}, internal replies and
+        follow-ups (``old_style``), which ``forbidden_e1006_everywhere`` converts too.
         """
-        if not self.since("2.41.3") or (old_style and not self.since("2.42")):
-            return Fail(web_message(403, message))
-        return forbidden(message)
+        if old_style:
+            coded = self.quirks.forbidden_e1006_everywhere
+        else:
+            coded = self.quirks.participant_check
+        return forbidden(message) if coded else Fail(web_message(403, message))
 
     def _check_path_uid(self, uid: str) -> None:
-        """2.43 (0057d9bdf6c) types the path variable as UID: a malformed one is a 400."""
-        if self.since("2.43") and not re.fullmatch(r"[a-zA-Z][a-zA-Z0-9]{10}", uid):
+        """``typed_uid_path``: the path variable is a UID, and a malformed one is a 400."""
+        if self.quirks.typed_uid_path and not re.fullmatch(r"[a-zA-Z][a-zA-Z0-9]{10}", uid):
             raise Fail(
                 web_message(
                     400,
@@ -1949,10 +2171,11 @@ class Emulator:
             )
 
     def _check_acting_for(self, req: Request, target: SeedUser, message: str) -> None:
-        """Up to 2.41.2, acting for another user needs a superuser (canModifyUserConversation)."""
+        """Without ``acting_for_others``, acting for another user needs a superuser
+        (canModifyUserConversation)."""
         assert req.user is not None
         if (
-            not self.since("2.41.3")
+            not self.quirks.acting_for_others
             and target is not req.user
             and "ALL" not in req.user.authorities
         ):
@@ -2016,12 +2239,24 @@ class Emulator:
             )
         match = re.match(r"^/api(?:/(\d+))?(/.*)$", path)
         target: tuple[str, tuple[str, ...]] | None = None
+        public = False
         if match and (match.group(1) is None or int(match.group(1)) in API_VERSIONS):
             if match.group(1):
                 req.api_prefix = "/api/" + match.group(1)
             req.path = match.group(2)
-            target = self._find_route(req.method if req.method != "HEAD" else "GET", req.path)
-        if target is None or target[0] not in _PUBLIC:
+            # One trailing slash is the same path, on every release: Spring 5.3 matches it by
+            # default (useTrailingSlashMatch, 2.38-2.41), 2.42 and 2.43 turn that back on for
+            # Spring 6 (WebMvcConfig.java:269@2.42, :241@2.43), and master strips the slash
+            # itself (CustomRequestMappingHandlerMapping.java:100-156,192-194@master).  Spring
+            # Security's permitAll list holds Ant patterns without the slash
+            # (DhisWebApiWebSecurityConfig.java:362@2.42), so such a path needs credentials.
+            slashed = len(req.path) > 1 and req.path.endswith("/")
+            target = self._find_route(
+                req.method if req.method != "HEAD" else "GET",
+                req.path[:-1] if slashed else req.path,
+            )
+            public = target is not None and target[0] in _PUBLIC and not slashed
+        if not public:
             user, error = self._authenticate(req, create_session=True)
             if error is not None:
                 return error
@@ -2126,7 +2361,7 @@ class Emulator:
     def _h_list(self, req: Request) -> Response:
         user = req.user
         assert user is not None
-        fields = parse_fields(",".join(req.all("fields")) or "id,displayName")
+        fields = req.fields("id,displayName")
         paging = _bool_param(req, "paging", True)
         page = _int_param(req, "page", 1)
         page_size = max(1, _int_param(req, "pageSize", 50))
@@ -2138,19 +2373,19 @@ class Emulator:
             raise Fail(web_message(409, f"`{query_operator}` is not a valid operator."))
         filters = self._filter_params(req)
         compiled = [compile_filter(f) for f in filters]
-        junction = any if (req.first("rootJunction") or "AND").upper() == "OR" else all
-        orders = [o for value in req.all("order") for o in value.split(",") if o.strip()]
+        junction = req.junction()
+        orders = self._order_params(req)
         ctx = Ctx(
             user,
             self._href_base(req),
+            self.quirks,
             show_internal=True,
             in_list=True,
             own_entry_only=not has_query,
         )
-        ctx.release = self.release
-        # 2.42+: "only my conversations" is one more filter (an id:in from the pre-query), so
-        # rootJunction=OR ORs it away; up to 2.41 the list starts from the caller's conversations.
-        or_lifts_inbox = junction is any and self.since("2.42") and bool(compiled)
+        # "Only my conversations" is one more filter (an id:in from the pre-query), so
+        # rootJunction=OR ORs it away; before, the list starts from the caller's conversations.
+        or_lifts_inbox = junction is any and self.quirks.or_lifts_inbox and bool(compiled)
 
         if self._cache_version != self._version:
             self._list_cache = {}
@@ -2202,15 +2437,10 @@ class Emulator:
                 {"messageConversations": [render("conversation", c, fields, ctx) for c in result]},
                 [NO_CACHE],
             )
-        # Pager.java: pageCount 0 for an empty result; the reported page is clamped, but the rows
-        # come from the requested offset, so a page past the end is empty.
-        page_count = math.ceil(total / page_size)
-        page = max(page, 1)
-        items = result[(page - 1) * page_size : page * page_size]
-        shown = max(1, min(page, page_count))
+        items, shown, page_count = _page(result, page, page_size)
         links = self._pager_links(req, shown, page_size, page_count)
         rows = [render("conversation", c, fields, ctx) for c in items]
-        if self.since("2.44") and has_query and self._gist_answers(req, filters, orders):
+        if self.quirks.gist_bridge and has_query and self._gist_answers(req, filters, orders):
             # master's GistBridge: no pre-query filter when query= is present, and Gist writes
             # its own pager and a "gist" key.
             gist_pager = {"page": shown, "pageSize": page_size, "total": total}
@@ -2229,7 +2459,7 @@ class Emulator:
         """GistBridge.isSupportedObjectList, for what the emulator renders."""
         if req.has("gist"):
             return (req.first("gist") or "").lower() == "true"
-        names = [name for name, _ in parse_fields(",".join(req.all("fields")))]
+        names = [name for name, _ in req.fields()]
         props = TYPES["conversation"]
         return (
             bool(names)
@@ -2299,18 +2529,18 @@ class Emulator:
         conv = self.conversations.get(uid)
         if conv is None:
             message = {"message": "No MessageConversation found with UID: " + uid}
-            if not self.since("2.39"):  # 2.38 returns the RootNode: the 404 stands
-                return json_response(404, message)
-            # 2.39 (c7cd9b45094): sets 404, then returns ResponseEntity.ok(...): the client sees 200
-            return json_response(200, message)
+            # It sets 404, then returns ResponseEntity.ok(...): the client sees 200.  Before,
+            # the RootNode was returned and the 404 stood.
+            return json_response(200 if self.quirks.unknown_uid_200 else 404, message)
         if not self._can_read(conv, user):
             raise self._forbidden("Not authorized to access this conversation.", old_style=True)
-        fields = parse_fields(",".join(req.all("fields")) or "*")
-        ctx = Ctx(user, self._href_base(req), show_internal=self._is_feedback_manager(user))
-        ctx.release = self.release
+        fields = req.fields("*")
+        ctx = Ctx(
+            user, self._href_base(req), self.quirks, show_internal=self._is_feedback_manager(user)
+        )
         mark_read = req.first("markRead") or ""
-        # Boolean.parseBoolean up to 2.41; 2.42 compares with "true" exactly
-        if mark_read == "true" or (not self.since("2.42") and mark_read.lower() == "true"):
+        # Boolean.parseBoolean, or "true" exactly
+        if mark_read == "true" or (not self.quirks.mark_read_exact and mark_read.lower() == "true"):
             p = conv.participants.get(user.username)
             ctx.read_override = p.read if p else False  # the answer shows the value before marking
             if p is not None:
@@ -2321,7 +2551,7 @@ class Emulator:
     def _h_system_info(self, req: Request) -> Response:
         # SystemController.getSystemInfo: any logged-in user; fields=version gives {"version": ...}
         info = {"version": self.version, "revision": "emulator", "serverTimeZoneId": "Etc/UTC"}
-        fields = parse_fields(",".join(req.all("fields")) or "*")
+        fields = req.fields("*")
         wanted = [name for name, _ in fields]
         if "*" not in wanted and ":all" not in wanted:
             info = {k: v for k, v in info.items() if k in wanted}
@@ -2359,7 +2589,7 @@ class Emulator:
             ],
         )
 
-    def _h_file_metadata(self, req: Request, uid: str) -> Response:
+    def _file_or_404(self, uid: str) -> FileResource:
         f = self.files.get(uid)
         if f is None:
             raise Fail(
@@ -2367,17 +2597,15 @@ class Emulator:
                     404, f"FileResource with id {uid} could not be found.", error_code="E1005"
                 )
             )
-        fields = parse_fields(",".join(req.all("fields")) or "*")
-        return json_response(200, render("file", f, fields, Ctx(req.user, "")))
+        return f
+
+    def _h_file_metadata(self, req: Request, uid: str) -> Response:
+        f = self._file_or_404(uid)
+        fields = req.fields("*")
+        return json_response(200, render("file", f, fields, Ctx(req.user, "", self.quirks)))
 
     def _h_file_data(self, req: Request, uid: str) -> Response:
-        f = self.files.get(uid)
-        if f is None:
-            raise Fail(
-                web_message(
-                    404, f"FileResource with id {uid} could not be found.", error_code="E1005"
-                )
-            )
+        f = self._file_or_404(uid)
         return Response(
             200, f.data, f.content_type, [("Content-Disposition", "filename=" + f.name)]
         )
@@ -2429,8 +2657,10 @@ class Emulator:
         caller = req.user
         assert caller is not None
         candidates: Iterable[SeedUser] = self.users.values()
-        # An unknown value is ignored; 2.38 has no orgUnitBoundary at all (DHIS2-12586, 2.39.0).
-        boundary = (req.first("orgUnitBoundary") or "").upper() if self.since("2.39") else ""
+        # An unknown value is ignored, and so is every value without ``lookup_boundary``.
+        boundary = (
+            (req.first("orgUnitBoundary") or "").upper() if self.quirks.lookup_boundary else ""
+        )
         if boundary == "DATA_CAPTURE":
             own = {u.uid for u in self.org_units.values() if caller.username in u.members}
         elif boundary == "DATA_OUTPUT":
@@ -2476,22 +2706,20 @@ class Emulator:
         """A generic metadata list: fields, filter, rootJunction, order, page, pageSize, paging."""
         user = req.user
         assert user is not None
-        ctx = Ctx(user, req.api_url(f"/{plural}/"))
-        fields = parse_fields(",".join(req.all("fields")) or "id,displayName")
+        ctx = Ctx(user, req.api_url(f"/{plural}/"), self.quirks)
+        fields = req.fields("id,displayName")
         paging = _bool_param(req, "paging", True)
         page = _int_param(req, "page", 1)
         page_size = _int_param(req, "pageSize", 50)
         compiled = [compile_filter(f, type_name) for f in self._filter_params(req)]
-        junction = any if (req.first("rootJunction") or "AND").upper() == "OR" else all
+        junction = req.junction()
         result = [o for o in objects if not compiled or junction(f(o, ctx) for f in compiled)]
         result = _metadata_order(result, type_name, self._order_params(req))
         if not paging:
             return json_response(200, {plural: [render(type_name, o, fields, ctx) for o in result]})
         total = len(result)
         page_size = max(1, page_size)
-        page_count = math.ceil(total / page_size)
-        rows = result[(max(page, 1) - 1) * page_size : max(page, 1) * page_size]
-        shown = max(1, min(page, page_count))  # Pager: clamped, but rows from the offset asked
+        rows, shown, page_count = _page(result, page, page_size)
         pager: dict[str, Any] = {"page": shown, "total": total, "pageSize": page_size}
         pager["pageCount"] = page_count
         pager.update(self._pager_links(req, shown, page_size, page_count, "/" + plural))
@@ -2501,10 +2729,10 @@ class Emulator:
 
     def _filter_params(self, req: Request) -> list[str]:
         values = req.all("filter")
-        if not self.since("2.42") or not values:
+        if not self.quirks.resplits_filters or not values:
             return values
-        # GetObjectListParams.setFilter (2.42+): Spring joins the filter parameters with
-        # commas, then splitFilters cuts them apart again, so a value ends at a comma.
+        # GetObjectListParams.setFilter: Spring joins the filter parameters with commas,
+        # then splitFilters cuts them apart again, so a value ends at a comma.
         joined = ",".join(values)
         if "," not in joined:
             return [joined] if joined else []
@@ -2521,8 +2749,8 @@ class Emulator:
         )
 
     def _conflict(self, message: str) -> Fail:
-        """2.40 throws ConflictException (E1004); before, WebMessageUtils.conflict had no code."""
-        return conflict(message, "E1004" if self.since("2.40") else None)
+        """A ConflictException (E1004), or before ``typed_errors`` WebMessageUtils.conflict."""
+        return conflict(message, "E1004" if self.quirks.typed_errors else None)
 
     def _resolve_recipients(self, dto: dict[str, Any], sender: SeedUser) -> dict[str, SeedUser]:
         """Org units, then users, then groups, as DHIS2 resolves them (first failure wins).
@@ -2545,7 +2773,7 @@ class Emulator:
         for group_id in dto["userGroups"]:
             group = self.groups.get(group_id) if group_id is not None else None
             if group is None or not self._can_see_group(group, sender):
-                if not self.since("2.40"):
+                if not self.quirks.typed_errors:
                     raise Fail(web_message(404, f"User Group does not exist: {group_id}"))
                 raise Fail(
                     web_message(
@@ -2578,18 +2806,10 @@ class Emulator:
         user = req.user
         assert user is not None
         media = req.content_type()
-        if media in ("application/xml", "text/xml") and not self.since("2.42"):
-            return self._create(
-                req, parse_conversation_xml(req.body)
-            )  # postXmlObject, gone in 2.42
+        if media in ("application/xml", "text/xml") and not self.quirks.no_xml_create:
+            return self._create(req, parse_conversation_xml(req.body))  # postXmlObject
         if media != "application/json":
-            raise Fail(
-                web_message(
-                    415,
-                    "Content-Type '%s' is not supported"
-                    % (req.headers.get("Content-Type") or "application/octet-stream"),
-                )
-            )
+            raise _unsupported_media(req)
         try:
             dto = parse_conversation_dto(req.body)
         except JacksonError as err:
@@ -2661,9 +2881,7 @@ class Emulator:
         managers = [self.users[name] for name in group.members] if group else []
         conv = self._new_conversation(subject, "TICKET", user, managers, status="OPEN")
         self._append(conv, user, text, user_agent=req.headers.get("User-Agent"))
-        if not self.since(
-            "2.41.3"
-        ):  # CTRL@2.41.2:446-456: created("Feedback created"), no Location
+        if not self.quirks.feedback_location:  # created("Feedback created"), no Location
             return web_message(201, "Feedback created")
         return self._created(req, conv.uid, "Feedback created")
 
@@ -2701,7 +2919,7 @@ class Emulator:
         f = self._new_file(
             user, data, params.get("filename") or "untitled", part_type, domain, wanted_uid or None
         )
-        rendered = render("file", f, ALL_FIELDS, Ctx(user, ""))
+        rendered = render("file", f, ALL_FIELDS, Ctx(user, "", self.quirks))
         return web_message(202, response={"responseType": "FileResource", "fileResource": rendered})
 
     def _h_login(self, req: Request) -> Response:
@@ -2728,13 +2946,7 @@ class Emulator:
         if not req.body and not media:
             raise Fail(web_message(400, "Required request body is missing"))
         if not _is_json_type(media):
-            raise Fail(
-                web_message(
-                    415,
-                    "Content-Type '%s' is not supported"
-                    % (req.headers.get("Content-Type") or "application/octet-stream"),
-                )
-            )
+            raise _unsupported_media(req)
         if not req.body:
             raise Fail(web_message(400, "Required request body is missing"))
         text = req.body.decode("utf-8", errors="replace")
@@ -2783,7 +2995,7 @@ class Emulator:
         self, req: Request, convs: Iterable[Conversation], message: str, old_style: bool = False
     ) -> None:
         assert req.user is not None
-        if not self.since("2.41.3"):  # no participant check before #19139
+        if not self.quirks.participant_check:
             return
         for conv in convs:
             if not self._has_access(conv, req.user):
@@ -2802,30 +3014,35 @@ class Emulator:
                 changed.append(conv.uid)
         return json_response(200, {"markedRead" if read else "markedUnread": changed})
 
-    def _h_bulk_read(self, req: Request, which: str) -> Response:
-        uids = self._uid_list_body(req)
-        target = self._target_user(req, "user", "No user with uid: %s")
+    def _acting_on(
+        self, req: Request, param: str, uids: Iterable[str], not_found: str
+    ) -> tuple[SeedUser, list[Conversation]]:
+        """The user named by ``param`` (the caller by default) and the conversations found."""
+        target = self._target_user(req, param, "No user with uid: %s")
         self._check_acting_for(req, target, "Not authorized to modify this object.")
         convs = self._found(uids)
         if not convs:
-            raise Fail(bare(404, "No MessageConversations found for the given IDs."))
+            raise Fail(bare(404, not_found))
+        return target, convs
+
+    def _h_bulk_read(self, req: Request, which: str) -> Response:
+        uids = self._uid_list_body(req)
+        target, convs = self._acting_on(
+            req, "user", uids, "No MessageConversations found for the given IDs."
+        )
         return self._set_read(req, convs, target, which == "read")
 
     def _h_single_read(self, req: Request, uid: str, which: str) -> Response:
-        target = self._target_user(req, "userUid", "No user with uid: %s")
-        self._check_acting_for(req, target, "Not authorized to modify this object.")
-        convs = self._found([uid])
-        if not convs:
-            raise Fail(bare(404, "No MessageConversations found for the given IDs."))
+        target, convs = self._acting_on(
+            req, "userUid", [uid], "No MessageConversations found for the given IDs."
+        )
         return self._set_read(req, convs, target, which == "read")
 
     def _h_bulk_follow_up(self, req: Request, which: str) -> Response:
         uids = self._uid_list_body(req)
-        target = self._target_user(req, "user", "No user with uid: %s")
-        self._check_acting_for(req, target, "Not authorized to modify this object.")
-        convs = self._found(uids)
-        if not convs:
-            raise Fail(bare(404, "No MessageConversations found for the given UIDs"))
+        target, convs = self._acting_on(
+            req, "user", uids, "No MessageConversations found for the given UIDs"
+        )
         follow = which == "followup"
         self._check_all(
             req,
@@ -2849,21 +3066,20 @@ class Emulator:
             raise Fail(bare(404, "No MessageConversation found for the given ID."))
         return conv
 
-    def _h_status(self, req: Request, uid: str) -> Response:
-        value = _enum_param(req, "messageConversationStatus", STATUSES)
+    def _set_enum(self, req: Request, uid: str, attribute: str, valid: tuple[str, ...]) -> Response:
+        """POST /{uid}/status or /{uid}/priority: the answer's key is the value set."""
+        value = _enum_param(req, "messageConversation" + attribute.capitalize(), valid)
         conv = self._conversation_or_404(uid)
-        self._check_all(req, [conv], "Not authorized to change status in this conversation.")
-        conv.status = value
+        self._check_all(req, [conv], f"Not authorized to change {attribute} in this conversation.")
+        setattr(conv, attribute, value)
         self._touch(conv)
         return json_response(200, {value: [conv.uid]})
 
+    def _h_status(self, req: Request, uid: str) -> Response:
+        return self._set_enum(req, uid, "status", STATUSES)
+
     def _h_priority(self, req: Request, uid: str) -> Response:
-        value = _enum_param(req, "messageConversationPriority", PRIORITIES)
-        conv = self._conversation_or_404(uid)
-        self._check_all(req, [conv], "Not authorized to change priority in this conversation.")
-        conv.priority = value
-        self._touch(conv)
-        return json_response(200, {value: [conv.uid]})
+        return self._set_enum(req, uid, "priority", PRIORITIES)
 
     def _h_assign(self, req: Request, uid: str) -> Response:
         conv = self._conversation_or_404(uid)

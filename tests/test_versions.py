@@ -1,22 +1,42 @@
 """DHIS2 releases: the emulator answers as each one does, and the client is right on each.
 
-Each test here that pins a version difference runs on every emulated release (through the
-parametrised ``emulator`` fixture) and asserts what that release does, so it fails when the
-emulator's version switch is taken away.
+What differs between releases is the emulator's quirk table (``tests.emulator.QUIRKS``).
+Every quirk has a probe here that runs on every emulated release (through the parametrised
+``emulator`` fixture) and asserts what that release does, and a second test switches the
+quirk the other way and wants its probe to fail.  The README's compatibility table is
+checked against the same table.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import re
 import subprocess
 import sys
+from pathlib import Path
+from typing import Callable
 
 import pytest
 import requests
 
+import tests.emulator as emulator_module
 from dhis2_messages import ApiError, NotFoundError, ResponseError
 from tests.conftest import UNKNOWN, at_least, versions_for
-from tests.emulator import ADMIN, ALICE, BOB, DEFAULT_VERSION, VERSIONS, Emulator, parse_version
+from tests.emulator import (
+    ADMIN,
+    ALICE,
+    BOB,
+    DEFAULT_VERSION,
+    PROFILES,
+    QUIRK_NAMES,
+    QUIRKS,
+    VERSIONS,
+    Emulator,
+    Profile,
+    Quirk,
+    parse_version,
+)
 
 MC = "/api/messageConversations"
 
@@ -26,6 +46,15 @@ def _get(emulator, path, user="admin", **kwargs):
     kwargs.setdefault("timeout", 5)
     kwargs.setdefault("allow_redirects", False)
     return requests.get(emulator.url + path, auth=(seeded.username, seeded.password), **kwargs)
+
+
+def _call(emulator, method, path, user="admin", **kwargs):
+    seeded = emulator.user(user)
+    kwargs.setdefault("timeout", 5)
+    kwargs.setdefault("allow_redirects", False)
+    return requests.request(
+        method, emulator.url + path, auth=(seeded.username, seeded.password), **kwargs
+    )
 
 
 # -- the version switch and the fixture -----------------------------------------------------
@@ -107,67 +136,92 @@ def test_command_line_version():
         proc.wait(5)
 
 
-# -- what differs between releases (each asserts what the emulated release does) -----------
+# -- the quirk table: what differs between releases --------------------------------------
+#
+# Each quirk of the emulator's table has a probe here, which asserts over HTTP what a release
+# does with the quirk (``on``) or without it.  test_quirk runs every probe on every release,
+# so each quirk is checked on both sides of its first release; test_probe_sees_its_quirk
+# switches the one quirk the other way and wants the probe to fail, so a quirk that no
+# handler reads, or a probe that cannot tell, fails too.
+
+PROBES: dict[str, Callable[[Emulator, bool], None]] = {}
 
 
-def _call(emulator, method, path, user="admin", **kwargs):
-    seeded = emulator.user(user)
-    kwargs.setdefault("timeout", 5)
-    kwargs.setdefault("allow_redirects", False)
-    return requests.request(
-        method, emulator.url + path, auth=(seeded.username, seeded.password), **kwargs
-    )
+def probe(name):
+    def register(function):
+        PROBES[name] = function
+        return function
+
+    return register
 
 
-def test_unknown_conversation(emulator):
-    """2.38: a real 404; from 2.39 (c7cd9b45094) HTTP 200 with the same bare message."""
+def _reply(emulator, uid, user, text=b"hi", **params):
+    headers = {"Content-Type": "text/plain"}
+    return _call(emulator, "POST", f"{MC}/{uid}", user, data=text, headers=headers, params=params)
+
+
+@probe("unknown_uid_200")
+def _unknown_uid_200(emulator, on):
+    """c7cd9b45094 sets 404, then returns ResponseEntity.ok: the client sees 200."""
     r = _get(emulator, f"{MC}/{UNKNOWN}")
-    assert (404 if emulator.release < (2, 39, 0) else 200) == r.status_code
+    assert (200 if on else 404) == r.status_code
     assert {"message": "No MessageConversation found with UID: " + UNKNOWN} == r.json()
 
 
-def test_feedback_location(emulator):
-    """The feedback Location header arrives with 2.41.3 (c31ce96615b, #19139)."""
-    r = _call(emulator, "POST", MC + "/feedback", "alice", params={"subject": "s"}, data=b"t")
-    assert 201 == r.status_code
-    assert "Feedback created" == r.json()["message"]
-    if at_least(emulator, "2.41.3"):
-        assert r.headers["Location"].endswith(f"{MC}/" + next(reversed(emulator.conversations)))
+@probe("lookup_boundary")
+def _lookup_boundary(emulator, on):
+    """Aminata works at Ngelehun CHC, below alice's Bo District: not on the boundary."""
+    params = {"query": "Conteh", "orgUnitBoundary": "DATA_CAPTURE"}
+    users = _get(emulator, "/api/userLookup", user="alice", params=params).json()["users"]
+    assert ([] if on else ["aminata"]) == [u["username"] for u in users]
+
+
+@probe("typed_errors")
+def _typed_errors(emulator, on):
+    """ConflictException E1004 and NotFoundException E1005; before, WebMessageUtils'
+    conflict and notFound without errorCode."""
+    r = _call(emulator, "POST", MC, json={"subject": "s", "text": "t", "users": [{"id": UNKNOWN}]})
+    assert (409, "User does not exist: " + UNKNOWN) == (r.status_code, r.json()["message"])
+    assert ("E1004" if on else None) == r.json().get("errorCode")
+    body = {"subject": "s", "text": "t", "userGroups": [{"id": UNKNOWN}]}
+    r = _call(emulator, "POST", MC, json=body)
+    assert 404 == r.status_code
+    if on:
+        assert f"UserGroup with id {UNKNOWN} could not be found." == r.json()["message"]
+        assert "E1005" == r.json()["errorCode"]
     else:
-        assert "Location" not in r.headers
+        assert f"User Group does not exist: {UNKNOWN}" == r.json()["message"]
+        assert "errorCode" not in r.json()
+    r = _call(emulator, "POST", MC, json={"subject": "s", "text": "t", "users": []})
+    assert (409, "No recipients selected.") == (r.status_code, r.json()["message"])
+    assert ("E1004" if on else None) == r.json().get("errorCode")
 
 
-def test_forbidden_styles(emulator):
-    """AccessDeniedException (no errorCode) up to 2.41.2; ForbiddenException E1006 after,
-    except GET /{uid} and follow-ups on 2.41.3, which 2.42 converts too."""
+@probe("participant_check")
+def _participant_check(emulator, on):
+    """Alice takes no part in admin's conversation with bob."""
     uid = emulator.add_conversation(sender="admin", recipients=["bob"], subject="Private")
-    r = _get(emulator, f"{MC}/{uid}", user="alice")
-    assert 403 == r.status_code
-    assert "Not authorized to access this conversation." == r.json()["message"]
-    assert ("E1006" if at_least(emulator, "2.42") else None) == r.json().get("errorCode")
-
-    r = _call(
-        emulator, "POST", f"{MC}/{uid}", "alice", data=b"hi", headers={"Content-Type": "text/plain"}
-    )
-    if at_least(emulator, "2.41.3"):
-        assert (403, "E1006") == (r.status_code, r.json().get("errorCode"))
-    else:  # no participant check before #19139: anyone may reply
-        assert 201 == r.status_code
-
-    r = _call(emulator, "POST", f"{MC}/followup", "alice", json=[uid])
-    if at_least(emulator, "2.41.3"):
+    r = _reply(emulator, uid, "alice")
+    if on:
         assert 403 == r.status_code
-        assert ("E1006" if at_least(emulator, "2.42") else None) == r.json().get("errorCode")
-    else:
-        assert 200 == r.status_code
+        assert "Not authorized to send messages to this conversation." == r.json()["message"]
+        assert "E1006" == r.json()["errorCode"]
+    else:  # anyone may reply
+        assert 201 == r.status_code
+    params = {"messageConversationStatus": "SOLVED"}
+    r = _call(emulator, "POST", f"{MC}/{uid}/status", "alice", params=params)
+    assert (403 if on else 200) == r.status_code
+    r = _call(emulator, "POST", f"{MC}/followup", "alice", json=[uid])
+    assert (403 if on else 200) == r.status_code
 
 
-def test_acting_for_another_user(emulator):
-    """Up to 2.41.2 only a superuser may mark read or remove for another user."""
+@probe("acting_for_others")
+def _acting_for_others(emulator, on):
+    """Before, only a superuser may mark read or remove for another user."""
     uid = emulator.add_conversation(sender="admin", recipients=["alice", "bob"], subject="s")
     r = _call(emulator, "POST", f"{MC}/read", "alice", params={"user": BOB}, json=[uid])
     r2 = _call(emulator, "DELETE", MC, "alice", params={"mc": uid, "user": BOB})
-    if at_least(emulator, "2.41.3"):
+    if on:
         assert (200, {"markedRead": [uid]}) == (r.status_code, r.json())
         assert (200, {"removed": [uid]}) == (r2.status_code, r2.json())
     else:
@@ -182,35 +236,81 @@ def test_acting_for_another_user(emulator):
         )
 
 
-def test_unknown_recipients(emulator):
-    """2.40 throws typed exceptions: E1004 conflicts, E1005 "UserGroup with id X could not be
-    found."; before, WebMessageUtils conflict/notFound without errorCode."""
-    r = _call(emulator, "POST", MC, json={"subject": "s", "text": "t", "users": [{"id": UNKNOWN}]})
-    assert (409, "User does not exist: " + UNKNOWN) == (r.status_code, r.json()["message"])
-    assert ("E1004" if at_least(emulator, "2.40") else None) == r.json().get("errorCode")
-    body = {"subject": "s", "text": "t", "userGroups": [{"id": UNKNOWN}]}
-    r = _call(emulator, "POST", MC, json=body)
-    assert 404 == r.status_code
-    if at_least(emulator, "2.40"):
-        assert f"UserGroup with id {UNKNOWN} could not be found." == r.json()["message"]
-        assert "E1005" == r.json()["errorCode"]
+@probe("feedback_location")
+def _feedback_location(emulator, on):
+    r = _call(emulator, "POST", MC + "/feedback", "alice", params={"subject": "s"}, data=b"t")
+    assert 201 == r.status_code
+    assert "Feedback created" == r.json()["message"]
+    if on:
+        assert r.headers["Location"].endswith(f"{MC}/" + next(reversed(emulator.conversations)))
     else:
-        assert f"User Group does not exist: {UNKNOWN}" == r.json()["message"]
-        assert "errorCode" not in r.json()
-    r = _call(emulator, "POST", MC, json={"subject": "s", "text": "t", "users": []})
-    assert (409, "No recipients selected.") == (r.status_code, r.json()["message"])
-    assert ("E1004" if at_least(emulator, "2.40") else None) == r.json().get("errorCode")
+        assert "Location" not in r.headers
 
 
-def test_xml_create(emulator):
-    """postXmlObject exists up to 2.41 and is gone in 2.42."""
+@probe("forbidden_e1006_everywhere")
+def _forbidden_e1006_everywhere(emulator, on):
+    """The refusals every release makes: reading another's conversation, and an internal
+    reply by someone who does not manage tickets."""
+    uid = emulator.add_conversation(sender="admin", recipients=["bob"], subject="Private")
+    r = _get(emulator, f"{MC}/{uid}", user="alice")
+    assert (403, "Not authorized to access this conversation.") == (
+        r.status_code,
+        r.json()["message"],
+    )
+    assert ("E1006" if on else None) == r.json().get("errorCode")
+    r = _reply(emulator, uid, "bob", internal="true")
+    assert (403, "Not authorized to send internal messages") == (
+        r.status_code,
+        r.json()["message"],
+    )
+    assert ("E1006" if on else None) == r.json().get("errorCode")
+    r = _call(emulator, "POST", f"{MC}/followup", "alice", json=[uid])
+    if on or r.status_code == 403:  # no participant check at all on the oldest releases
+        assert 403 == r.status_code
+        assert ("E1006" if on else None) == r.json().get("errorCode")
+
+
+@probe("resplits_filters")
+def _resplits_filters(emulator, on):
+    """GetObjectListParams.splitFilters: ``subject:ilike:malaria, stock`` is cut at the comma."""
+    both = emulator.add_conversation(sender="admin", recipients=["alice"], subject="Malaria, stock")
+    emulator.add_conversation(sender="admin", recipients=["alice"], subject="Malaria report")
+    r = _get(emulator, MC, user="alice", params={"filter": "subject:ilike:malaria, stock"})
+    found = {c["id"] for c in r.json()["messageConversations"]}
+    assert (2 if on else 1) == len(found)
+    assert both in found
+
+
+@probe("or_lifts_inbox")
+def _or_lifts_inbox(emulator, on):
+    """Without the quirk the filters only narrow the caller's own conversations."""
+    mine = emulator.add_conversation(sender="admin", recipients=["alice"], subject="mine")
+    other = emulator.add_conversation(sender="admin", recipients=["bob"], subject="other")
+    params = {"filter": "subject:eq:other", "rootJunction": "OR", "fields": "id"}
+    found = {
+        c["id"]
+        for c in _get(emulator, MC, user="alice", params=params).json()["messageConversations"]
+    }
+    assert ({mine, other} if on else set()) == found
+
+
+@probe("mark_read_exact")
+def _mark_read_exact(emulator, on):
+    uid = emulator.add_conversation(sender="admin", recipients=["alice"], subject="s")
+    _get(emulator, f"{MC}/{uid}", user="alice", params={"markRead": "TRUE"})
+    assert (not on) == emulator.conversations[uid].participants["alice"].read
+
+
+@probe("no_xml_create")
+def _no_xml_create(emulator, on):
+    """postXmlObject."""
     xml = (
         '<messageConversation xmlns="http://dhis2.org/schema/dxf/2.0">'
         f'<subject>By XML</subject><text>Hi</text><users><user id="{ALICE}"/></users>'
         "</messageConversation>"
     ).encode()
     r = _call(emulator, "POST", MC, data=xml, headers={"Content-Type": "application/xml"})
-    if at_least(emulator, "2.42"):
+    if on:
         assert 415 == r.status_code
     else:
         assert 201 == r.status_code
@@ -220,30 +320,42 @@ def test_xml_create(emulator):
         assert {"admin", "alice"} == set(conv.participants)
 
 
-def test_mark_read_parsing(emulator):
-    """Boolean.parseBoolean up to 2.41 (any case); exactly "true" from 2.42."""
+@probe("forwarding_off")
+def _forwarding_off(emulator, on):
+    assert (not on) == emulator.forwards_by_default
     uid = emulator.add_conversation(sender="admin", recipients=["alice"], subject="s")
-    _get(emulator, f"{MC}/{uid}", user="alice", params={"markRead": "TRUE"})
-    assert (not at_least(emulator, "2.42")) == emulator.conversations[uid].participants[
-        "alice"
-    ].read
+    assert ([] if on else [("alice", uid)]) == emulator.forwarded
 
 
-def test_filter_values_resplit_on_commas(emulator):
-    """2.42 joins every filter with commas and re-splits (GetObjectListParams.splitFilters)."""
-    both = emulator.add_conversation(sender="admin", recipients=["alice"], subject="Malaria, stock")
-    emulator.add_conversation(sender="admin", recipients=["alice"], subject="Malaria report")
-    r = _get(emulator, MC, user="alice", params={"filter": "subject:ilike:malaria, stock"})
-    found = {c["id"] for c in r.json()["messageConversations"]}
-    assert (2 if at_least(emulator, "2.42") else 1) == len(found)
-    assert both in found
+@probe("notifies_sender")
+def _notifies_sender(emulator, on):
+    uid = emulator.add_conversation(sender="admin", recipients=["alice"], subject="s")
+    emulator.forwarding["alice"] = emulator.forwarding["admin"] = True
+    emulator.forwarded.clear()
+    assert 201 == _reply(emulator, uid, "alice", text=b"r").status_code
+    expected = {("admin", uid), ("alice", uid)} if on else {("admin", uid)}
+    assert expected == set(emulator.forwarded)
 
 
-def test_unknown_order_property(emulator):
-    """Dropped silently up to 2.42; a 400 "No such property" from 2.43 (9e84ead485b)."""
+@probe("typed_uid_path")
+def _typed_uid_path(emulator, on):
+    """0057d9bdf6c: a leading digit still matches GET's path pattern, then fails as a UID."""
+    r = _get(emulator, f"{MC}/1bcdefghijk")
+    if on:
+        assert 400 == r.status_code
+        assert r.json()["message"].startswith("Value '1bcdefghijk' is not valid for parameter uid.")
+    else:
+        assert r.status_code in (200, 404)  # the unknown-conversation answer
+    r = _call(emulator, "DELETE", f"{MC}/abc")
+    assert (400 if on else 404) == r.status_code
+
+
+@probe("order_refusal")
+def _order_refusal(emulator, on):
+    """Before, QueryUtils.convertOrderStrings drops an unknown property silently."""
     emulator.add_conversation(sender="admin", recipients=["alice"], subject="s")
     r = _get(emulator, MC, user="alice", params={"order": "bogus:desc"})
-    if at_least(emulator, "2.43"):
+    if on:
         assert 400 == r.status_code
         assert "No such property: bogus" == r.json()["message"]
         assert "errorCode" not in r.json()
@@ -251,69 +363,163 @@ def test_unknown_order_property(emulator):
         assert (200, 1) == (r.status_code, len(r.json()["messageConversations"]))
 
 
-def test_malformed_path_uid(emulator):
-    """2.43 (0057d9bdf6c) types the path uid as UID: a malformed one is a 400."""
-    r = _get(emulator, f"{MC}/1bcdefghijk")
-    assert (400 if at_least(emulator, "2.43") else 200 if at_least(emulator, "2.39") else 404) == (
-        r.status_code
-    )
-    r = _call(emulator, "DELETE", f"{MC}/abc")
-    assert (400 if at_least(emulator, "2.43") else 404) == r.status_code
-
-
-def test_message_name_and_display_name(emulator):
-    """2.43 (92494b04526): Message has no name and an empty displayName."""
+@probe("message_unnamed")
+def _message_unnamed(emulator, on):
     uid = emulator.add_conversation(sender="admin", recipients=["alice"], subject="s", text="Hi")
     r = _get(emulator, f"{MC}/{uid}", params={"fields": "messages[name,displayName,text]"})
     message = r.json()["messages"][0]
-    if at_least(emulator, "2.43"):
+    if on:
         assert {"displayName": "", "text": "Hi"} == message
     else:
         assert {"name": "Hi", "displayName": "Hi", "text": "Hi"} == message
 
 
-def test_gist_answers_query_lists_on_master(emulator):
-    """master: with query= there is no pre-query filter, so GistBridge may answer."""
+@probe("gist_bridge")
+def _gist_bridge(emulator, on):
+    """With query= there is no pre-query filter, so GistBridge may answer."""
     emulator.add_conversation(sender="admin", recipients=["alice"], subject="s")
     r = _get(emulator, MC, params={"query": "", "fields": "id,subject"})
     assert 200 == r.status_code
-    assert at_least(emulator, "2.44") == ("gist" in r.json())
+    assert on == ("gist" in r.json())
     r = _get(emulator, MC, params={"fields": "id,subject"})
     assert "gist" not in r.json()
 
 
-def test_forwarding_defaults(emulator):
-    """E-mail/SMS forwarding is on by default up to 2.41 and off from 2.42 (6e7d208e02b)."""
-    assert (not at_least(emulator, "2.42")) == emulator.forwards_by_default
-    uid = emulator.add_conversation(sender="admin", recipients=["alice"], subject="s")
-    if at_least(emulator, "2.42"):
-        assert [] == emulator.forwarded
-        emulator.forwarding["alice"] = emulator.forwarding["admin"] = True
-        r = _call(
-            emulator,
-            "POST",
-            f"{MC}/{uid}",
-            "alice",
-            data=b"r",
-            headers={"Content-Type": "text/plain"},
-        )
-        assert 201 == r.status_code
-        assert {("alice", uid), ("admin", uid)} == set(emulator.forwarded)  # the sender too
-    else:
-        assert [("alice", uid)] == emulator.forwarded
+def _before(version):
+    return VERSIONS[VERSIONS.index(version) - 1]
 
 
-def test_root_junction_or_lifts_the_inbox(emulator):
-    """2.42+: the inbox restriction is one more filter, which rootJunction=OR ORs away."""
-    mine = emulator.add_conversation(sender="admin", recipients=["alice"], subject="mine")
-    other = emulator.add_conversation(sender="admin", recipients=["bob"], subject="other")
-    params = {"filter": "subject:eq:other", "rootJunction": "OR", "fields": "id"}
-    found = {
-        c["id"]
-        for c in _get(emulator, MC, user="alice", params=params).json()["messageConversations"]
-    }
-    # up to 2.41 the filters only narrow the caller's own conversations
-    assert ({mine, other} if at_least(emulator, "2.42") else set()) == found
+@pytest.mark.parametrize("quirk", QUIRKS, ids=lambda q: q.name)
+def test_quirk(emulator, quirk):
+    """Each release does what the table says: the quirk from its first release on, not before."""
+    PROBES[quirk.name](emulator, at_least(emulator, quirk.since))
+
+
+@pytest.fixture(scope="module")
+def emulator_at():
+    """emulator_at("2.42") -> an emulator of that release, reset (one per release and module)."""
+    started = {}
+
+    def emulator_at(version):
+        if version not in started:
+            started[version] = Emulator(version=version).start()
+        started[version].quirks = PROFILES[version]
+        started[version].reset()
+        return started[version]
+
+    yield emulator_at
+    for server in started.values():
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("quirk", "version"),
+    [(q, v) for q in QUIRKS for v in (_before(q.since), q.since)],
+    ids=lambda p: p.name if isinstance(p, Quirk) else p,
+)
+def test_probe_sees_its_quirk(emulator_at, quirk, version):
+    """With the one quirk switched the other way, the release no longer does what the table
+    says: the handlers read that quirk, and its probe sees it."""
+    emulator = emulator_at(version)
+    on = parse_version(version) >= parse_version(quirk.since)
+    emulator.quirks = PROFILES[version].replace(**{quirk.name: not on})
+    emulator.reset()
+    bugs = len(emulator.errors)
+    with pytest.raises((AssertionError, KeyError)):  # KeyError: a key the answer lacks
+        PROBES[quirk.name](emulator, on)
+    assert bugs == len(emulator.errors), "the emulator hit a bug:\n" + emulator.errors[-1]
+
+
+# -- the table itself ----------------------------------------------------------------------
+
+
+def test_every_quirk_has_a_probe():
+    assert [q.name for q in QUIRKS] == list(PROBES)  # the same names, in the table's order
+
+
+def test_quirk_table():
+    """Named once, oldest first, each with a release on both sides, a source and a change."""
+    names = [q.name for q in QUIRKS]
+    assert len(set(names)) == len(names)
+    assert QUIRK_NAMES == set(names)
+    for quirk in QUIRKS:
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", quirk.name), quirk
+        assert quirk.since in VERSIONS[1:], quirk  # the release before it is emulated too
+        assert re.search(r"\b[0-9a-f]{11}\b|\.java:[-\d,]+@(2\.\d+(\.\d+)?|master)", quirk.source)
+        assert quirk.change and "\n" not in quirk.change
+    releases = [parse_version(q.since) for q in QUIRKS]
+    assert sorted(releases) == releases
+
+
+def test_one_profile_per_release():
+    """A release has the quirks that began at it or before; nothing goes away again."""
+    assert list(VERSIONS) == list(PROFILES)
+    assert set() == PROFILES["2.38"].names
+    assert QUIRK_NAMES == PROFILES["2.44"].names
+    assert {"participant_check", "acting_for_others", "feedback_location"} == (
+        PROFILES["2.41.3"].names - PROFILES["2.41.0"].names
+    )
+    for older, newer in zip(VERSIONS, VERSIONS[1:]):
+        assert PROFILES[older].names <= PROFILES[newer].names
+    for version in VERSIONS:
+        assert PROFILES[version] == Emulator(version=version).quirks
+        for quirk in QUIRKS:
+            has = parse_version(version) >= parse_version(quirk.since)
+            assert has == getattr(PROFILES[version], quirk.name)
+    assert Profile.of("master") == PROFILES["2.44"]
+    assert Profile.of("2.41.4.1") == PROFILES["2.41.3"]
+
+
+def test_profile_names_are_checked():
+    profile = PROFILES["2.42"]
+    with pytest.raises(AttributeError, match="no quirk named 'feedback_locaton'"):
+        profile.feedback_locaton  # noqa: B018
+    with pytest.raises(ValueError, match="unknown quirk"):
+        profile.replace(bogus=True)
+    with pytest.raises(ValueError, match="unknown quirk"):
+        Profile(["bogus"])
+    assert not profile.replace(feedback_location=False).feedback_location
+    assert profile.feedback_location  # replace() made a copy
+
+
+def test_handlers_read_quirks_not_versions():
+    """Only the version plumbing looks at the release; everything else reads the profile."""
+    tree = ast.parse(Path(emulator_module.__file__).read_text(encoding="utf-8"))
+    allowed = {"__init__", "since", "of", "version_name", "parse_version"}
+    offenders = []
+
+    def visit(node, function):
+        if isinstance(node, (ast.FunctionDef, ast.Lambda)):
+            function = getattr(node, "name", function)
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in ("release", "since")
+            and function not in allowed
+        ):
+            offenders.append((function, node.lineno))
+        for child in ast.iter_child_nodes(node):
+            visit(child, function)
+
+    visit(tree, "<module>")
+    assert [] == offenders
+
+
+def test_readme_table_matches_the_quirks():
+    """README's compatibility table names every quirk once, in the row of its first release."""
+    readme = (Path(__file__).resolve().parent.parent / "README.rst").read_text(encoding="utf-8")
+    section = readme[readme.index("\nCompatibility\n") :]
+    table = section[section.index(".. list-table::") :]
+    table = table[: table.index("\n\n", table.index("   * - "))]
+    header, *rows = table.split("\n   * - ")[1:]
+    assert header.split("\n     - ")[0] == "From"
+    seen = {}
+    for row in rows:
+        cells = row.split("\n     - ")
+        release = cells[0].split()[0]  # "2.44 (master)"
+        for name in re.findall(r"``([a-z0-9_]+)``", cells[-1]):
+            assert name not in seen, name
+            seen[name] = release
+    assert {q.name: q.since for q in QUIRKS} == seen
 
 
 # -- what holds on every release --------------------------------------------------------
@@ -371,6 +577,49 @@ def test_system_update_notice(emulator):
         "extMessageId": "2.42.1",
         "subject": "System update available",
     } == body
+
+
+def test_a_trailing_slash_is_the_same_path(emulator):
+    """Every release's Spring MVC matches a path with one trailing slash as the path itself."""
+    r = _call(
+        emulator, "POST", MC + "/", json={"subject": "s", "text": "t", "users": [{"id": ALICE}]}
+    )
+    assert (201, "Message conversation created") == (r.status_code, r.json()["message"])
+    uid = r.headers["Location"].rsplit("/", 1)[-1]
+    assert emulator.url + f"{MC}/{uid}" == r.headers["Location"]
+    assert [uid] == [c["id"] for c in _get(emulator, MC + "/").json()["messageConversations"]]
+    assert uid == _get(emulator, f"{MC}/{uid}/", params={"fields": "id"}).json()["id"]
+    assert 201 == _reply(emulator, uid, "alice", text=b"r").status_code
+    r = _call(emulator, "POST", f"{MC}/{uid}/", "alice", data=b"r2")
+    assert 201 == r.status_code
+    assert ["t", "r", "r2"] == [m.text for m in emulator.conversations[uid].messages]
+    r = _call(emulator, "POST", f"{MC}/read/", json=[uid])
+    assert {"markedRead": [uid]} == r.json()
+    r = _call(
+        emulator, "POST", f"{MC}/{uid}/priority/", params={"messageConversationPriority": "HIGH"}
+    )
+    assert {"HIGH": [uid]} == r.json()
+    r = _get(emulator, "/api/41/system/info/", params={"fields": "version"})
+    assert {"version": emulator.version} == r.json()
+    assert 200 == _call(emulator, "DELETE", f"{MC}/{uid}/").status_code
+    assert uid not in emulator.conversations
+    # Only one slash: two are no path, and neither is a slash on its own.
+    assert 404 == _get(emulator, MC + "//").status_code
+    assert 404 == _get(emulator, "/api/").status_code
+
+
+def test_a_trailing_slash_is_not_on_the_public_list(emulator):
+    """Spring Security's permitAll patterns have no trailing slash: /api/auth/login/ wants
+    credentials like any other path, and is the login endpoint once it has them."""
+    login = {"username": "alice", "password": "District1#"}
+    r = requests.post(emulator.url + "/api/auth/login", json=login, timeout=5)
+    assert (200, "SUCCESS") == (r.status_code, r.json()["loginStatus"])
+    r = requests.post(
+        emulator.url + "/api/auth/login/", json=login, timeout=5, allow_redirects=False
+    )
+    assert (302, emulator.url + "/login/") == (r.status_code, r.headers["Location"])
+    r = _call(emulator, "POST", "/api/auth/login/", "bob", json=login)
+    assert (200, "SUCCESS") == (r.status_code, r.json()["loginStatus"])
 
 
 # -- the client on each release ------------------------------------------------------------
