@@ -1302,34 +1302,14 @@ class Messenger:
         self.retries = retries
         self.deadline = deadline
         self.max_response_size = max_response_size
-        if not isinstance(verify, (bool, str)):
-            raise TypeError("verify must be True, False or the path of a CA bundle")
         self._auth, self._auth_kind = _credentials(auth, token)
-        self._headers = {
-            "Accept": _MEDIA_JSON,
-            "X-Requested-With": "XMLHttpRequest",  # a 401 instead of a redirect to /login/
-            "User-Agent": f"dhis2-messages/{__version__} {requests.utils.default_user_agent()}",
-        }
+        self._headers = _HEADERS
         # The server's DHIS2 version, asked once and only when an error needs explaining.
         self._dhis2_version: Optional[str] = None
         self._version_asked = False
         self._owns_session = session is None
-        if session is None:
-            session = requests.Session()
-            for prefix in ("http://", "https://"):
-                session.mount(prefix, _Transport())
-        self._session = session
-        # Proxy, CA bundle and certificate settings come from the session and
-        # the environment; requests re-reads them on every request unless they
-        # are settled once, here.
-        settings = self._session.merge_environment_settings(self.base_url, {}, None, verify, None)
-        self._send_options: Dict[str, Any] = {
-            "allow_redirects": False,  # credentials never follow a redirect
-            "stream": True,  # the body is read here, within the size limit and the deadline
-            "verify": settings["verify"],
-            "cert": settings["cert"],
-            "proxies": settings["proxies"],
-        }
+        self._session = _own_session() if session is None else session
+        self._send_options = _send_options(self._session, self.base_url, verify)
 
     @property
     def base_url(self) -> str:
@@ -2399,6 +2379,10 @@ class _Request:
             response.close()
             raise self._too_large(response)
         chunks: List[bytes] = []
+        if error_page:
+            # A short error page is read as it is: urllib3 2 would drop what it read
+            # of a body shorter than its Content-Length, and raise.
+            response.raw.enforce_content_length = False
         try:
             self._read_into(chunks, response, error_page)
         except requests.RequestException:
@@ -2459,6 +2443,38 @@ class _Credentials(AuthBase):
         else:
             request.headers["Authorization"] = self._value
         return request
+
+
+#: What every request asks for and says about itself.
+_HEADERS = {
+    "Accept": _MEDIA_JSON,
+    "X-Requested-With": "XMLHttpRequest",  # a 401 instead of a redirect to /login/
+    "User-Agent": f"dhis2-messages/{__version__} {requests.utils.default_user_agent()}",
+}
+
+
+def _own_session() -> requests.Session:
+    """A session whose connections keep to each request's deadline."""
+    session = requests.Session()
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, _Transport())
+    return session
+
+
+def _send_options(session: requests.Session, url: str, verify: Any) -> Dict[str, Any]:
+    """The options of every ``session.send``.  Proxy, CA bundle and certificate come
+    from the session and the environment; requests re-reads them on every request
+    unless they are settled once, here."""
+    if not isinstance(verify, (bool, str)):
+        raise TypeError("verify must be True, False or the path of a CA bundle")
+    settings = session.merge_environment_settings(url, {}, None, verify, None)
+    return {
+        "allow_redirects": False,  # credentials never follow a redirect
+        "stream": True,  # the body is read here, within the size limit and the deadline
+        "verify": settings["verify"],
+        "cert": settings["cert"],
+        "proxies": settings["proxies"],
+    }
 
 
 def _credentials(auth: Any, token: Any) -> Tuple[AuthBase, str]:
@@ -3259,13 +3275,13 @@ def _cut(text: str, width: int) -> str:
 
 
 #: The list's columns; FLAGS holds ``*`` for unread and ``!`` for follow-up.
-_HEADERS = ("UID", "FLAGS", "TYPE", "STATUS", "PRIORITY", "LAST MESSAGE", "FROM", "SUBJECT")
+_COLUMNS = ("UID", "FLAGS", "TYPE", "STATUS", "PRIORITY", "LAST MESSAGE", "FROM", "SUBJECT")
 #: The columns a subject should get on a terminal before other columns give way.
 _SUBJECT_ROOM = 20
 
 
 def _row(conv: Conversation) -> Tuple[str, ...]:
-    """One conversation's cells under ``_HEADERS``."""
+    """One conversation's cells under ``_COLUMNS``."""
     sender = conv.last_sender
     return tuple(
         _text(cell)
@@ -3294,18 +3310,18 @@ class _Table:
     def __init__(self, style: _Style, width: Optional[int] = None) -> None:
         self.style, self.width = style, width
         self.widths: List[int] = []
-        self.shown = list(range(len(_HEADERS) - 1))  # every column but the subject
+        self.shown = list(range(len(_COLUMNS) - 1))  # every column but the subject
 
     def start(self, conversations: Sequence[Conversation]) -> str:
         """Set the column widths from these rows (a first page); return the header line."""
-        rows = [_HEADERS] + [_row(conv) for conv in conversations]
-        self.widths = [max(_columns(row[i]) for row in rows) for i in range(len(_HEADERS) - 1)]
+        rows = [_COLUMNS] + [_row(conv) for conv in conversations]
+        self.widths = [max(_columns(row[i]) for row in rows) for i in range(len(_COLUMNS) - 1)]
         if self.width is not None:
             for column in (4, 3):  # PRIORITY, STATUS: the least read on a narrow terminal
                 if self._room() < _SUBJECT_ROOM:
                     self.shown.remove(column)
             self.widths[6] = max(8, self.widths[6] - max(0, _SUBJECT_ROOM - self._room()))
-        return self.style.bold(self._line(_HEADERS, None))
+        return self.style.bold(self._line(_COLUMNS, None))
 
     def _room(self) -> int:
         assert self.width is not None

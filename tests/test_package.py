@@ -180,3 +180,62 @@ def test_readme_is_valid_restructuredtext():
         },
     )
     assert "" == warnings.getvalue()
+
+
+# -- The module's shape -------------------------------------------------------------
+
+
+def _top_level_names(tree):
+    """Each name the module defines at its top level, with the line that defines it first."""
+    found = {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names = [node.name]
+        elif isinstance(node, ast.Assign):
+            names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names = [node.target.id]
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [(alias.asname or alias.name).split(".")[0] for alias in node.names]
+        else:
+            names = []
+        for name in names:
+            found.setdefault(name, node.lineno)
+    return found
+
+
+def test_the_command_line_stands_after_the_library_and_uses_its_public_names_only():
+    """One fence: nothing above it uses what the command line defines, and below it no
+    private name of the library and no private attribute of anything but its own objects."""
+    source = (ROOT / "dhis2_messages.py").read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    fence = source.splitlines().index("# The command line") + 1
+    defined = _top_level_names(tree)
+    wrong = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in defined:
+            private = node.id.startswith("_") and not node.id.startswith("__")
+            if node.lineno > fence > defined[node.id] and private:
+                wrong.append(f"line {node.lineno}: the command line uses {node.id}")
+            if node.lineno < fence < defined[node.id]:
+                wrong.append(f"line {node.lineno}: the library uses {node.id}")
+        elif isinstance(node, ast.Attribute) and node.lineno > fence:
+            own = isinstance(node.value, ast.Name) and node.value.id == "self"
+            if node.attr.startswith("_") and not node.attr.startswith("__") and not own:
+                wrong.append(f"line {node.lineno}: the command line reads .{node.attr}")
+    assert [] == wrong
+    assert 1 == source.count("\n# The command line\n")
+
+
+def test_no_function_is_longer_than_sixty_lines_and_nothing_is_exec():
+    tree = ast.parse((ROOT / "dhis2_messages.py").read_text(encoding="utf-8"))
+    functions = [
+        n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+    ]
+    assert [] == [f.name for f in functions if f.end_lineno - f.lineno + 1 > 60]
+    calls = [
+        n.func.id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+    ]
+    assert not {"exec", "eval", "compile"} & set(calls)

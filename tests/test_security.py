@@ -38,6 +38,7 @@ from tests.conftest import (
     BOB,
     UNKNOWN,
     MiniServer,
+    at_least,
     empty_inbox,
     http_answer,
     messenger_at,
@@ -140,17 +141,23 @@ class TestRedaction:
         m = Messenger(emulator.url, timeout=(1.0, read_timeout), retries=1, **credentials)
         m.backoff = 0.01
         uid = m.send(subject="s", text="t", users=[BOB])
+        delete = lambda: m.delete_conversations(uid)
         for call in (
             m.list_conversations,
             lambda: m.get_conversation(uid),
             lambda: m.reply(uid, "r"),
             lambda: m.mark_read(uid),
-            lambda: m.delete_conversations(uid),
+            delete,
         ):
             emulator.inject(**fault)
-            with pytest.raises(error) as info:
+            try:
                 call()
-            _assert_clean(_exception_texts(info.value), _secrets(user))
+            except error as exc:
+                _assert_clean(_exception_texts(exc), _secrets(user))
+            else:
+                # The first answer was cut off after the delete was done; from 2.41.3 the
+                # retry's 403 (error pages are read however short they end) meets that work.
+                assert call is delete and "truncate" in fault and at_least(emulator, "2.41.3")
         _assert_clean(_log_texts(caplog.records), _secrets(user))
         assert caplog.records, "DEBUG logging was captured"
 
