@@ -244,10 +244,7 @@ class TestRedaction:
         assert [
             "DHIS2 answered 503; retrying in 0.01 s, 1 of 2",
             "DHIS2 answered 503; retrying in 0.02 s, 2 of 2",
-            (
-                "the connection failed (Remote end closed connection without response); "
-                "retrying in 0.01 s, 1 of 2"
-            ),
+            ("the connection broke (Remote end closed connection ...); retrying in 0.01 s, 1 of 2"),
             "DHIS2 answered 502; retrying in 0.01 s, 1 of 2",
             "DHIS2 answered 502; retrying in 0.02 s, 2 of 2",
         ] == retries
