@@ -4372,10 +4372,9 @@ def _cli_asked(recipients: _Recipients) -> str:
     parts = [_cli_some(users, "user"), _cli_some(groups, "group")]
     parts += [_cli_some(plain, "organisation unit")]
     for tree in trees:
-        below = len(tree) - 1
-        parts.append(
-            f"{_text(tree[0].name or tree[0].id)} and the {below} unit{'s' * (below != 1)} below it"
-        )
+        below, name = len(tree) - 1, _text(tree[0].name or tree[0].id)
+        units_below = f" and the {below} unit{'s' * (below != 1)} below it" if below else ""
+        parts.append(name + units_below)
     said = [part for part in parts if part]
     return ", ".join(said[:-1]) + " and " + said[-1] if len(said) > 1 else said[0]
 
