@@ -2166,33 +2166,36 @@ class Messenger:
         send would be refused.  ``GET /api/userGroups`` and ``GET /api/organisationUnits``
         with ``filter=id:in:[...]`` (one request per 200 uids of each kind)
         """
+        if isinstance(users, Iterable) and not isinstance(users, (str, bytes, Mapping)):
+            users = list(users)  # read twice: checked, then its records kept with their names
         people = _check_uids(users, "users", allow_empty=True, record=UserRef)
-        kinds = (
-            ("/userGroups", "userGroups", "user group", user_groups, "user_groups", UserGroupRef),
-            (
-                "/organisationUnits",
-                "organisationUnits",
-                "organisation unit",
-                organisation_units,
-                "organisation_units",
-                OrgUnitRef,
-            ),
+        given = [users] if isinstance(users, (str, UserRef)) else users
+        named = {u.id: u for u in given if isinstance(u, UserRef)}
+        groups = _check_uids(user_groups, "user_groups", allow_empty=True, record=UserGroupRef)
+        units = _check_uids(
+            organisation_units, "organisation_units", allow_empty=True, record=OrgUnitRef
         )
-        wanted = [(k[:3], _check_uids(k[3], k[4], allow_empty=True, record=k[5])) for k in kinds]
-        found = {uid: UserRef(id=uid) for uid in people}
+        found = {uid: named.get(uid) or UserRef(id=uid) for uid in people}
         with _one_deadline(self.deadline):  # for all the requests
-            for (path, plural, what), uids in wanted:
-                for start in range(0, len(uids), 200):
-                    chunk = uids[start : start + 200]
-                    params = [
-                        ("filter", f"id:in:[{','.join(chunk)}]"),
-                        ("fields", f"id,users[{_USER_FIELDS}]"),
-                        ("paging", "false"),
-                    ]
-                    body = _decode_json(self._request("GET", path, params=params))
-                    for user in _members(body, plural, what, chunk):
-                        found[user.id] = user
+            for user in self._members("userGroups", "user group", groups) + self._members(
+                "organisationUnits", "organisation unit", units
+            ):
+                found[user.id] = user
         return _Found(sorted(found.values(), key=lambda u: (_name(u).casefold(), u.id)), "user")
+
+    def _members(self, plural: str, what: str, uids: Sequence[str]) -> List[UserRef]:
+        """The ``users`` of these groups or units, 200 of them a request."""
+        members: List[UserRef] = []
+        for start in range(0, len(uids), 200):
+            chunk = uids[start : start + 200]
+            params = [
+                ("filter", f"id:in:[{','.join(chunk)}]"),
+                ("fields", f"id,users[{_USER_FIELDS}]"),
+                ("paging", "false"),
+            ]
+            body = _decode_json(self._request("GET", f"/{plural}", params=params))
+            members += _users_of(body, plural, what, chunk)
+        return members
 
     def resolve_user(self, name: Union[str, UserRef]) -> UserRef:
         """The one user *name* means: a uid (taken as it is, no request), else the user
@@ -3338,7 +3341,7 @@ def _error_from(answer: _Answer) -> ApiError:
     return error
 
 
-def _members(body: Any, plural: str, what: str, uids: Sequence[str]) -> List[UserRef]:
+def _users_of(body: Any, plural: str, what: str, uids: Sequence[str]) -> List[UserRef]:
     """The ``users`` of the groups or units *uids* in a metadata list; NotFoundError
     when one of them is not in it (it does not exist, or the caller may not see it)."""
     items = _check_object(body, "list").get(plural)

@@ -457,6 +457,68 @@ class TestEveryoneInADistrict:
         assert uid not in [c.id for c in connect("aminata").list_conversations()]
 
 
+class TestWhomASendWouldReach:
+    """expand_recipients: what DHIS2 delivers a send to, read before sending.
+
+    What an ordinary user may read (dhis2-core, 2.38 to master): OrganisationUnit.getUsers
+    is the JSON property ``users`` (2.39+ through UserPropertyTransformer, a fixed UserDto
+    of id, code, name, displayName and username, whatever sub-fields are asked; 2.38 as
+    BaseIdentifiableObject), UserGroup.getMembers likewise ``users``; the field filter
+    (FieldFilterService, FieldPathHelper) checks no access on nested objects, it only
+    computes their ``access``; units are no shared objects (wire.md 10.3) and a group is
+    read through sharing, as the send itself looks it up (wire.md 10.5).  These users are
+    the ones MessageConversationController adds to a send: ``organisationUnit.getUsers()``,
+    ``userGroup.getMembers()``."""
+
+    def test_an_ordinary_user_counts_a_district_without_sending(self, emulator, alice):
+        tree = alice.organisation_unit_subtree(BO_DISTRICT)
+        emulator.clear_log()
+        reach = alice.expand_recipients(organisation_units=tree)
+        assert 20 == len(reach) and {"alice", "bob", "aminata", "mohamed"} <= {
+            u.username for u in reach
+        }
+        assert [u.name.casefold() for u in reach] == sorted(u.name.casefold() for u in reach)
+        (request,) = emulator.log
+        assert ("GET", "/api/organisationUnits") == (request.method, request.path)
+        assert ["false"] == request.param("paging")
+        assert [f"id:in:[{','.join(u.id for u in tree)}]"] == request.param("filter")
+        uid = alice.send(subject="s", text="t", organisation_units=tree)
+        participants = set(emulator.conversations[uid].participants)
+        assert {u.username for u in reach} == participants  # alice, the sender, among them
+
+    def test_users_groups_and_units_each_once(self, emulator, alice):
+        sia = UserRef(id=SIA, name="Sia Lebbie", username="sia")
+        reach = alice.expand_recipients(
+            users=iter([sia, "PhzytPW3g2J"]), user_groups=[REPORTERS], organisation_units=[KENEMA]
+        )
+        assert ["Abu Jalloh", "Alice Banda", "Bob Mensah", "Sia Lebbie"] == [u.name for u in reach]
+        assert 2 == len(emulator.log)  # one per kind: the users given need none
+        assert [] == alice.expand_recipients(organisation_units=["fdc6uOvgoji"])  # Bombali
+
+    def test_a_group_it_may_not_see_or_a_unit_that_does_not_exist(self, emulator, alice):
+        with pytest.raises(NotFoundError, match=DISTRICT_MANAGERS):
+            alice.expand_recipients(user_groups=[DISTRICT_MANAGERS])
+        with pytest.raises(NotFoundError, match="Zz0000000Zz"):
+            alice.expand_recipients(organisation_units=[BO_DISTRICT, "Zz0000000Zz"])
+
+    def test_many_units_go_200_a_request(self, emulator, alice):
+        emulator.add_org_unit_tree(BO_DISTRICT, depth=2, children=21, users=0)
+        tree = alice.organisation_unit_subtree(BO_DISTRICT)
+        emulator.clear_log()
+        assert 20 == len(alice.expand_recipients(organisation_units=tree))
+        sizes = [len(r.param("filter")[0].split(",")) for r in emulator.log]
+        assert [200, 200, len(tree) - 400] == sizes
+
+    def test_nothing_to_expand_is_no_request(self, emulator, alice):
+        assert [] == alice.expand_recipients()
+        assert [UserRef(id=SIA)] == alice.expand_recipients(users=SIA)
+        assert [] == emulator.log
+        with pytest.raises(ValueError):
+            alice.expand_recipients(user_groups=["not a uid"])
+        with pytest.raises(TypeError):
+            alice.expand_recipients(organisation_units=[UserRef(id=SIA)])
+
+
 class TestRecordsAsRecipients:
     def test_every_kind_of_record_where_its_uid_goes(self, emulator, admin):
         uid = admin.send(
