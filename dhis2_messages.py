@@ -2351,11 +2351,7 @@ class Messenger:
                 on_lost()
             attempt += 1
             log.info(
-                "%s; retrying in %g s, %d of %d",
-                _attempt_text(failure),
-                wait,
-                attempt,
-                self.retries,
+                "%s; retry %d of %d in %g s", _attempt_text(failure), attempt, self.retries, wait
             )
             time.sleep(wait)
 

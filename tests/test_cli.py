@@ -1375,8 +1375,8 @@ class TestRetryNotes:
         status, out, _ = terminal_run(emulator, "unread")
         assert 0 == status
         assert [
-            "dhis2-messages: DHIS2 answered 503; retrying in 0 s, 1 of 3",
-            "dhis2-messages: DHIS2 answered 503; retrying in 0 s, 2 of 3",
+            "dhis2-messages: DHIS2 answered 503; retry 1 of 3 in 0 s",
+            "dhis2-messages: DHIS2 answered 503; retry 2 of 3 in 0 s",
             "0",
         ] == visible(out).splitlines()
 
@@ -1386,7 +1386,7 @@ class TestRetryNotes:
         assert 1 == status
         note, error = visible(out).splitlines()
         assert note.startswith("dhis2-messages: could not connect (") and "object at" not in note
-        assert note.endswith("retrying in 0.5 s, 1 of 1")
+        assert note.endswith("; retry 1 of 1 in 0.5 s")
         assert error.startswith("dhis2-messages: could not connect to 127.0.0.1:")
 
     def test_a_timeout_is_said_in_seconds_not_in_python(self, emulator):
@@ -1394,7 +1394,7 @@ class TestRetryNotes:
         status, out, _ = terminal_run(emulator, "--timeout", "0.3", "--retries", "1", "unread")
         note, error = visible(out).splitlines()
         assert 1 == status
-        assert "dhis2-messages: no answer within 0.3 s; retrying in" in note
+        assert "dhis2-messages: no answer within 0.3 s; retry 1 of 1 in" in note
         assert "timeout=" not in out and "within 0.3 s" in error
 
     def test_nothing_when_quiet_or_not_a_terminal(self, emulator, spawn):
