@@ -18,6 +18,7 @@ from dhis2_messages import (
     AuthenticationError,
     ConflictError,
     Messenger,
+    NameMatchError,
     NotFoundError,
     OrgUnitRef,
     ResponseError,
@@ -455,6 +456,37 @@ class TestEveryoneInADistrict:
     def test_the_district_alone_reaches_only_its_own_users(self, admin, connect):
         uid = admin.send(subject="s", text="t", organisation_units=BO_DISTRICT)
         assert uid not in [c.id for c in connect("aminata").list_conversations()]
+
+
+class TestResolve:
+    """A name in, exactly one record out: the exact name wins, then a single candidate."""
+
+    def test_the_exact_name_wins_over_names_that_contain_it(self, alice):
+        assert BO_DISTRICT == alice.resolve_organisation_unit("  bo DISTRICT ").id
+        assert REPORTERS == alice.resolve_user_group("reporters").id
+        assert "ama" == alice.resolve_user("ama").username  # the username, not "AMA SANKOH"
+
+    def test_a_single_candidate_is_taken(self, alice):
+        assert "Facility Reporters" == alice.resolve_user_group("facility").name
+        assert NGELEHUN_CHC == alice.resolve_organisation_unit("ngelehun").id
+
+    def test_several_or_none_list_the_candidates_with_their_uids(self, alice):
+        with pytest.raises(NameMatchError) as info:
+            alice.resolve_user("banda")
+        err = info.value
+        assert ("banda", "user", False) == (err.name, err.kind, err.more)
+        assert ["alice", "jbanda", "jose"] == [u.username for u in err.candidates]
+        assert "PhzytPW3g2J  Alice Banda (alice)" in str(err)
+        with pytest.raises(NameMatchError) as info:
+            alice.resolve_organisation_unit("Port Loko")
+        assert () == info.value.candidates and "no organisation unit matches" in str(info.value)
+
+    def test_a_uid_or_a_record_needs_no_request(self, emulator, alice):
+        assert UserRef(id=SIA) == alice.resolve_user(f" {SIA}\n")  # copied with spaces
+        assert OrgUnitRef(id=KENEMA) == alice.resolve_organisation_unit(KENEMA)
+        group = UserGroupRef(id=REPORTERS, name="Reporters")
+        assert group is alice.resolve_user_group(group)
+        assert [] == emulator.log
 
 
 class TestWhomASendWouldReach:
