@@ -54,6 +54,7 @@ import os
 import re
 import shlex
 import socket
+import ssl
 import threading
 import time
 from itertools import repeat
@@ -67,6 +68,7 @@ from typing import (
     Iterable,
     Iterator,
     List,
+    Literal,
     Mapping,
     NamedTuple,
     Optional,
@@ -74,6 +76,7 @@ from typing import (
     Set,
     Tuple,
     Type,
+    TypedDict,
     TypeVar,
     Union,
     overload,
@@ -93,6 +96,7 @@ __all__ = [
     "BOUNDARIES",
     "DEFAULT_TIMEOUT",
     "LIST_FIELDS",
+    "MESSAGE_TYPES",
     "PRIORITIES",
     "STATUSES",
     "THREAD_FIELDS",
@@ -101,6 +105,7 @@ __all__ = [
     "AuthenticationError",
     "ConflictError",
     "Conversation",
+    "ConversationRow",
     "Dhis2Error",
     "Message",
     "Messenger",
@@ -114,6 +119,8 @@ __all__ = [
     "TransportError",
     "UserGroupRef",
     "UserRef",
+    "before",
+    "since",
 ]
 __version__ = "0.1.0"
 
@@ -121,10 +128,27 @@ log: logging.Logger = logging.getLogger("dhis2_messages")
 
 #: ``(connect, read)`` seconds applied to every request unless overridden.
 DEFAULT_TIMEOUT: Tuple[float, float] = (3.05, 30.0)
+# DHIS2's enums, as type checkers see them: ``set_status(uid, "SOLVD")`` is an error
+# there.  At run time any case is accepted (and checked); records keep whatever
+# DHIS2 sends, a value this library does not know included, so their fields are str.
+_Status = Literal["NONE", "OPEN", "PENDING", "INVALID", "SOLVED"]
+_StatusArg = Union[_Status, Literal["none", "open", "pending", "invalid", "solved"]]
+_Priority = Literal["NONE", "LOW", "MEDIUM", "HIGH"]
+_PriorityArg = Union[_Priority, Literal["none", "low", "medium", "high"]]
+_MessageType = Literal["PRIVATE", "SYSTEM", "VALIDATION_RESULT", "TICKET", "SYSTEM_VERSION_UPDATE"]
 #: The values ``set_status`` accepts (DHIS2's MessageConversationStatus).
-STATUSES: Tuple[str, ...] = ("NONE", "OPEN", "PENDING", "INVALID", "SOLVED")
+STATUSES: Tuple[_Status, ...] = ("NONE", "OPEN", "PENDING", "INVALID", "SOLVED")
 #: The values ``set_priority`` accepts (DHIS2's MessageConversationPriority).
-PRIORITIES: Tuple[str, ...] = ("NONE", "LOW", "MEDIUM", "HIGH")
+PRIORITIES: Tuple[_Priority, ...] = ("NONE", "LOW", "MEDIUM", "HIGH")
+#: DHIS2's message types: PRIVATE (user to user), SYSTEM, VALIDATION_RESULT, TICKET
+#: (feedback) and SYSTEM_VERSION_UPDATE (declared, but DHIS2 sends update notices as SYSTEM).
+MESSAGE_TYPES: Tuple[_MessageType, ...] = (
+    "PRIVATE",
+    "SYSTEM",
+    "VALIDATION_RESULT",
+    "TICKET",
+    "SYSTEM_VERSION_UPDATE",
+)
 #: The values ``lookup_users(boundary=...)`` accepts (DHIS2's UserOrgUnitType).
 BOUNDARIES: Tuple[str, ...] = ("DATA_CAPTURE", "DATA_OUTPUT", "TEI_SEARCH")
 
@@ -183,6 +207,11 @@ class TransportError(Dhis2Error):
     connection was never made); ``seconds`` is the limit that ran out, for the
     timeouts and the deadline; ``reason`` is the underlying error in a few words;
     ``url`` is the request's address.  The requests exception is ``__cause__``.
+
+    ``detail`` names the commonest mistakes behind a kind, one of ``DETAILS``, or is
+    ``""``: ``"unknown_host"`` (``connect``: the host name does not exist; not
+    retried) and ``"plain_http"`` (``tls``: an https URL to a server that speaks
+    plain http).
     """
 
     KINDS: ClassVar[Tuple[str, ...]] = (
@@ -193,6 +222,7 @@ class TransportError(Dhis2Error):
         "broken",
         "deadline",
     )
+    DETAILS: ClassVar[Tuple[str, ...]] = ("unknown_host", "plain_http")
 
     def __init__(
         self,
@@ -204,9 +234,10 @@ class TransportError(Dhis2Error):
         sent: bool = True,
         path: Optional[str] = None,
         hint: str = "",
+        detail: str = "",
     ) -> None:
         # args mirror the positional signature, so errors pickle and copy.
-        super().__init__(kind, method, url, reason, seconds, sent, path, hint)
+        super().__init__(kind, method, url, reason, seconds, sent, path, hint, detail)
         self.kind = kind
         self.method = method
         self.url = url
@@ -215,6 +246,7 @@ class TransportError(Dhis2Error):
         self.sent = sent
         self.path = path
         self.hint = hint
+        self.detail = detail
 
     def __str__(self) -> str:
         where = f"{self.method} {self.url}"
@@ -315,6 +347,10 @@ class NotFoundError(ApiError):
 
 class ConflictError(ApiError):
     """409: DHIS2 refused the request (unknown recipient, attachment, ...)."""
+
+    #: True when DHIS2 refused a message that would reach nobody ("No recipients
+    #: selected."): organisation units reach only the users assigned to those very units.
+    no_recipients: bool = False
 
 
 class NameMatchError(Dhis2Error):
@@ -507,6 +543,10 @@ class UserRef:
     def from_json(cls, data: Any) -> UserRef:
         return _parse_user(data, "user", {})
 
+    def _repr_html_(self) -> str:
+        """The user on one line, with its uid, for Jupyter."""
+        return _ref_html(self)
+
 
 _USER_KEYS = (
     _Key("id", str, required=True),
@@ -559,6 +599,12 @@ class Attachment:
     @classmethod
     def from_json(cls, data: Any) -> Attachment:
         return _parse_attachment(data, "attachment", {})
+
+    @property
+    def file_name(self) -> str:
+        """A safe local name to save it under: its own name without any folder (nor
+        control characters, nor a leading ``-``), else its uid."""
+        return _file_name(self)
 
 
 _ATTACHMENT_KEYS = (
@@ -687,6 +733,29 @@ def _parse_participant(data: Any, key: str, users: _Users) -> Participant:
     return Participant(user=_parse_user(user, "user", users), read=read, follow_up=follow_up)
 
 
+class ConversationRow(TypedDict):
+    """A conversation as ``Conversation.row()`` flattens it for a table: plain
+    values, the users as their id, name and username (None when there is none)."""
+
+    id: str
+    subject: Optional[str]
+    message_type: Optional[str]
+    status: Optional[str]
+    priority: Optional[str]
+    read: Optional[bool]
+    follow_up: Optional[bool]
+    message_count: Optional[int]
+    last_message: Optional[_dt.datetime]
+    last_updated: Optional[_dt.datetime]
+    created: Optional[_dt.datetime]
+    last_sender_id: Optional[str]
+    last_sender_name: Optional[str]
+    last_sender_username: Optional[str]
+    assignee_id: Optional[str]
+    assignee_name: Optional[str]
+    assignee_username: Optional[str]
+
+
 @attrs.frozen(kw_only=True, slots=False)
 class Conversation:
     """A message conversation.
@@ -718,38 +787,34 @@ class Conversation:
         return _parse_conversation(data, "conversation", {})
 
     #: The keys of ``row()``, in order: the columns of a table, even of an empty one.
-    ROW_KEYS: ClassVar[Tuple[str, ...]] = (
-        "id",
-        "subject",
-        "message_type",
-        "status",
-        "priority",
-        "read",
-        "follow_up",
-        "message_count",
-        "last_message",
-        "last_updated",
-        "created",
-        "last_sender_id",
-        "last_sender_name",
-        "last_sender_username",
-        "assignee_id",
-        "assignee_name",
-        "assignee_username",
-    )
+    ROW_KEYS: ClassVar[Tuple[str, ...]] = tuple(ConversationRow.__annotations__)
 
-    def row(self) -> Dict[str, Any]:
+    def row(self) -> ConversationRow:
         """The conversation as one flat dict (``ROW_KEYS``), for a table such as pandas'.
 
         Users become ``*_id``, ``*_name`` and ``*_username`` (None when absent);
         the thread and the participants are left out.
         """
-        row = {key: getattr(self, key) for key in Conversation.ROW_KEYS[:11]}
-        for role, user in (("last_sender", self.last_sender), ("assignee", self.assignee)):
-            row[f"{role}_id"] = user.id if user else None
-            row[f"{role}_name"] = user.name if user else None
-            row[f"{role}_username"] = user.username if user else None
-        return row
+        sender, assignee = self.last_sender, self.assignee
+        return {
+            "id": self.id,
+            "subject": self.subject,
+            "message_type": self.message_type,
+            "status": self.status,
+            "priority": self.priority,
+            "read": self.read,
+            "follow_up": self.follow_up,
+            "message_count": self.message_count,
+            "last_message": self.last_message,
+            "last_updated": self.last_updated,
+            "created": self.created,
+            "last_sender_id": sender.id if sender else None,
+            "last_sender_name": sender.name if sender else None,
+            "last_sender_username": sender.username if sender else None,
+            "assignee_id": assignee.id if assignee else None,
+            "assignee_name": assignee.name if assignee else None,
+            "assignee_username": assignee.username if assignee else None,
+        }
 
     def __str__(self) -> str:
         return _thread(self)
@@ -845,7 +910,17 @@ class Page:
     def __len__(self) -> int:
         return len(self.conversations)
 
-    def rows(self) -> List[Dict[str, Any]]:
+    @overload
+    def __getitem__(self, index: int) -> Conversation: ...
+    @overload
+    def __getitem__(self, index: slice) -> Tuple[Conversation, ...]: ...
+    def __getitem__(
+        self, index: Union[int, slice]
+    ) -> Union[Conversation, Tuple[Conversation, ...]]:
+        """``page[0]``, ``page[-1]``: a conversation; ``page[:10]``: a tuple of them."""
+        return self.conversations[index]
+
+    def rows(self) -> List[ConversationRow]:
         """The conversations as flat dicts (``Conversation.row``), for a table::
 
         pandas.DataFrame(page.rows(), columns=Conversation.ROW_KEYS)
@@ -918,6 +993,10 @@ class UserGroupRef:
     def from_json(cls, data: Any) -> UserGroupRef:
         return _parse_user_group(data, "user group", {})
 
+    def _repr_html_(self) -> str:
+        """The user group on one line, with its uid, for Jupyter."""
+        return _ref_html(self)
+
 
 _USER_GROUP_KEYS = (
     _Key("id", str, required=True),
@@ -953,6 +1032,10 @@ class OrgUnitRef:
     @classmethod
     def from_json(cls, data: Any) -> OrgUnitRef:
         return _parse_org_unit(data, "organisation unit", {})
+
+    def _repr_html_(self) -> str:
+        """The organisation unit on one line, with its uid, for Jupyter."""
+        return _ref_html(self)
 
 
 _ORG_UNIT_KEYS = (
@@ -1054,18 +1137,39 @@ def _list_row(conv: Conversation) -> Tuple[str, ...]:
 
 
 def _facts(conv: Conversation) -> List[Tuple[str, str]]:
-    """The labelled facts of a conversation, above its thread."""
-    return [
-        ("Type", conv.message_type or "?"),
-        ("Status", conv.status or "?"),
-        ("Priority", conv.priority or "?"),
-        ("Assignee", "nobody" if conv.assignee is None else _name(conv.assignee)),
-    ]
+    """The labelled facts of a conversation, above its thread: the type, and the ticket
+    fields (status, priority, assignee) for a ticket, or where another conversation has
+    them set; a private message has none of them worth a line."""
+    facts = [("Type", conv.message_type or "?")]
+    ticket = conv.message_type == "TICKET"
+    if ticket or conv.status not in (None, "NONE"):
+        facts.append(("Status", conv.status or "?"))
+    if ticket or conv.priority not in (None, "NONE"):
+        facts.append(("Priority", conv.priority or "?"))
+    if ticket or conv.assignee is not None:
+        facts.append(("Assignee", "nobody" if conv.assignee is None else _name(conv.assignee)))
+    return facts
 
 
 def _read_by(conv: Conversation) -> str:
     readers = sum(1 for p in conv.participants if p.read)
     return f"read by {readers} of {len(conv.participants)}"
+
+
+def _participants(conv: Conversation) -> str:
+    n = len(conv.participants)
+    return f"{n} participant{'s' * (n != 1)}"
+
+
+def _participants_in_order(conv: Conversation) -> List[Participant]:
+    """Readers first, each group by name (any case), then by uid."""
+    return sorted(
+        conv.participants, key=lambda p: (not p.read, _name(p.user).casefold(), p.user.id)
+    )
+
+
+#: How many participants the text view lists before it counts the rest.
+_PARTICIPANT_LINES = 10
 
 
 def _participant_state(p: Participant) -> str:
@@ -1115,15 +1219,29 @@ def _page_html(page: Page) -> str:
     )
 
 
+# An internal note stands apart: a coloured bar and a label.  Colours with alpha
+# read on Jupyter's light and dark themes alike.
+_NOTE_STYLE = (
+    "border-left:4px solid #e0a800;background:rgba(224,168,0,0.12);padding:2px 8px;margin:6px 0"
+)
+_MESSAGE_STYLE = "border-left:4px solid rgba(128,128,128,0.35);padding:2px 8px;margin:6px 0"
+_NOTE_LABEL = "internal note · feedback team only"
+
+
 def _message_html(message: Message) -> str:
     esc = _html_escape
-    note = " <i>(internal)</i>" if message.internal else ""
+    note = (
+        f' <small style="color:#a07000"><strong>{esc(_NOTE_LABEL)}</strong></small>'
+        if message.internal
+        else ""
+    )
     files = "".join(
         f"<li>{esc(a.name or a.id)} ({esc(_size(a))}) <code>{esc(a.id)}</code></li>"
         for a in message.attachments
     )
     return (
-        f"<div><b>{esc(_sender(message.sender))}</b> <small>{esc(_when(message.created))}</small>"
+        f'<div style="{_NOTE_STYLE if message.internal else _MESSAGE_STYLE}">'
+        f"<b>{esc(_sender(message.sender))}</b> <small>{esc(_when(message.created))}</small>"
         f'{note}<pre style="white-space: pre-wrap">{esc(message.text or "")}</pre>'
         + (f"<ul>{files}</ul>" if files else "")
         + "</div>"
@@ -1137,14 +1255,77 @@ def _participant_html(p: Participant) -> str:
 
 
 def _conversation_html(conv: Conversation) -> str:
+    """The subject and its facts, the participants folded into one line (a district
+    has hundreds), then the thread."""
     esc = _html_escape
     facts = " · ".join(f"{label}: {esc(value)}" for label, value in _facts(conv))
     parts = [f"<h4>{esc(conv.subject or conv.id)}</h4><p><small>{facts}</small></p>"]
     if conv.participants:
-        people = "".join(f"<li>{_participant_html(p)}</li>" for p in conv.participants)
-        parts.append(f"<p><small>Participants, {esc(_read_by(conv))}:</small></p><ul>{people}</ul>")
+        people = "".join(
+            f'<li style="break-inside:avoid">{_participant_html(p)}</li>'
+            for p in _participants_in_order(conv)
+        )
+        parts.append(
+            f"<details><summary><small>{esc(_participants(conv))}, "
+            f"{esc(_read_by(conv))} (readers first)</small></summary>"
+            f'<ul style="columns:18em;margin:4px 0">{people}</ul></details>'
+        )
     parts += [_message_html(message) for message in conv.messages]
     return "".join(parts)
+
+
+def _ref_html(record: Any) -> str:
+    """A user, user group or organisation unit: its name, what tells it apart, its uid."""
+    esc = _html_escape
+    extra = _ref_extra(record)
+    return (
+        f"<span><b>{esc(record.name or record.id)}</b>"
+        + (f" ({esc(extra)})" if extra else "")
+        + f" <code>{esc(record.id)}</code></span>"
+    )
+
+
+def _ref_extra(record: Any) -> str:
+    """What tells a record apart from another of the same name: a username, a level."""
+    if isinstance(record, UserRef):
+        return record.username or ""
+    if isinstance(record, OrgUnitRef) and record.level is not None:
+        return f"level {record.level}"
+    return ""
+
+
+class _Found(List[_T]):
+    """A lookup's answer: a plain list of records, shown as a table in Jupyter."""
+
+    def __init__(self, records: Iterable[_T], what: str, tree: bool = False) -> None:
+        super().__init__(records)
+        self._what, self._tree = what, tree  # "user", ...; an organisation unit's subtree
+
+    def _repr_html_(self) -> str:
+        return _found_html(self, self._what, self._tree)
+
+
+def _found_html(records: Sequence[Any], what: str, tree: bool) -> str:
+    """Records as a table: name (a subtree indented by level), username or level, uid."""
+    esc = _html_escape
+    top = min((r.level for r in records if getattr(r, "level", None)), default=1)
+    rows = []
+    for r in records:
+        depth = (r.level or top) - top if tree and isinstance(r, OrgUnitRef) else 0
+        name = f'<span style="padding-left:{1.5 * depth:g}em">{esc(r.name or "")}</span>'
+        rows.append(
+            f"<tr>{_TD}{name}</td>{_TD}{esc(_ref_extra(r))}</td>"
+            f"{_TD}<code>{esc(r.id)}</code></td></tr>"
+        )
+    count = f"{len(records)} {what}{'' if len(records) == 1 else 's'}" if records else f"no {what}s"
+    if tree and records:
+        count += f" (a subtree: {esc(records[0].name or records[0].id)} and the units below it)"
+    extra = {"user": "Username", "organisation unit": "Level"}.get(what, "")
+    head = f"<tr>{_TH}Name</th>{_TH}{extra}</th>{_TH}UID</th></tr>"
+    return (
+        f'<table><caption style="text-align:left">{count}</caption>'
+        f"<thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def _cell(value: Optional[str]) -> str:
@@ -1165,10 +1346,11 @@ def _page_text(page: Page) -> str:
 
 def _message_lines(message: Message, conv: Optional[str]) -> List[str]:
     """A message under its header line; with the conversation's uid, each attachment's
-    ``download`` command, ready to copy."""
-    note = " (internal)" if message.internal else ""
-    lines = [f"[{_when(message.created)}] {_cell(_sender(message.sender))}{note}  ({message.id})"]
-    lines += ["    " + _cell(line) for line in (message.text or "").splitlines() or [""]]
+    ``download`` command, ready to copy.  An internal note's lines are marked ``┃``."""
+    note = f"  [{_NOTE_LABEL}]" if message.internal else ""
+    lines = [f"[{_when(message.created)}] {_cell(_sender(message.sender))}  ({message.id}){note}"]
+    indent = "  ┃ " if message.internal else "    "
+    lines += [indent + _cell(line) for line in (message.text or "").splitlines() or [""]]
     for a in message.attachments:
         lines.append(f"    attachment {_cell(a.name or a.id)} ({_size(a)})")
         if conv is not None:
@@ -1196,11 +1378,84 @@ def _thread(conv: Conversation) -> str:
         " · ".join(f"{label}: {_cell(value)}" for label, value in _facts(conv)),
     ]
     if conv.participants:
-        lines.append(f"Participants, {_read_by(conv)}:")
-        lines += ["    " + _participant_text(p) for p in conv.participants]
+        people = _participants_in_order(conv)
+        lines.append(f"{_participants(conv)}, {_read_by(conv)}:")
+        # A district has hundreds: past the first few, only how many more.
+        shown = people if len(people) <= _PARTICIPANT_LINES + 1 else people[:_PARTICIPANT_LINES]
+        lines += ["    " + _participant_text(p) for p in shown]
+        if len(shown) < len(people):
+            rest = people[len(shown) :]
+            unread = sum(1 for p in rest if not p.read)
+            lines.append(f"    … and {len(rest)} more ({unread} of them unread)")
     for message in conv.messages:
         lines += [""] + _message_lines(message, conv.id)
     return "\n".join(lines)
+
+
+# -- Date filters --------------------------------------------------------------
+# DHIS2 compares dates as it stores them: yyyy-MM-ddTHH:mm:ss.SSS, no time zone,
+# in the server's time.  These build the filters for the common cuts.
+
+_DateField = Literal["lastMessage", "lastUpdated", "created"]
+_When = Union[_dt.datetime, _dt.date, _dt.timedelta]
+_DATE_FIELDS = ("lastMessage", "lastUpdated", "created")
+
+
+def since(when: _When, *, field: _DateField = "lastMessage") -> str:
+    """The ``filter`` for conversations whose *field* is *when* or later; by default
+    the ones with a message since then::
+
+        m.list_conversations(filter=since(datetime.date(2024, 5, 1)))
+        # filter=lastMessage:ge:2024-05-01T00:00:00.000
+
+    *when* is a naive ``datetime`` in the server's time (as DHIS2 sends its dates),
+    a ``date`` (its midnight), or a ``timedelta``: that long before now, by this
+    computer's clock.  *field* is ``lastMessage``, ``lastUpdated`` or ``created``.
+    """
+    return f"{_date_field(field)}:ge:{_date_value(when)}"
+
+
+def before(when: _When, *, field: _DateField = "lastMessage") -> str:
+    """The ``filter`` for conversations whose *field* is before *when*; with a
+    ``timedelta``, the ones older than that::
+
+        m.iter_conversations(filter=before(datetime.timedelta(days=30)))
+        # filter=lastMessage:lt:2024-04-02T09:30:00.000, 30 days before now
+
+    *when* and *field* are as for ``since``.
+    """
+    return f"{_date_field(field)}:lt:{_date_value(when)}"
+
+
+def _date_field(field: Any) -> str:
+    if not isinstance(field, str):
+        raise TypeError(f"field must be a string, one of {', '.join(_DATE_FIELDS)}")
+    if field not in _DATE_FIELDS:
+        raise ValueError(f"field {_shown(field)} is not one of {', '.join(_DATE_FIELDS)}")
+    return field
+
+
+def _date_value(when: Any) -> str:
+    """*when* as DHIS2 reads a date in a filter, rounded up to the millisecond (DHIS2
+    keeps milliseconds, so ``ge`` and ``lt`` then cut exactly where *when* does)."""
+    if isinstance(when, _dt.timedelta):
+        if when < _dt.timedelta(0):
+            raise ValueError("a timedelta counts back from now: give a positive one")
+        when = _dt.datetime.now() - when
+    elif isinstance(when, _dt.datetime):
+        if when.tzinfo is not None:
+            raise ValueError(
+                "DHIS2 compares dates without a time zone, in the server's time: "
+                "give a naive datetime (convert it to the server's zone, then drop tzinfo)"
+            )
+    elif isinstance(when, _dt.date):
+        when = _dt.datetime.combine(when, _dt.time())
+    else:
+        raise TypeError(f"when must be a datetime, a date or a timedelta, not {_shown(when)}")
+    moment: _dt.datetime = when
+    if moment.microsecond % 1000:
+        moment += _dt.timedelta(microseconds=1000 - moment.microsecond % 1000)
+    return moment.isoformat(timespec="milliseconds")
 
 
 # -- Client ------------------------------------------------------------------
@@ -1562,7 +1817,13 @@ class Messenger:
         refs = _check_uids(attachments, "attachments", allow_empty=True)
         if refs:
             body["attachments"] = [{"id": ref} for ref in refs]
-        response = self._request("POST", "/messageConversations", json_body=body, idempotent=False)
+        try:
+            response = self._request(
+                "POST", "/messageConversations", json_body=body, idempotent=False
+            )
+        except ConflictError as err:
+            _explain_no_recipients(err, "organisationUnits" in body)
+            raise
         return _location_uid(response)
 
     def reply(
@@ -1757,14 +2018,14 @@ class Messenger:
 
     # -- Tickets ----------------------------------------------------------------
 
-    def set_status(self, uid: str, status: str) -> None:
+    def set_status(self, uid: str, status: _StatusArg) -> None:
         """Set a conversation's (usually a ticket's) status, one of ``STATUSES``.
 
         ``POST /api/messageConversations/{uid}/status?messageConversationStatus=...``
         """
         self._set(uid, "status", status, STATUSES)
 
-    def set_priority(self, uid: str, priority: str) -> None:
+    def set_priority(self, uid: str, priority: _PriorityArg) -> None:
         """Set a conversation's priority, one of ``PRIORITIES``.
 
         ``POST /api/messageConversations/{uid}/priority?messageConversationPriority=...``
@@ -1811,7 +2072,7 @@ class Messenger:
         if boundary is not None:
             params.append(("orgUnitBoundary", _check_choice(boundary, BOUNDARIES, "boundary")))
         response = self._request("GET", "/userLookup", params=params)
-        return list(_parse_user_lookup(_decode_json(response), "response", {})["found"])
+        return _Found(_parse_user_lookup(_decode_json(response), "response", {})["found"], "user")
 
     def lookup_feedback_recipients(self, query: str) -> List[UserRef]:
         """Members of the feedback recipients group matching *query* (who a ticket
@@ -1830,7 +2091,7 @@ class Messenger:
                     "Feedback recipients"
                 )
             raise
-        return list(_parse_user_lookup(_decode_json(response), "response", {})["found"])
+        return _Found(_parse_user_lookup(_decode_json(response), "response", {})["found"], "user")
 
     def find_user_groups(self, query: str, *, limit: int = 25) -> List[UserGroupRef]:
         """User groups the caller may see with every word of *query* starting a word
@@ -1844,7 +2105,7 @@ class Messenger:
             ("pageSize", str(_check_count(limit, "limit"))),
         ]
         body = _decode_json(self._request("GET", "/userGroups", params=params))
-        return list(_parse_user_groups(body, "response", {})["found"])[:limit]
+        return _Found(_parse_user_groups(body, "response", {})["found"][:limit], "user group")
 
     def find_organisation_units(self, query: str, *, limit: int = 25) -> List[OrgUnitRef]:
         """Organisation units with every word of *query* starting a word of their name:
@@ -1861,7 +2122,8 @@ class Messenger:
             ("pageSize", str(_check_count(limit, "limit"))),
         ]
         body = _decode_json(self._request("GET", "/organisationUnits", params=params))
-        return list(_parse_org_units(body, "response", {})["found"])[:limit]
+        found = _parse_org_units(body, "response", {})["found"][:limit]
+        return _Found(found, "organisation unit")
 
     def organisation_unit_subtree(self, uid: Union[str, OrgUnitRef]) -> List[OrgUnitRef]:
         """The unit and every unit below it, in one request whatever the depth: the unit
@@ -1884,7 +2146,56 @@ class Messenger:
         units = {unit.id: unit for unit in _parse_org_units(body, "response", {})["found"]}
         if uid not in units:  # DHIS2 answers an unknown uid with an empty list
             raise NotFoundError(200, f"Organisation unit {uid} does not exist", None, body)
-        return sorted(units.values(), key=lambda unit: _tree_key(unit, uid, units))
+        tree = sorted(units.values(), key=lambda unit: _tree_key(unit, uid, units))
+        return _Found(tree, "organisation unit", tree=True)
+
+    def expand_recipients(
+        self,
+        *,
+        users: _UsersArg = (),
+        user_groups: _GroupsArg = (),
+        organisation_units: _OrgUnitsArg = (),
+    ) -> List[UserRef]:
+        """The users a ``send`` to these recipients would reach, found without sending:
+        the users given, the members of each group and the users assigned to each
+        organisation unit itself (not to the units below it), each once, by name.
+
+        Any logged-in user may read these (units are not shared objects; a group it may
+        send to, it may read).  A user given as a uid is taken as it is, unchecked; a
+        group it may not see, or a unit that does not exist, is a NotFoundError, as the
+        send would be refused.  ``GET /api/userGroups`` and ``GET /api/organisationUnits``
+        with ``filter=id:in:[...]`` (one request per 200 uids of each kind)
+        """
+        if isinstance(users, Iterable) and not isinstance(users, (str, bytes, Mapping)):
+            users = list(users)  # read twice: checked, then its records kept with their names
+        people = _check_uids(users, "users", allow_empty=True, record=UserRef)
+        given = [users] if isinstance(users, (str, UserRef)) else users
+        named = {u.id: u for u in given if isinstance(u, UserRef)}
+        groups = _check_uids(user_groups, "user_groups", allow_empty=True, record=UserGroupRef)
+        units = _check_uids(
+            organisation_units, "organisation_units", allow_empty=True, record=OrgUnitRef
+        )
+        found = {uid: named.get(uid) or UserRef(id=uid) for uid in people}
+        with _one_deadline(self.deadline):  # for all the requests
+            for user in self._members("userGroups", "user group", groups) + self._members(
+                "organisationUnits", "organisation unit", units
+            ):
+                found[user.id] = user
+        return _Found(sorted(found.values(), key=lambda u: (_name(u).casefold(), u.id)), "user")
+
+    def _members(self, plural: str, what: str, uids: Sequence[str]) -> List[UserRef]:
+        """The ``users`` of these groups or units, 200 of them a request."""
+        members: List[UserRef] = []
+        for start in range(0, len(uids), 200):
+            chunk = uids[start : start + 200]
+            params = [
+                ("filter", f"id:in:[{','.join(chunk)}]"),
+                ("fields", f"id,users[{_USER_FIELDS}]"),
+                ("paging", "false"),
+            ]
+            body = _decode_json(self._request("GET", f"/{plural}", params=params))
+            members += _users_of(body, plural, what, chunk)
+        return members
 
     def resolve_user(self, name: Union[str, UserRef]) -> UserRef:
         """The one user *name* means: a uid (taken as it is, no request), else the user
@@ -1897,8 +2208,8 @@ class Messenger:
         if isinstance(name, UserRef):
             return name
         text = _check_query(name)
-        if _UID_RE.fullmatch(text):
-            return UserRef(id=text)
+        if _UID_RE.fullmatch(text.strip()):  # a uid copied with a space around it too
+            return UserRef(id=text.strip())
         found = self.lookup_users(text)
         wanted = text.strip().casefold()
         by_username = [u for u in found if (u.username or "").casefold() == wanted]
@@ -1915,8 +2226,8 @@ class Messenger:
         """
         if isinstance(name, UserGroupRef):
             return name
-        if _UID_RE.fullmatch(_check_query(name)):
-            return UserGroupRef(id=name)
+        if _UID_RE.fullmatch(_check_query(name).strip()):
+            return UserGroupRef(id=name.strip())
         found = self.find_user_groups(name, limit=26)
         return _the_one(name, "user group", found[:25], more=len(found) > 25)
 
@@ -1930,8 +2241,8 @@ class Messenger:
         """
         if isinstance(name, OrgUnitRef):
             return name
-        if _UID_RE.fullmatch(_check_query(name)):
-            return OrgUnitRef(id=name)
+        if _UID_RE.fullmatch(_check_query(name).strip()):
+            return OrgUnitRef(id=name.strip())
         found = self.find_organisation_units(name, limit=26)
         return _the_one(name, "organisation unit", found[:25], more=len(found) > 25)
 
@@ -2040,11 +2351,7 @@ class Messenger:
                 on_lost()
             attempt += 1
             log.info(
-                "%s; retrying in %g s, %d of %d",
-                _attempt_text(failure),
-                wait,
-                attempt,
-                self.retries,
+                "%s; retry %d of %d in %g s", _attempt_text(failure), attempt, self.retries, wait
             )
             time.sleep(wait)
 
@@ -2160,7 +2467,8 @@ class Messenger:
         error = TransportError(
             kind, request.method, self._url(request.path), _reason(exc), seconds, sent, request.path
         )
-        hints = [_TRANSPORT_HINTS[kind]]
+        error.detail = _transport_detail(exc, kind)
+        hints = [_TRANSPORT_HINTS.get(error.detail) or _TRANSPORT_HINTS[kind]]
         if sent and not idempotent:
             hints.append("It may still have been done on DHIS2: check before sending again.")
         error.hint = " ".join(h for h in hints if h)
@@ -2212,6 +2520,10 @@ _TRANSPORT_HINTS = {
     "read_timeout": "The server may be busy: try later or raise timeout=.",
     "broken": "",
     "deadline": "Try later, or raise deadline= for a slow server or a large attachment.",
+    # The details that say more than their kind:
+    "unknown_host": "The host name does not exist: check base_url.",
+    "plain_http": "The server speaks plain http, not https: give base_url as http://..., "
+    "or the address of its https port.",
 }
 
 
@@ -2814,11 +3126,7 @@ def _the_one(name: str, kind: str, found: Sequence[_Record], more: bool) -> _Rec
 
 def _candidate(record: Any) -> str:
     """A candidate as a list of choices shows it: its name, and what tells it apart."""
-    extra = None
-    if isinstance(record, UserRef):
-        extra = record.username
-    elif isinstance(record, OrgUnitRef) and record.level is not None:
-        extra = f"level {record.level}"
+    extra = _ref_extra(record)
     name = _cell(record.name or "")
     return f"{name} ({_cell(extra)})" if extra else name
 
@@ -2990,6 +3298,12 @@ _STATUS_HINTS = {
 }
 
 
+_NO_API_HINT = (
+    "the server has no DHIS2 API at this address: check base_url and its context path "
+    "(https://host or https://host/dhis, say)"
+)
+
+
 def _error_from(answer: _Answer) -> ApiError:
     """The ApiError for an error status (or an unfollowed redirect).  ``message``
     stays DHIS2's own text, or the status line's reason; what to do goes in ``hint``."""
@@ -3014,10 +3328,48 @@ def _error_from(answer: _Answer) -> ApiError:
     hints = [] if message else ["no message from DHIS2"]
     if status >= 500:
         hints.append(f"{method} {path}: DHIS2 or a proxy in front of it failed; try again later")
+    elif status == 404 and isinstance(body, str):
+        # DHIS2 answers its own 404s in JSON: a page means no DHIS2 API at this address.
+        hints.append(_NO_API_HINT)
     elif status in _STATUS_HINTS:
         hints.append(_STATUS_HINTS[status])
     error.hint = "; ".join(hints)
     return error
+
+
+def _users_of(body: Any, plural: str, what: str, uids: Sequence[str]) -> List[UserRef]:
+    """The ``users`` of the groups or units *uids* in a metadata list; NotFoundError
+    when one of them is not in it (it does not exist, or the caller may not see it)."""
+    items = _check_object(body, "list").get(plural)
+    if not isinstance(items, list):
+        raise _bad(plural, items, "a list")
+    shared: _Users = {}
+    members: Dict[str, Tuple[UserRef, ...]] = {}
+    for item in items:
+        obj = _check_object(item, what)
+        uid = _get_required_str(obj, "id", f"a {what}")
+        members[uid] = _parse_list(obj.get("users"), "users", _parse_user, shared)
+    missing = [uid for uid in uids if uid not in members]
+    if missing:
+        raise NotFoundError(
+            200, f"No {what} {missing[0]} (it does not exist, or you may not see it)", None, body
+        )
+    return [user for uid in uids for user in members[uid]]
+
+
+def _explain_no_recipients(error: ConflictError, units: bool) -> None:
+    """Mark DHIS2's refusal of a message that would reach nobody ("No recipients
+    selected.", the same text from 2.38 to 2.44); when it went to organisation
+    units, say how to reach the users below them."""
+    if error.message.strip().rstrip(".") != "No recipients selected":
+        return
+    error.no_recipients = True
+    if units:
+        error.hint = (
+            "no user is assigned to those organisation units themselves, and DHIS2 does not "
+            "deliver to the units below them: send to organisation_unit_subtree(unit) to "
+            "reach everyone in and below a unit"
+        )
 
 
 def _redirect_error(answer: _Answer) -> ApiError:
@@ -3095,19 +3447,64 @@ def _maybe_done(failure: Union[_Answer, TransportError]) -> bool:
 def _may_retry(error: TransportError, idempotent: bool) -> bool:
     if error.kind == "tls":
         return False  # a certificate problem does not go away by asking again
+    if error.detail == "unknown_host":
+        return False  # nor does a name that does not exist (a DNS timeout is retried)
     if isinstance(error.__cause__, requests.exceptions.ContentDecodingError):
         return False  # the same bytes would come back
     return idempotent or not error.sent
 
 
 def _attempt_text(failure: Union[_Answer, TransportError]) -> str:
-    """A failed attempt in a few words, for the line that announces its retry."""
+    """A failed attempt in a few words, for the line that announces its retry: with
+    the retry's wait and count, one line of at most 100 characters."""
     if isinstance(failure, _Answer):
         return f"DHIS2 answered {failure.status}"
     if failure.kind in ("read_timeout", "connect_timeout") and failure.seconds is not None:
         what = "no answer" if failure.kind == "read_timeout" else "no connection"
-        return f"the connection failed ({what} within {failure.seconds:g} s)"
-    return f"the connection failed ({failure.reason})"
+        return f"{what} within {failure.seconds:g} s"
+    what = "the connection broke" if failure.kind == "broken" else "could not connect"
+    return f"{what} ({_shorten(failure.reason, 32)})"
+
+
+#: getaddrinfo's answers for a name that does not exist (a timeout is EAI_AGAIN).
+_NO_SUCH_NAME = frozenset(
+    getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name)
+)
+
+
+def _transport_detail(exc: BaseException, kind: str) -> str:
+    """What ``TransportError.detail`` says of a requests exception: read from the
+    errors it wraps (their types, ``errno`` and ``ssl.SSLError.reason``), never their text."""
+    for inner in _wrapped(exc):
+        if (
+            kind == "connect"
+            and isinstance(inner, socket.gaierror)
+            and inner.errno in _NO_SUCH_NAME
+        ):
+            return "unknown_host"
+        if (
+            kind == "tls"
+            and isinstance(inner, ssl.SSLError)
+            and inner.reason == "WRONG_VERSION_NUMBER"  # a plain-http answer read as TLS
+        ):
+            return "plain_http"
+    return ""
+
+
+def _wrapped(exc: BaseException) -> Iterator[BaseException]:
+    """*exc* and the errors inside it: urllib3's ``reason``, ``__cause__``,
+    ``__context__`` and exceptions among ``args``; a bounded walk."""
+    pending: List[BaseException] = [exc]
+    seen: Set[int] = set()
+    while pending and len(seen) < 30:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        inner = [getattr(current, "reason", None), current.__cause__, current.__context__]
+        inner += list(current.args)
+        pending += [e for e in inner if isinstance(e, BaseException)]
 
 
 def _reason(exc: BaseException) -> str:
@@ -3148,6 +3545,13 @@ from urllib3.exceptions import InsecureRequestWarning
 
 class _UsageError(Exception):
     """A command-line mistake: exit status 2."""
+
+
+class _Outcome(NamedTuple):
+    """A command's output with an exit status other than 0 (find with no match)."""
+
+    output: Any
+    status: int
 
 
 # -- The terminal ---------------------------------------------------------------
@@ -3192,6 +3596,7 @@ class _Terminal:
         self.width = shutil.get_terminal_size().columns if _isatty(out) else None
         self.chatty = not quiet and _isatty(sys.stderr)
         self._progress = ""
+        self._note_width = _terminal_columns(sys.stderr) if self.chatty else None
 
     def progress(self, text: str) -> None:
         """Show *text* as the one progress line, replacing the last one."""
@@ -3207,13 +3612,23 @@ class _Terminal:
             self._progress = ""
 
     def note(self, text: str) -> None:
-        """A line on standard error, above the progress line."""
+        """A line on standard error, above the progress line; cut to one terminal line."""
         if self.chatty:
             shown = self._progress
             self.clear()
+            if self._note_width:
+                text = _cut(text, self._note_width)
             print(text, file=sys.stderr, flush=True)
             if shown:
                 self.progress(shown)
+
+
+def _terminal_columns(stream: Any) -> Optional[int]:
+    """The width of the terminal *stream* writes to, if it is one."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or None
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _isatty(stream: Any) -> bool:
@@ -3301,24 +3716,39 @@ def _row(conv: Conversation) -> Tuple[str, ...]:
 class _Table:
     """The list table, written a page at a time: the first rows set the column widths.
 
-    With a *width* (a terminal's) every line fits it: a narrow terminal leaves out
-    PRIORITY, then STATUS, then shortens FROM so the subject keeps some room, and
-    cells that would not fit are cut with ….  Without (a pipe or a file), every
-    column and every cell is written whole.
+    With a *width* (a terminal's) every line fits it.  A column that holds one value
+    in every row (TYPE under ``--type TICKET``, say) is left out first, and the footer
+    says the value; then a narrow terminal leaves out PRIORITY, then STATUS, then
+    shortens FROM so the subject keeps some room, and cells that would not fit are cut
+    with ….  Without (a pipe or a file), every column and every cell is written whole.
     """
 
     def __init__(self, style: _Style, width: Optional[int] = None) -> None:
         self.style, self.width = style, width
         self.widths: List[int] = []
         self.shown = list(range(len(_COLUMNS) - 1))  # every column but the subject
+        self.uniform: Dict[int, str] = {}  # a column left out: its one value
 
-    def start(self, conversations: Sequence[Conversation]) -> str:
-        """Set the column widths from these rows (a first page); return the header line."""
+    def start(
+        self,
+        conversations: Sequence[Conversation],
+        complete: bool = True,
+        pinned: Sequence[int] = (),
+    ) -> str:
+        """Set the column widths from these rows (a first page); return the header line.
+
+        *complete*: these are all the rows the table will hold; *pinned*: columns a
+        filter holds to one value, whatever the rows to come."""
         rows = [_COLUMNS] + [_row(conv) for conv in conversations]
         self.widths = [max(_columns(row[i]) for row in rows) for i in range(len(_COLUMNS) - 1)]
         if self.width is not None:
+            for column in _UNIFORM_COLUMNS:
+                values = {row[column] for row in rows[1:]}
+                if len(values) == 1 and len(rows) > 2 and (complete or column in pinned):
+                    self.uniform[column] = values.pop()
+                    self.shown.remove(column)
             for column in (4, 3):  # PRIORITY, STATUS: the least read on a narrow terminal
-                if self._room() < _SUBJECT_ROOM:
+                if column in self.shown and self._room() < _SUBJECT_ROOM:
                     self.shown.remove(column)
             self.widths[6] = max(8, self.widths[6] - max(0, _SUBJECT_ROOM - self._room()))
         return self.style.bold(self._line(_COLUMNS, None))
@@ -3345,6 +3775,32 @@ class _Table:
         if self.width is not None:
             subject = _cut(subject, max(self._room(), 1))
         return "  ".join(cells) + "  " + subject
+
+    def footer(self, summary: str) -> str:
+        """The pager's words, and the one value of each column left out."""
+        words = [
+            _FLAG_WORDS.get(value, value) if column == 1 else _UNIFORM_WORDS[column] + value
+            for column, value in sorted(self.uniform.items(), key=lambda item: item[0] == 1)
+            if value or column == 1
+        ]
+        return f"{summary}; all {', '.join(words)}" if words else summary
+
+
+#: FLAGS, TYPE, STATUS, PRIORITY: left out of a terminal's table when every row agrees.
+_UNIFORM_COLUMNS = (1, 2, 3, 4)
+_UNIFORM_WORDS = {2: "", 3: "status ", 4: "priority "}
+_FLAG_WORDS = {"": "read", "*": "unread", "!": "read, follow-up", "*!": "unread, follow-up"}
+#: The filters that hold a column to one value: ``property:eq:VALUE``.
+_PINNING = {"messageType": 2, "status": 3, "priority": 4}
+
+
+def _pinned(filters: Sequence[str]) -> List[int]:
+    """The columns the ``--filter`` expressions (and ``--type``) hold to one value."""
+    return [
+        _PINNING[name]
+        for name, op, _ in (f.split(":", 2) for f in filters if f.count(":") >= 2)
+        if op == "eq" and name in _PINNING
+    ]
 
 
 def _summary(page: Page) -> str:
@@ -3427,6 +3883,24 @@ def _retries_arg(text: str) -> int:
     return int(text)
 
 
+def _date_arg(text: str) -> Union[datetime.datetime, datetime.timedelta]:
+    """A date for --since and --before: an ISO date or date and time (the server's
+    time, as DHIS2 keeps it), or a number of days back from now (7d)."""
+    days = re.fullmatch(r"(\d{1,5})d", text.strip())
+    if days:
+        return datetime.timedelta(days=int(days.group(1)))
+    try:
+        when = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is not None:
+        raise _argparse().ArgumentTypeError(
+            f"{text!r} is not a date such as 2024-05-01 or 2024-05-01T08:00 (no time zone: "
+            "DHIS2 compares in the server's time), nor a number of days such as 7d"
+        )
+    return when
+
+
 def _choice_arg(text: str, valid: Sequence[str]) -> str:
     if text.strip().upper() not in valid:
         raise _argparse().ArgumentTypeError(f"{text!r} is not one of {', '.join(valid)}")
@@ -3457,6 +3931,19 @@ _PROGRESS_AFTER = 0.5
     "list",
     "list conversations, newest first",
     _arg("--unread", action="store_true", help="only unread ones"),
+    _arg(
+        "--type",
+        type=lambda text: _choice_arg(text, MESSAGE_TYPES),
+        help=f"only this message type: {', '.join(MESSAGE_TYPES)}",
+    ),
+    _arg(
+        "--since",
+        type=_date_arg,
+        metavar="WHEN",
+        help="only those with a message since WHEN: 2024-05-01, 2024-05-01T08:00 "
+        "(the server's time), or 7d (days ago)",
+    ),
+    _arg("--before", type=_date_arg, metavar="WHEN", help="only those with no message since WHEN"),
     _arg("--filter", action="append", default=[], help="a DHIS2 filter, e.g. status:eq:OPEN"),
     _arg("--query", help="search subjects, texts and senders"),
     _arg("--order", default="lastMessage:desc", help="default lastMessage:desc"),
@@ -3465,8 +3952,13 @@ _PROGRESS_AFTER = 0.5
     _arg("--all", action="store_true", help="walk every page, printing each as it arrives"),
 )
 def _cli_list(m: Messenger, args: Any) -> Any:
+    filters = list(args.filter)
+    filters += ["read:eq:false"] if args.unread else []
+    filters += [f"messageType:eq:{args.type}"] if args.type else []
+    filters += [since(args.since)] if args.since else []
+    filters += [before(args.before)] if args.before else []
     options = {
-        "filter": args.filter + (["read:eq:false"] if args.unread else []) or None,
+        "filter": filters or None,
         "query": args.query,
         "order": args.order,
         "page_size": args.page_size,
@@ -3481,7 +3973,7 @@ def _cli_list(m: Messenger, args: Any) -> Any:
         return _summary(page)
     table = _Table(args.terminal.style, args.terminal.width)
     lines = [table.start(page.conversations)] + [table.line(c) for c in page.conversations]
-    return "\n".join(lines + [_summary(page)])
+    return "\n".join(lines + [table.footer(_summary(page))])
 
 
 def _cli_walk(m: Messenger, args: Any, options: Dict[str, Any]) -> None:
@@ -3499,7 +3991,8 @@ def _cli_walk(m: Messenger, args: Any, options: Dict[str, Any]) -> None:
         first = first or page
         last = page.conversations[-1].id if page.conversations else None
         if table is not None and not table.widths and page.conversations:
-            out.write(table.start(page.conversations) + "\n")
+            pinned = _pinned(options["filter"] or ())
+            out.write(table.start(page.conversations, page.page_count <= 1, pinned) + "\n")
 
     def page_written() -> None:
         # Flushed before the next page is fetched, so a pipe sees rows as they come.
@@ -3524,6 +4017,8 @@ def _cli_walk(m: Messenger, args: Any, options: Dict[str, Any]) -> None:
         terminal.clear()
     if not rows and table is not None:
         out.write("no conversations\n")
+    elif table is not None and table.uniform:  # the values of the columns left out
+        out.write(table.footer(f"{rows:,} conversations") + "\n")
 
 
 @_command(
@@ -3564,11 +4059,16 @@ _ATTACH = _arg(
 
 @_command(
     "send",
-    "start a conversation; prints its uid",
+    "start a conversation; prints its uid and whom it reached",
     _arg("subject"),
     _arg("text"),
     *_RECIPIENTS,
     _ATTACH,
+    _arg(
+        "--dry-run",
+        action="store_true",
+        help="send nothing: resolve the recipients and count the users the message would reach",
+    ),
     creates=True,
 )
 def _cli_send(m: Messenger, args: Any) -> Any:
@@ -3579,7 +4079,10 @@ def _cli_send(m: Messenger, args: Any) -> Any:
             "send needs at least one recipient: --user, --group, --org-unit or --org-unit-tree"
         )
     text = _cli_words(_cli_text(args.text), "text")
-    users, groups, units = _cli_recipients(m, args)
+    recipients = _cli_recipients(m, args)
+    users, groups, units = recipients[:3]
+    if args.dry_run:
+        return _cli_would_reach(m, args, recipients)
     files = _cli_upload_all(m, args.attach)
     uid = m.send(
         subject=subject,
@@ -3589,7 +4092,7 @@ def _cli_send(m: Messenger, args: Any) -> Any:
         organisation_units=units,
         attachments=files,
     )
-    return {"uid": uid, "attachments": files} if args.json else uid
+    return _cli_reached(m, args, uid, files, recipients)
 
 
 @_command(
@@ -3631,7 +4134,7 @@ def _cli_feedback(m: Messenger, args: Any) -> Any:
 def _cli_add_recipients(m: Messenger, args: Any) -> Any:
     if not (args.user or args.group or args.org_unit or args.org_unit_tree):
         raise _UsageError("add-recipients needs --user, --group, --org-unit or --org-unit-tree")
-    users, groups, units = _cli_recipients(m, args)
+    users, groups, units = _cli_recipients(m, args)[:3]
     m.add_recipients(args.uid, users=users, user_groups=groups, organisation_units=units)
     return {"uid": args.uid} if args.json else f"added recipients to {args.uid}"
 
@@ -3724,31 +4227,46 @@ def _cli_upload(m: Messenger, args: Any) -> Any:
 
 @_command(
     "download",
-    "download an attachment (show lists the command)",
+    "download an attachment under its own name (show lists the command)",
     _arg("conversation", type=_uid_arg),
     _arg("message", type=_uid_arg),
     _arg("attachment", type=_uid_arg),
-    _arg("-o", "--output", metavar="FILE", help="write the attachment to FILE"),
+    _arg(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write to FILE instead (replacing it); without -o, piped or redirected, the "
+        "bytes go to standard output",
+    ),
 )
 def _cli_download(m: Messenger, args: Any) -> Any:
-    if not args.output:
-        if args.json:
-            raise _UsageError(
-                "download --json needs -o FILE: without it the attachment's bytes go to "
-                "standard output"
-            )
-        if _isatty(sys.stdout):
-            raise _UsageError(
-                "download writes the attachment's bytes: give -o FILE, or redirect them (> FILE)"
-            )
-    data = m.download_attachment(args.conversation, args.message, args.attachment)
-    if not args.output:
-        return data
-    with open(args.output, "wb") as handle:
-        handle.write(data)
+    ids = (args.conversation, args.message, args.attachment)
+    if not args.output and not args.json and not _isatty(sys.stdout):
+        return m.download_attachment(*ids)  # | or >: the bytes themselves
+    target, mode = args.output, "wb"
+    if not target:  # like curl -OJ: the attachment's own name, never over another file
+        target, mode = _cli_own_name(m, *ids), "xb"
+        if os.path.lexists(target):
+            raise _UsageError(f"{target} exists: give -o FILE to write elsewhere or over it")
+    data = m.download_attachment(*ids)
+    try:
+        with open(target, mode) as handle:
+            handle.write(data)
+    except FileExistsError:  # appeared meanwhile
+        raise _UsageError(f"{target} exists: give -o FILE to write elsewhere or over it") from None
     if args.json:
-        return {"file": args.output, "bytes": len(data)}
-    return f"wrote {len(data)} bytes to {args.output}"
+        return {"file": target, "bytes": len(data)}
+    return f"wrote {len(data)} bytes to {target}"
+
+
+def _cli_own_name(m: Messenger, conversation: str, message: str, attachment: str) -> str:
+    """The safe local name of an attachment, from its conversation (one request);
+    its uid when the thread does not list it."""
+    for item in m.get_conversation(conversation).messages:
+        for file in item.attachments if item.id == message else ():
+            if file.id == attachment:
+                return file.file_name
+    return attachment
 
 
 @_command("unread", "print how many conversations are unread")
@@ -3778,12 +4296,17 @@ def _cli_find(m: Messenger, args: Any) -> Any:
         groups = m.find_user_groups(args.query, limit=args.limit)
         units = m.find_organisation_units(args.query, limit=args.limit)
         users = m.lookup_users(args.query)
+    status = 0 if users or groups or units else 1  # like grep: nothing found is exit 1
     if args.json:
-        return {
+        found = {
             "users": _jsonable(users),
             "user_groups": _jsonable(groups),
             "organisation_units": _jsonable(units),
         }
+        return _Outcome(found, status)
+    if status:
+        kinds = "user" if args.feedback_recipients else "user, user group or organisation unit"
+        return _Outcome(f"no {kinds} matches {args.query!r}", status)
     lines = []
     for title, rows in (
         ("users", [(u.id, u.name, u.username) for u in users]),
@@ -3817,15 +4340,106 @@ def _cli_tree(m: Messenger, args: Any) -> Any:
 # -- What the commands share ------------------------------------------------------
 
 
-def _cli_recipients(m: Messenger, args: Any) -> Tuple[List[str], List[str], List[str]]:
-    """Every --user, --group, --org-unit and --org-unit-tree as uids, before anything is sent."""
-    users = [_cli_user(m, text, "--user") for text in args.user]
-    groups = [_cli_name(m.resolve_user_group, text, "--group").id for text in args.group]
-    units = [_cli_org_unit(m, text, "--org-unit") for text in args.org_unit]
+class _Recipients(NamedTuple):
+    """The --user, --group, --org-unit and --org-unit-tree of a command, resolved."""
+
+    users: List[UserRef]
+    groups: List[UserGroupRef]
+    units: List[OrgUnitRef]  # every unit, each subtree's included
+    trees: List[List[OrgUnitRef]]  # each --org-unit-tree: its unit first, then the rest
+
+
+def _cli_recipients(m: Messenger, args: Any) -> _Recipients:
+    """Every --user, --group, --org-unit and --org-unit-tree, before anything is sent."""
+    users = [_cli_name(m.resolve_user, text, "--user") for text in args.user]
+    groups = [_cli_name(m.resolve_user_group, text, "--group") for text in args.group]
+    units = [_cli_name(m.resolve_organisation_unit, text, "--org-unit") for text in args.org_unit]
+    trees = []
     for text in args.org_unit_tree:
-        uid = _cli_org_unit(m, text, "--org-unit-tree")
-        units.extend(unit.id for unit in m.organisation_unit_subtree(uid))
-    return users, groups, units
+        top = _cli_name(m.resolve_organisation_unit, text, "--org-unit-tree")
+        trees.append(m.organisation_unit_subtree(top))
+        units.extend(trees[-1])
+    return _Recipients(users, groups, units, trees)
+
+
+def _cli_asked(recipients: _Recipients) -> str:
+    """The recipients as asked, in a few words: "Alice Banda, the group Reporters and
+    Bo District and the 5 units below it"."""
+    users, groups, units, trees = recipients
+    in_trees = {unit.id for tree in trees for unit in tree}
+    plain = [unit for unit in units if unit.id not in in_trees]
+    parts = [_cli_some(users, "user"), _cli_some(groups, "group")]
+    parts += [_cli_some(plain, "organisation unit")]
+    for tree in trees:
+        below, name = len(tree) - 1, _text(tree[0].name or tree[0].id)
+        units_below = f" and the {below} unit{'s' * (below != 1)} below it" if below else ""
+        parts.append(name + units_below)
+    said = [part for part in parts if part]
+    return ", ".join(said[:-1]) + " and " + said[-1] if len(said) > 1 else said[0]
+
+
+def _cli_some(records: Sequence[Any], kind: str) -> str:
+    """One record by name ("the group Reporters"), or several counted ("3 users")."""
+    if len(records) == 1:
+        name = _text(records[0].name or records[0].id)
+        return name if kind == "user" else f"the {kind} {name}"
+    return f"{len(records)} {kind}s" if records else ""
+
+
+def _cli_would_reach(m: Messenger, args: Any, recipients: _Recipients) -> Any:
+    """send --dry-run: the users DHIS2 would deliver to, by where they come from.
+
+    Each group's members and each unit's assigned users, as any logged-in user may
+    read them (Messenger.expand_recipients); the count is of distinct users, you
+    among them if you are one."""
+    users, groups, units, trees = recipients
+    sources = [(f"named with --user: {len(users)}", users)] if users else []
+    for group in groups:
+        members = m.expand_recipients(user_groups=[group])
+        sources.append((f"in the group {_text(group.name or group.id)}: {len(members)}", members))
+    if units:
+        assigned = m.expand_recipients(organisation_units=units)
+        where = _cli_asked(_Recipients([], [], units, trees))
+        sources.append((f"assigned to {where}: {len(assigned)}", assigned))
+    people = sorted({u.id: u for _, found in sources for u in found}.values(), key=_cli_by_name)
+    if args.json:
+        return {"dry_run": True, "reach": _jsonable(people)}
+    lines = [f"would reach {len(people)} user{'s' * (len(people) != 1)}; nothing was sent"]
+    lines += [f"  {said}" for said, _ in sources]
+    names = ""
+    for shown, user in enumerate(people):
+        more = f", … and {len(people) - shown} more" if shown else ""
+        name = ", " * bool(shown) + _text(user.name or user.id)
+        if len(names) + len(name) + 20 > (args.terminal.width or 100):
+            names += more
+            break
+        names += name
+    return "\n".join(lines + ([f"  {names}"] if names else []))
+
+
+def _cli_by_name(user: UserRef) -> Tuple[str, str]:
+    return ((user.name or "").casefold(), user.id)
+
+
+def _cli_reached(
+    m: Messenger, args: Any, uid: str, files: List[str], recipients: _Recipients
+) -> Any:
+    """What send prints: the uid; on a terminal, and in JSON, also whom it reached, as
+    DHIS2 made the conversation (its participants, the sender left out)."""
+    if not args.json and not args.terminal.width:
+        return uid  # a pipe or a file: the uid alone, for $(dhis2-messages send ...)
+    try:
+        conv = m.get_conversation(uid)
+        sender = conv.messages[0].sender if conv.messages else None
+        reached: Optional[int] = sum(
+            1 for p in conv.participants if sender is None or p.user.id != sender.id
+        )
+    except Dhis2Error:
+        reached = None  # sent all the same: say so, and exit 0
+    if args.json:
+        return {"uid": uid, "attachments": files, "reached": reached}
+    count = "?" if reached is None else str(reached)
+    return f"sent {uid} to {_cli_asked(recipients)}: {count} user{'s' * (reached != 1)} reached"
 
 
 def _cli_user(m: Messenger, text: str, flag: str) -> str:
@@ -3842,14 +4456,14 @@ def _cli_name(resolve: Callable[[str], Any], text: str, flag: str) -> Any:
         return resolve(text)
     except NameMatchError as exc:
         if not exc.candidates:
-            raise _UsageError(f"{flag} {text!r}: no {exc.kind} matches; nothing was sent") from None
+            raise _UsageError(f"{flag} {text!r}: no {exc.kind} matches") from None
         lines = [f"  {c.id}  {_text(c.name)}{_cli_extra(c)}" for c in exc.candidates]
         if exc.more:
             lines.append("  ... and more: give a longer name")
         count = f"{len(exc.candidates)}{'+' if exc.more else ''}"
         raise _UsageError(
-            f"{flag} {text!r} matches {count} {exc.kind}s; give one of these uids "
-            "(nothing was sent):\n" + "\n".join(lines)
+            f"{flag} {text!r} matches {count} {exc.kind}s; give one of these uids:\n"
+            + "\n".join(lines)
         ) from None
 
 
@@ -3915,8 +4529,8 @@ def _cli_parser() -> Any:
     for flags, options in _GLOBAL_OPTIONS:
         parser.add_argument(*flags, **options)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # No command at all is answered with a short help (main), not argparse's error.
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
     for command in _COMMANDS:
         p = sub.add_parser(command.name, help=command.help, description=command.help)
         p.set_defaults(run=command.run, creates=command.creates, usage=p.format_usage)
@@ -4042,8 +4656,19 @@ def _cli_error(exc: Dhis2Error, args: Any, m: Optional[Messenger]) -> str:
     host = urlsplit(m.base_url).netloc if m else "DHIS2"
     if isinstance(exc, TransportError):
         text = _cli_transport_error(exc, host, args.command if args.creates else None)
+        if exc.detail and m:
+            text = _cli_transport_detail(exc, m.base_url)
     elif isinstance(exc, ApiError):
         text = _cli_api_error(exc, args.command)
+        if isinstance(exc, NotFoundError) and isinstance(exc.body, str) and m:
+            # An error page, not DHIS2's JSON: no DHIS2 API at that address.
+            text = (
+                f"no DHIS2 API at {m.base_url} (HTTP {exc.status_code}: {_text(exc.message)}).\n"
+                "Check --url: DHIS2's address, with its context path if it has one "
+                "(https://host/dhis, say)."
+            )
+        if isinstance(exc, ConflictError) and exc.no_recipients:
+            text += "\n" + _cli_nobody(args)
     elif isinstance(exc, ResponseError):
         text = _cli_response_error(exc)
     else:
@@ -4090,6 +4715,27 @@ def _cli_transport_error(exc: TransportError, host: str, creating: Optional[str]
     return f"the connection to {host} broke: {exc.reason}." + maybe_done
 
 
+def _cli_transport_detail(exc: TransportError, base_url: str) -> str:
+    """The commonest mistakes, which ``TransportError.detail`` names, with the fix."""
+    parts = urlsplit(base_url)
+    if exc.detail == "plain_http":
+        return (
+            f"{parts.netloc} answered in plain http, not https.\n"
+            f"Give --url http://{parts.netloc}{parts.path} (or the address of its https port)."
+        )
+    return f"no such host: {parts.hostname} (DNS knows no such name).\nCheck --url."
+
+
+def _cli_nobody(args: Any) -> str:
+    """What to do when DHIS2 refused a message that would reach nobody."""
+    if getattr(args, "org_unit", None):
+        return (
+            "--org-unit reaches only the users assigned to that very unit, and it has none.\n"
+            "Give --org-unit-tree to reach everyone in and below it (--dry-run counts them)."
+        )
+    return "The users and groups given hold nobody (send --dry-run counts them)."
+
+
 def _cli_api_error(exc: ApiError, command: str) -> str:
     status, message = exc.status_code, exc.message
     if 300 <= status < 400:
@@ -4110,6 +4756,8 @@ def _cli_api_error(exc: ApiError, command: str) -> str:
         return f"permission denied (HTTP {status}): {message}"
     code = f" {exc.error_code}" if exc.error_code else ""
     text = f"DHIS2 refused the {command} (HTTP {status}{code}): {message}"
+    if isinstance(exc, ConflictError) and exc.no_recipients:
+        return text  # the command line's own advice follows (_cli_nobody)
     return f"{text}\n{exc.hint[0].upper()}{exc.hint[1:]}." if exc.hint else text
 
 
@@ -4130,6 +4778,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error argparse has reported
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+    if args.command is None:
+        print(_cli_short_help(), file=sys.stderr)
+        return 2
     args.terminal = terminal = _Terminal(args.color, args.quiet)
     messenger = None
     try:
@@ -4140,7 +4791,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 result = args.run(messenger, args)
     except _UsageError as exc:
         print(args.usage(), end="", file=sys.stderr)
-        print(f"dhis2-messages: error: {exc}", file=sys.stderr)
+        print(f"dhis2-messages: error: {_cli_unsent(str(exc), args.creates)}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         _stdout_gone()
@@ -4156,8 +4807,39 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Dhis2Error as exc:
         print(f"dhis2-messages: {_cli_error(exc, args, messenger)}", file=sys.stderr)
         return 1
+    status = 0
+    if isinstance(result, _Outcome):
+        result, status = result
     _cli_print(result, args.json)
-    return 0
+    return status
+
+
+def _cli_short_help() -> str:
+    """What a bare ``dhis2-messages`` prints: the commands, and where to read more."""
+    width = max(len(command.name) for command in _COMMANDS) + 2
+    lines = [
+        "usage: dhis2-messages [--url URL] [--token TOKEN | --username NAME] COMMAND ...",
+        "",
+        "Send, read and triage DHIS2 messages. Commands:",
+    ]
+    lines += [f"  {c.name.ljust(width)}{c.help}" for c in _COMMANDS]
+    lines += [
+        "",
+        "The server and credentials come from --url and --token (or DHIS2_URL and DHIS2_TOKEN).",
+        "dhis2-messages --help lists every option; dhis2-messages COMMAND --help, a command's.",
+    ]
+    return "\n".join(lines)
+
+
+def _cli_unsent(text: str, creates: bool) -> str:
+    """A usage error of a command that sends or uploads: it says that nothing was,
+    on its first line (before the list of candidates, if there is one)."""
+    if not creates:
+        return text
+    first, newline, rest = text.partition("\n")
+    if first.endswith(":"):
+        return f"{first[:-1]} (nothing was sent):{newline}{rest}"
+    return f"{first}; nothing was sent{newline}{rest}"
 
 
 @contextlib.contextmanager

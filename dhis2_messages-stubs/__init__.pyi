@@ -12,7 +12,9 @@ from typing import (
     Generic,
     Iterable,
     Iterator,
+    Literal,
     Sequence,
+    TypedDict,
     TypeVar,
     overload,
 )
@@ -26,6 +28,7 @@ __all__ = [
     "BOUNDARIES",
     "DEFAULT_TIMEOUT",
     "LIST_FIELDS",
+    "MESSAGE_TYPES",
     "PRIORITIES",
     "STATUSES",
     "THREAD_FIELDS",
@@ -34,6 +37,7 @@ __all__ = [
     "AuthenticationError",
     "ConflictError",
     "Conversation",
+    "ConversationRow",
     "Dhis2Error",
     "Message",
     "Messenger",
@@ -47,12 +51,22 @@ __all__ = [
     "TransportError",
     "UserGroupRef",
     "UserRef",
+    "before",
+    "since",
 ]
 __version__: str
 log: logging.Logger
 DEFAULT_TIMEOUT: tuple[float, float]
-STATUSES: tuple[str, ...]
-PRIORITIES: tuple[str, ...]
+_Status: TypeAlias = Literal["NONE", "OPEN", "PENDING", "INVALID", "SOLVED"]
+_StatusArg: TypeAlias = _Status | Literal["none", "open", "pending", "invalid", "solved"]
+_Priority: TypeAlias = Literal["NONE", "LOW", "MEDIUM", "HIGH"]
+_PriorityArg: TypeAlias = _Priority | Literal["none", "low", "medium", "high"]
+_MessageType: TypeAlias = Literal[
+    "PRIVATE", "SYSTEM", "VALIDATION_RESULT", "TICKET", "SYSTEM_VERSION_UPDATE"
+]
+STATUSES: tuple[_Status, ...]
+PRIORITIES: tuple[_Priority, ...]
+MESSAGE_TYPES: tuple[_MessageType, ...]
 BOUNDARIES: tuple[str, ...]
 LIST_FIELDS: str
 THREAD_FIELDS: str
@@ -65,6 +79,7 @@ class Dhis2Error(Exception):
 
 class TransportError(Dhis2Error):
     KINDS: ClassVar[tuple[str, ...]] = ...
+    DETAILS: ClassVar[tuple[str, ...]] = ...
     kind: str
     method: str | None
     url: str | None
@@ -73,6 +88,7 @@ class TransportError(Dhis2Error):
     sent: bool
     path: str | None
     hint: str
+    detail: str
 
     def __init__(
         self,
@@ -84,6 +100,7 @@ class TransportError(Dhis2Error):
         sent: bool = True,
         path: str | None = None,
         hint: str = "",
+        detail: str = "",
     ) -> None: ...
 
 class ResponseError(Dhis2Error):
@@ -117,7 +134,9 @@ class ApiError(Dhis2Error):
 class AuthenticationError(ApiError): ...
 class PermissionDenied(ApiError): ...
 class NotFoundError(ApiError): ...
-class ConflictError(ApiError): ...
+
+class ConflictError(ApiError):
+    no_recipients: bool = ...
 
 class NameMatchError(Dhis2Error):
     name: str
@@ -149,6 +168,8 @@ class Attachment:
 
     @classmethod
     def from_json(cls, data: Any) -> Attachment: ...
+    @property
+    def file_name(self) -> str: ...
 
 @attrs.frozen(kw_only=True, slots=False)
 class Message:
@@ -171,6 +192,25 @@ class Participant:
     @classmethod
     def from_json(cls, data: Any) -> Participant: ...
 
+class ConversationRow(TypedDict):
+    id: str
+    subject: str | None
+    message_type: str | None
+    status: str | None
+    priority: str | None
+    read: bool | None
+    follow_up: bool | None
+    message_count: int | None
+    last_message: _dt.datetime | None
+    last_updated: _dt.datetime | None
+    created: _dt.datetime | None
+    last_sender_id: str | None
+    last_sender_name: str | None
+    last_sender_username: str | None
+    assignee_id: str | None
+    assignee_name: str | None
+    assignee_username: str | None
+
 @attrs.frozen(kw_only=True, slots=False)
 class Conversation:
     id: str
@@ -192,7 +232,7 @@ class Conversation:
 
     @classmethod
     def from_json(cls, data: Any) -> Conversation: ...
-    def row(self) -> dict[str, Any]: ...
+    def row(self) -> ConversationRow: ...
 
 @attrs.frozen(kw_only=True, slots=False)
 class Page:
@@ -206,7 +246,11 @@ class Page:
     def from_json(cls, data: Any) -> Page: ...
     def __iter__(self) -> Iterator[Conversation]: ...
     def __len__(self) -> int: ...
-    def rows(self) -> list[dict[str, Any]]: ...
+    @overload
+    def __getitem__(self, index: int) -> Conversation: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Conversation, ...]: ...
+    def rows(self) -> list[ConversationRow]: ...
 
 @attrs.frozen(kw_only=True, slots=False)
 class UserGroupRef:
@@ -225,6 +269,12 @@ class OrgUnitRef:
 
     @classmethod
     def from_json(cls, data: Any) -> OrgUnitRef: ...
+
+_DateField: TypeAlias = Literal["lastMessage", "lastUpdated", "created"]
+_When: TypeAlias = _dt.datetime | _dt.date | _dt.timedelta
+
+def since(when: _When, *, field: _DateField = "lastMessage") -> str: ...
+def before(when: _When, *, field: _DateField = "lastMessage") -> str: ...
 
 _UidArg: TypeAlias = str | Iterable[str]
 _UserArg: TypeAlias = str | UserRef
@@ -322,8 +372,8 @@ class Messenger:
     def unfollow_up(self, uids: _UidArg, *, user: _UserArg | None = None) -> list[str]: ...
     def delete_conversations(self, uids: _UidArg, *, user: _UserArg | None = None) -> list[str]: ...
     def delete_conversation(self, uid: str, *, user: _UserArg | None = None) -> None: ...
-    def set_status(self, uid: str, status: str) -> None: ...
-    def set_priority(self, uid: str, priority: str) -> None: ...
+    def set_status(self, uid: str, status: _StatusArg) -> None: ...
+    def set_priority(self, uid: str, priority: _PriorityArg) -> None: ...
     def assign(self, uid: str, user: _UserArg) -> None: ...
     def unassign(self, uid: str) -> None: ...
     def lookup_users(self, query: str, *, boundary: str | None = None) -> list[UserRef]: ...
@@ -331,6 +381,13 @@ class Messenger:
     def find_user_groups(self, query: str, *, limit: int = 25) -> list[UserGroupRef]: ...
     def find_organisation_units(self, query: str, *, limit: int = 25) -> list[OrgUnitRef]: ...
     def organisation_unit_subtree(self, uid: str | OrgUnitRef) -> list[OrgUnitRef]: ...
+    def expand_recipients(
+        self,
+        *,
+        users: _UsersArg = (),
+        user_groups: _GroupsArg = (),
+        organisation_units: _OrgUnitsArg = (),
+    ) -> list[UserRef]: ...
     def resolve_user(self, name: str | UserRef) -> UserRef: ...
     def resolve_user_group(self, name: str | UserGroupRef) -> UserGroupRef: ...
     def resolve_organisation_unit(self, name: str | OrgUnitRef) -> OrgUnitRef: ...

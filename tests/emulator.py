@@ -768,6 +768,13 @@ def bad_enum(value: str, param: str, valid: Iterable[str]) -> Fail:
 # ---------------------------------------------------------------------------
 
 
+def _to_ms(when: _dt.datetime) -> int:
+    """A datetime as the emulator keeps dates: milliseconds since 1970 in UTC (naive: UTC)."""
+    if when.tzinfo is not None:
+        when = when.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+    return (when - _dt.datetime(1970, 1, 1)) // _dt.timedelta(milliseconds=1)
+
+
 @functools.lru_cache(maxsize=65536)
 def format_date(ms: int) -> str:
     dt = _dt.datetime(1970, 1, 1) + _dt.timedelta(milliseconds=ms)
@@ -1919,23 +1926,51 @@ class Emulator:
         self,
         n: int,
         *,
-        sender: str,
+        sender: str | None,
         recipients: Any,
         subject_prefix: str = "Conversation",
         messages: int = 1,
+        message_type: str = "PRIVATE",
+        status: str | None = None,
+        priority: str = "NONE",
+        created: _dt.datetime | None = None,
     ) -> list[str]:
+        """``n`` conversations from ``sender`` (None: DHIS2 itself, as for SYSTEM and
+        VALIDATION_RESULT) to ``recipients``, ``messages`` messages each; return their uids.
+
+        ``message_type`` is one of ``MESSAGE_TYPES`` (any case); TICKET and
+        VALIDATION_RESULT start ``OPEN`` unless ``status`` says otherwise.  ``created``
+        (a naive datetime in the emulator's time, UTC) backdates them: the first one is
+        created then, each next one a minute later, and each message a second after the
+        one before, so a script can try its date filters on old conversations.
+        """
         if isinstance(recipients, str):
             recipients = [recipients]
+        message_type = message_type.upper()
+        if message_type not in MESSAGE_TYPES:
+            raise ValueError(f"message_type must be one of {', '.join(MESSAGE_TYPES)}")
+        if status is None:
+            status = "OPEN" if message_type in ("TICKET", "VALIDATION_RESULT") else "NONE"
+        if status.upper() not in STATUSES or priority.upper() not in PRIORITIES:
+            raise ValueError(f"status is one of {STATUSES}, priority one of {PRIORITIES}")
+        start = None if created is None else _to_ms(created)
         uids = []
         with self._lock:
-            author = self._user_ref(sender)
+            author = self._user_ref(sender) if sender is not None else None
             people = [self._user_ref(r) for r in recipients]
             for i in range(n):
                 conv = self._new_conversation(
-                    f"{subject_prefix} {i + 1}", "PRIVATE", author, people
+                    f"{subject_prefix} {i + 1}",
+                    message_type,
+                    author,
+                    people,
+                    status=status.upper(),
+                    priority=priority.upper(),
                 )
                 for j in range(max(1, messages)):
                     self._append(conv, author, f"Message {j + 1}", user_agent="emulator")
+                if start is not None:
+                    self._backdate(conv, start + i * 60_000)
                 uids.append(conv.uid)
         return uids
 
@@ -2111,6 +2146,14 @@ class Emulator:
         conv.last_sender = sender
         conv.last_message = conv.last_updated = now
         return message
+
+    def _backdate(self, conv: Conversation, ms: int, step: int = 1000) -> None:
+        """Date a conversation from ``ms`` on: created then, its messages ``step`` ms apart."""
+        conv.created = ms
+        for j, message in enumerate(conv.messages):
+            message.created = message.last_updated = ms + j * step
+        conv.last_message = conv.last_updated = conv.messages[-1].created if conv.messages else ms
+        self._tick()  # the lists' caches see the change
 
     def _mark_replied(self, conv: Conversation, sender: SeedUser, internal: bool) -> None:
         for username, p in conv.participants.items():
@@ -3213,49 +3256,498 @@ class Emulator:
     # -- demo data ---------------------------------------------------------
 
     def seed_demo(self) -> None:
-        """A few realistic conversations for trying the server by hand."""
+        """The demo world (``--demo``): 35 conversations over the past month, of every
+        type, tickets in every status; the admin takes part in all of them (in the demo,
+        the admin is also in the feedback recipients group, so tickets reach the admin)."""
         with self._lock:
-            admin, alice, bob, carol, dave = (
-                self.users[n] for n in ("admin", "alice", "bob", "carol", "dave")
-            )
-            ua = "DHIS2 Web Messaging/100.7.1"
-            bo = [self.users[n] for n in self.org_units[BO_DISTRICT].members]
-            reminder = self._new_conversation(
-                "Monthly reports due on the 5th", "PRIVATE", admin, bo
-            )
+            self.groups[FEEDBACK_TEAM].members.append("admin")
+            now = self._tick()
+            for spec in _DEMO_CONVERSATIONS:
+                self._seed_one(spec, now)
+
+    def _seed_one(self, spec: tuple[Any, ...], now: int) -> None:
+        """One conversation of ``_DEMO_CONVERSATIONS`` (with the lock held)."""
+        subject, message_type, status, priority, days, people, messages, read_by, extra = spec
+        authors = [self.users[a] if a else None for a, *_ in messages]
+        conv = self._new_conversation(
+            subject,
+            message_type,
+            authors[0],
+            [self.users[name] for name in self._demo_people(people)],
+            status=status,
+            priority=priority,
+        )
+        for author, (_, text, *internal) in zip(authors, messages):
             self._append(
-                reminder,
-                admin,
-                "Dear Bo District colleagues, please submit the monthly HMIS "
-                "reports before the 5th.",
-                user_agent=ua,
+                conv, author, text, internal=bool(internal), user_agent="DHIS2 Web Messaging"
             )
-            ticket = self._new_conversation(
-                "ORS stock-out at Ngelehun CHC", "TICKET", alice, [carol], status="OPEN"
+            if author is not None:
+                self._mark_replied(conv, author, bool(internal))
+        last = authors[-1].username if authors[-1] else None
+        for name, p in conv.participants.items():
+            p.read = name in read_by or name == last  # one has read what one wrote
+            p.follow_up = name in extra.get("follow_up", ())
+        conv.assignee = self.users[extra["assignee"]] if "assignee" in extra else None
+        conv.ext_message_id = extra.get("version")
+        if "file" in extra:
+            name, data = extra["file"]
+            file = self._new_file(authors[0], data, name, "text/csv", "MESSAGE_ATTACHMENT")
+            file.assigned = True
+            conv.messages[0].attachments.append(file)
+        self._backdate(conv, now - int(days * 86_400_000), step=37 * 60_000)
+
+    def _demo_people(self, people: str) -> list[str]:
+        """Usernames, or ``@bo`` (everyone in Bo District and below), ``@feedback``."""
+        names: list[str] = []
+        for word in people.split():
+            if word == "@bo":
+                names += [
+                    n for u in self.org_units.values() if BO_DISTRICT in u.path for n in u.members
+                ]
+            elif word == "@feedback":
+                names += self.groups[FEEDBACK_TEAM].members
+            else:
+                names.append(word)
+        return names
+
+
+# The demo world: (subject, type, status, priority, days ago, recipients, messages
+# ((author or None for DHIS2 itself, text[, "internal"]), ...), who has read it, extras).
+_DEMO_CONVERSATIONS: tuple[tuple[Any, ...], ...] = (
+    (
+        "Monthly reports due on the 5th",
+        "PRIVATE",
+        "NONE",
+        "NONE",
+        20,
+        "alice bob dave",
+        (
+            (
+                "admin",
+                "Dear Bo District colleagues, please submit the monthly HMIS reports before the 5th.",
+            ),
+        ),
+        {"alice"},
+        {},
+    ),
+    (
+        "Mortality data for January",
+        "PRIVATE",
+        "NONE",
+        "NONE",
+        12,
+        "alice dave admin",
+        (
+            ("bob", "Have you reported the January mortality data?"),
+            ("alice", "Yes, entered yesterday."),
+            ("dave", "Ours will be in by Friday."),
+        ),
+        {"alice", "admin"},
+        {},
+    ),
+    (
+        "Stock count on Friday",
+        "PRIVATE",
+        "NONE",
+        "NONE",
+        3,
+        "@bo",
+        (
+            (
+                "admin",
+                "Please count the ORS sachets and zinc tablets on Friday and report by Monday.",
+            ),
+            ("chw.ngelehun01", "Counted: 140 sachets, 60 zinc."),
+            ("aminata", "Ngelehun CHC done."),
+        ),
+        {"alice", "bob", "aminata", "chw.ngelehun01", "chw.ngelehun02", "ibrahim"},
+        {},
+    ),
+    (
+        "Measles campaign microplans",
+        "PRIVATE",
+        "NONE",
+        "HIGH",
+        9,
+        "admin abu",
+        (("fatmata", "The microplans for the measles campaign are due next week."),),
+        set(),
+        {"follow_up": ("admin",)},
+    ),
+    (
+        "Training venue in Kenema",
+        "PRIVATE",
+        "NONE",
+        "NONE",
+        7,
+        "admin",
+        (("abu", "Is the training still at the district office?"),),
+        set(),
+        {},
+    ),
+    (
+        "Login problems at Baoma Station CHP",
+        "PRIVATE",
+        "NONE",
+        "NONE",
+        1,
+        "admin",
+        (
+            ("mohamed", "Two of our staff cannot log in since Monday."),
+            ("mohamed", "It is the same on the tablet and the laptop."),
+        ),
+        set(),
+        {},
+    ),
+    (
+        "Corrected December figures",
+        "PRIVATE",
+        "NONE",
+        "NONE",
+        15,
+        "admin",
+        (("ibrahim", "The corrected December figures for Badjia are attached."),),
+        {"admin"},
+        {
+            "file": (
+                "badjia-december.csv",
+                b"data element,value\nOPD visits,1204\nANC 1st visit,88\n",
             )
-            self._append(
-                ticket,
-                alice,
-                "We ran out of ORS sachets last week. Can the district send more?",
-                user_agent=ua,
-            )
-            self._append(
-                ticket, carol, "Checking the store records first.", internal=True, user_agent=ua
-            )
-            self._mark_replied(ticket, carol, True)
-            self._append(ticket, carol, "A delivery is planned for Thursday.", user_agent=ua)
-            self._mark_replied(ticket, carol, False)
-            ticket.assignee = carol
-            thread = self._new_conversation(
-                "Mortality data for January", "PRIVATE", bob, [alice, dave]
-            )
-            self._append(
-                thread, bob, "Have you reported the January mortality data?", user_agent=ua
-            )
-            self._append(thread, alice, "Yes, entered yesterday.", user_agent=ua)
-            self._mark_replied(thread, alice, False)
-            self._append(thread, dave, "Ours will be in by Friday.", user_agent=ua)
-            self._mark_replied(thread, dave, False)
+        },
+    ),
+    (
+        "Welcome to the reporting team",
+        "PRIVATE",
+        "NONE",
+        "NONE",
+        30,
+        "kadiatu sia",
+        (("admin", "Welcome! Your accounts can now enter data for your facilities."),),
+        {"kadiatu"},
+        {},
+    ),
+    (
+        "Generator fuel for the cold chain",
+        "PRIVATE",
+        "NONE",
+        "NONE",
+        0.2,
+        "admin",
+        (("sia", "The generator at Kenema Govt Hospital has fuel for two more days."),),
+        set(),
+        {"follow_up": ("admin",)},
+    ),
+    (
+        "Data review meeting minutes",
+        "PRIVATE",
+        "NONE",
+        "NONE",
+        5,
+        "alice abu",
+        (
+            ("admin", "Minutes of Tuesday's data review are in the shared folder."),
+            ("abu", "Thanks, one correction on page 2."),
+        ),
+        {"alice"},
+        {},
+    ),
+    (
+        "Question about the EPI form",
+        "PRIVATE",
+        "NONE",
+        "NONE",
+        2,
+        "admin",
+        (("jose", "Where do we report doses given outside the facility?"),),
+        set(),
+        {},
+    ),
+    (
+        "Supervision visit",
+        "PRIVATE",
+        "NONE",
+        "NONE",
+        25,
+        "admin dave",
+        (
+            ("carol", "The supervision visit to Bo is moved to the 14th."),
+            ("admin", "Noted, thank you."),
+        ),
+        {"dave", "admin"},
+        {},
+    ),
+    (
+        "HMIS 105 due",
+        "PRIVATE",
+        "NONE",
+        "NONE",
+        4,
+        "chw.makeni01 chw.makeni02 chw.makeni03 chw.makeni04 chw.makeni05",
+        (("admin", "A reminder: the HMIS 105 is due on Friday."),),
+        {"chw.makeni02"},
+        {},
+    ),
+    (
+        "Vehicle request for Thursday",
+        "PRIVATE",
+        "NONE",
+        "NONE",
+        0.5,
+        "admin",
+        (("dave", "May I have the district vehicle on Thursday for the outreach?"),),
+        set(),
+        {},
+    ),
+    (
+        "ORS stock-out at Ngelehun CHC",
+        "TICKET",
+        "OPEN",
+        "HIGH",
+        6,
+        "@feedback",
+        (
+            ("alice", "We ran out of ORS sachets last week. Can the district send more?"),
+            ("carol", "Checking the store records first.", "internal"),
+            ("carol", "A delivery is planned for Thursday."),
+        ),
+        {"carol"},
+        {"assignee": "carol"},
+    ),
+    (
+        "Cannot export the CSV report",
+        "TICKET",
+        "OPEN",
+        "MEDIUM",
+        2,
+        "@feedback",
+        (("dave", "The CSV export of the monthly report times out."),),
+        set(),
+        {},
+    ),
+    (
+        "Wrong population figure for Badjia",
+        "TICKET",
+        "PENDING",
+        "MEDIUM",
+        10,
+        "@feedback",
+        (
+            ("ibrahim", "The 2024 population of Badjia is off by a factor of ten."),
+            ("admin", "Asked the statistics office for the census figure.", "internal"),
+            ("admin", "We are waiting for the statistics office."),
+        ),
+        {"admin"},
+        {"assignee": "admin"},
+    ),
+    (
+        "Dashboard loads slowly",
+        "TICKET",
+        "PENDING",
+        "LOW",
+        14,
+        "@feedback",
+        (("bob", "The malaria dashboard takes a minute to load."),),
+        {"carol"},
+        {},
+    ),
+    (
+        "Duplicate facility in the hierarchy",
+        "TICKET",
+        "SOLVED",
+        "HIGH",
+        21,
+        "@feedback",
+        (
+            ("aminata", "Ngelehun CHC appears twice in the data entry screen."),
+            ("carol", "Merged the two; please check."),
+            ("aminata", "Fixed, thank you."),
+        ),
+        {"carol", "admin", "aminata"},
+        {"assignee": "carol"},
+    ),
+    (
+        "Password reset does not arrive",
+        "TICKET",
+        "SOLVED",
+        "LOW",
+        28,
+        "@feedback",
+        (
+            ("kadiatu", "I requested a password reset but got no e-mail."),
+            ("admin", "Your e-mail address was missing; it is set now."),
+        ),
+        {"kadiatu", "admin", "carol"},
+        {},
+    ),
+    (
+        "Test ticket, please ignore",
+        "TICKET",
+        "INVALID",
+        "NONE",
+        18,
+        "@feedback",
+        (("alice", "Testing the feedback form."),),
+        {"carol", "admin"},
+        {},
+    ),
+    (
+        "Same as the ORS ticket",
+        "TICKET",
+        "INVALID",
+        "LOW",
+        5,
+        "@feedback",
+        (
+            ("mohamed", "ORS is out at Baoma Station CHP too."),
+            ("carol", "Covered by the Ngelehun ticket: the same delivery."),
+        ),
+        {"admin"},
+        {},
+    ),
+    (
+        "Suggestion: SMS reminders",
+        "TICKET",
+        "NONE",
+        "LOW",
+        8,
+        "@feedback",
+        (("abu", "Could DHIS2 send SMS reminders before the reporting deadline?"),),
+        set(),
+        {},
+    ),
+    (
+        "New data element for malaria RDTs",
+        "TICKET",
+        "NONE",
+        "MEDIUM",
+        11,
+        "@feedback",
+        (("fatmata", "We need a data element for RDTs done by community health workers."),),
+        {"carol"},
+        {},
+    ),
+    (
+        "Validation rule violated: ANC 4th visits > ANC 1st visits at Ngelehun CHC",
+        "VALIDATION_RESULT",
+        "OPEN",
+        "HIGH",
+        1,
+        "admin fatmata",
+        ((None, "ANC 4th visits (52) is greater than ANC 1st visits (41) in January."),),
+        set(),
+        {},
+    ),
+    (
+        "Validation rule violated: BCG doses > live births at Baoma Station CHP",
+        "VALIDATION_RESULT",
+        "OPEN",
+        "MEDIUM",
+        3,
+        "admin fatmata",
+        ((None, "BCG doses given (130) is greater than live births (97) in January."),),
+        {"fatmata"},
+        {},
+    ),
+    (
+        "Validation rule violated: malaria confirmed > tested at Makeni Govt Hospital",
+        "VALIDATION_RESULT",
+        "SOLVED",
+        "HIGH",
+        13,
+        "admin fatmata",
+        ((None, "Malaria cases confirmed (310) is greater than tested (288) in December."),),
+        {"admin", "fatmata"},
+        {},
+    ),
+    (
+        "Validation rule violated: measles doses > doses received at Bombali Sebora",
+        "VALIDATION_RESULT",
+        "PENDING",
+        "MEDIUM",
+        6,
+        "admin fatmata",
+        ((None, "Measles doses given (400) is greater than doses received (350) in January."),),
+        set(),
+        {},
+    ),
+    (
+        "Validation rule violated: outpatient visits missing at Njandama MCHP",
+        "VALIDATION_RESULT",
+        "OPEN",
+        "LOW",
+        2,
+        "admin fatmata",
+        ((None, "Outpatient visits are missing for January."),),
+        set(),
+        {},
+    ),
+    (
+        "Validation rule violated: ORS given > diarrhoea cases at Badjia",
+        "VALIDATION_RESULT",
+        "INVALID",
+        "LOW",
+        16,
+        "admin fatmata",
+        ((None, "ORS given (75) is greater than diarrhoea cases (60) in December."),),
+        {"admin"},
+        {},
+    ),
+    (
+        "Data set Child Health completed for Badjia, January",
+        "SYSTEM",
+        "NONE",
+        "NONE",
+        4,
+        "admin",
+        ((None, "Ibrahim Koroma completed Child Health for Badjia, January."),),
+        {"admin"},
+        {},
+    ),
+    (
+        "Data set EPI completed for Bo District, February",
+        "SYSTEM",
+        "NONE",
+        "NONE",
+        2,
+        "admin",
+        ((None, "Alice Banda completed EPI for Bo District, February."),),
+        set(),
+        {},
+    ),
+    (
+        "Import done: 1,204 data values",
+        "SYSTEM",
+        "NONE",
+        "NONE",
+        1,
+        "admin",
+        ((None, "Imported 1,204 data values: 1,180 new, 24 updated, 0 ignored."),),
+        set(),
+        {},
+    ),
+    (
+        "Analytics tables updated",
+        "SYSTEM",
+        "NONE",
+        "NONE",
+        0.1,
+        "admin",
+        ((None, "The analytics tables were updated in 14 minutes."),),
+        set(),
+        {},
+    ),
+    (
+        "System update available",
+        "SYSTEM",
+        "NONE",
+        "NONE",
+        9,
+        "admin",
+        ((None, "Version 2.42.1 of DHIS2 is available."),),
+        {"admin"},
+        {"version": "2.42.1"},
+    ),
+)
 
 
 # ---------------------------------------------------------------------------

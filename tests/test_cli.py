@@ -281,6 +281,7 @@ COMMAND_OF = {
     "resolve_user_group": "send",  # --group
     "resolve_organisation_unit": "tree",  # and --org-unit, --org-unit-tree
     "organisation_unit_subtree": "tree",  # and send/add-recipients --org-unit-tree
+    "expand_recipients": "send",  # send --dry-run
 }
 #: Public methods that are about the Messenger itself, not a DHIS2 endpoint.
 NOT_COMMANDS = {"close", "from_env"}
@@ -629,7 +630,7 @@ class TestShow:
         assert "Type: TICKET · Status: OPEN · Priority: NONE · Assignee: Carol Osei" == lines[1]
         assert "\x1b" not in out and "\x07" not in out
         readers = {u for u, p in conv.participants.items() if p.read}
-        assert f"Participants, read by {len(readers)} of 2:" == lines[2]
+        assert f"2 participants, read by {len(readers)} of 2:" == lines[2]
         assert {
             f"    Alice Banda (alice): {'read' if 'alice' in readers else 'unread'}",
             f"    Carol Osei (carol): {'read' if 'carol' in readers else 'unread'}",
@@ -637,11 +638,12 @@ class TestShow:
         headers = [line for line in lines if line.startswith("[")]
         assert [
             f"Alice Banda  ({conv.messages[0].uid})",
-            f"Carol Osei (internal)  ({conv.messages[1].uid})",
+            f"Carol Osei  ({conv.messages[1].uid})  [internal note · feedback team only]",
             f"Carol Osei  ({conv.messages[2].uid})",
         ] == [h.split("] ", 1)[1] for h in headers]
         assert all(len(h.split("] ")[0]) == len("[2024-05-02 10:11") for h in headers)
         assert "    It times out." in lines and "     Twice." in lines
+        assert "  ┃ Looking into it." in lines  # an internal note's lines stand apart
         command = f"dhis2-messages download {uid} {conv.messages[2].uid} {file} -o log.txt"
         assert [f"    attachment log.txt ({len(PDF)} bytes)", "      " + command] == lines[-2:]
         # the command is ready to copy: it writes the attachment under its own name
@@ -658,8 +660,16 @@ class TestShow:
             emulator.conversations[uid].participants[name].read = True
         emulator.conversations[uid].participants["bob"].follow_up = True
         lines = ok(cli("show", uid)).out.splitlines()
-        assert "Participants, read by 3 of 5:" == lines[2]
-        assert "    Bob Mensah (bob): unread, follow-up" in lines[3:8]
+        assert "5 participants, read by 3 of 5:" == lines[2]
+        # readers first, each group by name
+        assert [
+            "    Alice Banda (alice): read",
+            "    Carol Osei (carol): read",
+            "    John Traore (admin): read",
+            "    Bob Mensah (bob): unread, follow-up",
+            "    Dave Kamara (dave): unread",
+        ] == lines[3:8]
+        assert "Type: PRIVATE" == lines[1]  # a private message has no ticket fields
 
     def test_attachment_names_cannot_escape_the_folder(self, emulator, cli, connect):
         admin = connect("admin")
@@ -730,7 +740,8 @@ class TestSend:
     def test_text_from_stdin_and_json(self, emulator, cli):
         text = "Multi\nline ✓\r\n"
         data = ok(cli("--json", "send", "S", "-", "--user", ALICE, stdin=text)).json()
-        assert {"uid", "attachments"} == set(data) and [] == data["attachments"]
+        assert {"uid", "attachments", "reached"} == set(data) and [] == data["attachments"]
+        assert 1 == data["reached"]  # alice; the sender is not counted
         assert "Multi\nline ✓" == emulator.conversations[data["uid"]].messages[0].text
         uid = ok(cli("send", "S", "-", "--user", ALICE, stdin="two\n\n")).out.strip()
         assert "two\n" == emulator.conversations[uid].messages[0].text  # only one newline off
@@ -899,10 +910,25 @@ class TestAttachments:
         result = cli("download", uid, message, file, binary=True)
         assert (0, PDF, "") == (result.status, result.out, result.err)
 
-    def test_download_json_needs_output(self, emulator, cli):
-        result = cli("--json", "download", UNKNOWN, UNKNOWN, UNKNOWN)
-        assert 2 == result.status and "-o FILE" in result.err and "" == result.out
-        assert [] == emulator.log
+    def test_download_json_writes_the_attachment_under_its_own_name(
+        self, emulator, cli, connect, tmp_path, monkeypatch
+    ):
+        """--json without -o: the file takes the attachment's own name (curl -OJ), never
+        replacing one that is there."""
+        admin = connect("admin")
+        file = admin.upload_attachment(PDF, filename="../weekly report.pdf")
+        uid = admin.send(subject="S", text="T", users=ALICE, attachments=[file])
+        message = emulator.conversations[uid].messages[0].uid
+        monkeypatch.chdir(tmp_path)
+        data = ok(cli("--json", "download", uid, message, file)).json()
+        assert {"file": "weekly report.pdf", "bytes": len(PDF)} == data
+        assert PDF == (tmp_path / "weekly report.pdf").read_bytes()
+        (tmp_path / "weekly report.pdf").write_bytes(b"mine")
+        result = cli("--json", "download", uid, message, file)
+        assert 2 == result.status and "weekly report.pdf exists" in result.err
+        assert "-o FILE" in result.err and "" == result.out
+        assert b"mine" == (tmp_path / "weekly report.pdf").read_bytes()
+        assert ["weekly report.pdf"] == [p.name for p in tmp_path.iterdir()]
 
     def test_download_errors(self, emulator, cli, tmp_path):
         uid = emulator.add_conversation(sender="alice", recipients=["admin"], subject="S")
@@ -1131,9 +1157,12 @@ ESCAPE = "\x1b["
 ONE_RELEASE = pytest.mark.dhis2_versions("2.42")
 
 
-def terminal_run(emulator, *argv, columns=100, env=None, stdin=None, stderr_tty=True, timeout=60):
+def terminal_run(
+    emulator, *argv, columns=100, env=None, stdin=None, stderr_tty=True, timeout=60, cwd=ROOT
+):
     """Run the command with stdout (and stderr, unless *stderr_tty* is false) on a
-    pseudo-terminal *columns* wide; return (status, terminal text, piped stderr)."""
+    pseudo-terminal *columns* wide, in the folder *cwd*; return (status, terminal text,
+    piped stderr)."""
     pty = pytest.importorskip("pty")
     import fcntl
     import select
@@ -1149,9 +1178,10 @@ def terminal_run(emulator, *argv, columns=100, env=None, stdin=None, stderr_tty=
     full.update(env or {})
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    full["PYTHONPATH"] = os.pathsep.join([str(ROOT), full.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     proc = subprocess.Popen(
         [sys.executable, "-m", "dhis2_messages", *map(str, argv)],
-        cwd=ROOT,
+        cwd=cwd,
         env=full,
         stdin=slave if stdin is None else subprocess.PIPE,
         stdout=slave,
@@ -1198,7 +1228,9 @@ def visible(text):
 class TestTerminal:
     def seed(self, emulator):
         unread = emulator.add_conversation(sender="alice", recipients=["admin"], subject="New")
-        read = emulator.add_conversation(sender="bob", recipients=["admin"], subject="Old")
+        read = emulator.add_conversation(
+            sender="bob", recipients=["admin"], subject="Old", message_type="TICKET"
+        )
         emulator.conversations[read].participants["admin"].read = True
         return unread, read
 
@@ -1212,8 +1244,9 @@ class TestTerminal:
         (old,) = [r for r in rows if read in r]
         assert new.startswith(f"{ESCAPE}1m{unread}") and new.endswith(f"New{ESCAPE}22m")
         assert old.startswith(f"{ESCAPE}2m{read}") and old.endswith(f"Old{ESCAPE}22m")
-        assert f"{ESCAPE}36mPRIVATE{ESCAPE}39m" in new and f"{ESCAPE}36mPRIVATE{ESCAPE}39m" in old
-        assert "page 1 of 1, 2 in all" == footer
+        assert f"{ESCAPE}36mPRIVATE{ESCAPE}39m" in new and f"{ESCAPE}33mTICKET{ESCAPE}39m" in old
+        assert "PRIORITY" not in header  # NONE in both rows: said once, below
+        assert "page 1 of 1, 2 in all; all priority NONE" == footer
 
     @pytest.mark.parametrize(
         "argv, env",
@@ -1342,8 +1375,8 @@ class TestRetryNotes:
         status, out, _ = terminal_run(emulator, "unread")
         assert 0 == status
         assert [
-            "dhis2-messages: DHIS2 answered 503; retrying in 0 s, 1 of 3",
-            "dhis2-messages: DHIS2 answered 503; retrying in 0 s, 2 of 3",
+            "dhis2-messages: DHIS2 answered 503; retry 1 of 3 in 0 s",
+            "dhis2-messages: DHIS2 answered 503; retry 2 of 3 in 0 s",
             "0",
         ] == visible(out).splitlines()
 
@@ -1352,10 +1385,8 @@ class TestRetryNotes:
         status, out, _ = terminal_run(emulator, "--url", url, "--retries", "1", "unread")
         assert 1 == status
         note, error = visible(out).splitlines()
-        assert (
-            note.startswith("dhis2-messages: the connection failed (") and "object at" not in note
-        )
-        assert note.endswith("retrying in 0.5 s, 1 of 1")
+        assert note.startswith("dhis2-messages: could not connect (") and "object at" not in note
+        assert note.endswith("; retry 1 of 1 in 0.5 s")
         assert error.startswith("dhis2-messages: could not connect to 127.0.0.1:")
 
     def test_a_timeout_is_said_in_seconds_not_in_python(self, emulator):
@@ -1363,7 +1394,7 @@ class TestRetryNotes:
         status, out, _ = terminal_run(emulator, "--timeout", "0.3", "--retries", "1", "unread")
         note, error = visible(out).splitlines()
         assert 1 == status
-        assert "dhis2-messages: the connection failed (no answer within 0.3 s); retrying in" in note
+        assert "dhis2-messages: no answer within 0.3 s; retry 1 of 1 in" in note
         assert "timeout=" not in out and "within 0.3 s" in error
 
     def test_nothing_when_quiet_or_not_a_terminal(self, emulator, spawn):
@@ -1409,15 +1440,23 @@ class TestTerminalInput:
         assert "Type the text, then Ctrl-D on a line of its own:" in out
         assert "Thanks,\nJohn" == emulator.conversations[uid].messages[-1].text
 
-    def test_download_refuses_raw_bytes_to_a_terminal(self, emulator, connect):
+    def test_download_on_a_terminal_writes_the_attachments_own_name(
+        self, emulator, connect, tmp_path
+    ):
+        """Without -o on a terminal the bytes go to a file named as the attachment is,
+        not to the screen; a file of that name is never replaced."""
         admin = connect("admin")
         file = admin.upload_attachment(PDF, filename="r.pdf")
         uid = admin.send(subject="S", text="T", users=ALICE, attachments=[file])
         message = emulator.conversations[uid].messages[0].uid
+        status, out, _ = terminal_run(emulator, "download", uid, message, file, cwd=tmp_path)
+        assert (0, f"wrote {len(PDF)} bytes to r.pdf\n") == (status, out)
+        assert PDF == (tmp_path / "r.pdf").read_bytes()
         emulator.clear_log()
-        status, out, _ = terminal_run(emulator, "download", uid, message, file)
-        assert 2 == status and "-o FILE" in out and "%PDF" not in out
-        assert [] == emulator.log
+        status, out, _ = terminal_run(emulator, "download", uid, message, file, cwd=tmp_path)
+        assert 2 == status and "r.pdf exists: give -o FILE" in out and "%PDF" not in out
+        assert PDF == (tmp_path / "r.pdf").read_bytes()
+        assert ["GET"] == [r.method for r in emulator.log]  # the name, not the bytes
 
 
 def terminal_run_with_input(emulator, argv, text, timeout=60):
@@ -1540,3 +1579,232 @@ class TestTls:
         assert 2 == len(tls_server.seen)
         result = cli(*url, "--ca-bundle", "/no/such/bundle.pem", "list")
         assert 2 == result.status and "/no/such/bundle.pem" in result.err
+
+
+# -- Saying what happened: whom a send reached, no match, the commonest mistakes ---------
+
+
+@ONE_RELEASE
+class TestWhomItReached:
+    def test_send_on_a_terminal_says_whom_it_reached(self, emulator):
+        status, out, _ = terminal_run(
+            emulator, "send", "Stock count", "By Friday.", "--org-unit-tree", "Bo District"
+        )
+        (uid,) = emulator.conversations
+        assert 0 == status
+        assert f"sent {uid} to Bo District and the 5 units below it: 20 users reached\n" == out
+        assert 21 == len(emulator.conversations[uid].participants)  # and the sender
+
+    def test_piped_send_prints_the_uid_alone(self, emulator, spawn):
+        out = ok(spawn("send", "S", "T", "--user", "alice", "--group", "Reporters")).out
+        assert [out.strip()] == list(emulator.conversations) and 1 == len(out.splitlines())
+
+    def test_dry_run_counts_without_sending(self, emulator, cli):
+        result = ok(
+            cli(
+                "send",
+                "Stock count",
+                "By Friday.",
+                "--dry-run",
+                "--org-unit-tree",
+                "Bo District",
+                "--group",
+                "Reporters",
+                "--user",
+                "sia",
+            )
+        )
+        lines = result.out.splitlines()
+        assert "would reach 21 users; nothing was sent" == lines[0]
+        assert (
+            [
+                "  named with --user: 1",
+                "  in the group Reporters: 2",  # alice and bob, who are in Bo District too
+                "  assigned to Bo District and the 5 units below it: 20",
+            ]
+            == lines[1:4]
+        )
+        assert lines[4].startswith("  Alice Banda, Aminata Conteh, Bob Mensah, ")
+        assert [] == emulator.requests("POST") and {} == emulator.conversations
+
+    def test_dry_run_json_lists_everyone(self, emulator, cli):
+        data = ok(
+            cli("--json", "send", "S", "T", "--dry-run", "--org-unit", "Kenema District")
+        ).json()
+        assert {
+            "dry_run": True,
+            "reach": [{"id": "Tq7JxWmz2Rn", "name": "Abu Jalloh", "username": "abu"}],
+        } == data
+        assert [] == emulator.requests("POST")
+
+    def test_dry_run_of_a_unit_nobody_is_assigned_to(self, emulator, cli):
+        out = ok(cli("send", "S", "T", "--dry-run", "--org-unit", "Bombali District")).out
+        assert "would reach 0 users; nothing was sent" == out.splitlines()[0]
+
+    def test_a_unit_with_nobody_points_to_the_tree(self, emulator, cli):
+        result = cli("send", "S", "T", "--org-unit", "Bombali District")
+        assert 1 == result.status
+        first, *advice = result.err.splitlines()
+        assert first.endswith("(HTTP 409 E1004): No recipients selected.")
+        assert "--org-unit-tree" in advice[1] and "organisation_unit_subtree" not in result.err
+
+
+@ONE_RELEASE
+class TestNoMatch:
+    def test_find_with_no_match_exits_1(self, emulator, cli):
+        result = cli("find", "zzz")
+        assert (1, "no user, user group or organisation unit matches 'zzz'\n") == (
+            result.status,
+            result.out,
+        )
+        result = cli("--json", "find", "zzz")
+        assert 1 == result.status
+        assert {"users": [], "user_groups": [], "organisation_units": []} == result.json()
+        assert 1 == cli("find", "zzz", "--feedback-recipients").status
+
+    def test_a_name_that_matches_nothing_says_nothing_was_sent_only_for_a_send(self, cli):
+        tree = cli("tree", "Port Loko")
+        assert 2 == tree.status
+        assert "dhis2-messages: error: ORG_UNIT 'Port Loko': no organisation unit matches" == (
+            error_line(tree)
+        )
+        assert "sent" not in tree.err
+        send = cli("send", "S", "T", "--org-unit-tree", "Port Loko")
+        assert error_line(send).endswith("no organisation unit matches; nothing was sent")
+
+
+@ONE_RELEASE
+class TestCommonMistakes:
+    def test_https_to_a_plain_http_server(self, emulator, cli):
+        url = emulator.url.replace("http://", "https://")
+        result = cli("--url", url, "unread")
+        host = url.split("//")[1]
+        assert 1 == result.status
+        assert [
+            f"dhis2-messages: {host} answered in plain http, not https.",
+            f"Give --url http://{host} (or the address of its https port).",
+        ] == result.err.splitlines()
+
+    def test_an_unknown_host_is_one_line_at_once(self, emulator, tmp_path):
+        """No retry notes, no waiting: a name DNS does not know stays unknown.  (The
+        command's resolver fails every name, as DNS does an unknown one.)"""
+        (tmp_path / "sitecustomize.py").write_text(
+            "import socket\n"
+            "def _unknown(*args, **kwargs):\n"
+            "    raise socket.gaierror(socket.EAI_NONAME, 'Name or service not known')\n"
+            "socket.getaddrinfo = _unknown\n",
+            encoding="utf-8",
+        )
+        env = {"PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
+        status, out, _ = terminal_run(
+            emulator, "--url", "https://dhis2.example.invalid", "unread", env=env
+        )
+        assert 1 == status
+        assert [
+            "dhis2-messages: no such host: dhis2.example.invalid (DNS knows no such name).",
+            "Check --url.",
+        ] == visible(out).splitlines()
+
+    def test_a_wrong_context_path(self, emulator, cli):
+        result = cli("--url", emulator.url + "/dhis", "unread")
+        assert 1 == result.status
+        first, second = result.err.splitlines()
+        assert first == (
+            f"dhis2-messages: no DHIS2 API at {emulator.url}/dhis (HTTP 404: HTTP Status 404 – "
+            "Not Found)."
+        )
+        assert second.startswith("Check --url: DHIS2's address, with its context path")
+
+    def test_retry_notes_fit_a_narrow_terminal(self, emulator):
+        emulator.inject(method="GET", path=API, drop=True, times=2)
+        status, out, _ = terminal_run(emulator, "unread", columns=60)
+        notes = visible(out).splitlines()[:-1]
+        assert 0 == status and 2 == len(notes)
+        assert all(note.startswith("dhis2-messages: the connection broke (") for note in notes)
+        assert all(len(note) <= 60 and note.endswith("…") for note in notes), notes
+
+
+@ONE_RELEASE
+class TestColumnsByContent:
+    def tickets(self, emulator, n=3):
+        for status, priority in [("OPEN", "HIGH"), ("PENDING", "LOW"), ("SOLVED", "NONE")][:n]:
+            emulator.add_conversation(
+                sender="alice",
+                recipients=["admin"],
+                subject=f"Stock-out of ORS, {status.lower()}",
+                message_type="TICKET",
+                status=status,
+                priority=priority,
+            )
+
+    @pytest.mark.parametrize("argv", [["--type", "TICKET"], ["--filter", "messageType:eq:TICKET"]])
+    def test_a_column_with_one_value_gives_way_first(self, emulator, argv):
+        self.tickets(emulator)
+        emulator.add_conversation(sender="bob", recipients=["admin"], subject="Private")
+        status, out, _ = terminal_run(emulator, "list", *argv, columns=80)
+        header, *rows, footer = visible(out).splitlines()
+        assert 0 == status and 3 == len(rows)
+        assert "TYPE" not in header and "STATUS" in header and "FLAGS" not in header
+        assert {"OPEN", "PENDING", "SOLVED"} == {row.split()[1] for row in rows}
+        assert "page 1 of 1, 3 in all; all TICKET, unread" == footer
+        status, out, _ = terminal_run(emulator, "list", *argv, columns=120)
+        header = visible(out).splitlines()[0]
+        assert "PRIORITY" in header and "STATUS" in header and "TYPE" not in header
+
+    def test_a_walk_leaves_out_only_what_its_filter_holds(self, emulator):
+        self.tickets(emulator)
+        status, out, _ = terminal_run(
+            emulator, "list", "--all", "--page-size", "2", "--type", "ticket"
+        )
+        header, *rows, footer = visible(out).splitlines()
+        assert 0 == status and 3 == len(rows)
+        assert "TYPE" not in header and "FLAGS" in header  # later pages could differ in flags
+        assert "3 conversations; all TICKET" == footer.rsplit("\r\x1b[K", 1)[-1]
+        status, out, _ = terminal_run(emulator, "list", "--all", "--page-size", "2")
+        assert 0 == status and "TYPE" in visible(out).splitlines()[0]
+
+    def test_a_pipe_gets_every_column(self, emulator, spawn):
+        self.tickets(emulator)
+        header = ok(spawn("list", "--type", "TICKET")).out.splitlines()[0]
+        assert header.split() == [
+            "UID",
+            "FLAGS",
+            "TYPE",
+            "STATUS",
+            "PRIORITY",
+            "LAST",
+            "MESSAGE",
+            "FROM",
+            "SUBJECT",
+        ]
+
+
+@ONE_RELEASE
+class TestListDates:
+    def test_since_and_before(self, emulator, cli):
+        import datetime as dt
+
+        old = emulator.add_conversations(
+            2, sender="bob", recipients=["admin"], created=dt.datetime(2024, 5, 1, 8)
+        )
+        new = emulator.add_conversations(1, sender="bob", recipients=["admin"])
+        listed = ok(cli("--json", "list", "--before", "2024-06-01")).json()["conversations"]
+        assert set(old) == {c["id"] for c in listed}
+        listed = ok(cli("--json", "list", "--since", "7d")).json()["conversations"]
+        assert set(new) == {c["id"] for c in listed}
+        listed = ok(cli("--json", "list", "--since", "2024-05-01T08:00:30")).json()["conversations"]
+        assert {old[1], *new} == {c["id"] for c in listed}
+        result = cli("list", "--since", "last week")
+        assert 2 == result.status and "7d" in result.err
+
+
+def test_bare_command_prints_a_short_help(capsys):
+    """dhis2-messages alone: the commands and where to read more, not argparse's error."""
+    assert 2 == main([])
+    err = capsys.readouterr().err
+    assert err.startswith("usage: dhis2-messages ")
+    assert "error" not in err and "Commands:" in err
+    for name in _subcommands():
+        assert f"\n  {name} " in err
+    assert "dhis2-messages COMMAND --help" in err and len(err.splitlines()) < 40
+    assert 2 == main(["--json"])  # options, but no command

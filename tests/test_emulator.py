@@ -957,6 +957,56 @@ class TestLogAndControl:
         )
         assert list(reversed(uids)) == [c["id"] for c in listed.json()["messageConversations"]]
 
+    def test_bulk_setup_of_any_type_and_date(self, emu, call):
+        """Old conversations of any type in bulk, for a script's own tests of date filters."""
+        import datetime as dt
+
+        start = dt.datetime(2024, 5, 1, 8, 0)
+        tickets = emu.add_conversations(
+            3,
+            sender="alice",
+            recipients=["carol"],
+            message_type="ticket",
+            created=start,
+            messages=2,
+        )
+        notices = emu.add_conversations(
+            2,
+            sender=None,
+            recipients=["carol"],
+            message_type="VALIDATION_RESULT",
+            priority="high",
+        )
+        listed = call(
+            "GET",
+            MC,
+            "carol",
+            params={
+                "fields": "id,messageType,status,priority,created,lastMessage,messages[created]",
+                "order": "created:asc",
+                "paging": "false",
+            },
+        ).json()["messageConversations"]
+        assert tickets + notices == [c["id"] for c in listed]
+        assert [("TICKET", "OPEN", "NONE")] * 3 + [("VALIDATION_RESULT", "OPEN", "HIGH")] * 2 == [
+            (c["messageType"], c["status"], c["priority"]) for c in listed
+        ]
+        assert [
+            "2024-05-01T08:00:00.000",
+            "2024-05-01T08:01:00.000",
+            "2024-05-01T08:02:00.000",
+        ] == [c["created"] for c in listed[:3]]
+        assert ["2024-05-01T08:00:00.000", "2024-05-01T08:00:01.000"] == [
+            m["created"] for m in listed[0]["messages"]
+        ]
+        assert "2024-05-01T08:00:01.000" == listed[0]["lastMessage"]
+        before_june = call(
+            "GET", MC, "carol", params={"filter": "lastMessage:lt:2024-06-01", "fields": "id"}
+        ).json()["messageConversations"]
+        assert sorted(tickets) == sorted(c["id"] for c in before_june)
+        with pytest.raises(ValueError):
+            emu.add_conversations(1, sender="alice", recipients=["bob"], message_type="MEMO")
+
     def test_bulk_setup(self, emu):
         """20,000 conversations at once, as the benchmark's walks need (their time is the bench's)."""
         emu.add_conversations(20_000, sender="admin", recipients=["alice"])
@@ -972,7 +1022,36 @@ def test_command_line_demo_server():
         r = requests.get(
             url + MC, auth=("alice", "District1#"), params={"fields": "subject"}, timeout=5
         )
-        assert 3 == r.json()["pager"]["total"]
+        assert 6 == r.json()["pager"]["total"]
+
+
+def test_the_demo_world_has_every_type_and_tickets_in_every_status():
+    """--demo: a few dozen conversations over the past month, all of which the admin
+    takes part in (the command line's demo user): every type, every ticket status."""
+    import collections
+
+    emu = Emulator()
+    emu.seed_demo()
+    with emu:
+        convs = requests.get(
+            emu.url + MC,
+            auth=("admin", "district"),
+            params={
+                "fields": "id,messageType,status,created,messages[internal]",
+                "paging": "false",
+            },
+            timeout=5,
+        ).json()["messageConversations"]
+    kinds = collections.Counter(c["messageType"] for c in convs)
+    assert {"PRIVATE", "TICKET", "VALIDATION_RESULT", "SYSTEM"} == set(kinds)
+    assert len(convs) >= 30 and min(kinds.values()) >= 5
+    assert {"NONE", "OPEN", "PENDING", "INVALID", "SOLVED"} == {
+        c["status"] for c in convs if c["messageType"] == "TICKET"
+    }
+    assert any(m["internal"] for c in convs for m in c["messages"])  # a note to the team
+    days = {c["created"][:10] for c in convs}
+    assert len(days) >= 10  # spread over weeks, for the date filters
+    assert [] == emu.errors
 
 
 def test_demo_prints_a_ready_export_line():

@@ -29,6 +29,8 @@ from dhis2_messages import (
     Messenger,
     Page,
     UserRef,
+    before,
+    since,
 )
 from tests.conftest import ADMIN, ALICE, API, DAVE, MiniServer, json_answer
 
@@ -147,6 +149,67 @@ class TestListConversations:
             admin.list_conversations(filter="colour:eq:red")
         assert (400, "E1003") == (info.value.status_code, info.value.error_code)
         assert "Unknown path property: colour" in info.value.message
+
+
+class TestDateFilters:
+    """since() and before(): the common date cuts, in DHIS2's own date format."""
+
+    def old_and_new(self, emulator):
+        """Three conversations of May 2024 and two of today (the emulator's time is UTC)."""
+        old = emulator.add_conversations(
+            3, sender="bob", recipients=["alice"], created=dt.datetime(2024, 5, 1, 8, 0)
+        )
+        new = emulator.add_conversations(2, sender="bob", recipients=["alice"])
+        return old, new
+
+    def test_the_filters_dhis2_reads(self):
+        assert "lastMessage:ge:2024-05-01T00:00:00.000" == since(dt.date(2024, 5, 1))
+        assert "created:lt:2024-05-01T08:30:00.000" == before(
+            dt.datetime(2024, 5, 1, 8, 30), field="created"
+        )
+        # DHIS2 keeps milliseconds: a finer time is rounded up, so the cut stays exact
+        assert "lastUpdated:ge:2024-05-01T08:30:00.001" == since(
+            dt.datetime(2024, 5, 1, 8, 30, 0, 1), field="lastUpdated"
+        )
+        cut = dt.datetime.fromisoformat(before(dt.timedelta(days=30)).split(":", 2)[2])
+        assert dt.timedelta(days=29) < dt.datetime.now() - cut < dt.timedelta(days=31)
+
+    def test_old_and_new(self, emulator, alice):
+        old, new = self.old_and_new(emulator)
+        cut = dt.datetime(2024, 5, 1, 8, 1, 30)  # between the second and the third
+        assert set(old[:2]) == {c.id for c in alice.list_conversations(filter=before(cut))}
+        recent = alice.iter_conversations(filter=since(cut))
+        assert set(old[2:] + new) == {c.id for c in recent}
+        stale = [since(dt.date(2024, 5, 1)), before(dt.timedelta(days=1))]
+        assert set(old) == {c.id for c in alice.iter_conversations(filter=stale)}
+        assert "lastMessage:lt:2024-05-01T08:01:30.000" in emulator.log[0].param("filter")
+
+    @pytest.mark.parametrize(
+        "when, field, error",
+        [
+            (dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc), "lastMessage", ValueError),
+            (dt.timedelta(days=-1), "lastMessage", ValueError),
+            ("2024-05-01", "lastMessage", TypeError),
+            (dt.date(2024, 5, 1), "lastmessage", ValueError),
+            (dt.date(2024, 5, 1), None, TypeError),
+        ],
+    )
+    def test_bad_input(self, when, field, error):
+        with pytest.raises(error):
+            since(when, field=field)
+        with pytest.raises(error):
+            before(when, field=field)
+
+
+def test_a_page_is_indexed_and_sliced_like_its_conversations(emulator, alice):
+    uids = emulator.add_conversations(3, sender="bob", recipients=["alice"])
+    page = alice.list_conversations()
+    assert (uids[2], uids[0]) == (page[0].id, page[-1].id)
+    assert isinstance(page[0], Conversation)
+    assert page.conversations[1:] == page[1:] and isinstance(page[1:], tuple)
+    assert [c.id for c in page[::-1]] == uids
+    with pytest.raises(IndexError):
+        page[3]
 
 
 class TestCountUnread:

@@ -8,13 +8,23 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import shutil
+import subprocess
 
 import attrs
 import pandas
 import pytest
 
-from dhis2_messages import Conversation, Message, Page, Participant, UserRef
-from tests.conftest import ALICE, CAROL
+from dhis2_messages import (
+    Conversation,
+    Message,
+    OrgUnitRef,
+    Page,
+    Participant,
+    UserGroupRef,
+    UserRef,
+)
+from tests.conftest import ALICE, BO_DISTRICT, CAROL
 
 SCRIPT = "<script>alert('x')</script>"
 LEFT = '<td style="text-align:left">'
@@ -93,7 +103,7 @@ def test_conversation_thread_escapes(connect):
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
     assert "<h4>Bug &lt;b&gt;</h4>" in html
     assert "<b>Alice Banda</b>" in html and "<b>Carol Osei</b>" in html
-    assert "note &amp; more" in html and "<i>(internal)</i>" in html
+    assert "note &amp; more" in html and "internal note · feedback team only" in html
     assert html.index("Alice Banda") < html.index("Carol Osei")
 
 
@@ -108,9 +118,15 @@ def test_conversation_shows_its_facts_and_who_has_read_it(emulator, connect):
     emulator.conversations[uid].participants["alice"].read = False
     html = carol.get_conversation(uid)._repr_html_()
     assert "Type: TICKET · Status: OPEN · Priority: NONE · Assignee: Carol Osei" in html
-    assert "Participants, read by 2 of 3:" in html
-    assert "<li><span><b>Bob Mensah</b> (bob): read</span></li>" in html
-    assert "<li><span><b>Alice Banda</b> (alice): unread</span></li>" in html
+    assert (
+        "<summary><small>3 participants, read by 2 of 3 (readers first)</small></summary>" in html
+    )
+    people = re.findall(r"<li[^>]*><span><b>([^<]*)</b> \((\w+)\): (\w+)</span></li>", html)
+    assert [
+        ("Bob Mensah", "bob", "read"),
+        ("Carol Osei", "carol", "read"),
+        ("Alice Banda", "alice", "unread"),
+    ] == people
 
 
 USER = UserRef(id=ALICE, name="Alice <Banda>", username="alice")
@@ -125,7 +141,8 @@ MESSAGE = Message(
 
 def test_message_and_participant_render_in_a_notebook():
     html = MESSAGE._repr_html_()
-    assert "<b>Alice &lt;Banda&gt;</b> <small>2024-05-02 10:11</small> <i>(internal)</i>" in html
+    assert "<b>Alice &lt;Banda&gt;</b> <small>2024-05-02 10:11</small>" in html
+    assert "<strong>internal note · feedback team only</strong>" in html
     assert ">Line &amp; one\nline two</pre>" in html
     system = attrs.evolve(MESSAGE, sender=None)._repr_html_()
     assert "<b>System</b>" in system
@@ -136,8 +153,8 @@ def test_message_and_participant_render_in_a_notebook():
 def test_print_is_short_and_repr_stays_attrs():
     """print() gives the terminal's view; repr() is still attrs' (every field, evaluable)."""
     assert (
-        "[2024-05-02 10:11] Alice <Banda> (internal)  (Mx1y2z3a4b5)\n    Line & one\n    line two"
-        == str(MESSAGE)
+        "[2024-05-02 10:11] Alice <Banda>  (Mx1y2z3a4b5)  [internal note · feedback team only]\n"
+        "  ┃ Line & one\n  ┃ line two" == str(MESSAGE)
     )
     assert repr(MESSAGE).startswith("Message(id='Mx1y2z3a4b5', text='Line & one\\nline two'")
     assert "datetime.datetime(2024, 5, 2, 10, 11, 12)" in repr(MESSAGE)
@@ -145,7 +162,7 @@ def test_print_is_short_and_repr_stays_attrs():
     assert "Alice <Banda> (alice): unread" == str(p)
     assert repr(p).startswith("Participant(user=UserRef(")
     conv = Conversation(id="Qa1b2c3d4e5", subject="S", messages=(MESSAGE,))
-    assert str(conv).startswith("S\nType: ? · Status: ? · Priority: ? · Assignee: nobody\n\n[2024")
+    assert str(conv).startswith("S\nType: ?\n\n[2024")
     page = Page(conversations=(conv,), total=1)
     lines = str(page).splitlines()
     assert lines[0].startswith("UID") and lines[1].startswith("Qa1b2c3d4e5")
@@ -187,3 +204,163 @@ class TestPandas:
             row[f"{field}_name"],
             row[f"{field}_username"],
         )
+
+
+# -- A district in a notebook: hundreds of participants, tickets, internal notes --------
+
+
+def district(n=500, every=13):
+    """A message to a district: the admin and n - 1 users, every 13th of them has read it,
+    the participants in no particular order (DHIS2 sends them so), then a reply and a note."""
+    admin = UserRef(id="xE7jOejl9FI", name="John Traore", username="admin")
+    users = [
+        UserRef(id=f"U{i:010d}", name=f"CHW Bo {i:03d}", username=f"chw.bo{i:03d}")
+        for i in range(n - 1)
+    ]
+    people = tuple(
+        Participant(user=u, read=i % every == 0) for i, u in reversed(list(enumerate(users)))
+    ) + (Participant(user=admin, read=True),)
+    at = dt.datetime(2024, 5, 2, 9, 30)
+    return Conversation(
+        id="Qa1b2c3d4e5",
+        subject="Stock count on Friday",
+        message_type="PRIVATE",
+        status="NONE",
+        priority="NONE",
+        messages=(
+            Message(id="Mx1y2z3a4b5", text="Count the ORS by Friday.", sender=admin, created=at),
+            Message(id="Mx1y2z3a4b6", text="140 sachets.", sender=users[13], created=at),
+            Message(
+                id="Mx1y2z3a4b7", text="Short of zinc.", sender=admin, created=at, internal=True
+            ),
+        ),
+        participants=people,
+    )
+
+
+class TestADistrict:
+    def test_participants_fold_into_one_line_readers_first(self):
+        conv = district()
+        readers = sum(p.read for p in conv.participants)
+        html = conv._repr_html_()
+        summary = f"500 participants, read by {readers} of 500 (readers first)"
+        assert (
+            1 == html.count("<details>") and f"<summary><small>{summary}</small></summary>" in html
+        )
+        folded = html[html.index("<details>") : html.index("</details>")]
+        names = re.findall(r"<li[^>]*><span><b>([^<]*)</b>", folded)
+        assert 500 == len(names) and 0 == html.count("<li", html.index("</details>"))
+        assert names[:readers] == sorted(names[:readers], key=str.casefold)
+        assert names[readers:] == sorted(names[readers:], key=str.casefold)
+        assert "John Traore" in names[:readers] and "CHW Bo 013" in names[:readers]
+        # the thread follows at once
+        assert html.index("Count the ORS by Friday.") > html.index("</details>")
+
+    def test_the_text_view_lists_the_first_few(self):
+        lines = str(district()).splitlines()
+        assert "500 participants, read by 40 of 500:" == lines[2]
+        assert "    CHW Bo 000 (chw.bo000): read" == lines[3]
+        assert "    … and 490 more (460 of them unread)" == lines[13]
+        assert lines[15].startswith("[2024-05-02 09:30] John Traore")
+        assert 25 > len(lines)
+
+    @pytest.mark.parametrize(
+        "fields, facts",
+        [
+            ({"message_type": "PRIVATE", "status": "NONE", "priority": "NONE"}, "Type: PRIVATE"),
+            (
+                {"message_type": "TICKET", "status": "OPEN", "priority": "NONE"},
+                "Type: TICKET · Status: OPEN · Priority: NONE · Assignee: nobody",
+            ),
+            (
+                {"message_type": "VALIDATION_RESULT", "status": "OPEN", "priority": "HIGH"},
+                "Type: VALIDATION_RESULT · Status: OPEN · Priority: HIGH",
+            ),
+            (
+                {"message_type": "PRIVATE", "priority": "HIGH", "assignee": USER},
+                "Type: PRIVATE · Priority: HIGH · Assignee: Alice <Banda>",
+            ),
+        ],
+    )
+    def test_ticket_fields_only_where_they_say_something(self, fields, facts):
+        conv = Conversation(id="Qa1b2c3d4e5", subject="S", **fields)
+        assert facts == str(conv).splitlines()[1]
+        assert f"<p><small>{facts.replace('<', '&lt;').replace('>', '&gt;')}</small></p>" in (
+            conv._repr_html_()
+        )
+
+    def test_an_internal_note_stands_apart(self):
+        reply, note = (m._repr_html_() for m in district().messages[1:])
+        assert note.startswith('<div style="border-left:4px solid #e0a800;')
+        assert "internal note · feedback team only" in note
+        assert "#e0a800" not in reply and "internal" not in reply
+
+    @pytest.mark.skipif(not shutil.which("chromium"), reason="no Chromium to render with")
+    def test_in_a_browser_the_thread_fits_one_page_until_the_list_is_opened(self, tmp_path):
+        """Chromium prints the district's view on one page; opened, the list of 500
+        takes several."""
+        html = district()._repr_html_()
+        pages = []
+        for name, view in (("folded", html), ("open", html.replace("<details>", "<details open>"))):
+            (tmp_path / f"{name}.html").write_text(
+                f'<!doctype html><meta charset="utf-8"><body>{view}</body>', encoding="utf-8"
+            )
+            pdf = tmp_path / f"{name}.pdf"
+            subprocess.run(
+                [
+                    shutil.which("chromium"),
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    f"--user-data-dir={tmp_path / name}",
+                    "--no-pdf-header-footer",
+                    f"--print-to-pdf={pdf}",
+                    (tmp_path / f"{name}.html").as_uri(),
+                ],
+                capture_output=True,
+                timeout=120,
+                check=False,
+            )
+            pages.append(len(re.findall(rb"/Type\s*/Page(?!s)", pdf.read_bytes())))
+        folded, opened = pages
+        assert 1 == folded and opened > 2, pages
+
+
+class TestLookupsInANotebook:
+    def test_a_user_a_group_and_a_unit_show_their_uid(self):
+        assert "<span><b>Alice &lt;Banda&gt;</b> (alice) <code>PhzytPW3g2J</code></span>" == (
+            USER._repr_html_()
+        )
+        group = UserGroupRef(id="wl5cDMuUhmF", name="Reporters")
+        assert "<span><b>Reporters</b> <code>wl5cDMuUhmF</code></span>" == group._repr_html_()
+        unit = OrgUnitRef(id="O6uvpzGd5pu", name="Bo District", level=2)
+        assert "<span><b>Bo District</b> (level 2) <code>O6uvpzGd5pu</code></span>" == (
+            unit._repr_html_()
+        )
+
+    def test_a_lookup_is_a_list_shown_as_a_table(self, alice):
+        found = alice.lookup_users("banda")
+        assert isinstance(found, list) and ["Alice Banda", "Jose Banda", "José Banda"] == [
+            u.name for u in found
+        ]
+        header, *rows = cells(found._repr_html_())
+        assert ["Name", "Username", "UID"] == header
+        assert ["Alice Banda", "alice", "PhzytPW3g2J"] == rows[0] and 3 == len(rows)
+        assert "<caption" in found._repr_html_() and ">3 users</caption>" in found._repr_html_()
+        nothing = alice.find_user_groups("zzz")
+        assert [] == nothing and ">no user groups</caption>" in nothing._repr_html_()
+        units = alice.find_organisation_units("bo")
+        assert ["Name", "Level", "UID"] == cells(units._repr_html_())[0]
+
+    def test_a_subtree_is_indented_by_level(self, alice):
+        tree = alice.organisation_unit_subtree(BO_DISTRICT)
+        html = tree._repr_html_()
+        indents = re.findall(r'padding-left:([\d.]+)em">([^<]*)<', html)
+        assert ("0", "Bo District") == indents[0]
+        assert ("1.5", "Badjia") in indents and ("3", "Ngelehun CHC") in indents
+        assert "a subtree: Bo District and the units below it" in html

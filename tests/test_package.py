@@ -100,11 +100,36 @@ def test_python_examples_run(emulator, tmp_path, monkeypatch, capsys):
     assert "No MessageConversation found with UID: Zz0000000Zz" in out
     assert "report.pdf 22" in out
     assert "['Alice Banda', 'Jose Banda', 'José Banda']" in out
+    assert "True no user is assigned to those organisation units themselves" in out
     [stock] = [c for c in emulator.conversations.values() if c.subject == "Stock count on Friday"]
     assert "aminata" in stock.participants  # a facility two levels below Bo District
     assert "sia" not in stock.participants  # Kenema District
     ticket = emulator.conversations[namespace["ticket"]]
     assert ("SOLVED", "HIGH", None) == (ticket.status, ticket.priority, ticket.assignee)
+
+
+def test_the_seeded_users_are_listed():
+    """Every seeded user is in the README's table, with its uid and name; the community
+    health workers by their range of usernames."""
+    from tests.emulator import Emulator
+
+    start = README.index("The seeded world")
+    table = README[start : README.index("\nPerformance\n", start)]
+    rows = {
+        line.split()[0]: line
+        for line in table.splitlines()
+        if re.match(r"[a-z.]+\s+\w{11}\s", line)
+    }
+    users = list(Emulator().users.values())
+    workers = [u for u in users if u.username.startswith("chw.")]
+    named = [u for u in users if u not in workers]
+    assert sorted(u.username for u in named) == sorted(rows)
+    for user in named:
+        assert f"{user.uid}  {user.display_name}" in rows[user.username], user.username
+    assert f"{len(workers)} community health workers" in table
+    for first, last in (("chw.ngelehun01", "chw.ngelehun12"), ("chw.makeni01", "chw.makeni16")):
+        assert f"``{first}`` to ``{last}``" in table
+        assert {first, last} <= {u.username for u in workers}
 
 
 def test_demo_round_trip():
@@ -243,3 +268,27 @@ def test_no_function_is_longer_than_sixty_lines_and_nothing_is_exec():
         if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
     ]
     assert not {"exec", "eval", "compile"} & set(calls)
+
+
+def test_a_users_type_checker_catches_misspelt_values(tmp_path, monkeypatch):
+    """mypy --strict, reading the stub the package ships, rejects set_status(uid, "SOLVD"),
+    an unknown priority and a row key that does not exist, each on its line, and passes
+    the script that uses the library well (tools/check_types.py runs pyright too)."""
+    api = pytest.importorskip("mypy.api")
+    stub = ROOT / "dhis2_messages-stubs" / "__init__.pyi"
+    (tmp_path / "dhis2_messages.pyi").write_bytes(stub.read_bytes())
+    for name in ("uses_api.py", "wrong_values.py"):
+        (tmp_path / name).write_bytes((ROOT / "tests" / "typecheck" / name).read_bytes())
+    monkeypatch.chdir(tmp_path)  # where only the stub is to be found
+    options = ["--strict", "--no-incremental", "--cache-dir", os.devnull]
+    out, _, status = api.run([*options, "uses_api.py"])
+    assert 0 == status, out
+    out, _, status = api.run([*options, "wrong_values.py"])
+    lines = (tmp_path / "wrong_values.py").read_text(encoding="utf-8").splitlines()
+    flagged = sorted(
+        {int(n) for n in re.findall(r"^wrong_values\.py:(\d+): error", out, re.MULTILINE)}
+    )
+    assert 1 == status and [7, 8, 10] == flagged, out
+    assert ['"SOLVD"', '"URGENT"', '["subjet"]'] == [
+        re.search(r'"[A-Z]+"|\["\w+"\]', lines[n - 1]).group() for n in flagged
+    ]

@@ -18,6 +18,7 @@ from dhis2_messages import (
     AuthenticationError,
     ConflictError,
     Messenger,
+    NameMatchError,
     NotFoundError,
     OrgUnitRef,
     ResponseError,
@@ -455,6 +456,99 @@ class TestEveryoneInADistrict:
     def test_the_district_alone_reaches_only_its_own_users(self, admin, connect):
         uid = admin.send(subject="s", text="t", organisation_units=BO_DISTRICT)
         assert uid not in [c.id for c in connect("aminata").list_conversations()]
+
+
+class TestResolve:
+    """A name in, exactly one record out: the exact name wins, then a single candidate."""
+
+    def test_the_exact_name_wins_over_names_that_contain_it(self, alice):
+        assert BO_DISTRICT == alice.resolve_organisation_unit("  bo DISTRICT ").id
+        assert REPORTERS == alice.resolve_user_group("reporters").id
+        assert "ama" == alice.resolve_user("ama").username  # the username, not "AMA SANKOH"
+
+    def test_a_single_candidate_is_taken(self, alice):
+        assert "Facility Reporters" == alice.resolve_user_group("facility").name
+        assert NGELEHUN_CHC == alice.resolve_organisation_unit("ngelehun").id
+
+    def test_several_or_none_list_the_candidates_with_their_uids(self, alice):
+        with pytest.raises(NameMatchError) as info:
+            alice.resolve_user("banda")
+        err = info.value
+        assert ("banda", "user", False) == (err.name, err.kind, err.more)
+        assert ["alice", "jbanda", "jose"] == [u.username for u in err.candidates]
+        assert "PhzytPW3g2J  Alice Banda (alice)" in str(err)
+        with pytest.raises(NameMatchError) as info:
+            alice.resolve_organisation_unit("Port Loko")
+        assert () == info.value.candidates and "no organisation unit matches" in str(info.value)
+
+    def test_a_uid_or_a_record_needs_no_request(self, emulator, alice):
+        assert UserRef(id=SIA) == alice.resolve_user(f" {SIA}\n")  # copied with spaces
+        assert OrgUnitRef(id=KENEMA) == alice.resolve_organisation_unit(KENEMA)
+        group = UserGroupRef(id=REPORTERS, name="Reporters")
+        assert group is alice.resolve_user_group(group)
+        assert [] == emulator.log
+
+
+class TestWhomASendWouldReach:
+    """expand_recipients: what DHIS2 delivers a send to, read before sending.
+
+    What an ordinary user may read (dhis2-core, 2.38 to master): OrganisationUnit.getUsers
+    is the JSON property ``users`` (2.39+ through UserPropertyTransformer, a fixed UserDto
+    of id, code, name, displayName and username, whatever sub-fields are asked; 2.38 as
+    BaseIdentifiableObject), UserGroup.getMembers likewise ``users``; the field filter
+    (FieldFilterService, FieldPathHelper) checks no access on nested objects, it only
+    computes their ``access``; units are no shared objects (wire.md 10.3) and a group is
+    read through sharing, as the send itself looks it up (wire.md 10.5).  These users are
+    the ones MessageConversationController adds to a send: ``organisationUnit.getUsers()``,
+    ``userGroup.getMembers()``."""
+
+    def test_an_ordinary_user_counts_a_district_without_sending(self, emulator, alice):
+        tree = alice.organisation_unit_subtree(BO_DISTRICT)
+        emulator.clear_log()
+        reach = alice.expand_recipients(organisation_units=tree)
+        assert 20 == len(reach) and {"alice", "bob", "aminata", "mohamed"} <= {
+            u.username for u in reach
+        }
+        assert [u.name.casefold() for u in reach] == sorted(u.name.casefold() for u in reach)
+        (request,) = emulator.log
+        assert ("GET", "/api/organisationUnits") == (request.method, request.path)
+        assert ["false"] == request.param("paging")
+        assert [f"id:in:[{','.join(u.id for u in tree)}]"] == request.param("filter")
+        uid = alice.send(subject="s", text="t", organisation_units=tree)
+        participants = set(emulator.conversations[uid].participants)
+        assert {u.username for u in reach} == participants  # alice, the sender, among them
+
+    def test_users_groups_and_units_each_once(self, emulator, alice):
+        sia = UserRef(id=SIA, name="Sia Lebbie", username="sia")
+        reach = alice.expand_recipients(
+            users=iter([sia, "PhzytPW3g2J"]), user_groups=[REPORTERS], organisation_units=[KENEMA]
+        )
+        assert ["Abu Jalloh", "Alice Banda", "Bob Mensah", "Sia Lebbie"] == [u.name for u in reach]
+        assert 2 == len(emulator.log)  # one per kind: the users given need none
+        assert [] == alice.expand_recipients(organisation_units=["fdc6uOvgoji"])  # Bombali
+
+    def test_a_group_it_may_not_see_or_a_unit_that_does_not_exist(self, emulator, alice):
+        with pytest.raises(NotFoundError, match=DISTRICT_MANAGERS):
+            alice.expand_recipients(user_groups=[DISTRICT_MANAGERS])
+        with pytest.raises(NotFoundError, match="Zz0000000Zz"):
+            alice.expand_recipients(organisation_units=[BO_DISTRICT, "Zz0000000Zz"])
+
+    def test_many_units_go_200_a_request(self, emulator, alice):
+        emulator.add_org_unit_tree(BO_DISTRICT, depth=2, children=21, users=0)
+        tree = alice.organisation_unit_subtree(BO_DISTRICT)
+        emulator.clear_log()
+        assert 20 == len(alice.expand_recipients(organisation_units=tree))
+        sizes = [len(r.param("filter")[0].split(",")) for r in emulator.log]
+        assert [200, 200, len(tree) - 400] == sizes
+
+    def test_nothing_to_expand_is_no_request(self, emulator, alice):
+        assert [] == alice.expand_recipients()
+        assert [UserRef(id=SIA)] == alice.expand_recipients(users=SIA)
+        assert [] == emulator.log
+        with pytest.raises(ValueError):
+            alice.expand_recipients(user_groups=["not a uid"])
+        with pytest.raises(TypeError):
+            alice.expand_recipients(organisation_units=[UserRef(id=SIA)])
 
 
 class TestRecordsAsRecipients:

@@ -103,6 +103,29 @@ class TestSend:
         with pytest.raises(ConflictError, match=f"Organisation Unit does not exist: {UNKNOWN}"):
             admin.send(subject="s", text="t", users="Zz1111111Zz", organisation_units=UNKNOWN)
 
+    def test_units_with_nobody_assigned_point_to_the_subtree(self, emulator, admin):
+        """A district's users are assigned below it: DHIS2's 409 "No recipients selected."
+        says what to send to instead, and DHIS2's own text is left as it was."""
+        bombali = admin.resolve_organisation_unit("Bombali District")  # nobody assigned there
+        with pytest.raises(ConflictError) as info:
+            admin.send(subject="s", text="t", organisation_units=[bombali])
+        err = info.value
+        assert ("No recipients selected.", True) == (err.message, err.no_recipients)
+        assert "organisation_unit_subtree" in err.hint and "organisation_unit_subtree" in str(err)
+        assert {} == emulator.conversations
+        # The subtree reaches the users below it.
+        uid = admin.send(
+            subject="s", text="t", organisation_units=admin.organisation_unit_subtree(bombali)
+        )
+        assert {"admin", "kadiatu", "ama", "ama.sankoh"} <= set(
+            emulator.conversations[uid].participants
+        )
+
+    def test_other_conflicts_are_not_taken_for_no_recipients(self, admin):
+        with pytest.raises(ConflictError) as info:
+            admin.send(subject="s", text="t", users=[UNKNOWN], organisation_units=[BO_DISTRICT])
+        assert (False, "") == (info.value.no_recipients, info.value.hint)
+
     @pytest.mark.parametrize(
         "kwargs, error",
         [

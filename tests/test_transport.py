@@ -740,3 +740,95 @@ class TestBulkFlagsAfterALostAnswer:
         _lose_the_answer(emulator, "POST", "/read$")
         assert [] == retrying.mark_read(uids)  # the lost attempt changed them: nothing to report
         assert all(emulator.conversations[u].participants["alice"].read for u in uids)
+
+
+# -- The commonest mistakes: named, with the fix, and not retried in vain ------------------
+
+
+@pytest.fixture
+def resolver(monkeypatch):
+    """Host names ending in .invalid fail as DNS fails them (no DNS server is asked):
+    EAI_NONAME, or EAI_AGAIN (a resolver that did not answer) for "slow-dns.invalid".
+    Returns the names looked up, in order."""
+    import socket
+
+    asked = []
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if isinstance(host, str) and host.endswith(".invalid"):
+            asked.append(host)
+            code = socket.EAI_AGAIN if host == "slow-dns.invalid" else socket.EAI_NONAME
+            raise socket.gaierror(code, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return asked
+
+
+class TestCommonMistakes:
+    def test_an_unknown_host_is_said_and_not_retried(self, resolver, waits):
+        m = Messenger("https://dhis2.example.invalid", token="d2p_x", retries=3)
+        with pytest.raises(TransportError) as info:
+            m.count_unread()
+        err = info.value
+        assert ("connect", "unknown_host", False) == (err.kind, err.detail, err.sent)
+        assert "host name does not exist" in err.hint and "base_url" in err.hint
+        assert (["dhis2.example.invalid"], []) == (resolver, waits)
+
+    def test_a_resolver_that_does_not_answer_is_retried(self, resolver, waits):
+        m = Messenger("http://slow-dns.invalid", token="d2p_x", retries=2)
+        with pytest.raises(TransportError) as info:
+            m.count_unread()
+        assert ("connect", "") == (info.value.kind, info.value.detail)
+        assert 3 == len(resolver) and 2 == len(waits)
+
+    def test_https_to_a_plain_http_server(self, emulator):
+        """The TLS handshake meets a plain-http answer (WRONG_VERSION_NUMBER): the hint
+        says to use http://, not a CA bundle."""
+        url = emulator.url.replace("http://", "https://")
+        with pytest.raises(TransportError) as info:
+            Messenger(url, token="d2p_x", retries=3).count_unread()
+        err = info.value
+        assert ("tls", "plain_http", False) == (err.kind, err.detail, err.sent)
+        assert "plain http" in err.hint and "http://" in err.hint and "verify=" not in err.hint
+        assert isinstance(err.__cause__, dhis2_messages.requests.exceptions.SSLError)
+
+    def test_a_certificate_problem_keeps_its_own_hint(self, tls_server):
+        with pytest.raises(TransportError) as info:
+            messenger_at(tls_server.url).count_unread()
+        assert ("tls", "") == (info.value.kind, info.value.detail)
+        assert "verify=" in info.value.hint
+
+    def test_a_wrong_context_path_is_a_page_not_dhis2(self, emulator):
+        """DHIS2 answers its own 404s in JSON; the container's HTML 404 for /dhis/api/...
+        means base_url is not DHIS2's address."""
+        with pytest.raises(NotFoundError) as info:
+            Messenger(emulator.url + "/dhis", auth=("admin", "district")).count_unread()
+        err = info.value
+        assert "HTTP Status 404 – Not Found" == err.message and isinstance(err.body, str)
+        assert "no DHIS2 API at this address" in err.hint and "base_url" in err.hint
+
+    def test_dhis2s_own_404_has_no_such_hint(self, admin):
+        with pytest.raises(NotFoundError) as info:
+            admin.get_conversation(UNKNOWN)
+        assert "base_url" not in str(info.value)
+
+    def test_each_retry_is_announced_in_one_short_line(self, emulator, connect, waits, caplog):
+        """The INFO line of a retry (the command line shows it) stays short, whatever
+        the underlying error says."""
+        import logging
+
+        caplog.set_level(logging.INFO, logger="dhis2_messages")
+        m = connect("admin", retries=2, timeout=SHORT)
+        emulator.inject(drop=True, times=2)
+        m.count_unread()
+        m = Messenger(f"http://127.0.0.1:{free_port()}", token="d2p_x", retries=1)
+        with pytest.raises(TransportError):
+            m.count_unread()
+        notes = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+        assert 3 == len(notes), notes
+        assert notes[0].startswith("the connection broke (Remote end closed connection")
+        assert "could not connect (Connection refused); retry 1 of 1 in 0.5 s" == notes[2]
+        assert all(len("dhis2-messages: " + note) <= 100 for note in notes), notes
+        assert len("dhis2-messages: " + notes[2]) <= 80  # the commonest fits any terminal

@@ -1,4 +1,4 @@
-"""Type-check two user scripts against the installed package, as its users do.
+"""Type-check user scripts against the installed package, as its users do.
 
     python tools/check_types.py VENV_PYTHON
 
@@ -10,10 +10,11 @@ module and its stub package.
 
 - ``tests/typecheck/uses_api.py`` must pass ``mypy --strict`` and pyright in
   strict mode; its ``assert_type`` calls fail if a checker sees ``Any``.
-- ``tests/typecheck/wrong_argument.py`` passes ``42`` as uids: both checkers
-  must reject it, on that line.
+- ``tests/typecheck/wrong_argument.py`` passes ``42`` as uids, and
+  ``tests/typecheck/wrong_values.py`` a misspelt status and priority and a row key
+  that does not exist: both checkers must reject each, on its line.
 
-Exit status 0 when all four results are as expected, 1 otherwise.
+Exit status 0 when all the results are as expected, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "tests" / "typecheck"
 GOOD = "uses_api.py"
-BAD = "wrong_argument.py"
-BAD_LINE = 7  # m.mark_read(42)
+#: Each script that must fail: the lines it must fail on, and what each line holds.
+BAD: Dict[str, Dict[int, str]] = {
+    "wrong_argument.py": {7: "mark_read(42)"},
+    "wrong_values.py": {7: '"SOLVD"', 8: '"URGENT"', 10: '["subjet"]'},
+}
 
 
 def _run(command: List[str], cwd: str) -> Tuple[int, str]:
@@ -40,17 +44,27 @@ def _run(command: List[str], cwd: str) -> Tuple[int, str]:
     return done.returncode, (done.stdout + done.stderr).strip()
 
 
+def _as_expected(name: str, status: int, output: str) -> bool:
+    if name == GOOD:
+        return status == 0
+    return status != 0 and all(
+        f"{name}:{line}:" in output or f"{name}:{line} " in output for line in BAD[name]
+    )
+
+
 def main(argv: List[str]) -> int:
     if len(argv) != 1:
         print(__doc__, file=sys.stderr)
         return 2
     python = os.path.abspath(argv[0])
     bin_dir = os.path.dirname(python)
-    bad_line = (SCRIPTS / BAD).read_text(encoding="utf-8").splitlines()[BAD_LINE - 1]
-    assert "mark_read(42)" in bad_line, f"{BAD} line {BAD_LINE} is {bad_line!r}"
+    for name, lines in BAD.items():
+        text = (SCRIPTS / name).read_text(encoding="utf-8").splitlines()
+        for line, holds in lines.items():
+            assert holds in text[line - 1], f"{name} line {line} is {text[line - 1]!r}"
     failures = 0
     with tempfile.TemporaryDirectory() as folder:
-        for name in (GOOD, BAD):
+        for name in (GOOD, *BAD):
             shutil.copy(SCRIPTS / name, folder)
         found = _run([python, "-c", "import dhis2_messages; print(dhis2_messages.__file__)"], "/")
         print(f"dhis2_messages under test: {found[1]}")
@@ -59,18 +73,12 @@ def main(argv: List[str]) -> int:
             "pyright (strict)": [os.path.join(bin_dir, "pyright"), "--pythonpath", python],
         }
         for checker, command in checkers.items():
-            for name, must_pass in ((GOOD, True), (BAD, False)):
+            for name in (GOOD, *BAD):
                 status, output = _run(command + [name], folder)
                 print(f"\n$ {checker} {name}  (exit {status})\n{output}")
-                if must_pass:
-                    ok = status == 0
-                else:
-                    ok = status != 0 and (
-                        f"{name}:{BAD_LINE}:" in output or f"{name}:{BAD_LINE} " in output
-                    )
-                if not ok:
+                if not _as_expected(name, status, output):
                     failures += 1
-                    expected = "pass" if must_pass else f"fail on line {BAD_LINE}"
+                    expected = "pass" if name == GOOD else f"fail on lines {sorted(BAD[name])}"
                     print(f"UNEXPECTED: {checker} on {name} should {expected}")
     print("\ntype checks:", "as expected" if not failures else f"{failures} unexpected result(s)")
     return 1 if failures else 0

@@ -71,6 +71,13 @@ def _unquote(node: ast.expr) -> ast.expr:
     """Forward references need no quotes in a stub: "os.PathLike[str]" -> os.PathLike[str]."""
 
     class Unquote(ast.NodeTransformer):
+        def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
+            # The strings of Literal["NONE", ...] are values, not forward references.
+            if isinstance(node.value, ast.Name) and node.value.id == "Literal":
+                return node
+            visited: ast.AST = self.generic_visit(node)
+            return visited
+
         def visit_Constant(self, const: ast.Constant) -> ast.AST:
             if isinstance(const.value, str):
                 parsed: ast.AST = self.visit(_annotation(const.value))

@@ -13,7 +13,16 @@ from typing import List, Optional, Tuple
 from typing_extensions import assert_type
 
 import dhis2_messages
-from dhis2_messages import ApiError, Conversation, Messenger, NotFoundError, Page, UserRef
+from dhis2_messages import (
+    ApiError,
+    Conversation,
+    ConversationRow,
+    Messenger,
+    NotFoundError,
+    Page,
+    UserRef,
+    since,
+)
 
 
 def triage(m: Messenger) -> List[str]:
@@ -49,5 +58,14 @@ def main() -> int:
             return 1
         for message in thread.messages:
             print(message.created, message.sender.name if message.sender else "System")
+        m.set_status(uid, "SOLVED")  # DHIS2's spelling, or lower case
+        m.set_priority(uid, "high")
+        page = m.list_conversations(filter=since(dt.timedelta(days=7)))
+        assert_type(page[0], Conversation)
+        assert_type(page[:2], Tuple[Conversation, ...])
+        row = page[0].row()
+        assert_type(row, ConversationRow)
+        assert_type(row["last_message"], Optional[dt.datetime])
+        assert_type(row["assignee_username"], Optional[str])
         print(triage(m), dhis2_messages.LIST_FIELDS, dhis2_messages.STATUSES)
     return 0
