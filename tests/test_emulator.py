@@ -1007,7 +1007,8 @@ class TestLogAndControl:
         header = email.utils.parsedate_to_datetime(r.headers["Date"])
         assert abs(header.timestamp() - (time.time() + 7200)) < 5
         server_date = datetime.datetime.fromisoformat(r.json()["serverDate"])
-        local_now = datetime.datetime.utcnow() + datetime.timedelta(hours=5)
+        utc_now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+        local_now = utc_now + datetime.timedelta(hours=5)
         assert abs((server_date - local_now).total_seconds()) < 5
         assert "Etc/GMT-3" == r.json()["serverTimeZoneId"]
         created = emu.conversations[uid].created
