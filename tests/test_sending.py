@@ -1,8 +1,11 @@
-"""Sending: send, reply, send_feedback and add_recipients; any text round-trips.
+"""Sending: send, reply, send_feedback and add_recipients; any text round-trips; once.
 
 Each writes the body DHIS2 reads (``{"id"}`` references, a text/plain reply, a feedback
 ticket's subject) and passes DHIS2's refusals on as typed errors with DHIS2's text; any
-text, from emoji to 1 MB, arrives byte-exact (``TestTextRoundTrip``).
+text, from emoji to 1 MB, arrives byte-exact (``TestTextRoundTrip``).  ``once=`` and
+``find_sent`` find what the caller already started with the same words, by DHIS2's clock
+(``TestOnce``, ``TestFindSent``), and a cron job killed half-way sends each district's
+reminder once when it runs again.
 
 Neighbours: attachments on a send or reply in test_attachments.py; recipients found by
 name, and whole subtrees, in test_recipients.py; a send over a failed connection (never

@@ -5,8 +5,11 @@ DELETE and the calls that create something.  Error answers, DHIS2's own and a pr
 become typed errors with DHIS2's text (``TestErrorStyles``, ``TestMessageIsDhis2s``).
 Idempotent calls are retried (``TestIdempotentRetries``: backoff, Retry-After, and a
 retry the deadline leaves no time for); a call that creates something is never sent twice
-(``TestCreatesNeverResent``); and a retry after a lost answer does not turn work that was
-done into an error (``TestDeleteAfterALostAnswer``, ``TestBulkFlagsAfterALostAnswer``).
+(``TestCreatesNeverResent``), and when its answer is lost send, reply and send_feedback look
+for what DHIS2 did (``TestLostCreates``; through a real nginx that answers 504 before the
+conversation is made, at the end), while what never left this machine is never said to
+have been done (``TestNeverSent``); and a retry after a lost answer does not turn work that
+was done into an error (``TestDeleteAfterALostAnswer``, ``TestBulkFlagsAfterALostAnswer``).
 Waits between retries are recorded by replacing ``dhis2_messages.time.sleep``; requests
 always go over real HTTP to the emulator.
 
@@ -22,7 +25,11 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import os
 import pickle
+import shutil
+import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -1021,3 +1028,73 @@ class TestBulkFlagsAfterALostAnswer:
         _lose_the_answer(emulator, "POST", "/read$")
         assert [] == retrying.mark_read(uids)  # the lost attempt changed them: nothing to report
         assert all(emulator.conversations[u].participants["alice"].read for u in uids)
+
+
+# -- Behind a real nginx ------------------------------------------------------------------
+
+NGINX_CONF = """
+daemon off;
+master_process off;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass {upstream};
+            proxy_read_timeout {read_timeout};
+        }}
+    }}
+}}
+"""
+
+
+@pytest.fixture
+def nginx(emulator, tmp_path):
+    """nginx in front of the emulator, giving up on an answer after 1 s (504)."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(binary):
+        pytest.skip("nginx is not installed")
+    port = free_port()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        NGINX_CONF.format(root=tmp_path, port=port, upstream=emulator.url, read_timeout="1s")
+    )
+    proc = subprocess.Popen(
+        [binary, "-p", str(tmp_path), "-c", str(conf), "-e", str(tmp_path / "error.log")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):  # bounded: until it listens
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("nginx did not start: " + (tmp_path / "error.log").read_text())
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.dhis2_versions("2.42")
+def test_behind_nginx_a_504_then_the_conversation(emulator, nginx, caplog):
+    """nginx gives up after 1 s and answers 504; DHIS2 makes the conversation after 2 s.
+    The send looks again, finds it, and returns its uid: one conversation, one POST."""
+    emulator.inject(method="POST", path=r"/messageConversations$", delay=2)
+    m = Messenger(nginx, auth=("admin", "district"), retries=3)
+    with caplog.at_level(logging.WARNING, logger="dhis2_messages"):
+        uid = m.send(subject="Behind nginx", text="Slow", users=[ALICE])
+    assert [uid] == list(emulator.conversations)
+    assert 1 == len(emulator.requests("POST"))
+    assert "HTTP 504" in caplog.text and "nothing was sent twice" in caplog.text
