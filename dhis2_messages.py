@@ -2983,17 +2983,17 @@ def _check_once(value: Any) -> Tuple[bool, _Since]:
         return value, None
     if value is None:
         raise TypeError("once must be True, False, a datetime or a timedelta, not None")
-    return True, _check_since(value, "once")
+    return True, _check_since(value, "once", "True, False, a datetime or a timedelta")
 
 
-def _check_since(value: Any, name: str) -> _Since:
+def _check_since(value: Any, name: str, kinds: str = "a datetime, a timedelta or None") -> _Since:
     if value is None or isinstance(value, _dt.datetime):
         return value
     if isinstance(value, _dt.timedelta):
         if value <= _dt.timedelta(0):
             raise ValueError(f"{name} must be a positive timedelta, not {value!r}")
         return value
-    raise TypeError(f"{name} must be True, False, a datetime or a timedelta, not {_shown(value)}")
+    raise TypeError(f"{name} must be {kinds}, not {_shown(value)}")
 
 
 def _check_flag(value: Any, name: str) -> bool:
