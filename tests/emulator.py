@@ -29,8 +29,10 @@ As a demo server (prints the users, passwords and tokens, serves until Ctrl-C)::
 
     python -m tests.emulator --port 8080 --demo
 
-Dates are rendered like DHIS2 (``2024-05-02T10:11:12.345``, no zone); the
-emulator's server zone is UTC.  Only the standard library is used.
+Dates are rendered like DHIS2 (``2024-05-02T10:11:12.345``, no zone), in the server's
+zone: UTC, or ``utc_offset`` seconds ahead of it; ``clock_offset`` puts the server's clock
+(its dates and its ``Date`` header) ahead of this machine's, or behind.  Only the
+standard library is used.
 """
 
 from __future__ import annotations
@@ -2301,6 +2303,8 @@ class Emulator:
 
     def _commit_deferred(self) -> None:
         """Called as each request arrives: run the deferred work that is due."""
+        if not self._deferred:
+            return
         with self._lock:
             for entry in self._deferred:
                 entry[0] -= 1
