@@ -15,9 +15,13 @@ Words: a *call* is one call of a ``Messenger`` method; a *request* is one HTTP
 request; an *attempt* is one try of a request (a retry is another attempt).
 Each call makes one request, except: ``iter_conversations`` makes one per page,
 as the loop reaches it; ``send_feedback`` on DHIS2 before 2.41.3 (which names
-no new ticket) makes one more to find it; the ``resolve_*`` calls make none for
-a uid; and once per ``Messenger``, an error that needs the server's version to
-be explained asks ``/api/system/info``.  Errors::
+no new ticket) makes one more to find it; ``find_sent``, and ``send`` or
+``send_feedback`` with ``once=``, make one list request (and once per
+``Messenger`` one for the caller's uid); ``send``, ``reply`` and
+``send_feedback`` whose answer was lost look on DHIS2 for what they did; the
+``resolve_*`` calls make none for a uid; and once per ``Messenger``, an error
+that needs the server's version to be explained asks ``/api/system/info``.
+A call that creates something never sends its request twice.  Errors::
 
     Dhis2Error                 anything raised on purpose
     ├── TransportError         no usable answer: refused, timed out, dropped
@@ -39,6 +43,7 @@ public names above it.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as _dt
 import email.utils
@@ -63,6 +68,7 @@ from typing import (
     Any,
     Callable,
     ClassVar,
+    Deque,
     Dict,
     Generic,
     Iterable,
@@ -89,7 +95,7 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase, HTTPBasicAuth
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProxyError
 from urllib3.poolmanager import ProxyManager
 
 __all__ = [
@@ -189,6 +195,13 @@ class Dhis2Error(Exception):
     hint: str = ""
     #: True when a retry was due but waiting for it would have passed the deadline.
     no_time_to_retry: bool = False
+    #: True when a request that creates something may have done it on DHIS2 although
+    #: its answer was lost (a timeout after it was sent, a connection broken after it
+    #: was written, a proxy's 502, 503 or 504).
+    maybe_done: bool = False
+    #: How many times send, reply or send_feedback looked on DHIS2 for what such a
+    #: request may have done, and found nothing (0: it could not look).
+    looked: int = 0
 
 
 class TransportError(Dhis2Error):
@@ -1466,6 +1479,16 @@ _UsersArg = Union[str, UserRef, Iterable[Union[str, UserRef]]]
 _GroupsArg = Union[str, UserGroupRef, Iterable[Union[str, UserGroupRef]]]
 _OrgUnitsArg = Union[str, OrgUnitRef, Iterable[Union[str, OrgUnitRef]]]
 _File = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, IO[bytes]]
+_Since = Union[_dt.datetime, _dt.timedelta, None]
+_Once = Union[bool, _dt.datetime, _dt.timedelta]
+
+#: What the look-up for a conversation started before reads of each candidate.
+_STARTED_FIELDS = f"id,subject,messageType,created,messages[id,text,sender[{_USER_FIELDS}]]"
+#: What the look-up for a reply reads of its thread.
+_REPLY_FIELDS = "id,messages[id,text,created,sender[id]]"
+#: How many more times a create's lost answer is looked for when DHIS2 may still be at
+#: work (a timeout, a proxy's 504), waiting as between retries: 0.5, 1, 2, 4, 8 s.
+_LOOKS_AGAIN = 5
 
 _RETRY_STATUSES = frozenset((429, 502, 503, 504))
 _MEDIA_JSON = "application/json"
@@ -1562,6 +1585,13 @@ class Messenger:
         # The server's DHIS2 version, asked once and only when an error needs explaining.
         self._dhis2_version: Optional[str] = None
         self._version_asked = False
+        self._me: Optional[str] = None  # the caller's uid, asked once, when sending once
+        # The last answer's Date header, and when its request was sent and answered
+        # (time.time()): the server's clock, for once= with a datetime or timedelta.
+        self._clock: Tuple[Optional[str], float, float] = (None, 0.0, 0.0)
+        # Conversations and tickets this Messenger started lately: never mistaken for
+        # the one a lost answer was about.
+        self._started: Deque[str] = collections.deque(maxlen=64)
         self._owns_session = session is None
         self._session = _own_session() if session is None else session
         self._send_options = _send_options(self._session, self.base_url, verify)
@@ -1786,6 +1816,10 @@ class Messenger:
         return Conversation.from_json(body)
 
     # -- Sending --------------------------------------------------------------
+    # A create is sent at most once.  When its answer is lost (a timeout after it was
+    # sent, a connection broken after it was written, a proxy's 502, 503 or 504) send,
+    # reply and send_feedback look on DHIS2 whether it was done before raising (_create).
+    # once= and find_sent look the same way before sending (_look_up).
 
     def send(
         self,
@@ -1796,13 +1830,22 @@ class Messenger:
         user_groups: _GroupsArg = (),
         organisation_units: _OrgUnitsArg = (),
         attachments: _UidArg = (),
+        once: _Once = False,
     ) -> str:
-        """Start a private conversation and return its uid.  Never re-sent by a retry.
+        """Start a private conversation and return its uid.  Never sent twice.
 
         Recipients are uids or the records the lookups return (``UserRef``,
         ``UserGroupRef``, ``OrgUnitRef``).  An organisation unit reaches only the
         users assigned to that exact unit: pass ``organisation_unit_subtree(uid)``
         to reach everyone in it and below it.
+
+        *once*: ``True``, a ``datetime`` or a ``timedelta``: when the caller already
+        started a conversation with exactly this subject whose first message is exactly
+        this text (created since then, by DHIS2's clock; see :meth:`find_sent`), return
+        its uid and send nothing.  When the answer is lost (a timeout, a broken
+        connection, a proxy's 502, 503 or 504), DHIS2 is asked whether the conversation
+        was made before anything is raised: found, its uid is returned and a WARNING
+        logged; not found, the error says so.
         ``POST /api/messageConversations``
         """
         body: Dict[str, Any] = {
@@ -1817,20 +1860,36 @@ class Messenger:
         refs = _check_uids(attachments, "attachments", allow_empty=True)
         if refs:
             body["attachments"] = [{"id": ref} for ref in refs]
-        try:
-            response = self._request(
-                "POST", "/messageConversations", json_body=body, idempotent=False
-            )
-        except ConflictError as err:
-            _explain_no_recipients(err, "organisationUnits" in body)
-            raise
-        return _location_uid(response)
+        look, since = _check_once(once)
+        with _one_deadline(self.deadline):  # for the look-ups and the send together
+            if look:
+                found = self._look_up("PRIVATE", subject, text, since)
+                if found is not None:
+                    return self._not_sent("send", found)
+            try:
+                uid: str = self._create(
+                    "send",
+                    "the conversation",
+                    lambda: self._request(
+                        "POST", "/messageConversations", json_body=body, idempotent=False
+                    ),
+                    _location_uid,
+                    lambda at: self._started_since("PRIVATE", subject, text, at),
+                )
+            except ConflictError as err:
+                _explain_no_recipients(err, "organisationUnits" in body)
+                raise
+            self._started.append(uid)
+            return uid
 
     def reply(
         self, uid: str, text: str, *, internal: bool = False, attachments: _UidArg = ()
     ) -> None:
-        """Add a message to a conversation.  Never re-sent by a retry.
+        """Add a message to a conversation.  Never sent twice.
 
+        When the answer is lost, DHIS2 is asked whether the thread has a message from
+        the caller with this text, made after the reply was sent (by DHIS2's clock):
+        found, the call returns and a WARNING is logged; not found, the error says so.
         ``POST /api/messageConversations/{uid}`` with the text as the body
         """
         uid = _check_uid(uid, "uid")
@@ -1839,77 +1898,318 @@ class Messenger:
         refs = _check_uids(attachments, "attachments", allow_empty=True)
         if refs:
             params.append(("attachments", ",".join(refs)))
-        _ack(
-            self._request(
-                "POST",
-                f"/messageConversations/{uid}",
-                params=params,
-                data=data,
-                content_type=_MEDIA_TEXT,
-                idempotent=False,
-            )
-        )
 
-    def send_feedback(self, *, subject: str, text: str) -> str:
+        def done(answer: _Answer) -> str:
+            _ack(answer)
+            return uid
+
+        with _one_deadline(self.deadline):
+            self._create(
+                "reply",
+                "the reply",
+                lambda: self._request(
+                    "POST",
+                    f"/messageConversations/{uid}",
+                    params=params,
+                    data=data,
+                    content_type=_MEDIA_TEXT,
+                    idempotent=False,
+                ),
+                done,
+                lambda at: self._replied_since(uid, text, at),
+            )
+
+    def send_feedback(self, *, subject: str, text: str, once: _Once = False) -> str:
         """Open a feedback ticket to the feedback recipients group; return its uid.
 
-        ``POST /api/messageConversations/feedback?subject=...``; DHIS2 before 2.41.3 sends no
-        ``Location``, and one list request then finds the ticket (never sent twice).
+        *once* as for :meth:`send`, for the caller's tickets; a lost answer is looked
+        up as there.  ``POST /api/messageConversations/feedback?subject=...``; DHIS2
+        before 2.41.3 sends no ``Location``, and one list request then finds the ticket
+        (never sent twice).
         """
         params = [("subject", _check_text(subject, "subject"))]
         data = _check_text(text, "text").encode("utf-8")
-        with _one_deadline(self.deadline):  # for both requests
-            response = self._request(
-                "POST",
-                "/messageConversations/feedback",
-                params=params,
-                data=data,
-                content_type=_MEDIA_TEXT,
-                idempotent=False,
+        look, since = _check_once(once)
+        with _one_deadline(self.deadline):
+            if look:
+                found = self._look_up("TICKET", subject, text, since)
+                if found is not None:
+                    return self._not_sent("send_feedback", found)
+            uid: str = self._create(
+                "send_feedback",
+                "the ticket",
+                lambda: self._request(
+                    "POST",
+                    "/messageConversations/feedback",
+                    params=params,
+                    data=data,
+                    content_type=_MEDIA_TEXT,
+                    idempotent=False,
+                ),
+                lambda answer: self._new_ticket(answer, subject, text),
+                lambda at: self._started_since("TICKET", subject, text, at),
             )
-            if response.headers.get("Location"):
-                return _location_uid(response)
-            return self._find_new_ticket(subject, text)
+            self._started.append(uid)
+            return uid
 
-    def _find_new_ticket(self, subject: str, text: str) -> str:
-        """The ticket a Location-less ``201 Feedback created`` made (DHIS2 before 2.41.3).
+    def find_sent(
+        self,
+        *,
+        subject: str,
+        text: str,
+        since: Union[_dt.datetime, _dt.timedelta, None] = None,
+        feedback: bool = False,
+    ) -> Optional[Conversation]:
+        """The newest conversation the caller started with exactly this subject and
+        first message text, or None; ``feedback=True``: the caller's tickets.
 
-        One list request: the caller's TICKETs with that subject, newest first, with their
-        messages.  The ticket is the newest one whose subject, and one of whose messages' text
-        and sender, are the ones just sent.  The sender is known for Basic auth only; with a
-        token, the newest ticket with that subject and text wins.  DHIS2's ``created`` dates
-        carry no zone and come from the server's clock, so they are not compared with ours.
+        Only conversations the caller started count, not one someone else sent with
+        the same words; one the caller removed from their inbox cannot be found.
+        *since*: only those created since then, by DHIS2's clock: a ``timedelta``
+        counts back from DHIS2's time now (the ``Date`` of its answers), an aware
+        ``datetime`` is that moment, a naive one is DHIS2's own time, as the records'
+        dates are.  The record has ``id``, ``subject``, ``created`` and the messages.
+
+        ``GET /api/messageConversations`` filtered by type, subject and date (newest
+        first; a further page only when more than 50 such conversations came first),
+        and once per Messenger ``GET /api/me?fields=id`` for the caller's uid.
         """
-        params = [("filter", "messageType:eq:TICKET")]
-        if not re.search(r"[,:\[\]]", subject):  # a comma is re-split by 2.42+; ":" by all
-            params.append(("filter", f"subject:eq:{subject}"))
-        params += [
-            ("order", "created:desc"),
-            ("pageSize", "25"),
-            ("fields", "id,subject,messages[text,sender[id,username]]"),
-        ]
-        sender = self._auth.username if isinstance(self._auth, HTTPBasicAuth) else None
-        failure = "no ticket with that subject and text is in the caller's list"
-        try:
+        _check_text(subject, "subject")
+        _check_text(text, "text")
+        bound = _check_since(since, "since")
+        kind = "TICKET" if _check_flag(feedback, "feedback") else "PRIVATE"
+        with _one_deadline(self.deadline):
+            return self._look_up(kind, subject, text, bound)
+
+    def _look_up(self, kind: str, subject: str, text: str, since: _Since) -> Optional[Conversation]:
+        """find_sent's look-up: the caller's uid first, whose answer also sets the clock."""
+        me = self._caller()
+        return self._find_started(kind, subject, text, self._since(since), ("id", me))
+
+    def _find_started(
+        self,
+        kind: str,
+        subject: str,
+        text: str,
+        since: Optional[str],
+        sender: Optional[Tuple[str, str]],
+        exclude: Iterable[str] = (),
+    ) -> Optional[Conversation]:
+        """The newest conversation of *kind* created since *since* (a filter value), with
+        exactly *subject*, whose first message is exactly *text* from *sender*
+        (``(attribute, value)`` of its UserRef; None: anyone), not one of *exclude*.
+
+        The filters are ones DHIS2 reads back exactly (``_subject_filter``); the rest is
+        checked here, on the caller's conversations newest first."""
+        params = [("fields", _STARTED_FIELDS), ("filter", f"messageType:eq:{kind}")]
+        narrowed = _subject_filter(subject)
+        if narrowed is not None:
+            params.append(("filter", narrowed))
+        if since is not None:
+            params.append(("filter", f"created:ge:{since}"))
+        params += [("order", "created:desc"), ("pageSize", "50")]
+        excluded = set(exclude)
+        for conv in self._iter_pages(params, None):
+            first = conv.messages[0] if conv.messages else None
+            if (
+                first is not None
+                and conv.subject == subject
+                and first.text == text
+                and conv.id not in excluded
+                and (sender is None or getattr(first.sender, sender[0], None) == sender[1])
+            ):
+                _check_uid_from_server(conv.id)
+                return conv
+        return None
+
+    def _caller(self) -> str:
+        """The caller's uid: ``GET /api/me?fields=id``, once per Messenger."""
+        if self._me is None:
             body = _check_object(
-                _decode_json(self._request("GET", "/messageConversations", params=params)), "list"
+                _decode_json(self._request("GET", "/me", params=[("fields", "id")])), "/api/me"
             )
-            for conversation in body.get("messageConversations") or ():
-                if not isinstance(conversation, dict) or conversation.get("subject") != subject:
-                    continue
-                for message in conversation.get("messages") or ():
-                    if not isinstance(message, dict):
-                        continue
-                    by = message.get("sender")
-                    if message.get("text") == text and (
-                        sender is None or (isinstance(by, dict) and by.get("username") == sender)
-                    ):
-                        return _check_uid_from_server(str(conversation.get("id")))
+            self._me = _check_uid_from_server(_get_required_str(body, "id", "the caller"))
+        return self._me
+
+    def _since(self, since: _Since) -> Optional[str]:
+        """*since* as a ``created:ge:`` value: a naive datetime is DHIS2's own time (its
+        dates carry no zone); an aware one, and now minus a timedelta, are instants
+        written in UTC (``...Z``), which DHIS2 moves into its own zone (DateUtils)."""
+        if since is None:
+            return None
+        if isinstance(since, _dt.timedelta):
+            return _utc_value(self._server_now() - since.total_seconds())
+        if since.tzinfo is None:
+            return _filter_value(since)
+        return _utc_value(since.timestamp())
+
+    def _server_now(self) -> float:
+        """DHIS2's time now, in seconds since 1970, at least: from the last answer's
+        ``Date`` (whole seconds, cut down) and the seconds since it came."""
+        date, _, answered = self._clock
+        when = _http_date(date)
+        if when is None:
+            log.debug("no Date header from DHIS2: its clock is taken to be this machine's")
+            return time.time()
+        return when + (time.time() - answered)
+
+    def _not_sent(self, call: str, found: Conversation) -> str:
+        log.info(
+            "%s: not sent: the caller started %s with this subject and text on %s",
+            call,
+            found.id,
+            found.created,
+        )
+        return found.id
+
+    def _create(
+        self,
+        call: str,
+        thing: str,
+        request: Callable[[], _Answer],
+        finish: Callable[[_Answer], str],
+        look: Callable[[_dt.datetime], Optional[str]],
+    ) -> str:
+        """Send a create (*request*) once and return what *finish* reads from its answer.
+
+        When the answer is lost, *look* is asked (with DHIS2's time when it was sent)
+        whether DHIS2 did it anyway: found, its uid is returned as if the answer had
+        come; not found, the error is raised and says so."""
+        sent = time.monotonic()
+        try:
+            answer = request()
+        except Dhis2Error as error:
+            if not error.maybe_done:
+                raise
+            found = self._look_for(thing, error, look, sent)
+            log.warning(
+                "%s: the answer to %s %s was lost (%s), but DHIS2 did it: %s was found; "
+                "nothing was sent twice",
+                call,
+                error.method,
+                error.path,
+                _lost_how(error),
+                found,
+            )
+            return found
+        return finish(answer)
+
+    def _look_for(
+        self,
+        thing: str,
+        error: Dhis2Error,
+        look: Callable[[_dt.datetime], Optional[str]],
+        sent: float,
+    ) -> str:
+        """Look on DHIS2 for what a create whose answer was lost did, or raise *error*.
+
+        After a timeout or a proxy's 504 DHIS2 may still be working: it looks again a few
+        times, waiting as between retries, within the call's one deadline."""
+        no_time = f"No time was left within the deadline to look for {thing}. {_MAYBE_DONE}."
+        if time.monotonic() >= _deadline.call:
+            _advise_lost(error, no_time)
+            raise error
+        looks = 1 + (_LOOKS_AGAIN if _may_still_work(error) else 0)
+        started, looked = time.monotonic(), 0
+        try:
+            since = self._server_time(sent)
+            for number in range(looks):
+                wait = min(self.backoff * 2.0 ** (number - 1), self.max_retry_wait)
+                if number and time.monotonic() + wait >= _deadline.call:
+                    break
+                if number and wait:
+                    time.sleep(wait)
+                found = look(since)
+                if found is not None:
+                    return found
+                looked += 1
+        except Dhis2Error as failure:
+            error.looked = looked
+            _advise_lost(error, f"Looking on DHIS2 for {thing} failed: {failure} {_MAYBE_DONE}.")
+            raise error
+        error.looked = looked
+        _advise_lost(
+            error,
+            f"{thing[0].upper()}{thing[1:]} was not found on DHIS2 (looked {_times(looked)} over "
+            f"{time.monotonic() - started:.1f} s), but it may still arrive: look before "
+            "sending it again.",
+        )
+        raise error
+
+    def _server_time(self, sent: float) -> _dt.datetime:
+        """DHIS2's own time (its zone, no zone attached) when a request was sent at
+        ``time.monotonic()`` *sent*, at the earliest: ``serverDate`` from
+        ``/api/system/info``, which is DHIS2's clock to the millisecond, less the time
+        since then."""
+        answer = self._request("GET", "/system/info", params=[("fields", "serverDate")])
+        answered = time.monotonic()
+        value = _check_object(_decode_json(answer), "system info").get("serverDate")
+        now = _parse_timestamp(value, "serverDate")
+        if now is None or now.tzinfo is not None:
+            raise _bad("serverDate", value, "DHIS2's date and time")
+        return now - _dt.timedelta(seconds=answered - sent)
+
+    def _started_since(self, kind: str, subject: str, text: str, at: _dt.datetime) -> Optional[str]:
+        """The conversation (or ticket) a send made at DHIS2's time *at*, if DHIS2 made it."""
+        value = _filter_value(at)
+        me = self._caller()
+        found = self._find_started(kind, subject, text, value, ("id", me), self._started)
+        return None if found is None else found.id
+
+    def _replied_since(self, uid: str, text: str, at: _dt.datetime) -> Optional[str]:
+        """*uid* when its thread has a message from the caller with *text*, made at DHIS2's
+        time *at* or later.  An equal message the caller sent before *at* (the same words
+        again) does not count."""
+        me = self._caller()
+        answer = self._request(
+            "GET", f"/messageConversations/{uid}", params=[("fields", _REPLY_FIELDS)]
+        )
+        for message in reversed(Conversation.from_json(_decode_json(answer)).messages):
+            made = message.created
+            if (
+                message.text == text
+                and message.sender is not None
+                and message.sender.id == me
+                and made is not None
+                and made.tzinfo is None
+                and made >= at
+            ):
+                return uid
+        return None
+
+    def _new_ticket(self, answer: _Answer, subject: str, text: str) -> str:
+        """The uid of the ticket a ``201 Feedback created`` made: from ``Location``, or
+        (DHIS2 before 2.41.3, which sends none) with one list request.
+
+        The look-up is the one ``once=`` uses, for tickets created since the POST by the
+        201's ``Date`` (less the request's time and a second); from the caller when its uid
+        is known, else, with Basic auth, by username (one request, not two)."""
+        if answer.headers.get("Location"):
+            return _location_uid(answer)
+        date, sent, answered = self._clock  # this 201's
+        when = _http_date(date)
+        since = None if when is None else _utc_value(when - (answered - sent) - 1.0)
+        sender: Optional[Tuple[str, str]] = None
+        if self._me is not None:
+            sender = ("id", self._me)
+        elif isinstance(self._auth, HTTPBasicAuth):
+            sender = ("username", str(self._auth.username))
+        try:
+            found = self._find_started("TICKET", subject, text, since, sender, self._started)
         except Dhis2Error as err:
             failure = f"looking it up failed: {err}"
+        else:
+            if found is not None:
+                return found.id
+            failure = "no such ticket is in the caller's list"
         raise ResponseError(
             "DHIS2 created the feedback ticket but sent no Location (DHIS2 before 2.41.3) and "
-            f"{failure}; look in the inbox before sending it again"
+            f"{failure}.",
+            "no_location",
+            answer.method,
+            answer.path,
+            answer.status,
+            "The ticket exists: look in the inbox before sending it again.",
         )
 
     def add_recipients(
@@ -1928,11 +2228,18 @@ class Messenger:
         body = _recipients_body(users, user_groups, organisation_units)
         if not body:
             raise ValueError("add_recipients needs users, user_groups or organisation_units")
-        _ack(
-            self._request(
-                "POST", f"/messageConversations/{uid}/recipients", json_body=body, idempotent=False
+        with _if_lost(
+            "DHIS2 may have added them: adding the same recipients again is harmless "
+            "(DHIS2 adds only users who are not participants yet)."
+        ):
+            _ack(
+                self._request(
+                    "POST",
+                    f"/messageConversations/{uid}/recipients",
+                    json_body=body,
+                    idempotent=False,
+                )
             )
-        )
 
     # -- Read state, follow-up, delete ----------------------------------------
 
@@ -2273,15 +2580,19 @@ class Messenger:
             raise ValueError(
                 f"content_type must be a media type such as 'application/pdf', not {_shown(content_type)}"
             )
-        response = self._request(
-            "POST",
-            "/fileResources",
-            # Without the domain DHIS2 files the upload as DATA_VALUE, which
-            # messages then refuse as "not a valid attachment".
-            params=[("domain", "MESSAGE_ATTACHMENT")],
-            files={"file": (name, data, content_type)},
-            idempotent=False,
-        )
+        with _if_lost(
+            "DHIS2 may have stored the file: a lost upload leaves a file resource that no "
+            "message uses (its uid was in the lost answer); uploading again makes a new one."
+        ):
+            response = self._request(
+                "POST",
+                "/fileResources",
+                # Without the domain DHIS2 files the upload as DATA_VALUE, which
+                # messages then refuse as "not a valid attachment".
+                params=[("domain", "MESSAGE_ATTACHMENT")],
+                files={"file": (name, data, content_type)},
+                idempotent=False,
+            )
         body = _check_object(_decode_json(response), "upload answer")
         resource = _check_object(
             _check_object(body.get("response"), "response").get("fileResource"), "fileResource"
@@ -2327,16 +2638,18 @@ class Messenger:
         work on DHIS2 although its answer was lost: the retry then meets that work.
         """
         deadline = getattr(_deadline, "call", None) or time.monotonic() + self.deadline
-        request = _Request(method, path, params, deadline, self.max_response_size)
+        request = _Request(method, path, params, deadline, self.max_response_size, idempotent)
         prepared = self._prepare(request, json_body, data, content_type, files, accept)
         attempt = 0
         while True:
             failure: Union[_Answer, TransportError]
+            sent = time.time()
             try:
                 failure = answer = self._attempt(request, prepared)
             except requests.RequestException as exc:
                 failure = self._transport_error(request, exc, idempotent)
             else:
+                self._clock = (answer.headers.get("Date"), sent, time.time())
                 if answer.status < 300:
                     if accept is None and answer.media_type == "text/html":
                         raise _not_json(answer)  # a proxy's or login page, not DHIS2
@@ -2393,8 +2706,8 @@ class Messenger:
     def _attempt(self, request: _Request, prepared: requests.PreparedRequest) -> _Answer:
         """One attempt: send, and read the whole body (``request.read``, the response hook)."""
         left = request.deadline - time.monotonic()
-        if left <= 0:
-            raise requests.Timeout("the deadline passed before the request was sent")
+        if left <= 0:  # a ConnectTimeout: nothing was sent
+            raise requests.ConnectTimeout("the deadline passed before the request was sent")
         connect, read = self.timeout
         request.answer = None
         outcome: Any = "?"
@@ -2468,10 +2781,10 @@ class Messenger:
             kind, request.method, self._url(request.path), _reason(exc), seconds, sent, request.path
         )
         error.detail = _transport_detail(exc, kind)
-        hints = [_TRANSPORT_HINTS.get(error.detail) or _TRANSPORT_HINTS[kind]]
+        error.hint = _TRANSPORT_HINTS.get(error.detail) or _TRANSPORT_HINTS[kind]
         if sent and not idempotent:
-            hints.append("It may still have been done on DHIS2: check before sending again.")
-        error.hint = " ".join(h for h in hints if h)
+            error.maybe_done = True
+            _advise_lost(error, _MAYBE_DONE + ".")
         # The requests error keeps the prepared request, whose headers hold the
         # credentials: drop it before it travels as the cause.
         exc.request = None
@@ -2489,6 +2802,8 @@ class Messenger:
         error: Dhis2Error = failure if isinstance(failure, TransportError) else _error_from(failure)
         if isinstance(failure, _Answer) and isinstance(error, ApiError):
             self._explain(error, request)
+            if failure.status >= 500 and not request.idempotent:
+                _server_failed_a_create(error)
         if no_time_to_retry:
             cut = f"no retry: the next wait would pass the deadline of {self.deadline:g} s"
             error.hint = f"{error.hint}; {cut}" if error.hint else cut
@@ -2509,6 +2824,38 @@ class Messenger:
                 f"{server} refused order={order!r}: conversations have no property {name!r}; "
                 "DHIS2 2.42 and older ignore such an order silently"
             )
+
+
+#: What may have happened to a create whose answer was lost, and what to do.
+_MAYBE_DONE = "It may have been done on DHIS2: look before sending it again"
+
+
+def _server_failed_a_create(error: ApiError) -> None:
+    """A 5xx for a request that creates something: never advice to just try again.
+
+    A proxy's 502, 503 or 504 may come after DHIS2 did the work (nginx gives up after 60 s
+    and DHIS2 carries on); DHIS2's own 500 rolls its work back, most likely."""
+    if error.status_code in (502, 503, 504):
+        error.maybe_done = True
+        _advise_lost(error, _MAYBE_DONE + ".")
+    else:
+        error.hint = (
+            f"{error.method} {error.path}: DHIS2 failed while doing it, so most likely "
+            "nothing was done; look before sending it again"
+        )
+
+
+def _advise_lost(error: Dhis2Error, words: str) -> None:
+    """The advice for a create whose answer was lost: what went wrong, then *words*, what
+    is known of the work and what to do."""
+    if isinstance(error, TransportError):
+        lead = _TRANSPORT_HINTS.get(error.detail) or _TRANSPORT_HINTS.get(error.kind, "")
+    else:
+        lead = (
+            f"{error.method} {error.path}: the answer was lost on the way (DHIS2 or a "
+            "proxy in front of it failed)."
+        )
+    error.hint = f"{lead} {words}".strip()
 
 
 #: What to do about each kind of TransportError, in the library's words.
@@ -2556,6 +2903,18 @@ def _one_deadline(seconds: float) -> Iterator[None]:
         yield
     finally:
         _deadline.call = None
+
+
+@contextlib.contextmanager
+def _if_lost(hint: str) -> Iterator[None]:
+    """What to do when a create's answer was lost (``maybe_done``): *hint*, in place of
+    the advice to look before sending again."""
+    try:
+        yield
+    except Dhis2Error as error:
+        if error.maybe_done:
+            _advise_lost(error, hint)
+        raise
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -2660,7 +3019,7 @@ class _Request:
     """One HTTP request, over its attempts: what it asks, when it must end, how
     much it may read, and the answer its response hook read."""
 
-    __slots__ = ("answer", "deadline", "limit", "method", "params", "path")
+    __slots__ = ("answer", "deadline", "idempotent", "limit", "method", "params", "path")
 
     def __init__(
         self,
@@ -2669,9 +3028,10 @@ class _Request:
         params: Optional[List[Tuple[str, str]]],
         deadline: float,
         limit: int,
+        idempotent: bool = True,
     ) -> None:
         self.method, self.path, self.params = method, path, params
-        self.deadline, self.limit = deadline, limit
+        self.deadline, self.limit, self.idempotent = deadline, limit, idempotent
         self.answer: Optional[_Answer] = None
 
     def read(self, response: requests.Response, **kwargs: Any) -> None:
@@ -2925,6 +3285,25 @@ def _check_text(value: Any, name: str) -> str:
             f"{name} contains characters that are not valid Unicode (lone surrogates)"
         ) from None
     return value
+
+
+def _check_once(value: Any) -> Tuple[bool, _Since]:
+    """``once=``: whether to look before sending, and since when (None: ever)."""
+    if isinstance(value, bool):
+        return value, None
+    if value is None:
+        raise TypeError("once must be True, False, a datetime or a timedelta, not None")
+    return True, _check_since(value, "once", "True, False, a datetime or a timedelta")
+
+
+def _check_since(value: Any, name: str, kinds: str = "a datetime, a timedelta or None") -> _Since:
+    if value is None or isinstance(value, _dt.datetime):
+        return value
+    if isinstance(value, _dt.timedelta):
+        if value <= _dt.timedelta(0):
+            raise ValueError(f"{name} must be a positive timedelta, not {value!r}")
+        return value
+    raise TypeError(f"{name} must be {kinds}, not {_shown(value)}")
 
 
 def _check_flag(value: Any, name: str) -> bool:
@@ -3188,7 +3567,7 @@ def _resume_by(params: List[Tuple[str, str]]) -> Optional[Tuple[str, str, str]]:
     if key not in _RESUMABLE or direction.lower() not in ("asc", "desc"):
         return None
     fields = dict(params)["fields"]
-    if fields != LIST_FIELDS:  # the walk reads the key's value: have DHIS2 send it
+    if fields != LIST_FIELDS and key not in fields.split(","):  # the walk reads the key's value
         params[params.index(("fields", fields))] = ("fields", f"{fields},{key}")
     return key, _RESUMABLE[key], "le" if direction.lower() == "desc" else "ge"
 
@@ -3209,6 +3588,30 @@ def _filter_value(value: Any) -> Optional[str]:
     if isinstance(value, str) and value and value[0] != "[" and not set(value) & set(",\r\n"):
         return value
     return None
+
+
+def _subject_filter(subject: str) -> Optional[str]:
+    """A filter every subject equal to *subject* passes, in words DHIS2 reads back exactly.
+
+    ``subject:eq:`` when the subject survives every release's parsing: 2.42+ joins the
+    filters with commas and re-splits them (a value ends at a comma, a CR or LF, or at
+    the ``]`` of a leading ``[...]``), then splits each at colons, dropping trailing
+    ones; a value of colons only is none anywhere.  Else ``subject:like:`` the longest
+    piece without those characters nor LIKE's own (``%``, ``_``, a backslash): more subjects
+    pass, and the caller checks the subject itself.  None when no piece is left."""
+    if not re.search(r"[,\r\n]", subject) and subject[0] != "[" and subject[-1] != ":":
+        return f"subject:eq:{subject}"
+    pieces = (piece.strip() for piece in re.split(r"[,\[\]:%_\\\x00-\x1f\x7f]+", subject))
+    longest = max(pieces, key=len)
+    return f"subject:like:{longest}" if longest else None
+
+
+def _utc_value(seconds: float) -> str:
+    """An instant (seconds since 1970) as a filter value DHIS2 reads as that instant:
+    UTC with ``Z``, to the millisecond below (DateUtils' Joda patterns end in ``Z``)."""
+    seconds = min(max(seconds, -62135596800.0), 253402300799.0)  # years 1 to 9999
+    when = _dt.datetime(1970, 1, 1) + _dt.timedelta(milliseconds=math.floor(seconds * 1000))
+    return when.isoformat(timespec="milliseconds") + "Z"
 
 
 def _before(value: Any, bound: Any, op: str) -> bool:
@@ -3274,6 +3677,21 @@ def _location_uid(answer: _Answer) -> str:
     except ValueError:  # e.g. "http://[" : not a URL at all
         path = location
     return _check_uid_from_server(path.rstrip("/").rsplit("/", 1)[-1])
+
+
+def _http_date(value: Optional[str]) -> Optional[float]:
+    """An HTTP date (a ``Date`` header) in seconds since 1970, or None."""
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.timezone.utc)
+    return when.timestamp()
 
 
 def _check_uid_from_server(value: str) -> str:
@@ -3428,11 +3846,28 @@ def _retry_after(value: Optional[str]) -> Optional[float]:
     return max(0.0, (when - _dt.datetime.now(_dt.timezone.utc)).total_seconds())
 
 
+#: requests' errors for a request it refused to send (a socks:// proxy without PySocks
+#: is InvalidSchema): nothing left the machine.
+_NOT_SENDABLE = (
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.URLRequired,
+)
+
+
 def _never_sent(exc: requests.RequestException) -> bool:
     """True when the connection was never made, so DHIS2 cannot have seen the request."""
-    if isinstance(exc, (requests.ConnectTimeout, requests.exceptions.ProxyError)):
+    if isinstance(exc, (requests.ConnectTimeout,) + _NOT_SENDABLE):
         return True
-    reason = getattr(exc.args[0] if exc.args else None, "reason", None)
+    inner = exc.args[0] if exc.args else None
+    reason = getattr(inner, "reason", inner)  # urllib3's MaxRetryError wraps the cause
+    if isinstance(reason, ProxyError):
+        # Also for a connection through an http:// proxy that broke after the request was
+        # written (the proxy may have passed it on): only a failed connection to the proxy
+        # (NewConnectionError is a ConnectTimeoutError) means nothing was sent.
+        return isinstance(reason.original_error, ConnectTimeoutError)
     return isinstance(reason, NewConnectionError)
 
 
@@ -3444,13 +3879,33 @@ def _maybe_done(failure: Union[_Answer, TransportError]) -> bool:
     return failure.status in (502, 504)
 
 
+def _may_still_work(error: Dhis2Error) -> bool:
+    """True when DHIS2 may still be doing what a lost answer was about: the client's read
+    timeout or a proxy's 504 ran out while DHIS2 worked on."""
+    if isinstance(error, TransportError):
+        return error.kind == "read_timeout"
+    return isinstance(error, ApiError) and error.status_code == 504
+
+
+def _times(count: int) -> str:
+    return {1: "once", 2: "twice"}.get(count, f"{count} times")
+
+
+def _lost_how(error: Dhis2Error) -> str:
+    if isinstance(error, ApiError):
+        return f"HTTP {error.status_code}"
+    if isinstance(error, TransportError):
+        return error.kind.replace("_", " ")
+    return type(error).__name__
+
+
 def _may_retry(error: TransportError, idempotent: bool) -> bool:
     if error.kind == "tls":
         return False  # a certificate problem does not go away by asking again
     if error.detail == "unknown_host":
         return False  # nor does a name that does not exist (a DNS timeout is retried)
-    if isinstance(error.__cause__, requests.exceptions.ContentDecodingError):
-        return False  # the same bytes would come back
+    if isinstance(error.__cause__, (requests.exceptions.ContentDecodingError,) + _NOT_SENDABLE):
+        return False  # the same bytes would come back; requests would refuse it again
     return idempotent or not error.sent
 
 
@@ -3657,7 +4112,7 @@ class _RetryNotes(logging.Handler):
         self.terminal = terminal
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno == logging.INFO:
+        if record.levelno in (logging.INFO, logging.WARNING):
             self.terminal.note(f"dhis2-messages: {record.getMessage()}")
 
 
@@ -4055,6 +4510,55 @@ _RECIPIENTS = (
 _ATTACH = _arg(
     "--attach", action="append", default=[], metavar="FILE", help="upload and attach a file"
 )
+_ONCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _once_arg(text: str) -> Any:
+    """--once (True) or --once=DURATION: a whole number and s, m, h, d or w."""
+    if text == "":
+        return True
+    match = re.fullmatch(r"([0-9]{1,6})([smhdw])", text.strip())
+    if match is None or match.group(1).strip("0") == "":
+        raise _argparse().ArgumentTypeError(
+            f"must be a duration such as 90m, 12h, 7d or 2w (s, m, h, d or w), not {text!r}"
+        )
+    return datetime.timedelta(seconds=int(match.group(1)) * _ONCE_UNITS[match.group(2)])
+
+
+def _once(what: str) -> _Argument:
+    return _arg(
+        "--once",
+        nargs="?",
+        const=True,
+        type=_once_arg,
+        metavar="DURATION",
+        help=f"do nothing if you already started {what} with this subject and text, "
+        "ever or within --once=DURATION (a number and s, m, h, d or w: 12h, 7d, 2w); "
+        "print its uid",
+    )
+
+
+def _cli_not_sent(found: Conversation, args: Any) -> Any:
+    """--once found what the command would have started: say so, and give its uid."""
+    when = found.created.strftime("%Y-%m-%d %H:%M") if found.created else "an unknown date"
+    print(
+        f"dhis2-messages: not sent: you started {found.id} with this subject and text on {when}",
+        file=sys.stderr,
+    )
+    return {"uid": found.id, "sent": False} if args.json else found.id
+
+
+def _cli_sent(args: Any) -> Dict[str, bool]:
+    """With --once, the JSON says whether the command sent anything."""
+    return {} if args.once is None else {"sent": True}
+
+
+def _cli_found(m: Messenger, args: Any, subject: str, text: str, feedback: bool) -> Any:
+    """With --once, what the caller already started with these words (else None)."""
+    if args.once is None:
+        return None
+    since = None if args.once is True else args.once
+    return m.find_sent(subject=subject, text=text, since=since, feedback=feedback)
 
 
 @_command(
@@ -4069,6 +4573,7 @@ _ATTACH = _arg(
         action="store_true",
         help="send nothing: resolve the recipients and count the users the message would reach",
     ),
+    _once("a conversation"),
     creates=True,
 )
 def _cli_send(m: Messenger, args: Any) -> Any:
@@ -4079,6 +4584,9 @@ def _cli_send(m: Messenger, args: Any) -> Any:
             "send needs at least one recipient: --user, --group, --org-unit or --org-unit-tree"
         )
     text = _cli_words(_cli_text(args.text), "text")
+    found = _cli_found(m, args, subject, text, feedback=False)
+    if found is not None:
+        return _cli_not_sent(found, args)
     recipients = _cli_recipients(m, args)
     users, groups, units = recipients[:3]
     if args.dry_run:
@@ -4116,12 +4624,17 @@ def _cli_reply(m: Messenger, args: Any) -> Any:
     "open a feedback ticket; prints its uid",
     _arg("subject"),
     _arg("text"),
+    _once("a ticket"),
     creates=True,
 )
 def _cli_feedback(m: Messenger, args: Any) -> Any:
     subject = _cli_words(args.subject, "subject")
-    uid = m.send_feedback(subject=subject, text=_cli_words(_cli_text(args.text), "text"))
-    return {"uid": uid} if args.json else uid
+    text = _cli_words(_cli_text(args.text), "text")
+    found = _cli_found(m, args, subject, text, feedback=True)
+    if found is not None:
+        return _cli_not_sent(found, args)
+    uid = m.send_feedback(subject=subject, text=text)
+    return {"uid": uid, **_cli_sent(args)} if args.json else uid
 
 
 @_command(
@@ -4437,7 +4950,7 @@ def _cli_reached(
     except Dhis2Error:
         reached = None  # sent all the same: say so, and exit 0
     if args.json:
-        return {"uid": uid, "attachments": files, "reached": reached}
+        return {"uid": uid, "attachments": files, "reached": reached, **_cli_sent(args)}
     count = "?" if reached is None else str(reached)
     return f"sent {uid} to {_cli_asked(recipients)}: {count} user{'s' * (reached != 1)} reached"
 
@@ -4585,6 +5098,16 @@ _GLOBAL_OPTIONS = (
 )
 
 
+def _cli_argv(argv: Sequence[str]) -> List[str]:
+    """A bare ``--once`` takes no DURATION: argparse would take the next argument (the
+    subject) as one, so it becomes ``--once=`` (before a ``--``)."""
+    out, operands = [], False
+    for arg in argv:
+        operands = operands or arg == "--"
+        out.append("--once=" if arg == "--once" and not operands else arg)
+    return out
+
+
 def _cli_messenger(args: Any) -> Messenger:
     """The Messenger the flags and the environment describe; the password may come from a prompt.
 
@@ -4655,11 +5178,11 @@ def _cli_error(exc: Dhis2Error, args: Any, m: Optional[Messenger]) -> str:
     """A DHIS2 or network failure in a few lines, with the advice that fits the command."""
     host = urlsplit(m.base_url).netloc if m else "DHIS2"
     if isinstance(exc, TransportError):
-        text = _cli_transport_error(exc, host, args.command if args.creates else None)
+        text = _cli_transport_error(exc, host)
         if exc.detail and m:
             text = _cli_transport_detail(exc, m.base_url)
     elif isinstance(exc, ApiError):
-        text = _cli_api_error(exc, args.command)
+        text = _cli_api_error(exc, args.command, args.creates)
         if isinstance(exc, NotFoundError) and isinstance(exc.body, str) and m:
             # An error page, not DHIS2's JSON: no DHIS2 API at that address.
             text = (
@@ -4673,6 +5196,8 @@ def _cli_error(exc: Dhis2Error, args: Any, m: Optional[Messenger]) -> str:
         text = _cli_response_error(exc)
     else:
         text = str(exc)
+    if exc.maybe_done:
+        text += _cli_lost(exc, args.command)
     if exc.no_time_to_retry:
         deadline = m.deadline if m else 0.0
         text += (
@@ -4682,19 +5207,31 @@ def _cli_error(exc: Dhis2Error, args: Any, m: Optional[Messenger]) -> str:
     return text
 
 
-def _cli_transport_error(exc: TransportError, host: str, creating: Optional[str]) -> str:
-    """*creating*: the command, when it sends or uploads something."""
-    maybe_done = (
-        f"\nThe {creating} may still have reached DHIS2: check (dhis2-messages list) "
-        "before running it again."
-        if creating and exc.sent
-        else ""
-    )
+def _cli_lost(exc: Dhis2Error, command: str) -> str:
+    """What a lost answer means for the command, from the error's fields."""
+    path = exc.path or ""
+    if path.startswith("/fileResources"):
+        return "\nDHIS2 may have stored the file, unused; uploading it again makes a new one."
+    if path.endswith("/recipients"):
+        return "\nDHIS2 may have added them; running it again is harmless."
+    again = "check (dhis2-messages list) before running it again"
+    if command in ("send", "feedback"):
+        again += ", or run it again with --once"
+    if exc.looked:
+        looks = f"{exc.looked} look-up{'s' if exc.looked > 1 else ''}"
+        return (
+            f"\nThe {command} was not found on DHIS2 when looked for ({looks}), "
+            f"but it may still arrive: {again}."
+        )
+    return f"\nThe {command} may still have reached DHIS2: {again}."
+
+
+def _cli_transport_error(exc: TransportError, host: str) -> str:
     s = exc.seconds or 0.0
     if exc.kind == "deadline":
         return (
             f"{host} did not finish within the deadline of {s:g} s: DHIS2 answered too "
-            f"slowly or not at all; try again later or give --deadline {s * 2:g}." + maybe_done
+            f"slowly or not at all; try again later or give --deadline {s * 2:g}."
         )
     if exc.kind == "tls":
         return (
@@ -4708,11 +5245,11 @@ def _cli_transport_error(exc: TransportError, host: str, creating: Optional[str]
     if exc.kind == "read_timeout":
         return (
             f"{host} did not answer within {s:g} s: DHIS2 may be busy; try again later "
-            f"or give --timeout {s * 2:g}." + maybe_done
+            f"or give --timeout {s * 2:g}."
         )
     if exc.kind == "connect":
         return f"could not connect to {host}: {exc.reason}. Check --url and that DHIS2 is running."
-    return f"the connection to {host} broke: {exc.reason}." + maybe_done
+    return f"the connection to {host} broke: {exc.reason}."
 
 
 def _cli_transport_detail(exc: TransportError, base_url: str) -> str:
@@ -4736,13 +5273,16 @@ def _cli_nobody(args: Any) -> str:
     return "The users and groups given hold nobody (send --dry-run counts them)."
 
 
-def _cli_api_error(exc: ApiError, command: str) -> str:
+def _cli_api_error(exc: ApiError, command: str, creating: bool) -> str:
     status, message = exc.status_code, exc.message
     if 300 <= status < 400:
         return (
             f"DHIS2 answered with a redirect (HTTP {status}) to {_text(str(exc.body))[:200]}: "
             "give the final address as --url."
         )
+    if status >= 500 and creating:  # never just "try again": it may have been done
+        done = "" if exc.maybe_done else "; most likely nothing was done, but check first"
+        return f"DHIS2 failed (HTTP {status}): {message}{done}"
     if status >= 500:
         return f"DHIS2 failed (HTTP {status}): {message}; try again later"
     if isinstance(exc, NotFoundError):
@@ -4775,7 +5315,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """The ``dhis2-messages`` command; returns the exit status."""
     parser = _cli_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_cli_argv(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # --help, --version, or a usage error argparse has reported
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     if args.command is None:

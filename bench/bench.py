@@ -23,7 +23,8 @@ Sections (all in one run, side by side, medians of at least 5 repetitions):
 5. Requests per call on each emulated DHIS2 release (2.38 to 2.44): one per
    call everywhere, except ``send_feedback`` before 2.41.3, which has to find
    the ticket DHIS2 created without naming it (one more).  Nothing asks the
-   server's version.
+   server's version.  5b: ``send(once=...)`` and ``find_sent``, found and not
+   found: one look-up (and, once per Messenger, the caller's uid) before a send.
 6. Hostile servers (raw sockets on 127.0.0.1): the wall time of calls to a
    server that drips one byte a second, against the deadline (target: at most
    the deadline + 1 s), and the peak RSS of calls that meet a 500 MiB body or a
@@ -59,6 +60,7 @@ import threading
 import time
 import tracemalloc
 import urllib.parse
+from datetime import timedelta
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -1001,6 +1003,40 @@ def bench_release_requests() -> Dict[str, Any]:
     return {"versions": list(VERSIONS), "counts": counts}
 
 
+#: send(once=...) and find_sent on a fresh Messenger, in this order: (call, requests expected).
+ONCE_CALLS = [
+    ("send(once=True), nothing sent before", 3),  # the caller's uid, the look-up, the POST
+    ("send(once=True), found", 1),
+    ("send(once=True), other text: not found", 2),
+    ("send(once=timedelta(days=6)), found", 1),
+    ("find_sent(), found", 1),
+]
+
+
+def bench_once() -> List[Dict[str, Any]]:
+    """Requests of sending once, found and not found (the server's count)."""
+    rows = []
+    with EmulatorProcess() as emu:
+        m = messenger(emu.url)
+        try:
+            calls = [
+                lambda: m.send(subject="Weekly", text="Due Friday", users=[BOB], once=True),
+                lambda: m.send(subject="Weekly", text="Due Friday", users=[BOB], once=True),
+                lambda: m.send(subject="Weekly", text="Due Monday", users=[BOB], once=True),
+                lambda: m.send(
+                    subject="Weekly", text="Due Friday", users=[BOB], once=timedelta(days=6)
+                ),
+                lambda: m.find_sent(subject="Weekly", text="Due Monday"),
+            ]
+            for (name, expected), call in zip(ONCE_CALLS, calls):
+                emu.clear_log()
+                call()
+                rows.append({"call": name, "expected": expected, "requests": emu.requests_seen()})
+        finally:
+            m.close()
+    return rows
+
+
 def _expected_requests(name: str, version: str) -> int:
     return 2 if name == "send_feedback" and parse_version(version) < (2, 41, 3) else 1
 
@@ -1178,6 +1214,23 @@ def report(results: Dict[str, Any]) -> Tuple[str, List[Dict[str, Any]]]:
         rows.append([name] + [str(per_version[v]) for v in rel["versions"]] + [_mark(met)])
     out.append(_table([""] + rel["versions"] + ["target"], rows))
     out.append("")
+    out.append("5b. Requests of sending once (a fresh Messenger, these calls in order)")
+    rows = [
+        [
+            r["call"],
+            str(r["expected"]),
+            str(r["requests"]),
+            target(
+                f"requests: {r['call']}",
+                r["requests"],
+                f"== {r['expected']}",
+                r["requests"] == r["expected"],
+            ),
+        ]
+        for r in results["once"]
+    ]
+    out.append(_table(["", "expected", "requests", "target"], rows))
+    out.append("")
     out.append(
         "6. Hostile servers: wall time of list_conversations with timeout=(1, 2) against a server "
         "dripping one byte a second (target: <= deadline + 1 s)"
@@ -1314,6 +1367,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         results["round_trips"] = bench_round_trips(slow, cfg)
         results["recipients"] = bench_recipients(slow, cfg)
     results["releases"] = bench_release_requests()
+    results["once"] = bench_once()
     results["slow_servers"] = bench_slow_servers(cfg)
     results["large_answers"] = bench_large_answers(cfg)
     results["elapsed_s"] = time.perf_counter() - started

@@ -29,8 +29,10 @@ As a demo server (prints the users, passwords and tokens, serves until Ctrl-C)::
 
     python -m tests.emulator --port 8080 --demo
 
-Dates are rendered like DHIS2 (``2024-05-02T10:11:12.345``, no zone); the
-emulator's server zone is UTC.  Only the standard library is used.
+Dates are rendered like DHIS2 (``2024-05-02T10:11:12.345``, no zone), in the server's
+zone: UTC, or ``utc_offset`` seconds ahead of it; ``clock_offset`` puts the server's clock
+(its dates and its ``Date`` header) ahead of this machine's, or behind.  Only the
+standard library is used.
 """
 
 from __future__ import annotations
@@ -247,8 +249,10 @@ QUIRKS: tuple[Quirk, ...] = (
     Quirk(
         "resplits_filters",
         "2.42",
-        "d2b80a51110 (#19046); GetObjectListParams.java:155-199@2.42",
-        "all filter parameters are joined with commas and re-split: a value ends at a comma",
+        "d2b80a51110 (#19046); GetObjectListParams.java:155-199@2.42, "
+        "DefaultQueryParser.java:71-80@2.42",
+        "all filter parameters are joined with commas and re-split: a value ends at a comma "
+        "(or at the ] of a leading [...]), and loses its trailing colons",
     ),
     Quirk(
         "or_lifts_inbox",
@@ -781,8 +785,25 @@ def format_date(ms: int) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}"
 
 
-def parse_date(value: str) -> int | None:
-    text = value.strip().replace(" ", "T").rstrip("Z")
+_ZONE_SUFFIX = re.compile(r"(Z|[+-]\d\d(?::?\d\d)?)$")
+
+
+def parse_date(value: str, utc_offset_ms: int = 0) -> int | None:
+    """A filter's date as the server's local milliseconds (what ``format_date`` renders).
+
+    Without a zone the value is the server's local time; with one (``Z``, ``+03:00``,
+    ``-0800``: the ``Z`` of DateUtils' Joda patterns) it is an instant, moved into the
+    server's zone, ``utc_offset_ms`` ahead of UTC."""
+    text = value.strip().replace(" ", "T")
+    zone = _ZONE_SUFFIX.search(text) if "T" in text else None
+    shift = 0
+    if zone is not None:
+        text = text[: zone.start()]
+        if zone.group(1) != "Z":
+            digits = zone.group(1)[1:].replace(":", "")
+            minutes = int(digits[:2]) * 60 + int(digits[2:] or 0)
+            shift = -minutes if zone.group(1)[0] == "+" else minutes
+        shift = shift * 60_000 + utc_offset_ms
     for fmt in (
         "%Y-%m-%dT%H:%M:%S.%f",
         "%Y-%m-%dT%H:%M:%S",
@@ -795,7 +816,7 @@ def parse_date(value: str) -> int | None:
             dt = _dt.datetime.strptime(text, fmt)
         except ValueError:
             continue
-        return int((dt - _dt.datetime(1970, 1, 1)).total_seconds() * 1000)
+        return int((dt - _dt.datetime(1970, 1, 1)).total_seconds() * 1000) + shift
     return None
 
 
@@ -1124,7 +1145,7 @@ def _token_match(value: Any, query: str) -> bool:
     return all(any(w.startswith(q) for w in words) for q in _words(query))
 
 
-def _parse_arg(vtype: str, arg: str | None) -> Any:
+def _parse_arg(vtype: str, arg: str | None, utc_offset_ms: int = 0) -> Any:
     if arg is None:
         return None
     if vtype == "bool":
@@ -1135,7 +1156,7 @@ def _parse_arg(vtype: str, arg: str | None) -> Any:
         except ValueError:
             return None
     if vtype == "date":
-        return parse_date(arg)
+        return parse_date(arg, utc_offset_ms)
     return arg
 
 
@@ -1209,21 +1230,42 @@ def _check_enum_values(path: str, values: Iterable[str]) -> None:
             )
 
 
-def compile_filter(expr: str, type_name: str = "conversation") -> Callable[[Any, Ctx], bool]:
-    parts = expr.split(":")
+def _java_split(text: str, separator: str) -> list[str]:
+    """Java's ``String.split``: trailing empty pieces are dropped."""
+    parts = text.split(separator)
+    while parts and parts[-1] == "":
+        parts.pop()
+    return parts
+
+
+def compile_filter(
+    expr: str,
+    type_name: str = "conversation",
+    *,
+    rejoins_value: bool = False,
+    utc_offset_ms: int = 0,
+) -> Callable[[Any, Ctx], bool]:
+    """One ``prop:op[:value]`` filter as a test of an object.
+
+    The value is what follows ``prop:op:`` (DefaultJpaQueryParser up to 2.41); from 2.42
+    (``rejoins_value``) DefaultQueryParser joins the pieces of Java's ``split(":")``
+    again, so trailing colons are lost.  Either way a value of colons only is none."""
+    parts = _java_split(expr, ":")
     if len(parts) < 2:
         raise _bad_request("Invalid filter => " + expr)
     path, op = parts[0], parts[1]
-    raw = ":".join(parts[2:]) if len(parts) >= 3 else None
+    raw = None
+    if len(parts) >= 3:
+        raw = ":".join(parts[2:]) if rejoins_value else expr[len(path) + len(op) + 2 :]
     leaf = _path_leaf(type_name, path)
     if op not in FILTER_OPERATORS:
         raise _bad_request(f"`{op}` is not a valid operator.")
     if op in ("in", "!in"):
         if raw is None or not (raw.startswith("[") and raw.endswith("]")) or len(raw) < 3:
             raise _bad_request(f"Invalid argument `{raw}` for in operator.")
-        arg: Any = [_parse_arg(leaf.vtype, v) for v in raw[1:-1].split(",")]
+        arg: Any = [_parse_arg(leaf.vtype, v, utc_offset_ms) for v in raw[1:-1].split(",")]
     else:
-        arg = _parse_arg(leaf.vtype, raw)
+        arg = _parse_arg(leaf.vtype, raw, utc_offset_ms)
     if leaf.vtype == "enum" and path in ENUM_CLASSES and raw is not None:
         _check_enum_values(path, arg if op in ("in", "!in") else [raw])
     steps = path.split(".")
@@ -1606,6 +1648,7 @@ class Fault:
     truncate: bool
     process: bool
     strip_headers: tuple[str, ...]
+    commit_after: int = 0
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method.upper() == method) and (
@@ -1679,6 +1722,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("GET", r"/userGroups", "user_groups"),
         ("GET", r"/organisationUnits", "org_units"),
         ("GET", r"/system/info", "system_info"),
+        ("GET", r"/me", "me"),
     )
 ]
 _PUBLIC = {"login"}
@@ -1753,6 +1797,12 @@ class Emulator:
             self._wake = threading.Event()
             old_wake.set()
             self._rng = random.Random(self.SEED)
+            # The server's clock: seconds ahead of this machine's, and its zone's offset
+            # from UTC in seconds.  Dates are kept and rendered as its local time, the
+            # Date header is its clock in GMT.
+            self.clock_offset = 0.0
+            self.utc_offset = 0.0
+            self._deferred: list[list[Any]] = []  # [requests to wait, Request] (commit_after)
             self._last_ms = 0
             self._version = 0
             self._list_cache: dict[Any, list[Conversation]] = {}
@@ -1851,8 +1901,19 @@ class Emulator:
         truncate: bool = False,
         process: bool = False,
         strip_headers: Iterable[str] = (),
+        commit_after: int = 0,
     ) -> None:
-        """Make the next ``times`` matching requests misbehave (see the module docs of each mode)."""
+        """Make the next ``times`` matching requests misbehave.
+
+        ``status``, ``body``, ``headers``, ``content_type``: answer with these in place of
+        DHIS2's (a status alone: a proxy's empty answer); ``strip_headers``: leave those
+        out; ``delay``: wait that many seconds first; ``drop``: hang up without an answer;
+        ``truncate``: send half the body, then hang up.  A fault that replaces the answer
+        keeps DHIS2 from doing the work, unless ``process=True``: then the handler runs
+        first (before the delay, too: the work is done, the answer is late or lost).
+        ``commit_after=N`` (with ``process``): the work shows only when N more requests
+        have arrived, as when a proxy gives up (504) before DHIS2 finishes.
+        """
         fault = Fault(
             method=method,
             path=re.compile(path) if path is not None else None,
@@ -1866,6 +1927,7 @@ class Emulator:
             truncate=truncate,
             process=process,
             strip_headers=tuple(strip_headers),
+            commit_after=commit_after,
         )
         with self._lock:
             self._faults.append(fault)
@@ -1921,6 +1983,19 @@ class Emulator:
             message_type="SYSTEM",
             ext_message_id=version,
         )
+
+    def backdate(self, uid: str, seconds: float) -> None:
+        """Move a conversation and its messages that many seconds into the past."""
+        shift = int(seconds * 1000)
+        with self._lock:
+            conv = self.conversations[uid]
+            conv.created -= shift
+            conv.last_updated -= shift
+            conv.last_message -= shift
+            for message in conv.messages:
+                message.created -= shift
+                message.last_updated -= shift
+            self._version += 1
 
     def add_conversations(
         self,
@@ -2081,9 +2156,13 @@ class Emulator:
         h = f"{self._rng.getrandbits(128):032x}"
         return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
 
+    def now_ms(self) -> int:
+        """The server's local time now, in ms since 1970 (as DHIS2 renders it, without zone)."""
+        return int((time.time() + self.clock_offset + self.utc_offset) * 1000)
+
     def _tick(self) -> int:
         """Now in ms, strictly increasing; every mutation calls it (it also invalidates list caches)."""
-        now = int(time.time() * 1000)
+        now = self.now_ms()
         if now <= self._last_ms:
             now = self._last_ms + 1
         self._last_ms = now
@@ -2257,6 +2336,26 @@ class Emulator:
                     return fault
         return None
 
+    def _process(self, req: Request, fault: Fault) -> Response:
+        """A fault's ``process``: run the handler now, or when ``commit_after`` requests came."""
+        if fault.commit_after <= 0:
+            return self._handle(req)
+        with self._lock:
+            self._deferred.append([fault.commit_after, req])
+        return Response(200)
+
+    def _commit_deferred(self) -> None:
+        """Called as each request arrives: run the deferred work that is due."""
+        if not self._deferred:
+            return
+        with self._lock:
+            for entry in self._deferred:
+                entry[0] -= 1
+            due = [req for count, req in self._deferred if count <= 0]
+            self._deferred = [entry for entry in self._deferred if entry[0] > 0]
+        for req in due:
+            self._handle(req)
+
     def _handle(self, req: Request) -> Response:
         """Authenticate, route and run one API request under the lock."""
         with self._lock:
@@ -2415,7 +2514,7 @@ class Emulator:
         if query_string and not has_query and query_operator not in FILTER_OPERATORS:
             raise Fail(web_message(409, f"`{query_operator}` is not a valid operator."))
         filters = self._filter_params(req)
-        compiled = [compile_filter(f) for f in filters]
+        compiled = [self._compile_filter(f) for f in filters]
         junction = req.junction()
         orders = self._order_params(req)
         ctx = Ctx(
@@ -2593,12 +2692,36 @@ class Emulator:
 
     def _h_system_info(self, req: Request) -> Response:
         # SystemController.getSystemInfo: any logged-in user; fields=version gives {"version": ...}
-        info = {"version": self.version, "revision": "emulator", "serverTimeZoneId": "Etc/UTC"}
+        hours = self.utc_offset / 3600
+        info = {
+            "version": self.version,
+            "revision": "emulator",
+            "serverDate": format_date(self.now_ms()),  # new Date(), in the server's zone
+            # POSIX zone names count the other way: UTC+3 is Etc/GMT-3.
+            "serverTimeZoneId": f"Etc/GMT{-hours:+g}" if hours else "Etc/UTC",
+        }
         fields = req.fields("*")
         wanted = [name for name, _ in fields]
         if "*" not in wanted and ":all" not in wanted:
             info = {k: v for k, v in info.items() if k in wanted}
         return json_response(200, info, [("Cache-Control", "no-store")])
+
+    def _h_me(self, req: Request) -> Response:
+        # MeController.getCurrentUser: the caller, through the field filter (fields=id: {"id"})
+        user = req.user
+        assert user is not None
+        me = {
+            "id": user.uid,
+            "username": user.username,
+            "firstName": user.first_name,
+            "surname": user.surname,
+            "name": user.display_name,
+            "displayName": user.display_name,
+        }
+        wanted = [name for name, _ in req.fields("*")]
+        if "*" not in wanted and ":all" not in wanted:
+            me = {k: v for k, v in me.items() if k in wanted}
+        return json_response(200, me)
 
     def _h_download(self, req: Request, mc: str, msg: str, file_uid: str) -> Response:
         user = req.user
@@ -2754,7 +2877,7 @@ class Emulator:
         paging = _bool_param(req, "paging", True)
         page = _int_param(req, "page", 1)
         page_size = _int_param(req, "pageSize", 50)
-        compiled = [compile_filter(f, type_name) for f in self._filter_params(req)]
+        compiled = [self._compile_filter(f, type_name) for f in self._filter_params(req)]
         junction = req.junction()
         result = [o for o in objects if not compiled or junction(f(o, ctx) for f in compiled)]
         result = _metadata_order(result, type_name, self._order_params(req))
@@ -2780,6 +2903,16 @@ class Emulator:
         if "," not in joined:
             return [joined] if joined else []
         return [m.group() for m in _FILTER_PARTS.finditer(joined)]
+
+    def _compile_filter(
+        self, expr: str, type_name: str = "conversation"
+    ) -> Callable[[Any, Ctx], bool]:
+        return compile_filter(
+            expr,
+            type_name,
+            rejoins_value=self.quirks.resplits_filters,
+            utc_offset_ms=int(self.utc_offset * 1000),
+        )
 
     def _order_params(self, req: Request) -> list[str]:
         return [o for value in req.all("order") for o in value.split(",") if o.strip()]
@@ -3867,11 +4000,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         req = Request(self.command, split.path, split.query, self.headers, body, self._origin())
         wake = emulator._wake
         fault = emulator._admit(req)
+        emulator._commit_deferred()
         if emulator.latency > 0 and wake.wait(emulator.latency):
             return self._hang_up()
+        done = emulator._process(req, fault) if fault is not None and fault.process else None
         if fault is not None and fault.delay > 0 and wake.wait(fault.delay):
             return self._hang_up()  # reset() or stop() while waiting: give up quietly
-        if fault is None or fault.runs_handler:
+        if done is not None:
+            response = done
+        elif fault is None or fault.runs_handler:
             response = emulator._handle(req)
         else:
             response = Response(200)
@@ -3890,7 +4027,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = resp.body
         lines = [
             f"HTTP/1.1 {resp.status} {_phrase(resp.status)}",
-            "Date: " + email.utils.formatdate(usegmt=True),
+            "Date: "
+            + email.utils.formatdate(time.time() + self.server.emulator.clock_offset, usegmt=True),
         ]
         lines.extend(f"{k}: {v}" for k, v in resp.headers)
         if resp.status not in (204, 304) and resp.header("Content-Length") is None:

@@ -134,6 +134,14 @@ def error_line(result):
 
 
 class TestSubprocess:
+    def test_a_lost_answer_that_was_found_is_a_warning(self, emulator, spawn):
+        """DHIS2 made it and the connection broke: exit 0 with the uid, and a warning."""
+        emulator.inject(method="POST", path=API, drop=True, process=True)
+        result = spawn("send", "S", "T", "--user", ALICE)
+        uid = result.out.strip()
+        assert (0, [uid]) == (result.status, list(emulator.conversations))
+        assert "was lost" in result.err and f"{uid} was found" in result.err
+
     def test_list_table(self, emulator, spawn):
         uid = emulator.add_conversation(sender="alice", recipients=["admin"], subject="Malaria ✓")
         result = ok(spawn("list"))
@@ -282,6 +290,7 @@ COMMAND_OF = {
     "resolve_organisation_unit": "tree",  # and --org-unit, --org-unit-tree
     "organisation_unit_subtree": "tree",  # and send/add-recipients --org-unit-tree
     "expand_recipients": "send",  # send --dry-run
+    "find_sent": "send",  # send --once, feedback --once
 }
 #: Public methods that are about the Messenger itself, not a DHIS2 endpoint.
 NOT_COMMANDS = {"close", "from_env"}
@@ -795,6 +804,58 @@ class TestSend:
         result = cli("send", "S", "T", "--user", UNKNOWN)
         assert 1 == result.status and "DHIS2 refused the send (HTTP 409" in result.err
         assert f"User does not exist: {UNKNOWN}" in result.err
+
+
+class TestOnce:
+    def test_send_once(self, emulator, cli):
+        """A bare --once takes no DURATION, before the subject too; the second run sends
+        nothing, says so, prints the uid and exits 0."""
+        uid = ok(cli("send", "--once", "Weekly report", "Due Friday", "--user", ALICE)).out
+        again = cli("send", "--once", "Weekly report", "Due Friday", "--user", ALICE)
+        assert (0, uid) == (again.status, again.out)
+        assert f"dhis2-messages: not sent: you started {uid.strip()} with this subject" in (
+            again.err
+        )
+        data = cli("--json", "send", "Weekly report", "Due Friday", "--user", ALICE, "--once")
+        assert {"uid": uid.strip(), "sent": False} == data.json()
+        data = ok(cli("--json", "send", "Other", "Due Friday", "--user", ALICE, "--once")).json()
+        assert (True, []) == (data["sent"], data["attachments"])
+        assert 2 == len(emulator.requests("POST"))
+
+    @pytest.mark.parametrize("duration", ["90m", "12h", "7d", "2w", "3600s"])
+    def test_once_within_a_duration(self, emulator, cli, duration):
+        old = ok(cli("send", "Weekly report", "Due Friday", "--user", ALICE)).out.strip()
+        emulator.backdate(old, 1800)  # half an hour: within every duration here
+        result = cli("send", "Weekly report", "Due Friday", "--user", ALICE, f"--once={duration}")
+        assert (0, old) == (result.status, result.out.strip())
+        emulator.backdate(old, 30 * 86400)
+        new = ok(cli("send", "Weekly report", "Due Friday", "--user", ALICE, f"--once={duration}"))
+        assert old != new.out.strip()
+
+    @pytest.mark.parametrize("duration", ["7", "7x", "d", "0h", "1.5h", "-1d", "1234567d"])
+    def test_bad_durations(self, emulator, cli, duration):
+        result = cli("send", "S", "T", "--user", ALICE, f"--once={duration}")
+        assert 2 == result.status and "12h, 7d or 2w" in result.err
+        assert [] == emulator.log
+
+    def test_nothing_uploaded_when_already_sent(self, emulator, cli, tmp_path):
+        report = attachment_file(tmp_path)
+        ok(cli("send", "S", "T", "--user", ALICE, "--attach", report, "--once"))
+        assert 0 == cli("send", "S", "T", "--user", ALICE, "--attach", report, "--once").status
+        assert 1 == len(emulator.requests("POST", "/api/fileResources")) == len(emulator.files)
+
+    def test_feedback_once(self, emulator, cli):
+        uid = ok(cli("feedback", "Export fails", "CSV times out", "--once", user="alice")).out
+        again = cli("feedback", "--once", "Export fails", "CSV times out", user="alice")
+        assert (0, uid) == (again.status, again.out) and "not sent" in again.err
+        assert 1 == len(emulator.requests("POST"))
+
+    def test_help_gives_the_duration_syntax(self, cli, capsysbinary):
+        assert 0 == main(["send", "--help"])
+        text = " ".join(capsysbinary.readouterr().out.decode().split())
+        assert "--once [DURATION]" in text and "12h, 7d, 2w" in text
+        assert 0 == main(["feedback", "--help"])
+        assert "--once [DURATION]" in capsysbinary.readouterr().out.decode()
 
 
 class TestReply:
@@ -1521,12 +1582,25 @@ class TestErrorWords:
         assert "--timeout 0.4" in line
         assert "reached DHIS2" not in line and "timeout=" not in line and "fields" not in line
 
-    def test_a_send_timeout_warns_it_may_have_been_delivered(self, emulator, cli):
-        emulator.inject(method="POST", path=API, delay=2, process=True)
+    def test_a_send_timeout_is_looked_up_and_says_what_was_found(self, emulator, cli):
+        emulator.inject(method="POST", path=API, delay=2)  # the work, only after 2 s
         result = cli("--timeout", "0.2", "send", "S", "T", "--user", ALICE)
         assert 1 == result.status and 2 == len(result.err.splitlines())
-        assert "The send may still have reached DHIS2" in result.err
-        assert "dhis2-messages list" in result.err
+        assert "did not answer within 0.2 s" in result.err
+        assert "The send was not found on DHIS2 when looked for (6 look-ups)" in result.err
+        assert "may still arrive: check (dhis2-messages list)" in result.err
+        assert "or run it again with --once" in result.err
+
+    def test_a_proxy_failure_of_a_create_never_says_only_try_again(self, emulator, cli):
+        uid = emulator.add_conversation(sender="admin", recipients=["alice"], subject="s")
+        emulator.inject(method="POST", status=504)
+        result = cli("add-recipients", uid, "--user", BOB)
+        assert 1 == result.status and "try again" not in result.err
+        assert "DHIS2 may have added them; running it again is harmless." in result.err
+        emulator.inject(method="POST", status=500)
+        result = cli("send", "S", "T", "--user", ALICE)
+        assert 1 == result.status and "try again" not in result.err
+        assert "most likely nothing was done, but check first" in result.err
 
     def test_not_found_does_not_say_http_200(self, emulator, cli):
         result = cli("show", UNKNOWN)

@@ -6,6 +6,8 @@ tests stand on a known floor.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import json
 import re
 import socket
@@ -891,6 +893,34 @@ class TestFaults:
             assert len(response.content) < int(response.headers["Content-Length"])
         assert 200 == call("GET", MC, "alice").status_code
 
+    def test_process_runs_the_handler_before_the_delay(self, emu, call):
+        """process=True with a delay: the work is done at once, the answer comes late."""
+        emu.inject(method="POST", delay=60, process=True)
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            call(
+                "POST",
+                MC,
+                json={"subject": "s", "text": "t", "users": [{"id": ALICE}]},
+                timeout=0.5,
+            )
+        assert 1 == len(emu.conversations)
+        emu.reset()  # ends the waiting handler quietly
+
+    def test_commit_after_shows_the_work_later(self, emu, call):
+        """A proxy's 504 before DHIS2 finished: the conversation appears as the third request
+        after it arrives, before that request is answered."""
+        emu.inject(method="POST", status=504, process=True, commit_after=3)
+        body = {"subject": "Late", "text": "t", "users": [{"id": ALICE}]}
+        assert 504 == call("POST", MC, json=body).status_code
+        seen = [
+            len(
+                call("GET", MC, params={"filter": "subject:eq:Late"}).json()["messageConversations"]
+            )
+            for _ in range(4)
+        ]
+        assert [0, 0, 1, 1] == seen
+        assert 1 == len(emu.conversations)
+
     def test_faults_are_logged_and_consumed_in_order(self, emu, call):
         emu.inject(path="nothing-matches-this", status=500)
         emu.inject(status=418)
@@ -1006,6 +1036,57 @@ class TestLogAndControl:
         assert sorted(tickets) == sorted(c["id"] for c in before_june)
         with pytest.raises(ValueError):
             emu.add_conversations(1, sender="alice", recipients=["bob"], message_type="MEMO")
+
+    def test_me(self, emu, call):
+        """MeController: the caller, through the field filter."""
+        assert {"id": ALICE} == call("GET", "/api/me", "alice", params={"fields": "id"}).json()
+        everything = call("GET", "/api/me", "bob").json()
+        assert (BOB, "bob", "Bob Mensah") == (
+            everything["id"],
+            everything["username"],
+            everything["displayName"],
+        )
+
+    def test_the_servers_clock_and_zone(self, emu, call):
+        """The server's clock may be off from this machine's and its zone another: the Date
+        header is its clock in GMT, dates are its local time without zone, and a filter date
+        with a zone is an instant (DateUtils' Joda ``Z``); without one, local time."""
+        emu.clock_offset, emu.utc_offset = 7200.0, 3 * 3600.0  # 2 h fast, UTC+3
+        uid = emu.add_conversation(sender="admin", recipients=["alice"], subject="Clock")
+        r = call("GET", "/api/system/info")
+        header = email.utils.parsedate_to_datetime(r.headers["Date"])
+        assert abs(header.timestamp() - (time.time() + 7200)) < 5
+        server_date = datetime.datetime.fromisoformat(r.json()["serverDate"])
+        utc_now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+        local_now = utc_now + datetime.timedelta(hours=5)
+        assert abs((server_date - local_now).total_seconds()) < 5
+        assert "Etc/GMT-3" == r.json()["serverTimeZoneId"]
+        created = emu.conversations[uid].created
+        utc = datetime.datetime(1970, 1, 1) + datetime.timedelta(
+            milliseconds=created - 3 * 3600_000
+        )
+
+        def found(value):
+            params = {"filter": f"created:ge:{value}", "fields": "id"}
+            return [c["id"] for c in call("GET", MC, params=params).json()["messageConversations"]]
+
+        def text(when, zone=""):
+            return when.isoformat(timespec="milliseconds") + zone
+
+        one_ms = datetime.timedelta(milliseconds=1)
+        assert [uid] == found(text(utc, "Z")) == found(text(utc, "+00:00"))
+        assert [] == found(text(utc + one_ms, "Z"))
+        assert [uid] == found(text(utc + datetime.timedelta(hours=3), "+0300"))
+        local = utc + datetime.timedelta(hours=3)  # without a zone: the server's local time
+        assert ([uid], []) == (found(text(local)), found(text(local + one_ms)))
+
+    def test_backdate(self, emu, call):
+        uid = emu.add_conversation(sender="admin", recipients=["alice"], subject="Old", replies=1)
+        conv = emu.conversations[uid]
+        before = [conv.created, conv.last_message] + [m.created for m in conv.messages]
+        emu.backdate(uid, 60)
+        after = [conv.created, conv.last_message] + [m.created for m in conv.messages]
+        assert [c - 60_000 for c in before] == after
 
     def test_bulk_setup(self, emu):
         """20,000 conversations at once, as the benchmark's walks need (their time is the bench's)."""

@@ -1,8 +1,11 @@
-"""Sending: send, reply, send_feedback and add_recipients; any text round-trips.
+"""Sending: send, reply, send_feedback and add_recipients; any text round-trips; once.
 
 Each writes the body DHIS2 reads (``{"id"}`` references, a text/plain reply, a feedback
 ticket's subject) and passes DHIS2's refusals on as typed errors with DHIS2's text; any
-text, from emoji to 1 MB, arrives byte-exact (``TestTextRoundTrip``).
+text, from emoji to 1 MB, arrives byte-exact (``TestTextRoundTrip``).  ``once=`` and
+``find_sent`` find what the caller already started with the same words, by DHIS2's clock
+(``TestOnce``, ``TestFindSent``), and a cron job killed half-way sends each district's
+reminder once when it runs again.
 
 Neighbours: attachments on a send or reply in test_attachments.py; recipients found by
 name, and whole subtrees, in test_recipients.py; a send over a failed connection (never
@@ -12,7 +15,14 @@ send, reply, feedback and add-recipients commands in test_cli.py.
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -25,6 +35,7 @@ from dhis2_messages import (
     ResponseError,
 )
 from tests.conftest import (
+    ADMIN,
     ALICE,
     API,
     BO_DISTRICT,
@@ -36,6 +47,8 @@ from tests.conftest import (
     at_least,
     participants,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class TestSend:
@@ -365,3 +378,258 @@ class TestTextRoundTrip:
         conversation = alice.get_conversation(uid)
         assert subject == conversation.subject
         assert text == conversation.messages[0].text
+
+
+# -- Sending once -----------------------------------------------------------------------
+
+
+def _posts(emulator):
+    return [r for r in emulator.log if r.method == "POST"]
+
+
+def _server_now(emulator):
+    """The emulated server's time now, as an aware datetime."""
+    return datetime.datetime.fromtimestamp(
+        time.time() + emulator.clock_offset, datetime.timezone.utc
+    )
+
+
+class TestOnce:
+    def test_once_sends_the_first_time_and_returns_that_uid_after(self, emulator, admin):
+        """One look-up (and once per Messenger the caller's uid), then the send; then only
+        the look-up, which finds it."""
+        kwargs = {"subject": "Weekly report", "text": "Submit by Friday", "users": ALICE}
+        uid = admin.send(**kwargs, once=True)
+        assert [("GET", "/api/me"), ("GET", API), ("POST", API)] == [
+            (r.method, r.path) for r in emulator.log
+        ]
+        assert ["id"] == emulator.log[0].param("fields")
+        emulator.clear_log()
+        assert uid == admin.send(**kwargs, once=True)
+        assert uid == admin.send(**kwargs, once=datetime.timedelta(days=7))
+        assert [("GET", API)] * 2 == [(r.method, r.path) for r in emulator.log]
+        assert [uid] == list(emulator.conversations)
+
+    def test_without_once_it_sends_again(self, emulator, admin):
+        admin.send(subject="s", text="t", users=ALICE)
+        admin.send(subject="s", text="t", users=ALICE)
+        assert 2 == len(emulator.conversations)
+        assert [] == emulator.requests("GET")
+
+    def test_only_what_the_caller_started_counts(self, emulator, admin, connect):
+        """Bob's conversation with the same words, and admin's own reply with the text, do
+        not count: only a conversation whose first message admin sent."""
+        bob = connect("bob")
+        bob.send(subject="Stock", text="Count it", users=ADMIN)
+        theirs = emulator.add_conversation(sender="alice", recipients=["admin"], subject="Stock")
+        admin.reply(theirs, "Count it")
+        uid = admin.send(subject="Stock", text="Count it", users=ALICE, once=True)
+        assert 1 == len(_posts(emulator)) - 2  # bob's send and the reply came first
+        assert emulator.conversations[uid].created_by.username == "admin"
+        assert None is bob.find_sent(subject="Stock", text="Other", since=None)
+
+    @pytest.mark.parametrize(
+        "other",
+        [
+            {"subject": "weekly report"},
+            {"subject": "Weekly report "},
+            {"subject": "Weekly"},
+            {"text": "Submit by Friday."},
+            {"text": "submit by friday"},
+        ],
+    )
+    def test_the_words_must_be_exactly_the_same(self, emulator, admin, other):
+        kwargs = {"subject": "Weekly report", "text": "Submit by Friday", "users": ALICE}
+        admin.send(**kwargs)
+        admin.send(**{**kwargs, **other}, once=True)
+        assert 2 == len(emulator.conversations)
+
+    @pytest.mark.parametrize(
+        "subject, decoys",
+        [
+            ("Stock, week 12", ["Stock", "Stock, week 13"]),
+            ("Re: stock:", ["Re: stock", "Re: stock::"]),
+            ("[URGENT] ORS", ["[URGENT]", "[URGENT] ORS."]),
+            ("[URGENT], ORS: 5% of_stock\\", ["[URGENT]", "ORS: 5% of_stock"]),
+            (":::", [":", "::"]),
+            ("Two\nlines, one subject", ["Two", "Two\nlines"]),
+            ("a,b,c", ["a", "a,b"]),
+        ],
+    )
+    def test_commas_colons_and_brackets(self, emulator, admin, subject, decoys):
+        """2.42+ cuts filter values at commas and drops trailing colons: the look-up still
+        finds exactly this subject, and none of the subjects it would be cut to."""
+        for decoy in decoys:
+            admin.send(subject=decoy, text="Same text", users=ALICE)
+        uid = admin.send(subject=subject, text="Same text", users=ALICE, once=True)
+        assert uid == admin.send(subject=subject, text="Same text", users=ALICE, once=True)
+        assert len(decoys) + 1 == len(_posts(emulator))
+        assert subject == emulator.conversations[uid].subject
+
+    @pytest.mark.parametrize("clock, zone", [(2, 3), (-2, -5)], ids=["fast-east", "slow-west"])
+    def test_a_timedelta_counts_by_dhis2s_clock(self, emulator, admin, clock, zone):
+        """The server's clock is hours off this machine's and its zone is not UTC: a
+        conversation 90 minutes old by the server's clock is within 2 h, not within 1 h."""
+        emulator.clock_offset, emulator.utc_offset = clock * 3600.0, zone * 3600.0
+        kwargs = {"subject": "Weekly reminder", "text": "Submit by Friday", "users": ALICE}
+        old = admin.send(**kwargs)
+        emulator.backdate(old, 90 * 60)
+        assert old == admin.send(**kwargs, once=datetime.timedelta(hours=2))
+        new = admin.send(**kwargs, once=datetime.timedelta(hours=1))
+        assert new != old and 2 == len(_posts(emulator))
+        assert new == admin.send(**kwargs, once=datetime.timedelta(minutes=1))
+
+    @pytest.mark.parametrize("clock, zone", [(2, 3), (-2, -5)], ids=["fast-east", "slow-west"])
+    def test_an_aware_datetime_is_that_moment(self, emulator, admin, clock, zone):
+        emulator.clock_offset, emulator.utc_offset = clock * 3600.0, zone * 3600.0
+        kwargs = {"subject": "Weekly reminder", "text": "Submit by Friday", "users": ALICE}
+        old = admin.send(**kwargs)
+        emulator.backdate(old, 90 * 60)
+        now = _server_now(emulator)
+        assert old == admin.send(**kwargs, once=now - datetime.timedelta(hours=2))
+        east = datetime.timezone(datetime.timedelta(hours=7))  # any zone: the same moment
+        new = admin.send(**kwargs, once=(now - datetime.timedelta(hours=1)).astimezone(east))
+        assert new != old
+
+    def test_a_naive_datetime_is_dhis2s_own_time(self, emulator, admin):
+        """As the records' dates are: a conversation's own created counts it in."""
+        emulator.clock_offset, emulator.utc_offset = 3600.0, 3 * 3600.0
+        kwargs = {"subject": "s", "text": "t", "users": ALICE}
+        uid = admin.send(**kwargs)
+        created = admin.get_conversation(uid).created
+        assert uid == admin.send(**kwargs, once=created)
+        later = admin.send(**kwargs, once=created + datetime.timedelta(milliseconds=1))
+        assert later != uid
+
+    def test_the_caller_is_asked_once_per_messenger(self, emulator, admin):
+        for i in range(3):
+            admin.send(subject=f"s{i}", text="t", users=ALICE, once=True)
+        admin.send_feedback(subject="f", text="t", once=True)
+        assert 1 == len(emulator.requests("GET", "/api/me"))
+
+    @pytest.mark.parametrize(
+        "once, error",
+        [
+            ("yes", TypeError),
+            (1, TypeError),
+            (None, TypeError),
+            (datetime.date(2024, 1, 1), TypeError),
+            (datetime.timedelta(0), ValueError),
+            (datetime.timedelta(seconds=-1), ValueError),
+        ],
+    )
+    def test_bad_once_sends_nothing(self, emulator, admin, once, error):
+        with pytest.raises(error, match="once"):
+            admin.send(subject="s", text="t", users=ALICE, once=once)
+        with pytest.raises(error, match="once"):
+            admin.send_feedback(subject="s", text="t", once=once)
+        assert [] == emulator.log
+
+    def test_tickets_once(self, emulator, connect):
+        """send_feedback(once=...) looks among the caller's tickets, on every release."""
+        alice = connect("alice")
+        alice.send(subject="Export fails", text="CSV", users=BOB)  # private: does not count
+        uid = alice.send_feedback(subject="Export fails", text="CSV", once=True)
+        assert uid == alice.send_feedback(subject="Export fails", text="CSV", once=True)
+        assert uid == alice.send_feedback(
+            subject="Export fails", text="CSV", once=datetime.timedelta(hours=1)
+        )
+        tickets = [c for c in emulator.conversations.values() if c.message_type == "TICKET"]
+        assert [uid] == [c.uid for c in tickets]
+
+    def test_a_long_history_is_paged_until_found(self, emulator, admin):
+        """More than a page of conversations with the subject: the look-up goes on, by date."""
+        first = admin.send(subject="Daily", text="Day 0", users=ALICE)
+        emulator.backdate(first, 3600)
+        for i in range(1, 56):
+            admin.send(subject="Daily", text=f"Day {i}", users=ALICE)
+        emulator.clear_log()
+        assert first == admin.send(subject="Daily", text="Day 0", users=ALICE, once=True)
+        assert 2 == len(emulator.requests("GET", API))
+
+
+class TestFindSent:
+    def test_finds_the_newest_the_caller_started(self, emulator, admin):
+        older = admin.send(subject="s", text="t", users=ALICE)
+        newer = admin.send(subject="s", text="t", users=BOB)
+        found = admin.find_sent(subject="s", text="t")
+        assert (newer, "s", "t") == (found.id, found.subject, found.messages[0].text)
+        assert found.created is not None
+        emulator.backdate(newer, 7200)
+        assert older == admin.find_sent(subject="s", text="t", since=datetime.timedelta(hours=1)).id
+        assert None is admin.find_sent(subject="s", text="other")
+        assert None is admin.find_sent(subject="s", text="t", feedback=True)
+
+    def test_bad_arguments(self, emulator, admin):
+        for kwargs, error in [
+            ({"subject": "", "text": "t"}, ValueError),
+            ({"subject": "s", "text": None}, TypeError),
+            ({"subject": "s", "text": "t", "since": True}, TypeError),
+            ({"subject": "s", "text": "t", "since": datetime.timedelta(0)}, ValueError),
+            ({"subject": "s", "text": "t", "feedback": "yes"}, TypeError),
+        ]:
+            with pytest.raises(error):
+                admin.find_sent(**kwargs)
+        assert [] == emulator.log
+
+
+# A cron job: the weekly reminder to three districts, each subject naming its district.
+CRON_SCRIPT = """
+import datetime, os, signal
+from dhis2_messages import Messenger
+
+DISTRICTS = [("O6uvpzGd5pu", "Bo"), ("fdc6uOvgoji", "Bombali"), ("kJq2mPyFEHo", "Kenema")]
+with Messenger.from_env() as m:
+    for number, (district, name) in enumerate(DISTRICTS, 1):
+        m.send(
+            subject=f"Weekly reminder: {name}",
+            text="Please submit the weekly report by Friday.",
+            organisation_units=m.organisation_unit_subtree(district),
+            once=datetime.timedelta(days=6),
+        )
+        if number == int(os.environ.get("DIE_AFTER", "0")):
+            os.kill(os.getpid(), signal.SIGKILL)  # a reboot, a kill: no clean-up at all
+"""
+
+
+def test_a_cron_job_killed_half_way_and_run_again_sends_each_district_once(emulator):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DHIS2_")}
+    env.update({"DHIS2_URL": emulator.url, "DHIS2_TOKEN": emulator.user("admin").token})
+
+    def run(**extra):
+        return subprocess.run(
+            [sys.executable, "-c", CRON_SCRIPT],
+            cwd=ROOT,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    killed = run(DIE_AFTER="2")
+    assert -signal.SIGKILL == killed.returncode, killed.stderr
+    assert 2 == len(emulator.conversations)
+    again = run()
+    assert 0 == again.returncode, again.stderr
+    for district, name in [
+        (BO_DISTRICT, "Bo"),
+        ("fdc6uOvgoji", "Bombali"),
+        ("kJq2mPyFEHo", "Kenema"),
+    ]:
+        users = {
+            username
+            for unit in emulator.org_units.values()
+            if district in unit.path.split("/")
+            for username in unit.members
+        }
+        assert users
+        for username in users:
+            theirs = [
+                c
+                for c in emulator.conversations.values()
+                if username in c.participants and c.subject == f"Weekly reminder: {name}"
+            ]
+            assert 1 == len(theirs), (name, username)
+    assert 3 == len(emulator.conversations)
+    assert 3 == len(_posts(emulator))

@@ -5,8 +5,11 @@ DELETE and the calls that create something.  Error answers, DHIS2's own and a pr
 become typed errors with DHIS2's text (``TestErrorStyles``, ``TestMessageIsDhis2s``).
 Idempotent calls are retried (``TestIdempotentRetries``: backoff, Retry-After, and a
 retry the deadline leaves no time for); a call that creates something is never sent twice
-(``TestCreatesNeverResent``); and a retry after a lost answer does not turn work that was
-done into an error (``TestDeleteAfterALostAnswer``, ``TestBulkFlagsAfterALostAnswer``).
+(``TestCreatesNeverResent``), and when its answer is lost send, reply and send_feedback look
+for what DHIS2 did (``TestLostCreates``; through a real nginx that answers 504 before the
+conversation is made, at the end), while what never left this machine is never said to
+have been done (``TestNeverSent``); and a retry after a lost answer does not turn work that
+was done into an error (``TestDeleteAfterALostAnswer``, ``TestBulkFlagsAfterALostAnswer``).
 Waits between retries are recorded by replacing ``dhis2_messages.time.sleep``; requests
 always go over real HTTP to the emulator.
 
@@ -21,7 +24,12 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
+import os
 import pickle
+import shutil
+import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -117,6 +125,16 @@ KINDS = {
 }
 IDEMPOTENT = [name for name, kind in KINDS.items() if kind[3]]
 CREATES = [name for name, kind in KINDS.items() if not kind[3]]
+#: The creates that look on DHIS2 for what a lost answer did, and what that costs.
+LOOKED_UP = ["send", "reply", "send_feedback"]
+#: What each create says when its answer was lost.
+LOST_ADVICE = {
+    "send": "look before sending it again",
+    "reply": "look before sending it again",
+    "send_feedback": "look before sending it again",
+    "add_recipients": "adding the same recipients again is harmless",
+    "upload": "uploading again makes a new one",
+}
 
 
 @pytest.fixture
@@ -196,13 +214,18 @@ class TestFaultMatrix:
             match="connection broke",
         )
         # Only a create is told it may have been done: a read has nothing to look for.
-        assert ("check before sending again" in str(error)) is (kind in CREATES)
+        assert error.maybe_done is (kind in CREATES)
+        assert (kind in CREATES) is (LOST_ADVICE.get(kind, "again") in error.hint)
+        assert "try again" not in error.hint
+        assert (1 if kind in LOOKED_UP else 0) == error.looked
         assert error.sent and "broken" == error.kind
         assert 1 == len(_matching(emulator, kind))
 
-    @pytest.mark.parametrize("kind", ALL)
+    @pytest.mark.parametrize("kind", [k for k in ALL if k not in LOOKED_UP])
     def test_dropped_mid_response(self, emulator, connect, conversation, kind):
-        """Half the body, then the connection closes: TransportError, never a partial result."""
+        """Half the body, then the connection closes: TransportError, never a partial result.
+
+        (send, reply and send_feedback then find what DHIS2 did: TestLostCreates.)"""
         # add_recipients answers 204 without a body, so give it one to cut in half.
         fault = (
             {"status": 200, "body": {"httpStatus": "OK", "message": "x" * 200}, "process": True}
@@ -221,14 +244,21 @@ class TestFaultMatrix:
 
     @pytest.mark.parametrize("status", [500, 502, 503, 504])
     @pytest.mark.parametrize("kind", ALL)
-    def test_server_errors(self, emulator, connect, conversation, kind, status):
-        """5xx from DHIS2 or a proxy: ApiError with the status and a hint to try later."""
+    def test_server_errors(self, emulator, connect, conversation, waits, kind, status):
+        """5xx from DHIS2 or a proxy: ApiError with the status and a hint to try later; for a
+        create never that alone: a proxy's 502, 503 or 504 may come after DHIS2 did it."""
         _inject(emulator, kind, status=status)
         error = _run(KINDS[kind][0], _messenger(connect), conversation, ApiError)
         assert status == error.status_code
         assert type(error) is ApiError
-        assert "try again later" in str(error)
         assert str(status) in str(error)
+        if kind in IDEMPOTENT:
+            assert "try again later" in str(error)
+            return
+        assert "try again" not in str(error)
+        assert error.maybe_done is (status != 500)
+        advice = LOST_ADVICE[kind] if status != 500 else "most likely nothing was done"
+        assert advice in error.hint
 
     @pytest.mark.parametrize("kind", ALL)
     def test_html_page_with_200(self, emulator, connect, conversation, kind):
@@ -569,21 +599,23 @@ class TestCreatesNeverResent:
     @pytest.mark.parametrize("status", [429, 502, 503, 504])
     @pytest.mark.parametrize("kind", CREATES)
     def test_gateway_errors(self, emulator, connect, conversation, waits, kind, status):
-        """Exactly one POST arrives, whatever the status and however many retries are allowed."""
+        """Exactly one POST arrives, whatever the status and however many retries are allowed;
+        the waits are those of looking again for what a 504 may still bring."""
         _inject(emulator, kind, status=status, times=5)
         error = _run(KINDS[kind][0], _messenger(connect, retries=3), conversation, ApiError)
         assert status == error.status_code
         assert 1 == len(_matching(emulator, kind))
-        assert [] == waits
+        relooks = status == 504 and kind in LOOKED_UP
+        assert ([0.01, 0.02, 0.04, 0.08, 0.16] if relooks else []) == waits
 
     @pytest.mark.parametrize("status", [502, 503])
     @pytest.mark.parametrize("kind", ["send", "send_feedback"])
     def test_created_then_proxy_failed(self, emulator, connect, waits, kind, status):
-        """DHIS2 created it, a proxy answered 5xx: still exactly one conversation."""
+        """DHIS2 created it, a proxy answered 5xx: exactly one conversation, and its uid."""
         _inject(emulator, kind, status=status, process=True, times=5)
-        _run(KINDS[kind][0], _messenger(connect, retries=3), None, ApiError)
+        uid = KINDS[kind][0](_messenger(connect, retries=3), None)
         assert 1 == len(_matching(emulator, kind))
-        assert 1 == len(emulator.conversations)
+        assert [uid] == list(emulator.conversations)
 
     @pytest.mark.parametrize("status", [502, 503])
     def test_reply_processed_then_proxy_failed(
@@ -591,8 +623,7 @@ class TestCreatesNeverResent:
     ):
         _inject(emulator, "reply", status=status, process=True, times=5)
         m = _messenger(connect, retries=3)
-        with pytest.raises(ApiError):
-            m.reply(conversation, "Only once")
+        assert m.reply(conversation, "Only once") is None
         texts = [message.text for message in m.get_conversation(conversation).messages]
         assert 1 == texts.count("Only once")
 
@@ -601,19 +632,28 @@ class TestCreatesNeverResent:
     )
     @pytest.mark.parametrize("kind", CREATES)
     def test_timeout_and_dropped(self, emulator, connect, conversation, waits, kind, fault):
-        """Read timeout or a dropped connection: the request may have arrived, so it is not re-sent."""
+        """Read timeout or a dropped connection: the request may have arrived, so it is not
+        re-sent; send, reply and send_feedback find what DHIS2 did (all but the timeout and
+        the drop before the work), the others say it may have been done."""
         if kind == "add_recipients" and fault.get("truncate"):
             fault = dict(fault, status=200, body={"message": "x" * 100}, process=True)
         _inject(emulator, kind, times=5, **fault)
-        _run(KINDS[kind][0], _messenger(connect, retries=3), conversation, TransportError)
+        done = fault.get("process") or fault.get("truncate")
+        if kind in LOOKED_UP and done:
+            KINDS[kind][0](_messenger(connect, retries=3), conversation)
+        else:
+            error = _run(
+                KINDS[kind][0], _messenger(connect, retries=3), conversation, TransportError
+            )
+            assert error.maybe_done and LOST_ADVICE[kind] in error.hint
         assert 1 == len(_matching(emulator, kind))
-        assert [] == waits
+        relooks = "delay" in fault and kind in LOOKED_UP
+        assert ([0.01, 0.02, 0.04, 0.08, 0.16] if relooks else []) == waits
 
     def test_send_processed_then_dropped_exists_once(self, emulator, connect, waits):
         _inject(emulator, "send", drop=True, process=True, times=5)
-        with pytest.raises(TransportError, match="may still have been done on DHIS2"):
-            _send(_messenger(connect, retries=3), None)
-        assert 1 == len(emulator.conversations)
+        uid = _send(_messenger(connect, retries=3), None)
+        assert [uid] == list(emulator.conversations)
 
     @pytest.mark.parametrize("kind", CREATES)
     def test_refused_before_sending_is_retried(self, connect, waits, kind):
@@ -625,6 +665,254 @@ class TestCreatesNeverResent:
         with pytest.raises(TransportError, match="Could not connect"):
             KINDS[kind][0](m, "AbCdEfGhIjK")
         assert [0.01, 0.02] == waits  # two waits: three attempts
+
+
+# -- A create whose answer was lost --------------------------------------------------
+# send, reply and send_feedback look on DHIS2 for what they may have done (one look;
+# after a timeout or a 504 a few more, waiting as between retries) and return as if the
+# answer had come, or raise an error that says it was not found and may still arrive.
+
+
+LOOKERS = {
+    "send": lambda m, uid: m.send(subject="Lost", text="Where is it?", users=[ALICE]),
+    "reply": lambda m, uid: m.reply(uid, "Where is it?"),
+    "send_feedback": lambda m, uid: m.send_feedback(subject="Lost", text="Where is it?"),
+}
+
+
+def _made(emulator, kind, uid):
+    """How many times the call's work is on the emulated server."""
+    if kind == "reply":
+        return [m.text for m in emulator.conversations[uid].messages].count("Where is it?")
+    wanted = "TICKET" if kind == "send_feedback" else "PRIVATE"
+    return sum(
+        c.subject == "Lost" and c.message_type == wanted for c in emulator.conversations.values()
+    )
+
+
+class TestLostCreates:
+    @pytest.mark.parametrize("kind", LOOKERS)
+    @pytest.mark.parametrize(
+        "fault",
+        [{"drop": True}, {"status": 504}, {"status": 502}, {"truncate": True}, {"delay": 5}],
+        ids=["dropped", "proxy-504", "proxy-502", "cut-off", "late"],
+    )
+    def test_done_then_lost_is_found(
+        self, emulator, connect, conversation, waits, caplog, kind, fault
+    ):
+        """DHIS2 did it and the answer was lost: the call returns as if it had come, says so
+        in a WARNING, and the work is there once."""
+        _inject(emulator, kind, process=True, **fault)
+        m = _messenger(connect, retries=3)
+        with caplog.at_level(logging.WARNING, logger="dhis2_messages"):
+            result = LOOKERS[kind](m, conversation)
+        assert 1 == _made(emulator, kind, conversation)
+        if kind != "reply":
+            assert emulator.conversations[result].subject == "Lost"
+        assert 1 == len(_matching(emulator, kind))
+        (record,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert "was lost" in record.getMessage() and "nothing was sent twice" in record.getMessage()
+        assert [] == waits
+        looked = [(r.method, r.path) for r in emulator.log[1:]]
+        assert ("GET", "/api/system/info") == looked[0]  # DHIS2's clock, to the millisecond
+        assert 3 == len(looked)  # the clock, the caller's uid, one look
+
+    @pytest.mark.parametrize("kind", LOOKERS)
+    def test_a_504_before_dhis2_finished_is_looked_for_again(
+        self, emulator, connect, conversation, waits, kind
+    ):
+        """nginx gave up (504) while DHIS2 worked on: the work shows a little later, and the
+        second look finds it."""
+        # The clock and the caller's uid come first: the work shows as the second look arrives.
+        _inject(emulator, kind, process=True, status=504, commit_after=4)
+        LOOKERS[kind](_messenger(connect, retries=3), conversation)
+        assert 1 == _made(emulator, kind, conversation)
+        assert [0.01] == waits
+        assert 1 == len(_matching(emulator, kind))
+
+    @pytest.mark.parametrize("kind", LOOKERS)
+    @pytest.mark.parametrize(
+        "fault, looks",
+        [({"drop": True}, 1), ({"status": 502}, 1), ({"status": 503}, 1), ({"status": 504}, 6)],
+        ids=["dropped", "502", "503", "504"],
+    )
+    def test_not_done_is_not_found_and_says_so(
+        self, emulator, connect, conversation, waits, kind, fault, looks
+    ):
+        _inject(emulator, kind, **fault)
+        with pytest.raises(Dhis2Error) as info:
+            LOOKERS[kind](_messenger(connect, retries=3), conversation)
+        error = info.value
+        assert (True, looks) == (error.maybe_done, error.looked)
+        assert "not found on DHIS2" in str(error) and "may still arrive" in str(error)
+        assert "look before sending it again" in str(error)
+        assert "try again" not in str(error)
+        assert 0 == _made(emulator, kind, conversation)
+        assert 1 == len(_matching(emulator, kind))
+        assert [0.01, 0.02, 0.04, 0.08, 0.16][: looks - 1] == waits
+
+    def test_looking_again_stops_at_the_deadline(self, emulator, connect, waits):
+        """A wait between looks that would pass the call's one deadline is not made."""
+        m = _messenger(connect, retries=0, deadline=30)
+        m.backoff = 10.0
+        _inject(emulator, "send", status=504)
+        with pytest.raises(ApiError) as info:
+            _send(m, None)
+        assert [10.0, 20.0] == waits  # (not slept) the next, 40 s, would pass the 30 s
+        assert 3 == info.value.looked
+
+    def test_looking_fails_too(self, emulator, connect, waits):
+        """The network is gone for the look-up as well: the error says it could not look."""
+        _inject(emulator, "send", drop=True)
+        emulator.inject(method="GET", status=503, times=10)
+        with pytest.raises(TransportError) as info:
+            _send(_messenger(connect, retries=1), None)
+        assert (True, 0) == (info.value.maybe_done, info.value.looked)
+        assert "Looking on DHIS2 for the conversation failed" in str(info.value)
+        assert "look before sending it again" in str(info.value)
+
+    def test_same_words_sent_just_before_are_not_taken_for_the_lost_one(
+        self, emulator, connect, waits
+    ):
+        """A loop sends the same subject and text to one district after another: the lost
+        answer of the second is not mistaken for the first, sent a moment before."""
+        m = _messenger(connect)
+        first = m.send(subject="Reminder", text="Submit by Friday", users=[ALICE])
+        _inject(emulator, "send", drop=True)
+        with pytest.raises(TransportError) as info:
+            m.send(subject="Reminder", text="Submit by Friday", users=[BOB])
+        assert 1 == info.value.looked
+        assert [first] == list(emulator.conversations)
+
+    @pytest.mark.parametrize("clock, zone", [(2, 3), (-2, -5)], ids=["fast-east", "slow-west"])
+    def test_an_older_conversation_with_the_same_words_is_not_the_lost_one(
+        self, emulator, connect, waits, clock, zone
+    ):
+        """By DHIS2's clock, hours off this machine's and in another zone: the one sent an
+        hour ago (before this Messenger) is not what the lost answer was about."""
+        emulator.clock_offset, emulator.utc_offset = clock * 3600.0, zone * 3600.0
+        old = emulator.add_conversation(
+            sender="admin", recipients=["alice"], subject="Lost", text="Where is it?"
+        )
+        emulator.backdate(old, 3600)
+        _inject(emulator, "send", status=502)
+        with pytest.raises(ApiError):
+            _send_lost(_messenger(connect))
+        assert [old] == list(emulator.conversations)
+        _inject(emulator, "send", status=502, process=True)
+        assert old != _send_lost(_messenger(connect))
+
+    def test_a_reply_with_the_same_words_as_an_earlier_one(self, emulator, connect, waits):
+        """Replying "Received." again is legitimate: an equal reply the caller made before
+        the lost one was sent does not count as it (DHIS2's clock tells them apart)."""
+        uid = emulator.add_conversation(sender="alice", recipients=["admin"], subject="Stock")
+        m = _messenger(connect)
+        m.reply(uid, "Where is it?")
+        emulator.backdate(uid, 60)
+        _inject(emulator, "reply", drop=True)
+        with pytest.raises(TransportError) as info:
+            m.reply(uid, "Where is it?")
+        assert 1 == info.value.looked
+        _inject(emulator, "reply", drop=True, process=True)
+        assert m.reply(uid, "Where is it?") is None
+        assert 2 == _made(emulator, "reply", uid)
+
+    @pytest.mark.parametrize("kind", ["add_recipients", "upload"])
+    def test_what_cannot_be_looked_up_says_what_is_known(
+        self, emulator, connect, conversation, kind
+    ):
+        """Adding the same recipients again is harmless (DHIS2 adds only new participants);
+        a lost upload leaves an unused file resource behind."""
+        _inject(emulator, kind, process=True, status=504)
+        with pytest.raises(ApiError) as info:
+            KINDS[kind][0](_messenger(connect), conversation)
+        assert (True, 0) == (info.value.maybe_done, info.value.looked)
+        assert LOST_ADVICE[kind] in str(info.value)
+        assert [] == emulator.requests("GET")
+
+
+def _send_lost(m):
+    return m.send(subject="Lost", text="Where is it?", users=[ALICE])
+
+
+class TestNeverSent:
+    """Only a create that may have reached DHIS2 may have been done: never one that never
+    left this machine, and never a read."""
+
+    @pytest.fixture
+    def no_proxy_settings(self, monkeypatch):
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+            monkeypatch.delenv(name.lower(), raising=False)
+
+    def _through(self, emulator, proxy, **options):
+        session = dhis2_messages.requests.Session()
+        session.proxies = {"http": proxy, "https": proxy}
+        user = emulator.user("admin")
+        m = Messenger(emulator.url, auth=(user.username, user.password), session=session, **options)
+        m.backoff = 0.01
+        return m
+
+    def test_a_dead_proxy(self, emulator, no_proxy_settings, waits):
+        """Nothing listens where HTTP_PROXY points: requests' ProxyError, nothing sent."""
+        m = self._through(emulator, f"http://127.0.0.1:{free_port()}", retries=2, timeout=SHORT)
+        with pytest.raises(TransportError) as info:
+            _send(m, None)
+        assert (False, False, "connect") == (
+            info.value.sent,
+            info.value.maybe_done,
+            info.value.kind,
+        )
+        assert "may have been done" not in str(info.value)
+        assert [0.01, 0.02] == waits  # a request that never left may be tried again
+        assert [] == emulator.log
+
+    def test_a_socks_proxy_without_its_dependency(self, emulator, no_proxy_settings, waits):
+        """requests refuses a socks:// proxy without PySocks (InvalidSchema) before sending."""
+        pytest.importorskip("requests")
+        try:
+            import socks  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            pytest.skip("PySocks is installed: the SOCKS proxy would be tried")
+        m = self._through(emulator, "socks5://127.0.0.1:9", retries=2, timeout=SHORT)
+        with pytest.raises(TransportError) as info:
+            _send(m, None)
+        assert (False, False) == (info.value.sent, info.value.maybe_done)
+        assert "may have been done" not in str(info.value)
+        assert isinstance(info.value.__cause__, dhis2_messages.requests.exceptions.InvalidSchema)
+        assert [] == waits  # requests would refuse it again
+        assert [] == emulator.log
+
+    def test_a_proxy_that_hangs_up_after_the_request(self, no_proxy_settings, waits):
+        """The request reached the proxy, which closed the connection: it may have been
+        passed on, so it is not sent again, although urllib3 calls this a ProxyError."""
+
+        def hang_up(conn, server):
+            pass  # read the request, answer nothing
+
+        with MiniServer(hang_up) as proxy:
+            session = dhis2_messages.requests.Session()
+            session.proxies = {"http": proxy.url}
+            m = Messenger(
+                "http://dhis2.invalid", token="d2p_test", session=session, retries=3, timeout=SHORT
+            )
+            m.backoff = 0.01
+            with pytest.raises(TransportError) as info:
+                m.add_recipients("AbCdEfGhIjK", users=[ALICE])
+            posts = [line for line, _ in proxy.requests if line.startswith("POST ")]
+        assert 1 == len(posts)
+        assert (True, True) == (info.value.sent, info.value.maybe_done)
+        assert LOST_ADVICE["add_recipients"] in str(info.value)
+
+    def test_a_read_is_never_told_it_may_have_been_done(self, emulator, connect):
+        for fault in ({"drop": True}, {"status": 504}, {"delay": 5}):
+            emulator.inject(method="GET", **fault)
+            with pytest.raises(Dhis2Error) as info:
+                _messenger(connect).list_conversations()
+            assert not info.value.maybe_done
+            assert "again" not in info.value.hint or "try again" in info.value.hint
 
 
 # -- A retry after a lost answer ---------------------------------------------------
@@ -832,3 +1120,73 @@ class TestCommonMistakes:
         assert "could not connect (Connection refused); retry 1 of 1 in 0.5 s" == notes[2]
         assert all(len("dhis2-messages: " + note) <= 100 for note in notes), notes
         assert len("dhis2-messages: " + notes[2]) <= 80  # the commonest fits any terminal
+
+
+# -- Behind a real nginx ------------------------------------------------------------------
+
+NGINX_CONF = """
+daemon off;
+master_process off;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass {upstream};
+            proxy_read_timeout {read_timeout};
+        }}
+    }}
+}}
+"""
+
+
+@pytest.fixture
+def nginx(emulator, tmp_path):
+    """nginx in front of the emulator, giving up on an answer after 1 s (504)."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(binary):
+        pytest.skip("nginx is not installed")
+    port = free_port()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        NGINX_CONF.format(root=tmp_path, port=port, upstream=emulator.url, read_timeout="1s")
+    )
+    proc = subprocess.Popen(
+        [binary, "-p", str(tmp_path), "-c", str(conf), "-e", str(tmp_path / "error.log")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):  # bounded: until it listens
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("nginx did not start: " + (tmp_path / "error.log").read_text())
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.dhis2_versions("2.42")
+def test_behind_nginx_a_504_then_the_conversation(emulator, nginx, caplog):
+    """nginx gives up after 1 s and answers 504; DHIS2 makes the conversation after 2 s.
+    The send looks again, finds it, and returns its uid: one conversation, one POST."""
+    emulator.inject(method="POST", path=r"/messageConversations$", delay=2)
+    m = Messenger(nginx, auth=("admin", "district"), retries=3)
+    with caplog.at_level(logging.WARNING, logger="dhis2_messages"):
+        uid = m.send(subject="Behind nginx", text="Slow", users=[ALICE])
+    assert [uid] == list(emulator.conversations)
+    assert 1 == len(emulator.requests("POST"))
+    assert "HTTP 504" in caplog.text and "nothing was sent twice" in caplog.text
