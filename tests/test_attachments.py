@@ -102,13 +102,22 @@ class TestAttachments:
         with pytest.raises(ConflictError, match=f"Attachment '{UNKNOWN}' not found."):
             admin.reply(uid, "t", attachments=UNKNOWN)
 
+    @pytest.mark.dhis2_versions(since="2.39")  # 2.39.8, 2.40.6, 2.41.2, 2.42.0 (#18113)
     def test_too_large(self, emulator, admin):
-        """DHIS2's 10 MB limit is its 409, passed on as a ConflictError."""
-        with pytest.raises(
-            ConflictError,
-            match="File size can't be bigger than 10000000, current file size 10000001",
-        ):
+        """DHIS2's 10 MB limit is its 409, passed on as a ConflictError whose hint names
+        the setting; DHIS2's own text stays the message."""
+        with pytest.raises(ConflictError) as info:
             admin.upload_attachment(b"x" * 10_000_001)
+        message = "File size can't be bigger than 10000000, current file size 10000001"
+        assert message == info.value.message
+        assert "max.file_upload_size" in info.value.hint
+        assert "max.file_upload_size" in str(info.value)
+
+    @pytest.mark.dhis2_versions("2.38")
+    def test_no_size_limit_on_2_38(self, emulator, admin):
+        """2.38 has no max.file_upload_size: a file over 10 MB is stored."""
+        uid = admin.upload_attachment(b"x" * 10_000_001)
+        assert 10_000_001 == len(emulator.files[uid].data)
 
     def test_bad_input(self, emulator, admin, tmp_path):
         (tmp_path / "empty.bin").write_bytes(b"")
