@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from dhis2_messages import ConflictError, NotFoundError, PermissionDenied
+from dhis2_messages import ApiError, ConflictError, Messenger, NotFoundError, PermissionDenied
 from tests.conftest import ADMIN, ALICE, API, UNKNOWN
 
 
@@ -171,3 +171,23 @@ class TestAttachments:
         with pytest.raises(ValueError, match="attachment"):
             admin.download_attachment(UNKNOWN, UNKNOWN, "../../etc")
         assert [] == emulator.log
+
+
+@pytest.mark.dhis2_versions("2.42")
+def test_an_upload_over_the_proxy_limit_says_which_limit(emulator, nginx, certificate):
+    """nginx's client_max_body_size (1m by default): its 413 page becomes an ApiError whose
+    message is the page's title, never its HTML, and whose hint names the setting."""
+    user = emulator.user("alice")
+    with Messenger(
+        nginx(emulator.url), auth=(user.username, user.password), verify=str(certificate[0])
+    ) as alice:
+        with pytest.raises(ApiError) as info:
+            alice.upload_attachment(b"x" * 5_000_000, filename="scan.pdf")
+        assert "1 KiB" not in str(info.value)
+        assert 413 == info.value.status_code
+        assert "413 Request Entity Too Large" == info.value.message
+        assert "<" not in str(info.value)
+        assert "client_max_body_size" in info.value.hint
+        assert "max.file_upload_size" in info.value.hint
+        assert alice.upload_attachment(b"x" * 500_000, filename="small.pdf")
+    assert 1 == len(emulator.files)

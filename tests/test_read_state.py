@@ -19,7 +19,7 @@ import json
 
 import pytest
 
-from dhis2_messages import ApiError, Conversation, NotFoundError, Page, PermissionDenied
+from dhis2_messages import ApiError, Conversation, Messenger, NotFoundError, Page, PermissionDenied
 from tests.conftest import ALICE, API, BOB, DAVE, UNKNOWN, participants
 from tests.emulator import MAX_HEAD_SIZE, json_response
 
@@ -470,3 +470,48 @@ class TestStaleUids:
         assert [u for u in uids if u not in stale] == alice.delete_conversations(uids)
         gets = [r for r in emulator.log if r.method == "GET"]
         assert (1 if emulator.quirks.participant_check else 0) == len(gets)
+
+
+@pytest.mark.dhis2_versions("2.40", "2.41.3", "2.42")
+class TestThroughNginx:
+    """Through a real nginx with its default limits (an 8 KB request line, 1 MiB bodies)
+    and TLS, in front of the emulator's Tomcat limits."""
+
+    def messenger(self, emulator, nginx, certificate, **options):
+        user = emulator.user("alice")
+        return Messenger(
+            nginx(emulator.url, **options),
+            auth=(user.username, user.password),
+            verify=str(certificate[0]),
+            retries=1,
+        )
+
+    def test_delete_and_mark_thousands(self, emulator, nginx, certificate):
+        """600 uids in one request line is a 414 from nginx: split, they all pass."""
+        uids = emulator.add_conversations(1300, sender="admin", recipients=["alice"])
+        with self.messenger(emulator, nginx, certificate) as alice:
+            assert uids[:700] == alice.mark_read(uids[:700])
+            assert uids[700:] == alice.follow_up(uids[700:])
+            assert uids == alice.delete_conversations(uids)
+        assert 3 == len([r for r in emulator.log if r.method == "DELETE"])  # about 450 each
+        assert [] == emulator.refused
+        assert not any("alice" in emulator.conversations[u].participants for u in uids)
+
+    def test_stale_uids_in_a_rerun(self, emulator, nginx, certificate):
+        """The clean-up re-run after a crash: the uids removed by the first run are left
+        out on 2.41.3+ (which refuses them), and skipped by 2.40 itself."""
+        uids = emulator.add_conversations(700, sender="admin", recipients=["alice", "bob"])
+        with self.messenger(emulator, nginx, certificate) as alice:
+            assert uids[:300] == alice.delete_conversations(uids[:300])
+            assert uids[300:] == alice.delete_conversations(uids)
+            assert [] == alice.delete_conversations(uids)
+
+    @pytest.mark.dhis2_versions("2.42")
+    def test_a_proxy_timeout_after_the_work_is_a_lost_answer(self, emulator, nginx, certificate):
+        """nginx gives up after proxy_read_timeout (504) while DHIS2 finishes: the retry
+        meets the work done, and the call succeeds with what it can know changed."""
+        uids = emulator.add_conversations(3, sender="admin", recipients=["alice"])
+        emulator.inject(method="DELETE", delay=1.5, process=True)
+        with self.messenger(emulator, nginx, certificate, read_timeout=1) as alice:
+            assert [] == alice.delete_conversations(uids)
+        assert not any("alice" in emulator.conversations[u].participants for u in uids)

@@ -47,7 +47,7 @@ from tests.conftest import (
     messenger_at,
     serve_bytes,
 )
-from tests.emulator import free_port
+from tests.emulator import free_port, html_page
 
 SHORT = (1.0, 0.3)  # (connect, read) seconds for the fault tests
 HTML_LOGIN = (
@@ -757,3 +757,52 @@ class TestBulkFlagsAfterALostAnswer:
         _lose_the_answer(emulator, "POST", "/read$")
         assert [] == retrying.mark_read(uids)  # the lost attempt changed them: nothing to report
         assert all(emulator.conversations[u].participants["alice"].read for u in uids)
+
+
+class TestLimitsOfRealDeployments:
+    """What the servers and proxies in front of DHIS2 refuse by size, in words."""
+
+    def test_tomcat_refuses_a_head_over_8_kb(self, emulator, connect):
+        """DHIS2's Tomcat: request line and headers over 8,192 bytes are its 400 page."""
+        m = connect("alice")
+        with pytest.raises(ApiError) as info:
+            m.list_conversations(filter="subject:like:" + "x" * 9000)
+        error = info.value
+        assert 400 == error.status_code and "<" not in str(error)
+        assert "8,192 bytes" in error.hint and "maxHttpHeaderSize" in error.hint
+        assert [] == emulator.log and 1 == len(emulator.refused)
+
+    @pytest.mark.dhis2_versions("2.42")
+    def test_nginx_refuses_a_request_line_over_8_kb(self, emulator, nginx, certificate):
+        user = emulator.user("alice")
+        with Messenger(
+            nginx(emulator.url), auth=(user.username, user.password), verify=str(certificate[0])
+        ) as m, pytest.raises(ApiError) as info:
+            m.list_conversations(filter="subject:like:" + "x" * 9000)
+        error = info.value
+        assert (414, "414 Request-URI Too Large") == (error.status_code, error.message)
+        assert "large_client_header_buffers" in error.hint and "<" not in str(error)
+        assert [] == emulator.log
+
+    @pytest.mark.parametrize(
+        "status, words",
+        [(413, "client_max_body_size"), (414, "LimitRequestLine"), (431, "request headers")],
+    )
+    def test_each_limit_status_has_its_hint(self, emulator, connect, status, words):
+        emulator.inject(status=status, body="<html><title>Too large</title></html>")
+        with pytest.raises(ApiError) as info:
+            connect("alice").list_conversations()
+        assert (status, "Too large") == (info.value.status_code, info.value.message)
+        assert words in info.value.hint and words in str(info.value)
+
+    def test_tomcat_11_refuses_more_than_1000_parameters(self, emulator, connect):
+        """Its 400 page (the emulator's parameter_limit): no request of the library has
+        that many, but a proxy's rewrite or a borrowed session's parameters could."""
+        emulator.inject(
+            status=400,
+            body=html_page(400, "More than the maximum number of request parameters").body,
+        )
+        with pytest.raises(ApiError) as info:
+            connect("alice").list_conversations()
+        assert 400 == info.value.status_code
+        assert "1,000 request parameters" in info.value.hint
