@@ -3924,36 +3924,175 @@ def _cli_add_recipients(m: Messenger, args: Any) -> Any:
     return {"uid": args.uid} if args.json else f"added recipients to {args.uid}"
 
 
-def _cli_bulk(method: Callable[..., List[str]]) -> Callable[[Messenger, Any], Any]:
-    """A command for a bulk method (mark_read, ..., delete_conversations): prints the changed uids."""
+class _Bulk(NamedTuple):
+    """What a bulk command does, in its own words."""
+
+    method: Callable[..., List[str]]
+    #: (attribute, value) of a conversation the command would not change; None: delete.
+    flag: Optional[Tuple[str, bool]]
+    did: str  # "marked {} read"
+    would: str  # "would mark {} read"
+    already: str  # "{} read already": after "was" or "were"
+
+
+_BULKS = {
+    "mark-read": _Bulk(
+        Messenger.mark_read, ("read", True), "marked {} read", "mark {} read", "read"
+    ),
+    "mark-unread": _Bulk(
+        Messenger.mark_unread, ("read", False), "marked {} unread", "mark {} unread", "unread"
+    ),
+    "follow-up": _Bulk(
+        Messenger.follow_up,
+        ("follow_up", True),
+        "flagged {} for follow-up",
+        "flag {} for follow-up",
+        "flagged",
+    ),
+    "unfollow-up": _Bulk(
+        Messenger.unfollow_up,
+        ("follow_up", False),
+        "cleared the follow-up flag of {}",
+        "clear the follow-up flag of {}",
+        "not flagged",
+    ),
+    "delete": _Bulk(
+        Messenger.delete_conversations, None, "deleted {} from the inbox", "delete {}", ""
+    ),
+}
+
+
+def _cli_bulk(command: str) -> Callable[[Messenger, Any], Any]:
+    """A bulk command: the given uids, or with --all every conversation the filters
+    match; it says how many changed and how many were already so."""
+    bulk = _BULKS[command]
 
     def run(m: Messenger, args: Any) -> Any:
+        if bool(args.uids) == bool(args.all):
+            raise _UsageError(f"{command} takes UIDs or --all (with the list's filters), not both")
+        if (args.filter or args.unread or args.query) and not args.all:
+            raise _UsageError("--filter, --unread and --query go with --all")
+        if args.all and args.user:
+            raise _UsageError("--all walks your own inbox: it does not go with --user")
         user = None if args.user is None else _cli_user(m, args.user, "--user")
-        changed = method(m, args.uids, user=user)
-        return {"changed": changed} if args.json else "\n".join(changed)
+        convs: Iterable[Conversation]
+        missing: List[str] = []
+        if args.all:
+            convs = _cli_matches(m, args, command)
+        elif user is None:
+            convs, missing = _cli_given(m, args.uids)
+        else:  # another user's flags are not in the caller's list: send them all
+            convs = [Conversation(id=uid) for uid in args.uids]
+        already: List[str] = []
+
+        def todo() -> Iterator[str]:
+            for conv in convs:
+                if bulk.flag and getattr(conv, bulk.flag[0]) is bulk.flag[1]:
+                    already.append(conv.id)
+                else:
+                    yield conv.id
+
+        try:
+            changed = list(todo()) if args.dry_run else bulk.method(m, todo(), user=user)
+        finally:
+            args.terminal.clear()
+        return _cli_bulk_said(bulk, args, changed, already, missing)
 
     return run
 
 
+def _cli_matches(m: Messenger, args: Any, command: str) -> Iterator[Conversation]:
+    """--all: every conversation of the caller's the filters match, with a progress line;
+    delete asks first on a terminal, and needs --yes on none."""
+    filters = args.filter + (["read:eq:false"] if args.unread else [])
+    options = {"filter": filters or None, "query": args.query}
+    if command == "delete" and not args.dry_run and not args.yes:
+        total = m.list_conversations(**options, fields="id", page_size=1).total
+        if not _isatty(sys.stdin):
+            raise _UsageError(
+                f"delete --all would delete {total:,} conversations: give --yes to do it "
+                "without a terminal to ask on; nothing was deleted"
+            )
+        print(f"Delete {total:,} conversations from your inbox? [y/N] ", end="", file=sys.stderr)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            raise _UsageError("nothing was deleted")
+    started, seen, total = time.monotonic(), 0, -1
+
+    def on_page(page: Page) -> None:
+        nonlocal seen, total
+        seen += len(page.conversations)
+        total = page.total if total < 0 else total  # later pages count what is left
+        if time.monotonic() - started >= _PROGRESS_AFTER:
+            args.terminal.progress(f"{seen:,} of {total:,} conversations…")
+
+    return m.iter_conversations(**options, on_page=on_page)
+
+
+def _cli_given(m: Messenger, uids: Sequence[str]) -> Tuple[List[Conversation], List[str]]:
+    """The given uids' conversations in the caller's inbox, with their flags (a list
+    request per 300: ``id:in:[...]`` stays whole on 2.42+), and the uids not there."""
+    found: Dict[str, Conversation] = {}
+    unique = list(dict.fromkeys(uids))
+    for start in range(0, len(unique), 300):
+        part = unique[start : start + 300]
+        page = m.list_conversations(
+            filter=f"id:in:[{','.join(part)}]", fields="id,read,followUp", page_size=len(part)
+        )
+        found.update((conv.id, conv) for conv in page.conversations)
+    return [found[u] for u in unique if u in found], [u for u in unique if u not in found]
+
+
+def _cli_bulk_said(
+    bulk: _Bulk, args: Any, changed: List[str], already: List[str], missing: List[str]
+) -> Any:
+    """What a bulk command did (or would do), in words or JSON; uids to delete that are
+    not in the inbox are an error once the others are deleted."""
+    if args.json:
+        said: Any = {"changed": changed, "already": already, "not_in_inbox": missing}
+        if args.dry_run:
+            said["dry_run"] = True
+    else:
+        said = (f"would {bulk.would}" if args.dry_run else bulk.did).format(f"{len(changed):,}")
+        if already:
+            were = "was" if len(already) == 1 else "were"
+            said += f"; {len(already):,} {were} {bulk.already} already"
+        if missing and bulk.flag:
+            said += f"; {len(missing):,} not in your inbox: {' '.join(missing)}"
+        if args.dry_run:
+            said += "; nothing was changed"
+    if missing and not bulk.flag and not args.dry_run:
+        _cli_print(said, args.json)
+        raise NotFoundError(404, f"not in your inbox, nothing to delete: {' '.join(missing)}")
+    return said
+
+
 _BULK_ARGUMENTS = (
-    _arg("uids", nargs="+", metavar="UID", type=_uid_arg),
+    _arg("uids", nargs="*", metavar="UID", type=_uid_arg),
     _arg("--user", help="act for this user (uid, username or name) instead of yourself"),
+    _arg("--all", action="store_true", help="every conversation of yours the filters match"),
+    _arg("--filter", action="append", default=[], help="with --all: a DHIS2 filter"),
+    _arg("--unread", action="store_true", help="with --all: only unread ones"),
+    _arg("--query", help="with --all: search subjects, texts and senders"),
+    _arg("--dry-run", action="store_true", help="say how many would change; change nothing"),
 )
 _cli_mark_read = _command("mark-read", "mark conversations read", *_BULK_ARGUMENTS)(
-    _cli_bulk(Messenger.mark_read)
+    _cli_bulk("mark-read")
 )
 _cli_mark_unread = _command("mark-unread", "mark conversations unread", *_BULK_ARGUMENTS)(
-    _cli_bulk(Messenger.mark_unread)
+    _cli_bulk("mark-unread")
 )
 _cli_follow_up = _command("follow-up", "flag conversations for follow-up", *_BULK_ARGUMENTS)(
-    _cli_bulk(Messenger.follow_up)
+    _cli_bulk("follow-up")
 )
 _cli_unfollow_up = _command("unfollow-up", "clear the follow-up flag", *_BULK_ARGUMENTS)(
-    _cli_bulk(Messenger.unfollow_up)
+    _cli_bulk("unfollow-up")
 )
 _cli_delete = _command(
-    "delete", "remove conversations from an inbox (others keep them)", *_BULK_ARGUMENTS
-)(_cli_bulk(Messenger.delete_conversations))
+    "delete",
+    "remove conversations from an inbox (others keep them)",
+    *_BULK_ARGUMENTS,
+    _arg("--yes", action="store_true", help="with --all: delete without asking"),
+)(_cli_bulk("delete"))
 
 
 @_command(
