@@ -4475,6 +4475,10 @@ def _cli_error(exc: Dhis2Error, args: Any, m: Optional[Messenger]) -> str:
         text = _cli_response_error(exc)
     else:
         text = str(exc)
+    if isinstance(exc, PermissionDenied) and exc.not_in_inbox:
+        text += f"\nNot in your inbox: {' '.join(exc.not_in_inbox)}"
+    if exc.done:
+        text += f"\n{len(exc.done):,} were changed before it failed; the rest were not sent."
     if exc.no_time_to_retry:
         deadline = m.deadline if m else 0.0
         text += (

@@ -40,7 +40,7 @@ from tests.conftest import (
     UNKNOWN,
     at_least,
 )
-from tests.emulator import BADJIA, NGELEHUN_CHC, SIERRA_LEONE, free_port
+from tests.emulator import BADJIA, NGELEHUN_CHC, SIERRA_LEONE, free_port, json_response
 
 ROOT = Path(__file__).resolve().parent.parent
 PDF = b"%PDF-1.4\n\x00\x01\x02\xff binary \r\n report\n"
@@ -1045,6 +1045,26 @@ class TestBulk:
         ):
             assert 2 == cli(*argv).status, argv
         assert [] == emulator.log
+
+    def test_a_failure_part_way_says_what_was_done(self, emulator, cli, monkeypatch):
+        emulator.add_conversations(2500, sender="alice", recipients=["admin"])
+        handle, posts = emulator._handle, []
+
+        def second_fails(req):
+            posts.extend([req] if req.method == "POST" else [])
+            return json_response(503, {"message": "Busy"}) if len(posts) == 2 else handle(req)
+
+        monkeypatch.setattr(emulator, "_handle", second_fails)
+        result = cli("--retries", "0", "mark-read", "--all")
+        assert 1 == result.status
+        assert "2,000 were changed before it failed; the rest were not sent." in result.err
+
+    @pytest.mark.dhis2_versions(since="2.41.3")
+    def test_a_refusal_names_the_uids(self, emulator, cli):
+        uid = emulator.add_conversation(sender="bob", recipients=["carol"], subject="Not dave's")
+        result = cli("mark-read", uid, "--user", CAROL, user="dave")
+        assert 1 == result.status
+        assert f"Not in your inbox: {uid}" in result.err
 
     def test_errors(self, emulator, cli):
         result = cli("mark-read", UNKNOWN, "--user", BOB)
