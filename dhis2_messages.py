@@ -1806,25 +1806,30 @@ class Messenger:
         room: Callable[[], int],
         own: bool,
     ) -> List[str]:
-        """Send *uids* in chunks of at most ``room()``; the merged answers, in order."""
+        """Send *uids* in chunks of at most ``room()``; the merged answers, in order.
+
+        It keeps the answers and nothing else: a uid sent again in a later chunk
+        (a list that repeats it) changes nothing the second time, and is listed once.
+        """
         done: List[str] = []
-        seen: Set[str] = set()
-        sent = answered = 0  # uids sent, requests answered
+        listed: Set[str] = set()  # the same strings as done: about 100 bytes a uid in all
+        read = sent = answered = 0  # uids read and sent, requests answered
         # Each request has the whole deadline: a call of any size must not run out of it.
 
         def failed(error: _E) -> _E:
-            of = f"{uids.given:,}" if uids.given is not None else f"the {len(seen):,} read so far"
+            of = f"{uids.given:,}" if uids.given is not None else f"the {read:,} read so far"
             return _partly(error, done, sent, of)
 
         while True:
             try:
-                chunk = _take(uids.values, room(), seen)
+                chunk = _take(uids.values, room())
             except (ValueError, TypeError) as err:  # a malformed uid further on
                 raise failed(err) if sent else err
             except Dhis2Error as err:  # a walk that feeds the call failed
                 raise failed(err)
             if not chunk:
                 return done
+            read += len(chunk)
             try:
                 changed = self._send_chunk(chunk, send, own)
             except NotFoundError as err:
@@ -1835,7 +1840,11 @@ class Messenger:
                 raise failed(err)
             answered += 1
             sent += len(chunk)
-            done.extend(dict.fromkeys(uid for uid in changed if uid in seen))
+            asked = set(chunk)
+            for uid in changed:
+                if uid in asked and uid not in listed:
+                    listed.add(uid)
+                    done.append(uid)
 
     def _send_chunk(
         self, chunk: List[str], send: Callable[[List[str]], List[str]], own: bool
@@ -2967,17 +2976,15 @@ def _user_params(user: Any) -> List[Tuple[str, str]]:
     return [] if user is None else [("user", _check_uid(user, "user", UserRef))]
 
 
-def _take(values: Iterator[str], count: int, seen: Set[str]) -> List[str]:
-    """The next *count* uids not in *seen* (added to it): a bulk call's next chunk."""
-    chunk: List[str] = []
+def _take(values: Iterator[str], count: int) -> List[str]:
+    """A bulk call's next chunk: the next *count* different uids."""
+    chunk: Dict[str, None] = {}
     while len(chunk) < count:
         uid = next(values, None)
         if uid is None:
             break
-        if uid not in seen:
-            seen.add(uid)
-            chunk.append(uid)
-    return chunk
+        chunk[uid] = None
+    return list(chunk)
 
 
 def _head_size(prepared: requests.PreparedRequest) -> int:
