@@ -31,6 +31,13 @@ Sections (all in one run, side by side, medians of at least 5 repetitions):
    same answer (target: growth <= 1.5 x max_response_size).
 7. Recipients: sending to a district's whole subtree is 2 requests whether the
    tree is 4 or 6 levels deep; ``lookup_users`` is 1.
+8. Cleaning up an inbox (``--only cleanup`` runs it alone): 25,000 conversations,
+   20,000 of them old validation results, 20 ms latency; mark them read, delete
+   them, each in one line of library code.  Requests (target: at most
+   ceil(N / chunk) + ceil(N / page) + 2), wall time and the client's peak traced
+   memory at N and N / 10, beside the Messaging app's way (one request per
+   conversation, on a smaller N, extrapolated) and, with ``--baseline FILE``,
+   another version of dhis2_messages.py.
 
 The figures are printed as a table and written as JSON (bench/results.json
 unless --json says otherwise).  The exit status is 1 when a target is missed.
@@ -69,7 +76,7 @@ import requests
 
 import dhis2_messages
 from dhis2_messages import LIST_FIELDS, THREAD_FIELDS, Conversation, Messenger, Page
-from tests.emulator import BOB, DEFAULT_VERSION, VERSIONS, free_port, parse_version
+from tests.emulator import ALICE, BOB, DEFAULT_VERSION, VERSIONS, free_port, parse_version
 
 try:  # a peer, never a requirement of this repository
     import dhis2_client  # type: ignore[import-not-found]
@@ -1091,7 +1098,7 @@ def _app_jobs(url: str, n: int) -> Dict[str, Callable[[], int]]:
     session.auth = (USER, PASSWORD)
     session.headers["X-Requested-With"] = "XMLHttpRequest"
     api = url + "/api/messageConversations"
-    me = BOB if USER == "bob" else "PhzytPW3g2J"  # alice
+    me = ALICE  # USER
 
     def pages(filters: List[str]) -> Any:
         page = 1
