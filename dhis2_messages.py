@@ -202,6 +202,9 @@ class Dhis2Error(Exception):
     #: How many times send, reply or send_feedback looked on DHIS2 for what such a
     #: request may have done, and found nothing (0: it could not look).
     looked: int = 0
+    #: For a bulk call (``mark_read``, ..., ``delete_conversations``): the uids its
+    #: earlier requests changed before this failure, in order; None for other calls.
+    done: Optional[List[str]] = None
 
 
 class TransportError(Dhis2Error):
@@ -351,7 +354,13 @@ class AuthenticationError(ApiError):
 
 
 class PermissionDenied(ApiError):
-    """403: the user may not do this to that conversation."""
+    """403: the user may not do this to that conversation.
+
+    For a bulk call, ``not_in_inbox`` lists the uids of the refused request that
+    are not in the caller's inbox (DHIS2's 403 names none); empty when all are.
+    """
+
+    not_in_inbox: Tuple[str, ...] = ()
 
 
 class NotFoundError(ApiError):
@@ -1474,6 +1483,8 @@ def _date_value(when: Any) -> str:
 # -- Client ------------------------------------------------------------------
 
 _UidArg = Union[str, Iterable[str]]
+#: What the bulk calls take: uids, conversations, pages of them, or any iterable of those.
+_ConversationsArg = Union[str, Conversation, Page, Iterable[Union[str, Conversation, Page]]]
 _UserArg = Union[str, UserRef]
 _UsersArg = Union[str, UserRef, Iterable[Union[str, UserRef]]]
 _GroupsArg = Union[str, UserGroupRef, Iterable[Union[str, UserGroupRef]]]
@@ -2243,56 +2254,80 @@ class Messenger:
 
     # -- Read state, follow-up, delete ----------------------------------------
 
-    def mark_read(self, uids: _UidArg, *, user: Optional[_UserArg] = None) -> List[str]:
+    def mark_read(self, uids: _ConversationsArg, *, user: Optional[_UserArg] = None) -> List[str]:
         """Mark conversations read; return the uids that were unread before.
 
         After a retry of a lost answer, only those the retry changed: a subset.
-        ``POST /api/messageConversations/read``
+        ``POST /api/messageConversations/read``, as often as the uids need
+        (see :meth:`delete_conversations` for how they are split and what an error holds).
         """
         return self._bulk("/read", "markedRead", uids, user)
 
-    def mark_unread(self, uids: _UidArg, *, user: Optional[_UserArg] = None) -> List[str]:
+    def mark_unread(self, uids: _ConversationsArg, *, user: Optional[_UserArg] = None) -> List[str]:
         """Mark conversations unread; return the uids that were read before.
 
         After a retry of a lost answer, only those the retry changed: a subset.
-        ``POST /api/messageConversations/unread``
+        ``POST /api/messageConversations/unread``, as often as the uids need
         """
         return self._bulk("/unread", "markedUnread", uids, user)
 
-    def follow_up(self, uids: _UidArg, *, user: Optional[_UserArg] = None) -> List[str]:
+    def follow_up(self, uids: _ConversationsArg, *, user: Optional[_UserArg] = None) -> List[str]:
         """Flag conversations for follow-up; return every uid DHIS2 found.
 
-        ``POST /api/messageConversations/followup``
+        ``POST /api/messageConversations/followup``, as often as the uids need
         """
         return self._bulk("/followup", "markedFollowup", uids, user)
 
-    def unfollow_up(self, uids: _UidArg, *, user: Optional[_UserArg] = None) -> List[str]:
+    def unfollow_up(self, uids: _ConversationsArg, *, user: Optional[_UserArg] = None) -> List[str]:
         """Clear the follow-up flag; return every uid DHIS2 found.
 
-        ``POST /api/messageConversations/unfollowup``
+        ``POST /api/messageConversations/unfollowup``, as often as the uids need
         """
         return self._bulk("/unfollowup", "unmarkedFollowup", uids, user)
 
-    def _bulk(self, path: str, key: str, uids: _UidArg, user: Optional[_UserArg]) -> List[str]:
-        body = _check_uids(uids, "uids")
-        params = [] if user is None else [("user", _check_uid(user, "user", UserRef))]
-        response = self._request(
-            "POST", f"/messageConversations{path}", params=params, json_body=body
-        )
-        return _uid_list(_decode_json(response), key)
+    def _bulk(
+        self, path: str, key: str, uids: _ConversationsArg, user: Optional[_UserArg]
+    ) -> List[str]:
+        params = _user_params(user)
+        values = _bulk_uids(uids, "uids")
 
-    def delete_conversations(self, uids: _UidArg, *, user: Optional[_UserArg] = None) -> List[str]:
+        def send(chunk: List[str]) -> List[str]:
+            answer = self._request(
+                "POST", f"/messageConversations{path}", params=params, json_body=chunk
+            )
+            return _uid_list(_decode_json(answer), key)
+
+        # A JSON body of 2,000 uids is 28 kB: the count, not the size, is the limit.
+        with _one_deadline(self.deadline):  # one for the whole call, as for every call
+            return self._in_chunks(values, send, lambda: _MAX_UIDS, user is None)
+
+    def delete_conversations(
+        self, uids: _ConversationsArg, *, user: Optional[_UserArg] = None
+    ) -> List[str]:
         """Remove conversations from a user's inbox (the caller's by default).
 
         Other participants keep them.  Returns the uids actually removed;
         after a retry of a lost answer, only those the retry removed: a subset
         (the lost attempt may have removed the others, which are gone all the same).
-        ``DELETE /api/messageConversations?mc=...&mc=...``
+
+        *uids*: uids, ``Conversation`` records, a ``Page``, or any iterable of
+        them, read lazily (a walk is not read ahead of the requests), each
+        checked before the request that carries it; none at all is ``[]``
+        without a request.  They go in as few requests as real deployments
+        accept: the request line and headers within 8,192 bytes less 1 KiB for
+        what proxies add, at most 1,000 query parameters, at most 2,000 uids.
+        When a request fails after others succeeded, the error has ``done``
+        (the uids changed so far) and says how many of how many were done.
+        Acting for the caller, uids no longer in the caller's inbox (DHIS2
+        2.41.3+ refuses the whole request with a 403 for one of them) are looked
+        up, left out, and the rest is done: the result lists what changed.
+        ``DELETE /api/messageConversations?mc=...&mc=...``, as often as the uids need
         """
         return self._remove(uids, user)[0]
 
     def delete_conversation(self, uid: str, *, user: Optional[_UserArg] = None) -> None:
-        """Remove one conversation from a user's inbox; NotFoundError if it was not there.
+        """Remove one conversation from a user's inbox; NotFoundError if it was not
+        there, on every DHIS2 (2.41.3+ answers 403 for it).
 
         After a retry of a lost answer it is gone either way, and that is no error.
         ``DELETE /api/messageConversations?mc=...``
@@ -2302,26 +2337,133 @@ class Messenger:
         removed, lost = self._remove(uid, user)
         if uid not in removed and not lost:
             who = f"user {user}" if user else "the caller"
-            raise NotFoundError(200, f"Conversation {uid} is not in the inbox of {who}", None, None)
+            error = NotFoundError(200, f"Conversation {uid} is not in the inbox of {who}")
+            error.method, error.path = "DELETE", "/messageConversations"
+            raise error
 
-    def _remove(self, uids: _UidArg, user: Optional[_UserArg]) -> Tuple[List[str], bool]:
+    def _remove(self, uids: _ConversationsArg, user: Optional[_UserArg]) -> Tuple[List[str], bool]:
         """The uids removed, and whether an attempt whose answer was lost came before."""
-        params = [("mc", uid) for uid in _check_uids(uids, "uids")]
-        if user is not None:
-            params.append(("user", _check_uid(user, "user", UserRef)))
+        params = _user_params(user)
+        values = _bulk_uids(uids, "uids")
         lost: List[bool] = []
-        try:
-            response = self._request(
-                "DELETE", "/messageConversations", params=params, on_lost=lambda: lost.append(True)
+
+        def send(chunk: List[str]) -> List[str]:
+            answer = self._request(
+                "DELETE",
+                "/messageConversations",
+                params=[("mc", uid) for uid in chunk] + params,
+                on_lost=lambda: lost.append(True),
             )
-        except PermissionDenied:
-            # From 2.41.3 only participants may remove: once the lost attempt
-            # removed the caller, the retry is refused.  Acting for another
-            # user, the caller's access is unchanged and a 403 is the answer.
-            if lost and user is None:
-                return [], True
-            raise
-        return _uid_list(_decode_json(response), "removed"), bool(lost)
+            return _uid_list(_decode_json(answer), "removed")
+
+        def room() -> int:
+            return self._room("DELETE", "/messageConversations", params, len("&mc=") + 11)
+
+        with _one_deadline(self.deadline):  # one for the whole call, as for every call
+            return self._in_chunks(values, send, room, user is None), bool(lost)
+
+    # -- Bulk calls in as many requests as the limits need ---------------------
+    # A bulk call reads its uids lazily and sends them in chunks that fit the
+    # limits of real deployments (wire.md § 11): _room says how many fit the
+    # next request, _take reads that many, _send_chunk sends them (and copes
+    # with uids the caller no longer takes part in), _in_chunks merges the
+    # answers and, on a failure, says what was done.
+
+    def _in_chunks(
+        self,
+        uids: _BulkUids,
+        send: Callable[[List[str]], List[str]],
+        room: Callable[[], int],
+        own: bool,
+    ) -> List[str]:
+        """Send *uids* in chunks of at most ``room()``; the merged answers, in order.
+
+        It keeps the answers and nothing else: a uid sent again in a later chunk
+        (a list that repeats it) changes nothing the second time, and is listed once.
+        """
+        done: List[str] = []
+        listed: Set[str] = set()  # the same strings as done: about 100 bytes a uid in all
+        read = sent = answered = 0  # uids read and sent, requests answered
+
+        def failed(error: _E) -> _E:
+            of = f"{uids.given:,}" if uids.given is not None else f"the {read:,} read so far"
+            return _partly(error, done, sent, of)
+
+        while True:
+            try:
+                chunk = _take(uids.values, room())
+            except (ValueError, TypeError) as err:  # a malformed uid further on
+                raise failed(err) if sent else err
+            except Dhis2Error as err:  # a walk that feeds the call failed
+                raise failed(err)
+            if not chunk:
+                return done
+            read += len(chunk)
+            try:
+                changed = self._send_chunk(chunk, send, own)
+            except NotFoundError as err:
+                if not answered:  # none of these known, or no such user
+                    raise failed(err)
+                changed = []  # none of this chunk exists: DHIS2 skips those
+            except Dhis2Error as err:
+                raise failed(err)
+            answered += 1
+            sent += len(chunk)
+            asked = set(chunk)
+            for uid in changed:
+                if uid in asked and uid not in listed:
+                    listed.add(uid)
+                    done.append(uid)
+
+    def _send_chunk(
+        self, chunk: List[str], send: Callable[[List[str]], List[str]], own: bool
+    ) -> List[str]:
+        """One request for *chunk*.  DHIS2 2.41.3+ refuses the whole request (403)
+        when the caller takes no part in one of its conversations: acting for the
+        caller, those are left out and the rest is sent again (they are not in the
+        caller's inbox, so nothing of theirs could change); acting for another
+        user, the 403 stands and names them."""
+        try:
+            return send(chunk)
+        except PermissionDenied as err:
+            denied = err
+        inbox = self._in_inbox(chunk)
+        kept = [uid for uid in chunk if uid in inbox]
+        if own and len(kept) < len(chunk):
+            return send(kept) if kept else []
+        denied.not_in_inbox = tuple(uid for uid in chunk if uid not in inbox)
+        if denied.not_in_inbox:
+            named = _named(denied.not_in_inbox)
+            denied.hint = (
+                f"the caller takes no part in {len(denied.not_in_inbox):,} of the "
+                f"{len(chunk):,} conversations: {named} (not_in_inbox lists them)"
+            )
+        raise denied
+
+    def _in_inbox(self, uids: List[str]) -> Set[str]:
+        """Which of *uids* are in the caller's inbox: a list filtered by
+        ``id:in:[...]`` (whole on 2.42+, which re-splits filters at commas but not
+        inside brackets), in as few requests as the limits allow."""
+        found: Set[str] = set()
+        fixed = [("filter", "id:in:[]"), ("fields", "id"), ("pageSize", str(_MAX_UIDS))]
+        start = 0
+        while start < len(uids):
+            # Each uid adds 11 characters and an encoded comma (%2C).
+            part = uids[start : start + self._room("GET", "/messageConversations", fixed, 14)]
+            start += len(part)
+            query = [("filter", f"id:in:[{','.join(part)}]"), ("fields", "id")]
+            query.append(("pageSize", str(len(part))))
+            found.update(conv.id for conv in self._get_page(query).conversations)
+        return found
+
+    def _room(self, method: str, path: str, params: List[Tuple[str, str]], each: int) -> int:
+        """How many query parameters of *each* bytes the next request can add to
+        *params*: its request line and headers, as this session sends them now
+        (cookies included), stay within what every default deployment accepts."""
+        request = _Request(method, path, params, 0.0, 0)
+        head = _head_size(self._prepare(request, None, None, None, None, None))
+        fits = (_MAX_HEAD - _HEAD_ROOM - head) // each
+        return max(1, min(fits, _MAX_PARAMS - len(params), _MAX_UIDS))
 
     # -- Tickets ----------------------------------------------------------------
 
@@ -3246,6 +3388,39 @@ def _check_uids(
     return result
 
 
+class _BulkUids(NamedTuple):
+    """A bulk call's uids: read lazily, each checked as it is read."""
+
+    values: Iterator[str]
+    #: How many were given, when the argument knows its length (a list, a Page).
+    given: Optional[int]
+
+
+def _bulk_uids(values: Any, name: str) -> _BulkUids:
+    """The uids of a bulk call's argument: uids, Conversations, Pages, or an
+    iterable of those.  Its type is checked now.  The uids of a list or a tuple
+    are checked now too, so that a ValueError means nothing was sent; those of
+    any other iterable (a generator, a walk) as they are read, since reading
+    them ahead would drain a walk into memory."""
+    if isinstance(values, (str, Conversation, Page)):
+        values = [values]
+    elif isinstance(values, (bytes, bytearray, Mapping)) or not isinstance(values, Iterable):
+        raise TypeError(
+            f"{name} must be a uid, a Conversation, a Page, or an iterable of them, "
+            f"not {type(values).__name__}"
+        )
+    if isinstance(values, (list, tuple)):
+        checked = list(_each_uid(values, name))
+        return _BulkUids(iter(checked), len(checked))
+    return _BulkUids(_each_uid(values, name), None)
+
+
+def _each_uid(values: Iterable[Any], name: str) -> Iterator[str]:
+    for value in values:
+        for item in value if isinstance(value, Page) else (value,):
+            yield _check_uid(item.id if isinstance(item, Conversation) else item, name)
+
+
 _MAX_QUERY = 255
 
 
@@ -3473,6 +3648,46 @@ def _check_timeout(timeout: Any) -> Tuple[float, float]:
 
 
 # -- Building requests (private) ----------------------------------------------
+
+# What one request of a bulk call may hold, so that every default deployment
+# takes it (wire.md § 11).  Tomcat (DHIS2's own server, every release) refuses a
+# request line plus headers over 8,192 bytes with a 400; nginx a request line
+# over its 8 KB buffer with a 414, Apache one over 8,190 bytes.  Proxies add
+# headers on the way (X-Forwarded-For/-Proto/-Host, X-Real-IP, Forwarded, Via,
+# a load balancer's trace id: 150-400 bytes each hop) and may lengthen the path
+# (a context path): 1 KiB is kept for them, two proxies' worth.  Tomcat 11
+# (DHIS2 2.42+) refuses more than 1,000 parameters.  DHIS2 changes each
+# conversation of a request in its own transaction, so a request of 2,000 ends
+# well inside a proxy's 60 s; as a JSON body that is 28 kB, far under nginx's
+# 1 MiB default.
+_MAX_HEAD = 8192
+_HEAD_ROOM = 1024
+_MAX_PARAMS = 1000
+_MAX_UIDS = 2000
+
+
+def _user_params(user: Any) -> List[Tuple[str, str]]:
+    """The ``user`` parameter of a bulk call, checked."""
+    return [] if user is None else [("user", _check_uid(user, "user", UserRef))]
+
+
+def _take(values: Iterator[str], count: int) -> List[str]:
+    """A bulk call's next chunk: the next *count* different uids."""
+    chunk: Dict[str, None] = {}
+    while len(chunk) < count:
+        uid = next(values, None)
+        if uid is None:
+            break
+        chunk[uid] = None
+    return list(chunk)
+
+
+def _head_size(prepared: requests.PreparedRequest) -> int:
+    """The bytes of a request's line and headers as http.client writes them."""
+    lines = [f"{prepared.method} {prepared.path_url} HTTP/1.1"]
+    lines.append(f"Host: {urlsplit(prepared.url or '').netloc}")
+    lines.extend(f"{name}: {value}" for name, value in prepared.headers.items())
+    return sum(len(line.encode("utf-8")) + 2 for line in lines) + 2
 
 
 def _recipients_body(users: Any, user_groups: Any, organisation_units: Any) -> Dict[str, Any]:
@@ -3722,6 +3937,63 @@ _NO_API_HINT = (
 )
 
 
+#: The limits of DHIS2 and of the servers and proxies in front of it (wire.md § 11):
+#: the status of each refusal, a phrase of its page where that status has other
+#: causes too, and what to do.
+_LIMIT_HINTS = (
+    (
+        400,
+        "Request header is too large",
+        (
+            "DHIS2's Tomcat takes at most 8,192 bytes of request line and headers "
+            "(maxHttpHeaderSize): ask for less in one request, e.g. a shorter filter"
+        ),
+    ),
+    (
+        400,
+        "maximum number of request parameters",
+        (
+            "DHIS2's Tomcat takes at most 1,000 request parameters (maxParameterCount): "
+            "ask for less in one request"
+        ),
+    ),
+    (
+        409,
+        "File size can't be bigger than",
+        (
+            "the file is larger than DHIS2's max.file_upload_size (dhis.conf, 10,000,000 "
+            "bytes by default): send a smaller file, or ask the administrator to raise it"
+        ),
+    ),
+    (
+        413,
+        "",
+        (
+            "the body is larger than the server or a proxy in front of DHIS2 accepts (nginx's "
+            "client_max_body_size is 1m unless raised): send a smaller file, or ask the "
+            "administrator to raise client_max_body_size (and DHIS2's max.file_upload_size)"
+        ),
+    ),
+    (
+        414,
+        "",
+        (
+            "the request line is longer than a proxy in front of DHIS2 accepts (nginx: 8 KB, "
+            "large_client_header_buffers; Apache: 8,190 bytes, LimitRequestLine): ask for less "
+            "in one request, e.g. a shorter filter, or ask the administrator to raise the limit"
+        ),
+    ),
+    (
+        431,
+        "",
+        (
+            "the request headers are larger than the server accepts (a long cookie or "
+            "token?): ask the administrator to raise the limit"
+        ),
+    ),
+)
+
+
 def _error_from(answer: _Answer) -> ApiError:
     """The ApiError for an error status (or an unfollowed redirect).  ``message``
     stays DHIS2's own text, or the status line's reason; what to do goes in ``hint``."""
@@ -3751,6 +4023,8 @@ def _error_from(answer: _Answer) -> ApiError:
         hints.append(_NO_API_HINT)
     elif status in _STATUS_HINTS:
         hints.append(_STATUS_HINTS[status])
+    page = answer.body[:16384].decode("utf-8", "replace")
+    hints += [hint for code, phrase, hint in _LIMIT_HINTS if code == status and phrase in page]
     error.hint = "; ".join(hints)
     return error
 
@@ -3823,6 +4097,31 @@ def _refused_order(body: Any, params: Iterable[Tuple[str, str]]) -> Optional[Tup
             if order.strip().partition(":")[0] == name:
                 return name, order.strip()
     return None
+
+
+_E = TypeVar("_E", bound=Exception)
+
+
+def _partly(error: _E, done: List[str], sent: int, of: str) -> _E:
+    """A bulk call's failure, with ``done``; after some requests succeeded its text says
+    how many uids of how many (*of*) were done."""
+    setattr(error, "done", done)  # noqa: B010 - a ValueError has no such attribute
+    if sent:
+        note = (
+            f"{sent:,} of {of} were done before this request failed (done lists the "
+            f"{len(done):,} DHIS2 reported changed); the rest were not sent"
+        )
+        if isinstance(error, Dhis2Error):
+            error.hint = f"{error.hint}; {note}" if error.hint else note
+        else:
+            error.args = (f"{error}; {note}",)
+    return error
+
+
+def _named(uids: Sequence[str], shown: int = 5) -> str:
+    """Some uids for a message: the first few, then how many more."""
+    more = f" and {len(uids) - shown:,} more" if len(uids) > shown else ""
+    return ", ".join(uids[:shown]) + more
 
 
 # -- Retries (private) --------------------------------------------------------
@@ -4652,36 +4951,175 @@ def _cli_add_recipients(m: Messenger, args: Any) -> Any:
     return {"uid": args.uid} if args.json else f"added recipients to {args.uid}"
 
 
-def _cli_bulk(method: Callable[..., List[str]]) -> Callable[[Messenger, Any], Any]:
-    """A command for a bulk method (mark_read, ..., delete_conversations): prints the changed uids."""
+class _Bulk(NamedTuple):
+    """What a bulk command does, in its own words."""
+
+    method: Callable[..., List[str]]
+    #: (attribute, value) of a conversation the command would not change; None: delete.
+    flag: Optional[Tuple[str, bool]]
+    did: str  # "marked {} read"
+    would: str  # "would mark {} read"
+    already: str  # "{} read already": after "was" or "were"
+
+
+_BULKS = {
+    "mark-read": _Bulk(
+        Messenger.mark_read, ("read", True), "marked {} read", "mark {} read", "read"
+    ),
+    "mark-unread": _Bulk(
+        Messenger.mark_unread, ("read", False), "marked {} unread", "mark {} unread", "unread"
+    ),
+    "follow-up": _Bulk(
+        Messenger.follow_up,
+        ("follow_up", True),
+        "flagged {} for follow-up",
+        "flag {} for follow-up",
+        "flagged",
+    ),
+    "unfollow-up": _Bulk(
+        Messenger.unfollow_up,
+        ("follow_up", False),
+        "cleared the follow-up flag of {}",
+        "clear the follow-up flag of {}",
+        "not flagged",
+    ),
+    "delete": _Bulk(
+        Messenger.delete_conversations, None, "deleted {} from the inbox", "delete {}", ""
+    ),
+}
+
+
+def _cli_bulk(command: str) -> Callable[[Messenger, Any], Any]:
+    """A bulk command: the given uids, or with --all every conversation the filters
+    match; it says how many changed and how many were already so."""
+    bulk = _BULKS[command]
 
     def run(m: Messenger, args: Any) -> Any:
+        if bool(args.uids) == bool(args.all):
+            raise _UsageError(f"{command} takes UIDs or --all (with the list's filters), not both")
+        if (args.filter or args.unread or args.query) and not args.all:
+            raise _UsageError("--filter, --unread and --query go with --all")
+        if args.all and args.user:
+            raise _UsageError("--all walks your own inbox: it does not go with --user")
         user = None if args.user is None else _cli_user(m, args.user, "--user")
-        changed = method(m, args.uids, user=user)
-        return {"changed": changed} if args.json else "\n".join(changed)
+        convs: Iterable[Conversation]
+        missing: List[str] = []
+        if args.all:
+            convs = _cli_matches(m, args, command)
+        elif user is None:
+            convs, missing = _cli_given(m, args.uids)
+        else:  # another user's flags are not in the caller's list: send them all
+            convs = [Conversation(id=uid) for uid in args.uids]
+        already: List[str] = []
+
+        def todo() -> Iterator[str]:
+            for conv in convs:
+                if bulk.flag and getattr(conv, bulk.flag[0]) is bulk.flag[1]:
+                    already.append(conv.id)
+                else:
+                    yield conv.id
+
+        try:
+            changed = list(todo()) if args.dry_run else bulk.method(m, todo(), user=user)
+        finally:
+            args.terminal.clear()
+        return _cli_bulk_said(bulk, args, changed, already, missing)
 
     return run
 
 
+def _cli_matches(m: Messenger, args: Any, command: str) -> Iterator[Conversation]:
+    """--all: every conversation of the caller's the filters match, with a progress line;
+    delete asks first on a terminal, and needs --yes on none."""
+    filters = args.filter + (["read:eq:false"] if args.unread else [])
+    options = {"filter": filters or None, "query": args.query}
+    if command == "delete" and not args.dry_run and not args.yes:
+        total = m.list_conversations(**options, fields="id", page_size=1).total
+        if not _isatty(sys.stdin):
+            raise _UsageError(
+                f"delete --all would delete {total:,} conversations: give --yes to do it "
+                "without a terminal to ask on; nothing was deleted"
+            )
+        print(f"Delete {total:,} conversations from your inbox? [y/N] ", end="", file=sys.stderr)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            raise _UsageError("nothing was deleted")
+    started, seen, total = time.monotonic(), 0, -1
+
+    def on_page(page: Page) -> None:
+        nonlocal seen, total
+        seen += len(page.conversations)
+        total = page.total if total < 0 else total  # later pages count what is left
+        if time.monotonic() - started >= _PROGRESS_AFTER:
+            args.terminal.progress(f"{seen:,} of {total:,} conversations…")
+
+    return m.iter_conversations(**options, on_page=on_page)
+
+
+def _cli_given(m: Messenger, uids: Sequence[str]) -> Tuple[List[Conversation], List[str]]:
+    """The given uids' conversations in the caller's inbox, with their flags (a list
+    request per 300: ``id:in:[...]`` stays whole on 2.42+), and the uids not there."""
+    found: Dict[str, Conversation] = {}
+    unique = list(dict.fromkeys(uids))
+    for start in range(0, len(unique), 300):
+        part = unique[start : start + 300]
+        page = m.list_conversations(
+            filter=f"id:in:[{','.join(part)}]", fields="id,read,followUp", page_size=len(part)
+        )
+        found.update((conv.id, conv) for conv in page.conversations)
+    return [found[u] for u in unique if u in found], [u for u in unique if u not in found]
+
+
+def _cli_bulk_said(
+    bulk: _Bulk, args: Any, changed: List[str], already: List[str], missing: List[str]
+) -> Any:
+    """What a bulk command did (or would do), in words or JSON; uids to delete that are
+    not in the inbox are an error once the others are deleted."""
+    if args.json:
+        said: Any = {"changed": changed, "already": already, "not_in_inbox": missing}
+        if args.dry_run:
+            said["dry_run"] = True
+    else:
+        said = (f"would {bulk.would}" if args.dry_run else bulk.did).format(f"{len(changed):,}")
+        if already:
+            were = "was" if len(already) == 1 else "were"
+            said += f"; {len(already):,} {were} {bulk.already} already"
+        if missing and bulk.flag:
+            said += f"; {len(missing):,} not in your inbox: {' '.join(missing)}"
+        if args.dry_run:
+            said += "; nothing was changed"
+    if missing and not bulk.flag and not args.dry_run:
+        _cli_print(said, args.json)
+        raise NotFoundError(404, f"not in your inbox, nothing to delete: {' '.join(missing)}")
+    return said
+
+
 _BULK_ARGUMENTS = (
-    _arg("uids", nargs="+", metavar="UID", type=_uid_arg),
+    _arg("uids", nargs="*", metavar="UID", type=_uid_arg),
     _arg("--user", help="act for this user (uid, username or name) instead of yourself"),
+    _arg("--all", action="store_true", help="every conversation of yours the filters match"),
+    _arg("--filter", action="append", default=[], help="with --all: a DHIS2 filter"),
+    _arg("--unread", action="store_true", help="with --all: only unread ones"),
+    _arg("--query", help="with --all: search subjects, texts and senders"),
+    _arg("--dry-run", action="store_true", help="say how many would change; change nothing"),
 )
 _cli_mark_read = _command("mark-read", "mark conversations read", *_BULK_ARGUMENTS)(
-    _cli_bulk(Messenger.mark_read)
+    _cli_bulk("mark-read")
 )
 _cli_mark_unread = _command("mark-unread", "mark conversations unread", *_BULK_ARGUMENTS)(
-    _cli_bulk(Messenger.mark_unread)
+    _cli_bulk("mark-unread")
 )
 _cli_follow_up = _command("follow-up", "flag conversations for follow-up", *_BULK_ARGUMENTS)(
-    _cli_bulk(Messenger.follow_up)
+    _cli_bulk("follow-up")
 )
 _cli_unfollow_up = _command("unfollow-up", "clear the follow-up flag", *_BULK_ARGUMENTS)(
-    _cli_bulk(Messenger.unfollow_up)
+    _cli_bulk("unfollow-up")
 )
 _cli_delete = _command(
-    "delete", "remove conversations from an inbox (others keep them)", *_BULK_ARGUMENTS
-)(_cli_bulk(Messenger.delete_conversations))
+    "delete",
+    "remove conversations from an inbox (others keep them)",
+    *_BULK_ARGUMENTS,
+    _arg("--yes", action="store_true", help="with --all: delete without asking"),
+)(_cli_bulk("delete"))
 
 
 @_command(
@@ -5198,6 +5636,10 @@ def _cli_error(exc: Dhis2Error, args: Any, m: Optional[Messenger]) -> str:
         text = str(exc)
     if exc.maybe_done:
         text += _cli_lost(exc, args.command)
+    if isinstance(exc, PermissionDenied) and exc.not_in_inbox:
+        text += f"\nNot in your inbox: {' '.join(exc.not_in_inbox)}"
+    if exc.done:
+        text += f"\n{len(exc.done):,} were changed before it failed; the rest were not sent."
     if exc.no_time_to_retry:
         deadline = m.deadline if m else 0.0
         text += (

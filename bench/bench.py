@@ -32,6 +32,13 @@ Sections (all in one run, side by side, medians of at least 5 repetitions):
    same answer (target: growth <= 1.5 x max_response_size).
 7. Recipients: sending to a district's whole subtree is 2 requests whether the
    tree is 4 or 6 levels deep; ``lookup_users`` is 1.
+8. Cleaning up an inbox (``--only cleanup`` runs it alone): 25,000 conversations,
+   20,000 of them old validation results, 20 ms latency; mark them read, delete
+   them, each in one line of library code.  Requests (target: at most
+   ceil(N / chunk) + ceil(N / page) + 2), wall time and the client's peak traced
+   memory at N and N / 10, beside the Messaging app's way (one request per
+   conversation, on a smaller N, extrapolated) and, with ``--baseline FILE``,
+   another version of dhis2_messages.py.
 
 The figures are printed as a table and written as JSON (bench/results.json
 unless --json says otherwise).  The exit status is 1 when a target is missed.
@@ -71,7 +78,7 @@ import requests
 
 import dhis2_messages
 from dhis2_messages import LIST_FIELDS, THREAD_FIELDS, Conversation, Messenger, Page
-from tests.emulator import BOB, DEFAULT_VERSION, VERSIONS, free_port, parse_version
+from tests.emulator import ALICE, BOB, DEFAULT_VERSION, VERSIONS, free_port, parse_version
 
 try:  # a peer, never a requirement of this repository
     import dhis2_client  # type: ignore[import-not-found]
@@ -84,6 +91,7 @@ LATENCY = 0.02
 TRIAGE_TOTAL = 500
 TRIAGE_PAGE_SIZE = 100
 TRIAGE_MARK, TRIAGE_DELETE, TRIAGE_REPLY = 200, 100, 5
+CLEANUP_TOTAL_FULL, CLEANUP_OLD_FULL = 25_000, 20_000
 
 FULL = {
     "reps": 7,
@@ -94,6 +102,8 @@ FULL = {
     "mem_reps": 5,
     "rt_reps": 5,
     "deadline": 5.0,
+    "cleanup": (CLEANUP_TOTAL_FULL, CLEANUP_OLD_FULL),
+    "cleanup_app": 1000,
     "large_calls": (
         "list_conversations",
         "count_unread",
@@ -116,6 +126,8 @@ QUICK = {
     "mem_reps": 5,
     "rt_reps": 5,
     "deadline": 3.0,
+    "cleanup": (2_500, 2_000),
+    "cleanup_app": 200,
     "large_calls": ("list_conversations", "download_attachment"),
 }
 
@@ -1041,6 +1053,261 @@ def _expected_requests(name: str, version: str) -> int:
     return 2 if name == "send_feedback" and parse_version(version) < (2, 41, 3) else 1
 
 
+# -- Section 8: cleaning up an inbox -------------------------------------------------
+# An admin inbox of 25,000 conversations, 20,000 of them VALIDATION_RESULT older than a
+# date (validation notifications set to one message per result), behind 20 ms of latency:
+# mark the 20,000 read, then delete those older than the date, each in one line of library
+# code.  The server runs in its own process (a seeded emulator, --cleanup-server); the
+# client's peak memory is traced here.  Beside it: the same jobs the Messaging app's way
+# (one DELETE per conversation, one POST per page of 35 for read), on a smaller N and
+# extrapolated, and, with --baseline FILE, another version of the module (the one before
+# bulk calls were split: git show <commit>:dhis2_messages.py > before.py).
+
+CLEANUP_TOTAL, CLEANUP_OLD = 25_000, 20_000
+CLEANUP_CUTOFF = "2024-01-01"
+CLEANUP_FILTER = ["messageType:eq:VALIDATION_RESULT", f"lastMessage:lt:{CLEANUP_CUTOFF}"]
+APP_PAGE = 35  # the Messaging app's page
+
+
+def cleanup_server(port: int, total: int, old: int) -> None:
+    """The child: an emulator with an inbox of *total* for alice, *old* of them validation
+    results from 2023, the rest private messages from 2024; serves until terminated."""
+    from tests.emulator import Emulator
+
+    emu = Emulator(latency=LATENCY)
+    uids = emu.add_conversations(total, sender="admin", recipients=["alice"])
+    start = 1672531200000  # 2023-01-01 in ms
+    for i, uid in enumerate(uids):
+        conv = emu.conversations[uid]
+        if i < old:
+            conv.message_type, conv.status, conv.last_sender = "VALIDATION_RESULT", "OPEN", None
+            when = start + i * 60_000
+        else:
+            when = 1704067200000 + i * 60_000  # from 2024-01-01
+        conv.created = conv.last_message = conv.last_updated = when
+    emu.start(port=port)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print("ready", flush=True)
+    while True:
+        time.sleep(3600)
+
+
+class CleanupServer(EmulatorProcess):
+    def __init__(self, total: int, old: int) -> None:
+        super().__init__(latency=LATENCY)
+        self.total, self.old = total, old
+
+    def _start(self) -> bool:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        argv = [sys.executable, os.path.abspath(__file__), "--cleanup-server", str(port)]
+        argv += [str(self.total), str(self.old)]
+        self.proc = subprocess.Popen(
+            argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr
+        )
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline().strip() == b"ready"
+
+
+def _cleanup_jobs(module: Any) -> Dict[str, Callable[[Any], int]]:
+    """The two jobs, each one line of library code; each returns how many it changed."""
+    return {
+        "mark read": lambda m: len(
+            m.mark_read(
+                c.id
+                for c in m.iter_conversations(
+                    filter=["messageType:eq:VALIDATION_RESULT", "read:eq:false"], fields="id"
+                )
+            )
+        ),
+        "delete older than a date": lambda m: len(
+            m.delete_conversations(
+                c.id for c in m.iter_conversations(filter=CLEANUP_FILTER, fields="id")
+            )
+        ),
+    }
+
+
+def _app_jobs(url: str, n: int) -> Dict[str, Callable[[], int]]:
+    """The Messaging app's way, with plain requests, for the first *n* matches."""
+    session = requests.Session()
+    session.auth = (USER, PASSWORD)
+    session.headers["X-Requested-With"] = "XMLHttpRequest"
+    api = url + "/api/messageConversations"
+    me = ALICE  # USER
+
+    def pages(filters: List[str]) -> Any:
+        page = 1
+        while True:
+            params = [("filter", f) for f in filters] + [
+                ("fields", "id"),
+                ("pageSize", str(APP_PAGE)),
+                ("page", str(page)),
+            ]
+            body = session.get(api, params=params, timeout=TIMEOUT).json()
+            yield [c["id"] for c in body["messageConversations"]]
+            if page >= body["pager"].get("pageCount", 0):
+                return
+            page += 1
+
+    def mark_read() -> int:
+        done = 0
+        for ids in pages(["messageType:eq:VALIDATION_RESULT"]):
+            session.post(api + "/read", json=ids, timeout=TIMEOUT).raise_for_status()
+            done += len(ids)
+            if done >= n:
+                return done
+        return done
+
+    def delete() -> int:
+        done = 0
+        while done < n:  # what is left moves up: always page 1
+            ids = next(pages(CLEANUP_FILTER))
+            for uid in ids[: n - done]:
+                session.delete(f"{api}/{uid}/{me}", timeout=TIMEOUT).raise_for_status()
+            done += min(len(ids), n - done)
+        return done
+
+    return {"mark read": mark_read, "delete older than a date": delete}
+
+
+def _run_cleanup(emu: EmulatorProcess, job: Callable[[], int], traced: bool) -> Dict[str, Any]:
+    emu.clear_log()
+    gc.collect()
+    if traced:
+        tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        changed: Any = job()
+        outcome = "done"
+    except Exception as exc:  # noqa: BLE001 - the baseline's failure is a figure too
+        changed, outcome = 0, f"{type(exc).__name__}: {str(exc)[:120]}"
+    wall = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1] if traced else None
+    if traced:
+        tracemalloc.stop()
+    return {
+        "changed": changed,
+        "outcome": outcome,
+        "requests": emu.requests_seen(),
+        "wall_s": wall,
+        "peak_bytes": peak,
+    }
+
+
+def bench_cleanup(cfg: Dict[str, Any], baseline: Optional[str] = None) -> Dict[str, Any]:
+    """Section 8: the clean-up jobs, by this module, the baseline module and the app's way."""
+    total, old = cfg["cleanup"]
+    clients: List[Tuple[str, Any]] = [("dhis2_messages", dhis2_messages)]
+    if baseline:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("dhis2_messages_before", baseline)
+        assert spec is not None and spec.loader is not None
+        before = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(before)
+        clients.append(("before", before))
+    rows = []
+    for name, module in clients:
+        for size in (old, old // 10):  # memory flat in N: the same jobs at a tenth
+            if size != old and name != "dhis2_messages":
+                continue
+            for job_name, job in _cleanup_jobs(module).items():
+                for traced in (False, True):  # wall time untraced, memory traced
+                    with CleanupServer(total * size // old, size) as emu:
+                        if job_name.startswith("delete"):  # read first, as in the run
+                            with module.Messenger(emu.url, auth=(USER, PASSWORD)) as m:
+                                _cleanup_jobs(dhis2_messages)["mark read"](m)
+                        with module.Messenger(emu.url, auth=(USER, PASSWORD)) as m:
+                            run = _run_cleanup(emu, lambda job=job, m=m: job(m), traced)
+                    row = rows[-1] if traced else {"client": name, "job": job_name, "n": size}
+                    if traced:
+                        row["peak_bytes"] = run["peak_bytes"]
+                    else:
+                        row.update(run)
+                        rows.append(row)
+    app_n = cfg["cleanup_app"]
+    for job_name in ("mark read", "delete older than a date"):
+        with CleanupServer(total, old) as emu:
+            run = _run_cleanup(emu, _app_jobs(emu.url, app_n)[job_name], False)
+        factor = old / app_n
+        rows.append(
+            {
+                "client": "Messaging app's way",
+                "job": job_name,
+                "n": app_n,
+                **run,
+                "extrapolated_requests": round(run["requests"] * factor),
+                "extrapolated_wall_s": run["wall_s"] * factor,
+            }
+        )
+    pages = math.ceil(old / 50)  # the walk's default page size
+    return {
+        "latency_s": LATENCY,
+        "total": total,
+        "old": old,
+        "rows": rows,
+        "goal": {
+            "mark read": math.ceil(old / 2000) + pages + 2,
+            "delete older than a date": math.ceil(old / 450) + pages + 2,
+        },
+    }
+
+
+def report_cleanup(rec: Dict[str, Any]) -> Tuple[str, List[Dict[str, Any]]]:
+    out = [
+        (
+            f"\n8. Cleaning up an inbox of {rec['total']:,}, {rec['old']:,} old validation "
+            f"results ({rec['latency_s'] * 1000:.0f} ms latency)"
+        )
+    ]
+    rows, targets = [], []
+    small = {
+        r["job"]: r for r in rec["rows"] if r["client"] == "dhis2_messages" and r["n"] != rec["old"]
+    }
+    for r in rec["rows"]:
+        extra = ""
+        if "extrapolated_requests" in r:
+            extra = f" (x{rec['old'] // r['n']}: {r['extrapolated_requests']:,} requests, {r['extrapolated_wall_s']:.0f} s)"
+        peak = "" if r.get("peak_bytes") is None else f"{r['peak_bytes'] / 1024:,.0f} KiB"
+        rows.append(
+            [
+                r["client"],
+                r["job"],
+                f"{r['n']:,}",
+                f"{r['changed']:,}",
+                f"{r['requests']:,}",
+                f"{r['wall_s']:.1f} s",
+                peak,
+                r["outcome"][:60] + extra,
+            ]
+        )
+        if r["client"] == "dhis2_messages" and r["n"] == rec["old"]:
+            goal = rec["goal"][r["job"]]
+            met = r["requests"] <= goal and r["changed"] == rec["old"]
+            targets.append(
+                {
+                    "name": f"cleanup {r['job']} requests",
+                    "value": r["requests"],
+                    "limit": f"<= {goal}",
+                    "met": met,
+                }
+            )
+            ratio = r["peak_bytes"] / small[r["job"]]["peak_bytes"]
+            targets.append(
+                {
+                    "name": f"cleanup {r['job']} memory N / (N/10)",
+                    "value": round(ratio, 2),
+                    "limit": "report",
+                    "met": True,
+                }
+            )
+    out.append(
+        _table(["client", "job", "N", "changed", "requests", "wall", "peak", "outcome"], rows)
+    )
+    return "\n".join(out), targets
+
+
 def report(results: Dict[str, Any]) -> Tuple[str, List[Dict[str, Any]]]:
     out, targets = [], []
 
@@ -1339,10 +1606,24 @@ def main(argv: Optional[List[str]] = None) -> int:
         help="also print a cProfile summary of each Messenger call of section 1",
     )
     parser.add_argument("--large-answer", nargs=2, metavar=("CASE", "CALL"), help=argparse.SUPPRESS)
+    parser.add_argument("--cleanup-server", nargs=3, type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--only", choices=("cleanup",), help="run only this section (and report only it)"
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="FILE",
+        help="section 8 also runs this version of dhis2_messages.py, as 'before'",
+    )
     args = parser.parse_args(argv)
     if args.large_answer:
         large_answer_child(*args.large_answer)
         return 0
+    if args.cleanup_server:
+        cleanup_server(*args.cleanup_server)
+        return 0
+    if args.only == "cleanup":
+        return _main_cleanup(args)
     cfg = QUICK if args.quick else FULL
     # A plain SIGTERM would skip the finally blocks that stop the emulators.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
@@ -1370,9 +1651,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     results["once"] = bench_once()
     results["slow_servers"] = bench_slow_servers(cfg)
     results["large_answers"] = bench_large_answers(cfg)
+    results["cleanup"] = bench_cleanup(cfg, args.baseline)
     results["elapsed_s"] = time.perf_counter() - started
 
     text, targets = report(results)
+    cleanup_text, cleanup_targets = report_cleanup(results["cleanup"])
+    text, targets = text + "\n" + cleanup_text, targets + cleanup_targets
     if problems:
         targets.append(
             {
@@ -1400,6 +1684,22 @@ def main(argv: Optional[List[str]] = None) -> int:
         handle.write("\n")
     print(f"figures written to {args.json}")
     return 0 if not missed else 1
+
+
+def _main_cleanup(args: Any) -> int:
+    """--only cleanup: section 8 alone, printed and written like a full run."""
+    cfg = QUICK if args.quick else FULL
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    results = {"mode": "quick" if args.quick else "full", "python": platform.python_version()}
+    results["cleanup"] = bench_cleanup(cfg, args.baseline)
+    text, targets = report_cleanup(results["cleanup"])
+    results["targets"] = targets
+    print(text)
+    with open(args.json, "w", encoding="utf-8") as handle:
+        json.dump(results, handle, indent=2)
+        handle.write("\n")
+    print(f"figures written to {args.json}")
+    return 0 if all(t["met"] for t in targets) else 1
 
 
 if __name__ == "__main__":

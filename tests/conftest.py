@@ -10,6 +10,8 @@
 - ``certificate`` and ``tls_server``: a throwaway self-signed certificate and an HTTPS
   MiniServer that uses it.
 - ``standalone_demo``: ``python -m tests.emulator --demo`` running.
+- ``nginx``: a real nginx on 127.0.0.1 with its default limits and TLS, proxying to the
+  emulator (or any URL); the tests that use it skip where nginx is not installed.
 
 Every test that uses the ``emulator`` fixture (directly or through ``connect``, ``admin``,
 ``alice``) runs once per DHIS2 release in ``tests.emulator.VERSIONS``; its id ends in the
@@ -37,6 +39,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import requests
@@ -437,3 +440,125 @@ def tls_server(certificate):
     ``tls_server.seen`` lists the requests that got through the handshake."""
     with MiniServer(empty_inbox, tls_context(certificate)) as server:
         yield server
+
+
+# -- A real proxy ------------------------------------------------------------------------
+
+NGINX = "/usr/sbin/nginx"  # Debian's nginx-light; also looked up on PATH
+
+_NGINX_CONF = """\
+{user}worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    # nginx's own defaults, written out: an 8 KB request line, a 1 MiB body.
+    large_client_header_buffers 4 8k;
+    client_max_body_size 1m;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        location / {{
+            proxy_pass {upstream};
+            # What DHIS2's reverse-proxy guide sets: they count against Tomcat's 8 KB.
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_read_timeout {read_timeout}s;
+        }}
+    }}
+}}
+"""
+
+
+@pytest.fixture
+def nginx(certificate, tmp_path):
+    """nginx(upstream, read_timeout=60) -> the https URL of a real nginx proxying to *upstream*.
+
+    Debian's nginx (package nginx-light), started on a free port of 127.0.0.1 with a
+    configuration of its own in a temporary folder: the default limits written out
+    (``large_client_header_buffers 4 8k``: a request line over 8 KB is a 414;
+    ``client_max_body_size 1m``: a larger body is a 413), the headers DHIS2's nginx guide
+    adds, TLS from the throwaway ``certificate`` and ``proxy_read_timeout`` *read_timeout*
+    seconds (60 by default; give a short one to see its 504).  Connect with
+    ``verify=str(certificate[0])``::
+
+        def test_through_a_proxy(emulator, nginx, certificate):
+            url = nginx(emulator.url)
+            m = Messenger(url, auth=("alice", "District1#"), verify=str(certificate[0]))
+
+    Each call starts another nginx; all are stopped when the test ends (SIGTERM, then
+    SIGKILL, each wait bounded), so none outlives its test.  Without nginx the test skips
+    and says so.
+    """
+    binary = shutil.which("nginx") or (NGINX if os.access(NGINX, os.X_OK) else None)
+    if binary is None:
+        pytest.skip("nginx is not installed (Debian: apt-get install nginx-light)")
+    started = []
+
+    def start(upstream, read_timeout=60):
+        folder = tmp_path / f"nginx{len(started)}"
+        folder.mkdir()
+        port = _free_port()
+        cert, key = certificate
+        conf = folder / "nginx.conf"
+        conf.write_text(
+            _NGINX_CONF.format(
+                user="user root;\n" if os.geteuid() == 0 else "",
+                dir=folder,
+                port=port,
+                cert=cert,
+                key=key,
+                upstream=upstream,
+                read_timeout=read_timeout,
+            )
+        )
+        proc = subprocess.Popen(
+            [
+                binary,
+                "-p",
+                str(folder),
+                "-c",
+                str(conf),
+                "-e",
+                str(folder / "error.log"),
+                "-g",
+                "daemon off;",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        started.append(proc)
+        for _ in range(200):  # at most about 10 s
+            if proc.poll() is not None:
+                error = proc.stderr.read().decode(errors="replace")
+                pytest.fail(f"nginx did not start: {error.strip()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.05):
+                return f"https://127.0.0.1:{port}"
+            time.sleep(0.05)
+        pytest.fail("nginx did not listen within 10 s")
+
+    yield start
+    for proc in started:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        proc.stderr.close()
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -98,7 +98,13 @@ DOMAINS = (
     "ICON",
     "JOB_DATA",
 )
-MAX_UPLOAD_SIZE = 10_000_000
+MAX_UPLOAD_SIZE = 10_000_000  # dhis.conf max.file_upload_size, its default (upload_size_limit)
+# Tomcat's maxHttpHeaderSize on every release (Tomcat 9 in the 2.38-2.41 images, the embedded
+# Tomcat 11 of 2.42+ sets no other): the request line and every header line, up to and with
+# the blank line, in at most 8,192 bytes (Http11InputBuffer.parseHeaders/fill on 9.0.x and
+# 11.0.x); past it a 400 "Request header is too large" page, and the connection is closed.
+MAX_HEAD_SIZE = 8192
+MAX_PARAMETERS = 1000  # Tomcat 11's maxParameterCount (parameter_limit)
 API_VERSIONS = range(28, 44)
 UID_CHARS = string.ascii_letters + string.digits
 # DHIS2's ApiTokenResolver: the prefix is matched case-insensitively, so is the token.
@@ -212,6 +218,15 @@ QUIRKS: tuple[Quirk, ...] = (
         "userLookup reads orgUnitBoundary (2.38 ignores it)",
     ),
     Quirk(
+        "upload_size_limit",
+        "2.39",
+        "eae98479b77 (#18113), in 2.39.8 (19912bb4ea8), 2.40.6 (c60cc5aa957), 2.41.2 "
+        "(8f0dbb89c1f), 2.42.0; FileResourceUtils.java:292-297@2.41",
+        "an upload over max.file_upload_size (10,000,000 bytes) is a 409 \"File size can't be "
+        'bigger than ..."; the 2.39, 2.40 and 2.41.0 profiles stand for their later patches '
+        "(2.39.8+, 2.40.6+, 2.41.2), which have it (2.38 and earlier patches: no limit)",
+    ),
+    Quirk(
         "typed_errors",
         "2.40",
         "da30b198514 (#12584)",
@@ -284,6 +299,14 @@ QUIRKS: tuple[Quirk, ...] = (
         "2.42",
         "DefaultMessageService.java:275-285@2.42",
         "a message is forwarded to every participant, its sender included",
+    ),
+    Quirk(
+        "parameter_limit",
+        "2.42",
+        "Main.java:93-98@2.42 (dhis-web-server: embedded Tomcat 11, maxParameterCount 1,000; "
+        "tomcat Parameters.java:247-249 on 11.0.x)",
+        "more than 1,000 request parameters is a 400 Tomcat page (Tomcat 9 drops those past "
+        "10,000, which its 8,192-byte request head cannot carry)",
     ),
     Quirk(
         "typed_uid_path",
@@ -1865,6 +1888,8 @@ class Emulator:
             self.forwarded: list[tuple[str, str]] = []  # (username, conversation uid)
             self.files: dict[str, FileResource] = {}
             self.log: list[LoggedRequest] = []
+            # Request lines Tomcat refused before DHIS2 saw them (over MAX_HEAD_SIZE).
+            self.refused: list[str] = []
             self._faults: list[Fault] = []
             self._sessions: dict[str, str] = {}
             self._used_uids = (
@@ -2372,6 +2397,14 @@ class Emulator:
 
     def _route(self, req: Request) -> Response:
         path = req.raw_path
+        if self.quirks.parameter_limit and len(req.params) > MAX_PARAMETERS:
+            return html_page(
+                400,
+                "More than the maximum number of request parameters (GET plus POST) for a "
+                f"single request ([{MAX_PARAMETERS}]) were detected. Any parameters beyond this "
+                "limit have been ignored. To change this limit, set the maxParameterCount "
+                "attribute on the Connector.",
+            )
         if path in ("/login", "/login/"):
             return Response(
                 200,
@@ -3081,7 +3114,7 @@ class Emulator:
         headers, params, data = part
         if not data:
             raise conflict("Could not read file or file is empty.", None)
-        if len(data) > MAX_UPLOAD_SIZE:
+        if self.quirks.upload_size_limit and len(data) > MAX_UPLOAD_SIZE:
             raise conflict(
                 f"File size can't be bigger than {MAX_UPLOAD_SIZE}, current file size {len(data)}",
                 None,
@@ -3985,6 +4018,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             host = "{}:{}".format(*self.server.server_address[:2])
         return f"{scheme}://{host}"
 
+    def _head_size(self) -> int:
+        """The request line and header lines as received, with the blank line after them."""
+        lines = sum(len(f"{name}: {value}\r\n".encode()) for name, value in self.headers.items())
+        return len(self.raw_requestline) + lines + 2
+
     def _dispatch(self) -> None:
         emulator = self.server.emulator
         try:
@@ -3992,6 +4030,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             self._send(html_page(400, "Bad request body"))
             self.close_connection = True
+            return
+        if self._head_size() > MAX_HEAD_SIZE:  # Tomcat refuses it: DHIS2 never sees it
+            emulator.refused.append(self.requestline[:200])
+            self.close_connection = True
+            self._send(html_page(400, "Request header is too large"))
             return
         split = urllib.parse.urlsplit(self.path)
         if split.path.startswith("/__emulator__/"):

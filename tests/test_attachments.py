@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from dhis2_messages import ConflictError, NotFoundError, PermissionDenied
+from dhis2_messages import ApiError, ConflictError, Messenger, NotFoundError, PermissionDenied
 from tests.conftest import ADMIN, ALICE, API, UNKNOWN
 
 
@@ -102,13 +102,22 @@ class TestAttachments:
         with pytest.raises(ConflictError, match=f"Attachment '{UNKNOWN}' not found."):
             admin.reply(uid, "t", attachments=UNKNOWN)
 
+    @pytest.mark.dhis2_versions(since="2.39")  # 2.39.8, 2.40.6, 2.41.2, 2.42.0 (#18113)
     def test_too_large(self, emulator, admin):
-        """DHIS2's 10 MB limit is its 409, passed on as a ConflictError."""
-        with pytest.raises(
-            ConflictError,
-            match="File size can't be bigger than 10000000, current file size 10000001",
-        ):
+        """DHIS2's 10 MB limit is its 409, passed on as a ConflictError whose hint names
+        the setting; DHIS2's own text stays the message."""
+        with pytest.raises(ConflictError) as info:
             admin.upload_attachment(b"x" * 10_000_001)
+        message = "File size can't be bigger than 10000000, current file size 10000001"
+        assert message == info.value.message
+        assert "max.file_upload_size" in info.value.hint
+        assert "max.file_upload_size" in str(info.value)
+
+    @pytest.mark.dhis2_versions("2.38")
+    def test_no_size_limit_on_2_38(self, emulator, admin):
+        """2.38 has no max.file_upload_size: a file over 10 MB is stored."""
+        uid = admin.upload_attachment(b"x" * 10_000_001)
+        assert 10_000_001 == len(emulator.files[uid].data)
 
     def test_bad_input(self, emulator, admin, tmp_path):
         (tmp_path / "empty.bin").write_bytes(b"")
@@ -162,3 +171,23 @@ class TestAttachments:
         with pytest.raises(ValueError, match="attachment"):
             admin.download_attachment(UNKNOWN, UNKNOWN, "../../etc")
         assert [] == emulator.log
+
+
+@pytest.mark.dhis2_versions("2.42")
+def test_an_upload_over_the_proxy_limit_says_which_limit(emulator, nginx, certificate):
+    """nginx's client_max_body_size (1m by default): its 413 page becomes an ApiError whose
+    message is the page's title, never its HTML, and whose hint names the setting."""
+    user = emulator.user("alice")
+    with Messenger(
+        nginx(emulator.url), auth=(user.username, user.password), verify=str(certificate[0])
+    ) as alice:
+        with pytest.raises(ApiError) as info:
+            alice.upload_attachment(b"x" * 5_000_000, filename="scan.pdf")
+        assert "1 KiB" not in str(info.value)
+        assert 413 == info.value.status_code
+        assert "413 Request Entity Too Large" == info.value.message
+        assert "<" not in str(info.value)
+        assert "client_max_body_size" in info.value.hint
+        assert "max.file_upload_size" in info.value.hint
+        assert alice.upload_attachment(b"x" * 500_000, filename="small.pdf")
+    assert 1 == len(emulator.files)

@@ -40,7 +40,7 @@ from tests.conftest import (
     UNKNOWN,
     at_least,
 )
-from tests.emulator import BADJIA, NGELEHUN_CHC, SIERRA_LEONE, free_port
+from tests.emulator import BADJIA, NGELEHUN_CHC, SIERRA_LEONE, free_port, json_response
 
 ROOT = Path(__file__).resolve().parent.parent
 PDF = b"%PDF-1.4\n\x00\x01\x02\xff binary \r\n report\n"
@@ -1005,43 +1005,156 @@ class TestAttachments:
 
 class TestBulk:
     @pytest.mark.parametrize(
-        "command, attribute, before, after",
+        "command, attribute, before, after, did, already",
         [
-            ("mark-read", "read", False, True),
-            ("mark-unread", "read", True, False),
-            ("follow-up", "follow_up", False, True),
-            ("unfollow-up", "follow_up", True, False),
+            ("mark-read", "read", False, True, "marked 2 read", "1 was read already"),
+            ("mark-unread", "read", True, False, "marked 2 unread", "1 was unread already"),
+            (
+                "follow-up",
+                "follow_up",
+                False,
+                True,
+                "flagged 2 for follow-up",
+                "1 was flagged already",
+            ),
+            (
+                "unfollow-up",
+                "follow_up",
+                True,
+                False,
+                "cleared the follow-up flag of 2",
+                "1 was not flagged already",
+            ),
         ],
     )
-    def test_flags(self, emulator, cli, command, attribute, before, after):
+    def test_flags_say_what_changed(
+        self, emulator, cli, command, attribute, before, after, did, already
+    ):
         uids = emulator.add_conversations(2, sender="alice", recipients=["bob"])
         for uid in uids:
             setattr(emulator.conversations[uid].participants["bob"], attribute, before)
-        assert uids == ok(cli(command, *uids, user="bob")).out.split()
+        assert did == ok(cli(command, *uids, user="bob")).out.strip()
         assert [after, after] == [
             getattr(emulator.conversations[u].participants["bob"], attribute) for u in uids
         ]
-        # read state: only what changed; follow-up: every conversation found
-        again = [] if attribute == "read" else [uids[0]]
-        assert {"changed": again} == ok(cli("--json", command, uids[0], user="bob")).json()
+        again = ok(cli(command, uids[0], user="bob")).out.strip()
+        assert f"{did.replace('2', '0')}; {already}" == again
+        data = ok(cli("--json", command, *uids, UNKNOWN, user="bob")).json()
+        assert {"changed": [], "already": uids, "not_in_inbox": [UNKNOWN]} == data
 
     def test_for_another_user(self, emulator, cli):
         (uid,) = emulator.add_conversations(1, sender="alice", recipients=["bob"])
-        assert {"changed": [uid]} == ok(cli("--json", "mark-read", uid, "--user", BOB)).json()
+        data = ok(cli("--json", "mark-read", uid, "--user", BOB)).json()
+        assert [uid] == data["changed"]
         assert [BOB] == emulator.log[-1].param("user")
         assert emulator.conversations[uid].participants["bob"].read is True
 
     def test_delete(self, emulator, cli):
         uids = emulator.add_conversations(2, sender="alice", recipients=["bob", "dave"])
-        assert uids == ok(cli("delete", *uids, user="bob")).out.split()
+        assert "deleted 2 from the inbox" == ok(cli("delete", *uids, user="bob")).out.strip()
         assert [{"alice", "dave"}] * 2 == [
             set(emulator.conversations[u].participants) for u in uids
         ]
-        assert {"changed": [uids[0]]} == ok(cli("--json", "delete", uids[0], "--user", DAVE)).json()
+        data = ok(cli("--json", "delete", uids[0], "--user", DAVE)).json()
+        assert [uids[0]] == data["changed"]
         assert {"alice"} == set(emulator.conversations[uids[0]].participants)
 
+    def test_deleting_again_is_an_error(self, emulator, cli):
+        """The second delete of a uid: exit 1, saying it is not in the inbox."""
+        uids = emulator.add_conversations(2, sender="alice", recipients=["bob"])
+        ok(cli("delete", uids[0], user="bob"))
+        result = cli("delete", *uids, user="bob")
+        assert 1 == result.status
+        assert "deleted 1 from the inbox" == result.out.strip()
+        assert f"not in your inbox, nothing to delete: {uids[0]}" in result.err
+        assert {"alice"} == set(emulator.conversations[uids[1]].participants)
+
+    def test_all_with_the_lists_filters(self, emulator, cli):
+        """--all walks every match (any number: the library splits the requests)."""
+        tickets = [
+            emulator.add_conversation(
+                sender="alice", recipients=["admin"], subject=f"T{i}", message_type="TICKET"
+            )
+            for i in range(3)
+        ]
+        others = emulator.add_conversations(600, sender="alice", recipients=["admin"])
+        emulator.conversations[tickets[0]].participants["admin"].read = True
+        result = ok(cli("mark-read", "--all", "--filter", "messageType:eq:TICKET"))
+        assert "marked 2 read; 1 was read already" == result.out.strip()
+        assert not any(emulator.conversations[u].participants["admin"].read for u in others)
+        result = ok(cli("delete", "--all", "--unread", "--yes"))
+        assert "deleted 600 from the inbox" == result.out.strip()
+        assert set(tickets) == {
+            u for u, c in emulator.conversations.items() if "admin" in c.participants
+        }
+
+    def test_dry_run_changes_nothing(self, emulator, cli):
+        uids = emulator.add_conversations(4, sender="alice", recipients=["admin"])
+        emulator.conversations[uids[0]].participants["admin"].read = True
+        result = ok(cli("mark-read", "--all", "--dry-run"))
+        assert "would mark 3 read; 1 was read already; nothing was changed" == result.out.strip()
+        assert (
+            "would delete 2; nothing was changed"
+            == ok(cli("delete", *uids[:2], "--dry-run")).out.strip()
+        )
+        data = ok(cli("--json", "delete", "--all", "--dry-run")).json()
+        assert (True, sorted(uids)) == (data["dry_run"], sorted(data["changed"]))
+        assert not [r for r in emulator.log if r.method != "GET"]
+        assert 3 == sum(not emulator.conversations[u].participants["admin"].read for u in uids)
+
+    def test_delete_all_needs_yes_without_a_terminal(self, emulator, cli, spawn):
+        uids = emulator.add_conversations(3, sender="alice", recipients=["admin"])
+        for run in (cli, spawn):
+            result = run("delete", "--all")
+            assert 2 == result.status
+            assert "would delete 3 conversations: give --yes" in result.err
+            assert "nothing was deleted" in result.err
+        assert all("admin" in emulator.conversations[u].participants for u in uids)
+        assert not [r for r in emulator.log if r.method == "DELETE"]
+
+    @pytest.mark.parametrize("answer, left", [("n\n", 3), ("y\n", 0)])
+    def test_delete_all_asks_on_a_terminal(self, emulator, answer, left):
+        pytest.importorskip("pty")
+        uids = emulator.add_conversations(3, sender="alice", recipients=["admin"])
+        status, out, _ = terminal_run_with_input(
+            emulator, ["delete", "--all"], answer, prompt=b"[y/N]"
+        )
+        assert "Delete 3 conversations from your inbox? [y/N]" in out
+        assert (0 if left == 0 else 2) == status, out
+        assert left == sum("admin" in emulator.conversations[u].participants for u in uids)
+
+    def test_usage_errors_send_nothing(self, emulator, cli):
+        for argv in (
+            ["mark-read"],
+            ["mark-read", ALICE, "--all"],
+            ["delete", "--all", "--user", "bob", "--yes"],
+            ["follow-up", ALICE, "--filter", "read:eq:false"],
+        ):
+            assert 2 == cli(*argv).status, argv
+        assert [] == emulator.log
+
+    def test_a_failure_part_way_says_what_was_done(self, emulator, cli, monkeypatch):
+        emulator.add_conversations(2500, sender="alice", recipients=["admin"])
+        handle, posts = emulator._handle, []
+
+        def second_fails(req):
+            posts.extend([req] if req.method == "POST" else [])
+            return json_response(503, {"message": "Busy"}) if len(posts) == 2 else handle(req)
+
+        monkeypatch.setattr(emulator, "_handle", second_fails)
+        result = cli("--retries", "0", "mark-read", "--all")
+        assert 1 == result.status
+        assert "2,000 were changed before it failed; the rest were not sent." in result.err
+
+    @pytest.mark.dhis2_versions(since="2.41.3")
+    def test_a_refusal_names_the_uids(self, emulator, cli):
+        uid = emulator.add_conversation(sender="bob", recipients=["carol"], subject="Not dave's")
+        result = cli("mark-read", uid, "--user", CAROL, user="dave")
+        assert 1 == result.status
+        assert f"Not in your inbox: {uid}" in result.err
+
     def test_errors(self, emulator, cli):
-        result = cli("mark-read", UNKNOWN)
+        result = cli("mark-read", UNKNOWN, "--user", BOB)
         assert 1 == result.status and "No MessageConversations found" in result.err
         assert 2 == cli("follow-up", ALICE, "nope").status
         assert 2 == cli("delete", ALICE, "--user", "nobody at all").status  # a name: one lookup
@@ -1370,6 +1483,14 @@ class TestWalkFeedback:
         rows = [line for line in screen if line.strip()]
         assert rows[0].startswith("UID ") and 11 == len(rows)
 
+    def test_bulk_all_shows_its_progress_and_what_it_did(self, emulator, monkeypatch):
+        self.slow_walk(emulator, monkeypatch, pages=75)  # 150: three pages of 50
+        status, out, _ = terminal_run(emulator, "mark-read", "--all")
+        assert 0 == status
+        assert " of 150 conversations…" in out
+        screen = [line.rsplit("\r\x1b[K", 1)[-1] for line in visible(out).split("\n")]
+        assert ["marked 150 read"] == [line for line in screen if line.strip()]
+
     def test_no_progress_when_quiet_or_not_a_terminal(self, emulator, monkeypatch, spawn):
         self.slow_walk(emulator, monkeypatch)
         status, out, _ = terminal_run(emulator, "--quiet", "list", "--all", "--page-size", "2")
@@ -1520,8 +1641,9 @@ class TestTerminalInput:
         assert ["GET"] == [r.method for r in emulator.log]  # the name, not the bytes
 
 
-def terminal_run_with_input(emulator, argv, text, timeout=60):
-    """Run the command on a pseudo-terminal and type *text* into it, then Ctrl-D."""
+def terminal_run_with_input(emulator, argv, text, timeout=60, prompt=b"Ctrl-D"):
+    """Run the command on a pseudo-terminal and type *text* into it, then Ctrl-D, once
+    it has shown *prompt*."""
     pty = pytest.importorskip("pty")
     import select
     import time
@@ -1554,7 +1676,7 @@ def terminal_run_with_input(emulator, argv, text, timeout=60):
             if not data:
                 break
             chunks.append(data)
-            if not typed and b"Ctrl-D" in b"".join(chunks):
+            if not typed and prompt in b"".join(chunks):
                 for line in text.splitlines(keepends=True):
                     os.write(master, line.encode("utf-8"))
                 os.write(master, b"\x04")  # Ctrl-D at the start of a line: end of input

@@ -1196,3 +1196,35 @@ def test_json_is_compact_and_without_nulls(server):
             ).text
         )["messages"][0]
     )
+
+
+class TestTomcatHeadLimit:
+    """Tomcat's maxHttpHeaderSize (every release): request line plus header lines, up to
+    and with the blank line, in at most 8,192 bytes; one more is its 400 page."""
+
+    @staticmethod
+    def send(emu, size):
+        host = emu.url.split("//")[1]
+        token = emu.user("alice").token
+        fixed = (
+            f"GET {MC}?fields=id HTTP/1.1\r\nHost: {host}\r\nAuthorization: ApiToken {token}\r\n"
+        )
+        fixed = fixed.encode()
+        pad = size - len(fixed) - len(b"X-Pad: \r\n") - len(b"Connection: close\r\n\r\n")
+        head = fixed + b"X-Pad: " + b"p" * pad + b"\r\nConnection: close\r\n\r\n"
+        assert size == len(head)
+        with socket.create_connection(("127.0.0.1", int(host.split(":")[1])), 5) as sock:
+            sock.sendall(head)
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        return data
+
+    def test_8192_bytes_pass_8193_do_not(self, emu):
+        assert self.send(emu, 8192).startswith(b"HTTP/1.1 200 ")
+        assert 1 == len(emu.log)
+        refused = self.send(emu, 8193)
+        assert refused.startswith(b"HTTP/1.1 400 ")
+        assert b"Request header is too large" in refused
+        assert b"Connection: close" in refused
+        assert 1 == len(emu.log) and 1 == len(emu.refused)  # DHIS2 never saw it

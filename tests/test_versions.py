@@ -176,6 +176,20 @@ def _lookup_boundary(emulator, on):
     assert ([] if on else ["aminata"]) == [u["username"] for u in users]
 
 
+@probe("upload_size_limit")
+def _upload_size_limit(emulator, on):
+    """FileResourceUtils.validateFileSize: 10,000,000 bytes pass, one more does not."""
+    files = {"file": ("big.bin", b"\0" * 10_000_001, "application/octet-stream")}
+    params = {"domain": "MESSAGE_ATTACHMENT"}
+    r = _call(emulator, "POST", "/api/fileResources", "alice", params=params, files=files)
+    if on:
+        message = "File size can't be bigger than 10000000, current file size 10000001"
+        assert (409, message) == (r.status_code, r.json()["message"])
+        assert "errorCode" not in r.json()
+    else:
+        assert 202 == r.status_code
+
+
 @probe("typed_errors")
 def _typed_errors(emulator, on):
     """ConflictException E1004 and NotFoundException E1005; before, WebMessageUtils'
@@ -340,6 +354,23 @@ def _notifies_sender(emulator, on):
     assert 201 == _reply(emulator, uid, "alice", text=b"r").status_code
     expected = {("admin", uid), ("alice", uid)} if on else {("admin", uid)}
     assert expected == set(emulator.forwarded)
+
+
+@probe("parameter_limit")
+def _parameter_limit(emulator, on):
+    """1,001 parameters in under 4 kB: Tomcat 11 refuses the request before DHIS2 sees it."""
+    uid = emulator.add_conversation(sender="admin", recipients=["alice"], subject="s")
+    params = [("mc", uid)] + [("x", "")] * 1000
+    r = _call(emulator, "DELETE", MC, "alice", params=params)
+    if on:
+        assert 400 == r.status_code
+        assert "maximum number of request parameters" in r.text
+        assert "alice" in emulator.conversations[uid].participants
+    else:
+        assert 200 == r.status_code
+        assert {"removed": [uid]} == r.json()
+    r = _call(emulator, "GET", MC, "alice", params=[("fields", "id")] + [("x", "")] * 999)
+    assert 200 == r.status_code
 
 
 @probe("typed_uid_path")
