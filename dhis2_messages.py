@@ -86,7 +86,7 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase, HTTPBasicAuth
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import NewConnectionError, ReadTimeoutError
 from urllib3.poolmanager import ProxyManager
 
 __all__ = [
@@ -2092,7 +2092,7 @@ class Messenger:
         request.answer = None
         outcome: Any = "?"
         started = time.perf_counter()
-        _deadline.at = request.deadline
+        _deadline.at, _deadline.stall = request.deadline, read
         try:
             self._session.send(
                 prepared, timeout=(min(connect, left), min(read, left)), **self._send_options
@@ -2108,7 +2108,7 @@ class Messenger:
                 outcome = type(exc).__name__
                 raise requests.RequestException(f"the answer could not be used: {exc}") from None
         finally:
-            _deadline.at = None
+            _deadline.at = _deadline.stall = None
             log.debug(
                 "%s %s -> %s (%.1f ms)",
                 request.method,
@@ -2221,15 +2221,25 @@ _TRANSPORT_HINTS = {
 # read through _DeadlineReader, which shortens every recv() to what is left of
 # the request's deadline; no thread is involved.
 #
+# Writing has the opposite problem: urllib3 writes the request under the
+# connect timeout, and one sendall() of the whole body must finish within it,
+# so a 10 MB upload at 1 MB/s fails after 3 s whatever the deadline.  The same
+# connections write the body in pieces (send, below): each piece within the
+# read timeout, all of them within the deadline, so a slow link that keeps
+# moving has until the deadline, and one that stops is cut after the read
+# timeout.
+#
 # This is the one place that reaches below requests' public interface: the
 # deadline must cut a server that drips its status line and headers, which are
 # read inside http.client before requests or urllib3 see a response.  It uses
-# http.client's HTTPConnection.response_class, urllib3's ConnectionCls and
-# PoolManager.pool_classes_by_scheme, and the socket's makefile(); the suite
-# runs on the lowest (1.26) and the newest urllib3 the package allows.
+# http.client's HTTPConnection.response_class and send(), urllib3's
+# ConnectionCls and PoolManager.pool_classes_by_scheme, and the socket's
+# makefile() and settimeout(); the suite runs on the lowest (1.26) and the
+# newest urllib3 the package allows.
 
 # .at: time.monotonic() when this thread's request must end; .call: when its method
-# call must, for a method that makes more than one request.
+# call must, for a method that makes more than one request; .stall: the read
+# timeout of the request being written, the longest wait for each piece.
 _deadline = threading.local()
 
 
@@ -2294,12 +2304,51 @@ class _DeadlineResponse(http.client.HTTPResponse):
         super().__init__(_DeadlineSocket(sock), *args, **kwargs)  # type: ignore[arg-type]
 
 
+class _WriteTimeout(ReadTimeoutError):
+    """The server took no piece of the request within the read timeout, or the
+    deadline came: requests turns it into its ReadTimeout, as for an answer."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(None, None, "")  # type: ignore[arg-type]
+        self.seconds = seconds
+
+    def __str__(self) -> str:
+        return f"the server took no more of the request within {self.seconds:g} s"
+
+
+_PIECE = 16 * 1024  # the most written under one timeout: at least 0.5 kB/s at 30 s
+
+
+def _send_in_pieces(conn: Any, data: Any, send: Callable[[Any], None]) -> None:
+    """http.client's send(), in pieces that keep to the read timeout and the deadline."""
+    stall = getattr(_deadline, "stall", None)
+    if stall is None or conn.sock is None or not isinstance(data, (bytes, bytearray, memoryview)):
+        send(data)  # the first write connects, under the connect timeout
+        return
+    view = memoryview(data)
+    for start in range(0, len(view), _PIECE):
+        wait = min(stall, _deadline.at - time.monotonic())
+        if wait <= 0:
+            raise _WriteTimeout(stall)
+        conn.sock.settimeout(wait)
+        try:
+            send(view[start : start + _PIECE])
+        except socket.timeout:
+            raise _WriteTimeout(wait) from None
+
+
 class _HTTPConnection(HTTPConnection):
     response_class = _DeadlineResponse
+
+    def send(self, data: Any) -> None:
+        _send_in_pieces(self, data, super().send)
 
 
 class _HTTPSConnection(HTTPSConnection):
     response_class = _DeadlineResponse
+
+    def send(self, data: Any) -> None:
+        _send_in_pieces(self, data, super().send)
 
 
 class _HTTPPool(HTTPConnectionPool):
@@ -2453,11 +2502,17 @@ _HEADERS = {
 }
 
 
+#: Connections kept open per host: one per thread of a ThreadPoolExecutor at its
+#: default size (at most 32 workers).  requests keeps 10, and a Messenger shared by
+#: more threads made urllib3 warn "Connection pool is full" and reconnect.
+_POOL_SIZE = 32
+
+
 def _own_session() -> requests.Session:
     """A session whose connections keep to each request's deadline."""
     session = requests.Session()
     for prefix in ("http://", "https://"):
-        session.mount(prefix, _Transport())
+        session.mount(prefix, _Transport(pool_maxsize=_POOL_SIZE))
     return session
 
 
@@ -3937,7 +3992,14 @@ _GLOBAL_OPTIONS = (
         "--timeout",
         type=_seconds_arg,
         metavar="S",
-        help="seconds to wait for each answer (default 30)",
+        help="seconds to wait for each answer, or for DHIS2 to take each piece of an "
+        "upload (default 30)",
+    ),
+    _arg(
+        "--connect-timeout",
+        type=_seconds_arg,
+        metavar="S",
+        help="seconds to connect, TLS handshake included (default 3.05)",
     ),
     _arg(
         "--retries",
@@ -4002,8 +4064,9 @@ def _cli_messenger(args: Any) -> Messenger:
     options: Dict[str, Any] = {"token": token} if token else {}
     if username:
         options["auth"] = (username, env.get("DHIS2_PASSWORD") or _cli_password(username))
-    if args.timeout is not None:
-        options["timeout"] = (DEFAULT_TIMEOUT[0], args.timeout)
+    if args.timeout is not None or args.connect_timeout is not None:
+        connect, read = DEFAULT_TIMEOUT
+        options["timeout"] = (args.connect_timeout or connect, args.timeout or read)
     if args.retries is not None:
         options["retries"] = args.retries
     if args.deadline is not None:

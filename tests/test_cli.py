@@ -1397,6 +1397,29 @@ class TestDeadline:
         assert 2 == result.status and "argument --deadline: must be" in result.err
         assert [] == emulator.log
 
+    @pytest.mark.parametrize(
+        "flags, timeout",
+        [
+            ((), dhis2_messages.DEFAULT_TIMEOUT),
+            (("--timeout", "60"), (3.05, 60.0)),
+            (("--connect-timeout", "10"), (10.0, 30.0)),
+            (("--connect-timeout", "10", "--timeout", "90"), (10.0, 90.0)),
+        ],
+    )
+    def test_both_timeouts_can_be_set(self, emulator, cli, monkeypatch, flags, timeout):
+        """A slow uplink needs time for the TLS handshake (--connect-timeout) and for each
+        piece of an upload (--timeout, which bounds every wait for the server)."""
+        made = []
+
+        class Recording(dhis2_messages.Messenger):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                made.append(self)
+
+        monkeypatch.setattr(dhis2_messages, "Messenger", Recording)
+        assert 0 == cli(*flags, "unread").status
+        assert [timeout] == [m.timeout for m in made]
+
 
 @ONE_RELEASE
 class TestTerminalInput:

@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import pickle
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -740,3 +743,33 @@ class TestBulkFlagsAfterALostAnswer:
         _lose_the_answer(emulator, "POST", "/read$")
         assert [] == retrying.mark_read(uids)  # the lost attempt changed them: nothing to report
         assert all(emulator.conversations[u].participants["alice"].read for u in uids)
+
+
+# -- Many threads, one Messenger ---------------------------------------------------------
+
+
+def test_sixteen_threads_keep_their_connections(caplog):
+    """16 threads, each with a request open at once: every connection goes back to the pool
+    for the next call (with requests' 10, urllib3 logged "Connection pool is full,
+    discarding connection" six times and the next calls connected again)."""
+    threads = 16
+    together = threading.Barrier(threads, timeout=10)
+    pager = {"page": 1, "pageCount": 0, "total": 0, "pageSize": 50}
+    page = json.dumps({"pager": pager, "messageConversations": []})
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+
+    def handler(conn, server):
+        try:
+            together.wait()  # every thread's request is open: 16 connections
+        except threading.BrokenBarrierError:
+            return
+        conn.sendall(answer % (len(page), page.encode()))
+        server.stopped.wait(1)  # keep-alive: the client may send its next request
+
+    caplog.set_level(logging.WARNING, logger="urllib3")
+    with MiniServer(handler) as server, messenger_at(
+        server.url, timeout=(2.0, 15.0)
+    ) as m, ThreadPoolExecutor(threads) as pool:
+        pages = list(pool.map(lambda _: m.list_conversations(), range(threads)))
+    assert threads == len(pages) == len(server.requests)
+    assert [] == [r.getMessage() for r in caplog.records if "pool is full" in r.getMessage()]
