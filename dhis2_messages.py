@@ -2522,7 +2522,20 @@ def _send_options(session: requests.Session, url: str, verify: Any) -> Dict[str,
     unless they are settled once, here."""
     if not isinstance(verify, (bool, str)):
         raise TypeError("verify must be True, False or the path of a CA bundle")
+    if isinstance(verify, str) and not os.path.exists(verify):
+        raise ValueError(
+            f"verify={verify!r} does not exist: give the path of a CA bundle (a PEM file), "
+            "or True for the system's certificate authorities"
+        )
     settings = session.merge_environment_settings(url, {}, None, verify, None)
+    bundle = settings["verify"]
+    if isinstance(bundle, str) and not os.path.exists(bundle) and url.startswith("https:"):
+        # requests found it in the environment, and would fail every https request on it.
+        name = "REQUESTS_CA_BUNDLE" if os.environ.get("REQUESTS_CA_BUNDLE") else "CURL_CA_BUNDLE"
+        raise ValueError(
+            f"{name} is {bundle!r}, which does not exist: point it at a CA bundle "
+            "(a PEM file), or unset it"
+        )
     return {
         "allow_redirects": False,  # credentials never follow a redirect
         "stream": True,  # the body is read here, within the size limit and the deadline
@@ -2541,14 +2554,28 @@ def _credentials(auth: Any, token: Any) -> Tuple[AuthBase, str]:
     if auth is not None and token is not None:
         raise ValueError("give either auth=(username, password) or token=..., not both")
     if token is not None:
-        if not isinstance(token, str) or not re.fullmatch(r"[A-Za-z0-9\-._~+/]+=*", token):
-            raise ValueError("token must be a DHIS2 personal access token such as d2p_...")
-        return _Credentials(f"ApiToken {token}"), "token"
+        return _Credentials(f"ApiToken {_check_token(token)}"), "token"
     if isinstance(auth, AuthBase):
         return auth, "custom"
     if auth is not None:
         return _basic_auth(auth), "basic"
     return _Credentials(None), "none"
+
+
+def _check_token(token: Any) -> str:
+    """The token without the line break or spaces around it: a token never holds
+    whitespace, and a file read whole, or a line of a .env file, ends in some."""
+    if isinstance(token, str):
+        token = token.strip(" \t\r\n")
+    if isinstance(token, str) and re.fullmatch(r"[A-Za-z0-9\-._~+/]+=*", token):
+        return token
+    # Said without the token's characters: it is a secret.
+    problem = ""
+    if isinstance(token, str) and re.search(r"\s", token):
+        problem = ": it has a space or a line break inside"
+    elif isinstance(token, str) and token:
+        problem = ": it has a character no token has (letters, digits and -._~+/ only)"
+    raise ValueError(f"token must be a DHIS2 personal access token such as d2p_...{problem}")
 
 
 def _basic_auth(auth: Any) -> HTTPBasicAuth:
@@ -2778,9 +2805,9 @@ def _check_base_url(base_url: Any) -> str:
         raise ValueError(f"base_url has a host name that cannot be used: {shown!r}")
     if parts.query or parts.fragment:
         raise ValueError("base_url must not have a query or fragment")
-    path = parts.path.rstrip("/")
-    if path.endswith("/api"):
-        path = path[: -len("/api")]
+    # DHIS2 serves every release's API at /api and, the same, at /api/<version>
+    # (ApiVersionFilter): a root copied with either is this server's root.
+    path = re.sub(r"/api(/[0-9]+)?$", "", parts.path.rstrip("/"))
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
