@@ -1507,8 +1507,16 @@ class Messenger:
             _decode_json(self._request("GET", "/messageConversations", params=params)), "list"
         )
         total = _get_int(_check_object(body.get("pager"), "pager"), "total")
-        if total is None:
-            raise ResponseError("DHIS2 sent a pager without 'total'")
+        if total is None or total < 0:
+            raise ResponseError(
+                "DHIS2 sent a pager without 'total'"
+                if total is None
+                else f"DHIS2 sent a pager whose total is {total}, not a count",
+                "invalid",
+                "GET",
+                "/messageConversations",
+                200,
+            )
         return total
 
     def get_conversation(self, uid: str, *, mark_read: bool = False) -> Conversation:
@@ -1987,7 +1995,21 @@ class Messenger:
             _check_uid(message, "message"),
             _check_uid(attachment, "attachment"),
         )
-        return self._request("GET", path, accept="*/*").body
+        answer = self._request("GET", path, accept="*/*")
+        # DHIS2 sends every attachment, an HTML one too, with Content-Disposition:
+        # an HTML page without it is a proxy's or a login portal's, not the file.
+        if answer.media_type == "text/html" and "Content-Disposition" not in answer.headers:
+            raise ResponseError(
+                f"DHIS2 answered GET {path} with HTTP {answer.status} and an HTML page "
+                f"({_snippet(answer)!r}) in place of the attachment, which DHIS2 sends "
+                "with a file name (Content-Disposition).",
+                "not_json",
+                "GET",
+                path,
+                answer.status,
+                "Check that base_url points at DHIS2 itself, not at a proxy or login page.",
+            )
+        return answer.body
 
     # -- Plumbing ---------------------------------------------------------------
     # The one request path: _request prepares, then per attempt _attempt sends
@@ -3030,12 +3052,33 @@ def _uid_list(body: Any, key: str) -> List[str]:
     return values
 
 
+#: A new conversation's address in a 201's Location (wire.md § 2.5): DHIS2's context
+#: path, /api, the API version when the request named one, the uid.  Its scheme, host
+#: and port are not compared with base_url's: DHIS2 builds them from the request and
+#: the X-Forwarded-* headers, so behind a proxy they may be another's, and the
+#: library never requests the address.
+_CREATED_RE = re.compile(r"(?:/[^/]+)*/api(?:/[0-9]+)?/messageConversations/([^/]*)/?")
+
+
 def _location_uid(answer: _Answer) -> str:
+    """The new conversation's uid, from the path of the 201's Location."""
     location = answer.headers.get("Location")
-    if not location:
+    try:
+        parts = urlsplit(location or "")
+    except ValueError:  # e.g. "http://[" : not a URL at all
+        parts = None
+    found = None
+    if parts is not None and parts.scheme in ("http", "https", ""):
+        found = _CREATED_RE.fullmatch(parts.path)
+    if found is None:
+        what = (
+            f"and a Location ({_shown(location, 100)}) that is no conversation's address: its "
+            "uid was expected at .../api/messageConversations/<uid>"
+            if location
+            else "without the Location header that names the new conversation"
+        )
         raise ResponseError(
-            f"DHIS2 answered {answer.method} {answer.path} with HTTP {answer.status} without "
-            "the Location header that names the new conversation.",
+            f"DHIS2 answered {answer.method} {answer.path} with HTTP {answer.status} {what}.",
             "no_location",
             answer.method,
             answer.path,
@@ -3043,11 +3086,7 @@ def _location_uid(answer: _Answer) -> str:
             "It was probably created: look in the inbox before sending again "
             "(DHIS2 before 2.41.3 sends no Location for feedback).",
         )
-    try:
-        path = urlsplit(location).path
-    except ValueError:  # e.g. "http://[" : not a URL at all
-        path = location
-    return _check_uid_from_server(path.rstrip("/").rsplit("/", 1)[-1])
+    return _check_uid_from_server(found.group(1))
 
 
 def _check_uid_from_server(value: str) -> str:

@@ -28,6 +28,7 @@ from dhis2_messages import (
     Conversation,
     Messenger,
     Page,
+    ResponseError,
     UserRef,
 )
 from tests.conftest import ADMIN, ALICE, API, DAVE, MiniServer, json_answer
@@ -164,6 +165,17 @@ class TestCountUnread:
             request.param("fields"),
         )
         assert 2 == len(emulator.log)
+
+    @pytest.mark.parametrize("total", [-7, None, "3", True])
+    def test_a_total_that_is_not_a_count(self, emulator, alice, total):
+        """A pager total below zero, or not a number, is no count (-7 was returned)."""
+        pager = {"page": 1, "pageCount": 1, "pageSize": 1}
+        if total is not None:
+            pager["total"] = total
+        emulator.inject(status=200, body={"pager": pager, "messageConversations": []})
+        with pytest.raises(ResponseError, match="total") as info:
+            alice.count_unread()
+        assert "invalid" == info.value.kind
 
 
 # -- iter_conversations ---------------------------------------------------------------

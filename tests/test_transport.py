@@ -302,6 +302,45 @@ class TestFaultMatrix:
         _inject(emulator, "send", process=True, headers={"Location": emulator.url + location})
         _run(_send, _messenger(connect), None, ResponseError, match="uid was expected")
 
+    @pytest.mark.parametrize(
+        "location",
+        [
+            "http://127.0.0.1:{port}/api/fileResources/AbCdEfGhIjK",
+            "javascript:alert(1)//AbCdEfGhIjK",
+            "http://127.0.0.1:{port}/AbCdEfGhIjK",
+            "http://127.0.0.1:{port}/api/messageConversations/AbCdEfGhIjK/recipients",
+            "ftp://127.0.0.1:{port}/api/messageConversations/AbCdEfGhIjK",
+        ],
+    )
+    def test_a_location_that_names_no_conversation(self, location):
+        """Only .../api[/NN]/messageConversations/<uid> names the new conversation (the
+        last path segment of any Location was taken as its uid)."""
+        answer = http_answer("201 Created", b"", ["Location: " + location])
+        with MiniServer(serve_bytes(answer)) as server:
+            answer = answer.replace(b"{port}", server.url.rsplit(":", 1)[1].encode())
+            server.handler = serve_bytes(answer)
+            with pytest.raises(ResponseError, match="no conversation's address") as info:
+                _send(messenger_at(server.url), None)
+        assert "no_location" == info.value.kind
+        assert "look in the inbox before sending again" in str(info.value)
+
+    @pytest.mark.parametrize(
+        "location",
+        [
+            "http://localhost:8080/api/messageConversations/AbCdEfGhIjK",  # a proxy's backend
+            "https://dhis2.example.org/dhis/api/40/messageConversations/AbCdEfGhIjK/",
+            "/api/messageConversations/AbCdEfGhIjK",  # relative to the request
+        ],
+    )
+    def test_a_location_names_the_conversation_wherever_it_points(self, location):
+        """DHIS2 builds Location from the request and X-Forwarded-*: behind a proxy its host,
+        port, scheme and context path may be another's, and a versioned request gets a
+        versioned path.  The uid is what counts; the address is never requested."""
+        answer = http_answer("201 Created", b"", ["Location: " + location])
+        with MiniServer(serve_bytes(answer)) as server:
+            assert "AbCdEfGhIjK" == _send(messenger_at(server.url), None)
+        assert 1 == len(server.requests)
+
     @pytest.mark.parametrize("kind", ALL)
     def test_every_fault_is_a_dhis2_error(self, emulator, connect, conversation, kind):
         """A fault never escapes as a requests or json exception."""
