@@ -37,6 +37,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import requests
@@ -323,14 +324,19 @@ class MiniServer:
             conn.sendall(bytes([byte]))
 
     def throttle(self, conn, length, rate):
-        """Read *length* bytes of body at *rate* bytes a second (in tenths of a second);
-        return how many arrived before the client stopped sending or the test ended."""
-        got = 0
-        while got < length and not self.stopped.wait(0.1):
-            piece = conn.recv(min(length - got, rate // 10))
-            if not piece:
+        """Read *length* bytes of body at *rate* bytes a second, a twentieth of a second's
+        worth at a time; return how many arrived before the client stopped or the test ended."""
+        got, due = 0, time.monotonic()
+        while got < length:
+            quota = min(length - got, rate // 20)
+            while quota > 0:
+                piece = conn.recv(quota)
+                if not piece:
+                    return got
+                got, quota = got + len(piece), quota - len(piece)
+            due += 0.05
+            if self.stopped.wait(max(0.0, due - time.monotonic())):
                 break
-            got += len(piece)
         return got
 
     def stream(self, conn, chunk, total):
