@@ -96,6 +96,7 @@ __all__ = [
     "PRIORITIES",
     "STATUSES",
     "THREAD_FIELDS",
+    "WALK_PAGE_SIZE",
     "ApiError",
     "Attachment",
     "AuthenticationError",
@@ -127,6 +128,12 @@ STATUSES: Tuple[str, ...] = ("NONE", "OPEN", "PENDING", "INVALID", "SOLVED")
 PRIORITIES: Tuple[str, ...] = ("NONE", "LOW", "MEDIUM", "HIGH")
 #: The values ``lookup_users(boundary=...)`` accepts (DHIS2's UserOrgUnitType).
 BOUNDARIES: Tuple[str, ...] = ("DATA_CAPTURE", "DATA_OUTPUT", "TEI_SEARCH")
+#: Conversations per request of a whole walk (``iter_conversations`` without
+#: ``page_size``).  DHIS2 loads the caller's whole inbox for every page, so a
+#: walk costs the server the inbox times the pages, plus the rows: the fewer
+#: pages the better.  1,000 rows are about 350 kB of JSON, parsed in 10 ms into
+#: 2 MB of records: one page stays small on a slow link and in memory.
+WALK_PAGE_SIZE: int = 1000
 
 _USER_FIELDS = "id,displayName,username"
 _ORG_UNIT_FIELDS = "id,displayName,level,path"
@@ -1376,7 +1383,7 @@ class Messenger:
         query_operator: Optional[str] = None,
         order: Union[str, Iterable[str], None] = "lastMessage:desc",
         fields: Optional[str] = None,
-        page_size: int = 50,
+        page_size: Optional[int] = None,
         on_page: Optional[Callable[[Page], None]] = None,
     ) -> Iterator[Conversation]:
         """Yield every matching conversation, fetching the next page only when reached.
@@ -1387,16 +1394,23 @@ class Messenger:
         ``lastUpdated``, ``created``, ``messageCount`` or ``subject``, with
         ``asc`` or ``desc``;
         with another order (or none) the walk pages by number, as DHIS2 does,
-        and changes made during it shift the pages.  Either way it ends within
-        the pages the first page's total calls for, plus one.
+        and changes made during it shift the pages.  Conversations created
+        during the walk do not disturb it: in the orders that would put them
+        among the others (``subject``, ``messageCount``, or by number) one
+        request first finds the newest, and the walk keeps to those before it.
+        One that someone replies to during a newest-first walk becomes the
+        newest and is not met.  The walk ends within twice the pages the first
+        page's total calls for, plus two.
 
+        *page_size* defaults to ``WALK_PAGE_SIZE``, for the fewest requests.
         *on_page*, when given, is called with each page as it arrives, before its
         conversations are yielded (its pager tells how far the walk has come; its
         conversations are the ones about to be yielded): a progress line, say.
 
         ``GET /api/messageConversations``, once per page
         """
-        params = _list_params(filter, query, query_operator, order, fields, page_size)
+        size = WALK_PAGE_SIZE if page_size is None else page_size
+        params = _list_params(filter, query, query_operator, order, fields, size)
         if on_page is not None and not callable(on_page):
             raise TypeError("on_page must be a function that takes a Page")
         return self._iter_pages(params, on_page)
@@ -1405,9 +1419,12 @@ class Messenger:
         self, params: List[Tuple[str, str]], on_page: Optional[Callable[[Page], None]]
     ) -> Iterator[Conversation]:
         """The walk behind iter_conversations."""
-        params = list(params)  # _resume_by may add the order's key to the fields
+        params = list(params)  # the walk adds to the fields, orders and filters
         size = int(dict(params)["pageSize"])
         resume = _resume_by(params)
+        _total_order(params)
+        if resume is None or resume[0] in _ARRIVE_AMONG:
+            params += self._created_so_far()
         if resume is None:
             pages: Iterator[Page] = self._pages_by_number(params)
         else:
@@ -1415,14 +1432,28 @@ class Messenger:
         limit = 0
         for number, page in enumerate(pages, 1):
             if number == 1:
-                # A pager that announces one more page forever, or answers the
-                # same conversations again, cannot hold the walk past this.
-                limit = -(-page.total // size) + 1
+                # What arrives during the walk is kept out of it (by the bound, or by
+                # _created_so_far), so it meets the first page's total at most: twice
+                # its pages leave room for the walk's own checks and for conversations
+                # that change into the filter, and a pager that announces one more page
+                # forever, or answers the same conversations again, cannot hold it longer.
+                limit = 2 * (-(-page.total // size) + 1)
             if on_page is not None:
                 on_page(page)
             yield from page.conversations
             if number >= limit:
                 return
+
+    def _created_so_far(self) -> List[Tuple[str, str]]:
+        """``created:lt:<just past the newest conversation>``: a filter that keeps out
+        of a walk the conversations created after it began (one request).  The walks
+        that need it are those whose order puts a new conversation among the others."""
+        newest = self._get_page(
+            [("fields", "id,created"), ("order", "created:desc"), ("pageSize", "1"), ("page", "1")]
+        )
+        created = newest.conversations[0].created if newest.conversations else None
+        bound = None if created is None else _bound("created", created, "le")
+        return [] if bound is None else [("filter", bound)]
 
     def _pages_by_number(self, params: List[Tuple[str, str]]) -> Iterator[Page]:
         number = 1
@@ -1437,49 +1468,70 @@ class Messenger:
             previous = {c.id for c in fresh}
             number = page.page + 1
 
+    # Pages resumed by value: DHIS2 pages by offset, so a loop that marks each
+    # conversation read (out of ``read:eq:false``) or deletes it shifts every later
+    # page, and a walk by page numbers skips about half of them.
+    #
+    # Each request keeps, with the caller's filters, a bound: the last value met and
+    # what sorts after it (_bound).  At the front of what it keeps come the
+    # conversations already met with that value (ties), or, while the values met
+    # cannot be written in a filter (a subject with a comma, which 2.42+ cuts),
+    # every one met since the bound was set: the head.  A short head is asked for
+    # again with the next page (page 1, that much larger); a long one is skipped by
+    # offset (_window).  The window starts before the last page's conversations
+    # while the loop removes what it meets (read out of the filter, or deleted), and
+    # just before the next new one while it does not; its first conversation must
+    # be one of the head, or the list changed under it and the walk asks again,
+    # further back.  So each request brings about ``size`` new conversations, for
+    # at most about twice as many rows, whatever the ties.
+
     def _pages_by_value(
         self, params: List[Tuple[str, str]], size: int, key: str, attr: str, op: str
     ) -> Iterator[Page]:
-        """Pages resumed by value: DHIS2 pages by offset, so a loop that marks each
-        conversation read (out of ``read:eq:false``) or deletes it shifts every
-        later page, and a walk by page numbers skips about half of them.
-
-        Each request is page 1 of what is left: the caller's filters plus
-        ``key:le:<the last value seen>`` (``ge`` ascending).  The conversations
-        seen with that value (ties) come back first; they are skipped by uid
-        and the page is asked that much larger, so each request brings
-        ``size`` new ones and the walk takes as many requests as by numbers.
-        A value DHIS2 cannot read back in a filter (2.42+ splits filters at
-        commas) leaves the bound where it was and counts the page as seen.
-        """
+        """The pages of a walk whose first order is ``key`` (see above)."""
         base = [p for p in params if p[0] != "pageSize"]
         bound: Optional[str] = None
         at: Any = None  # the value of the bound
-        seen: Set[str] = set()
+        head: Set[str] = set()
+        kept = 0  # conversations of the head there at the last look
+        recent: Set[str] = set()  # of them, the ones the last page yielded
+        removes, failed = True, 0  # the loop may remove what it meets; windows that failed
         trusted = key != "subject"  # a date or a number compares here as in DHIS2
+
+        def new(conv: Conversation) -> bool:
+            value = getattr(conv, attr)
+            if trusted and at is not None and (value is None or _before(value, at, op)):
+                return False  # before the bound: a server ignoring the filter
+            return conv.id not in head
+
         while True:
-            query = base + [("pageSize", str(size + len(seen))), ("page", "1")]
+            back = min(2, failed + removes)  # how far back the window starts
+            number, page_size = _window(kept, (0, len(recent), kept)[back], size)
+            query = base + [("pageSize", str(page_size)), ("page", str(number))]
             if bound is not None:
                 query.append(("filter", bound))
             page = self._get_page(query)
-            fresh = []
-            for conv in page.conversations:
-                value = getattr(conv, attr)
-                if conv.id in seen:
-                    continue
-                if trusted and at is not None and (value is None or _before(value, at, op)):
-                    continue  # before the bound: a server ignoring the filter
-                fresh.append(conv)
-            yield attrs.evolve(page, conversations=tuple(fresh))
-            if not fresh or page.page_count <= 1:
+            rows, start = page.conversations, (number - 1) * page_size
+            if start and (not rows or rows[0].id not in head):
+                failed += 1  # the list changed before the window: ask again, further back
+                yield attrs.evolve(page, conversations=())
+                continue
+            if back:
+                removes, failed = not recent <= {c.id for c in rows}, 0
+            fresh = tuple(c for c in rows if new(c))
+            yield attrs.evolve(page, conversations=fresh)
+            if len(rows) < page_size or start + len(rows) >= page.total:
                 return
-            last = getattr(page.conversations[-1], attr)
-            text = _filter_value(last)
-            if text is None or last == at:
-                seen.update(c.id for c in fresh)
+            last = getattr(rows[-1], attr)
+            text = _bound(key, last, op)
+            if text is not None and last != at:
+                bound, at = text, last
+                head = {c.id for c in rows if getattr(c, attr) == last}
+                kept = len(head)
             else:
-                bound, at = f"{key}:{op}:{text}", last
-                seen = {c.id for c in page.conversations if getattr(c, attr) == last}
+                head.update(c.id for c in rows)
+                kept = start + len(rows)
+            recent = {c.id for c in fresh} & head
 
     def _get_page(self, params: List[Tuple[str, str]]) -> Page:
         answer = self._request("GET", "/messageConversations", params=params)
@@ -2989,22 +3041,66 @@ def _resume_by(params: List[Tuple[str, str]]) -> Optional[Tuple[str, str, str]]:
     return key, _RESUMABLE[key], "le" if direction.lower() == "desc" else "ge"
 
 
-def _filter_value(value: Any) -> Optional[str]:
-    """*value* as DHIS2 reads it back in a filter, or None where it cannot."""
+#: The orders that put a conversation created during a walk among the others (a
+#: new one has one message, and any subject).  By a date it sorts first, where the
+#: bound keeps it out, or last, where the walk meets it after all the others.
+_ARRIVE_AMONG = frozenset(("subject", "messageCount"))
+
+
+def _total_order(params: List[Tuple[str, str]]) -> None:
+    """Order equal values by uid: in the database (2.42+) DHIS2 leaves them in any
+    order from one request to the next, and a walk counts on one order."""
+    keys = [
+        o.strip().partition(":")[0] for name, v in params if name == "order" for o in v.split(",")
+    ]
+    if keys and "id" not in keys:
+        params.append(("order", "id:asc"))
+
+
+def _bound(key: str, value: Any, op: str) -> Optional[str]:
+    """The filter that keeps *value* and what sorts after it (``op`` is ``le`` for a
+    descending order, ``ge`` ascending), as DHIS2 reads it back; None where it cannot."""
     if isinstance(value, _dt.datetime):
-        if value.tzinfo is not None:
+        # Strict, one step past the value: up to 2.41 DHIS2 filters the list in
+        # memory, where an equal date never matches (java.sql.Timestamp.equals
+        # refuses a java.util.Date), so "le" would act as "lt".
+        exact = value.microsecond % 1000 == 0
+        step = _dt.timedelta(milliseconds=1) if exact else _dt.timedelta(microseconds=1)
+        try:
+            past = value + step if op == "le" else value - step
+        except OverflowError:  # year 9999 or 1
             return None
-        # DHIS2's own shape, which its DateUtils parses back (micro-seconds too).
-        return value.isoformat(
-            timespec="microseconds" if value.microsecond % 1000 else "milliseconds"
-        )
+        # DHIS2's own shape, its zone too when it sent one: its DateUtils reads both.
+        text = past.isoformat(timespec="milliseconds" if exact else "microseconds")
+        return f"{key}:{'lt' if op == 'le' else 'gt'}:{text}"
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+        return f"{key}:{op}:{value}"
     # 2.42+ joins the filters with commas and splits them again (a "[" starts a
     # list), so such a text would come back cut short.
     if isinstance(value, str) and value and value[0] != "[" and not set(value) & set(",\r\n"):
-        return value
+        return f"{key}:{op}:{value}"
     return None
+
+
+def _window(kept: int, unsure: int, size: int) -> Tuple[int, int]:
+    """``(page, pageSize)`` of a walk's next request by value.
+
+    *kept* conversations at the front of what the bound keeps were met, and the
+    last *unsure* of them may be gone since (the loop removed them).  While one page
+    from the front holds them all, or all may be gone, that page is asked.  Else
+    DHIS2 pages by offset in multiples of the page size: the smallest page that
+    starts at or before the last conversation surely still there (the walk checks
+    it is) and reaches *size* past the last one met, or past where the gone ones
+    were, up to twice *size*.
+    """
+    if kept <= size or unsure >= kept:
+        return 1, kept + size
+    skip = kept - unsure - 1
+    want = min(unsure + 1, size + 1) + size
+    page_size = want
+    while (skip // page_size + 1) * page_size < skip + want:
+        page_size += 1
+    return skip // page_size + 1, page_size
 
 
 def _before(value: Any, bound: Any, op: str) -> bool:
@@ -3582,7 +3678,11 @@ _PROGRESS_AFTER = 0.5
     _arg("--query", help="search subjects, texts and senders"),
     _arg("--order", default="lastMessage:desc", help="default lastMessage:desc"),
     _arg("--page", type=_count_arg, default=1),
-    _arg("--page-size", type=_count_arg, default=50),
+    _arg(
+        "--page-size",
+        type=_count_arg,
+        help=f"conversations a page (default 50; with --all {WALK_PAGE_SIZE}, for the fewest requests)",
+    ),
     _arg("--all", action="store_true", help="walk every page, printing each as it arrives"),
 )
 def _cli_list(m: Messenger, args: Any) -> Any:
@@ -3595,6 +3695,7 @@ def _cli_list(m: Messenger, args: Any) -> Any:
     if args.all:
         _cli_walk(m, args, options)
         return None
+    options["page_size"] = args.page_size or 50
     page = m.list_conversations(page=args.page, **options)
     if args.json:
         return _jsonable(page)

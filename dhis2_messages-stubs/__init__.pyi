@@ -29,6 +29,7 @@ __all__ = [
     "PRIORITIES",
     "STATUSES",
     "THREAD_FIELDS",
+    "WALK_PAGE_SIZE",
     "ApiError",
     "Attachment",
     "AuthenticationError",
@@ -54,6 +55,7 @@ DEFAULT_TIMEOUT: tuple[float, float]
 STATUSES: tuple[str, ...]
 PRIORITIES: tuple[str, ...]
 BOUNDARIES: tuple[str, ...]
+WALK_PAGE_SIZE: int
 LIST_FIELDS: str
 THREAD_FIELDS: str
 
@@ -289,7 +291,7 @@ class Messenger:
         query_operator: str | None = None,
         order: str | Iterable[str] | None = "lastMessage:desc",
         fields: str | None = None,
-        page_size: int = 50,
+        page_size: int | None = None,
         on_page: Callable[[Page], None] | None = None,
     ) -> Iterator[Conversation]: ...
     def count_unread(self) -> int: ...

@@ -251,6 +251,13 @@ QUIRKS: tuple[Quirk, ...] = (
         "all filter parameters are joined with commas and re-split: a value ends at a comma",
     ),
     Quirk(
+        "date_equality",
+        "2.42",
+        "d2b80a51110 (#19046); EqualOperator.java:136-141,LessEqualOperator.java:115-120@2.41",
+        "a date filter's eq, le and ge match an equal date (before: the list was filtered in "
+        "memory, where eq never matches a date and le and ge act as lt and gt)",
+    ),
+    Quirk(
         "or_lifts_inbox",
         "2.42",
         "d2b80a51110 (#19046), 52e4a64d820 (#19427); "
@@ -774,8 +781,21 @@ def format_date(ms: int) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}"
 
 
+_ZONE = re.compile(r"(Z|[+-]\d\d(?::?\d\d)?)$")
+
+
 def parse_date(value: str) -> int | None:
-    text = value.strip().replace(" ", "T").rstrip("Z")
+    """DateUtils.parseDate: DHIS2's shapes, with or without a zone (Z, +01:00, +0100);
+    the server's own zone is UTC."""
+    text = value.strip().replace(" ", "T")
+    offset = 0
+    zone = _ZONE.search(text) if "T" in text else None
+    if zone is not None:
+        text = text[: zone.start()]
+        digits = zone.group(1).replace(":", "")
+        if digits != "Z":
+            minutes = int(digits[1:3]) * 60 + int(digits[3:5] or 0)
+            offset = minutes * 60_000 * (-1 if digits[0] == "-" else 1)
     for fmt in (
         "%Y-%m-%dT%H:%M:%S.%f",
         "%Y-%m-%dT%H:%M:%S",
@@ -788,7 +808,7 @@ def parse_date(value: str) -> int | None:
             dt = _dt.datetime.strptime(text, fmt)
         except ValueError:
             continue
-        return int((dt - _dt.datetime(1970, 1, 1)).total_seconds() * 1000)
+        return int((dt - _dt.datetime(1970, 1, 1)).total_seconds() * 1000) - offset
     return None
 
 
@@ -1202,7 +1222,14 @@ def _check_enum_values(path: str, values: Iterable[str]) -> None:
             )
 
 
-def compile_filter(expr: str, type_name: str = "conversation") -> Callable[[Any, Ctx], bool]:
+#: Up to 2.41 the list is filtered in memory, and a date there is a java.sql.Timestamp,
+#: whose equals() refuses the java.util.Date of the filter (``date_equality``).
+_UNEQUAL_DATES = {"eq": "never", "in": "never", "le": "lt", "lte": "lt", "ge": "gt", "gte": "gt"}
+
+
+def compile_filter(
+    expr: str, type_name: str = "conversation", equal_dates: bool = True
+) -> Callable[[Any, Ctx], bool]:
     parts = expr.split(":")
     if len(parts) < 2:
         raise _bad_request("Invalid filter => " + expr)
@@ -1211,6 +1238,10 @@ def compile_filter(expr: str, type_name: str = "conversation") -> Callable[[Any,
     leaf = _path_leaf(type_name, path)
     if op not in FILTER_OPERATORS:
         raise _bad_request(f"`{op}` is not a valid operator.")
+    if leaf.vtype == "date" and not equal_dates and op in _UNEQUAL_DATES:
+        op = _UNEQUAL_DATES[op]
+        if op == "never":
+            return lambda obj, ctx: False
     if op in ("in", "!in"):
         if raw is None or not (raw.startswith("[") and raw.endswith("]")) or len(raw) < 3:
             raise _bad_request(f"Invalid argument `{raw}` for in operator.")
@@ -2372,7 +2403,7 @@ class Emulator:
         if query_string and not has_query and query_operator not in FILTER_OPERATORS:
             raise Fail(web_message(409, f"`{query_operator}` is not a valid operator."))
         filters = self._filter_params(req)
-        compiled = [compile_filter(f) for f in filters]
+        compiled = [compile_filter(f, equal_dates=self.quirks.date_equality) for f in filters]
         junction = req.junction()
         orders = self._order_params(req)
         ctx = Ctx(

@@ -583,6 +583,20 @@ class TestList:
             data == ok(cli("list", "--page-size", "2", "--json")).json()
         )  # --json after the command
 
+    def test_page_sizes_of_a_page_and_of_a_walk(self, emulator, cli):
+        """list asks 50; list --all the walk's page size (it asked 50 a page, and DHIS2 loads
+        the whole inbox for each); --page-size is the caller's choice for both."""
+        emulator.add_conversations(3, sender="bob", recipients=["admin"])
+        for argv in (
+            ["list"],
+            ["list", "--all"],
+            ["list", "--page-size", "7"],
+            ["list", "--all", "--page-size", "7"],
+        ):
+            ok(cli(*argv))
+        sizes = [r.param("pageSize") for r in emulator.requests("GET", API)]
+        assert [["50"], [str(dhis2_messages.WALK_PAGE_SIZE)], ["7"], ["7"]] == sizes
+
     def test_all_walks_every_page(self, emulator, cli):
         uids = emulator.add_conversations(5, sender="bob", recipients=["admin"])
         lines = ok(cli("list", "--all", "--page-size", "2")).out.splitlines()
