@@ -4,8 +4,11 @@
 (``TestListConversations``); ``count_unread`` is one request (``TestCountUnread``);
 ``iter_conversations`` asks for each page only when the caller reaches it
 (``TestIterConversations``).  The walk survives the caller's own changes, keeps any order
-and filter (``TestItsOwnChanges``, ``TestOrdersAndFilters``), and always ends, even
-against a pager that never does.
+and filter (``TestItsOwnChanges``, ``TestOrdersAndFilters``), asks for rows near what it
+yields whatever the ties, commas or zones (``TestTiesCommasAndZones``), keeps what
+arrives during it from pushing the others out and misses what others reply to, as the
+README says (``TestArrivalsAndReplies``), and always ends, even against a pager that
+never does.
 
 Neighbours: mark_read and delete themselves in test_read_state.py; a page that fails in
 test_transport.py; the table a page prints in test_cli.py and test_notebook.py; every bad
@@ -657,6 +660,28 @@ def test_a_pager_that_never_ends_cannot_hold_the_walk(pager, order):
     assert len(yielded) <= 16
     if handler.repeat:
         assert 2 == len(yielded)
+
+
+@pytest.mark.parametrize("order", ["lastMessage:desc", "lastMessage:asc"])
+def test_a_date_at_the_end_of_time_is_no_bound(order):
+    """One step past 9999-12-31T23:59:59.999 (or before year 1) is no date: the walk goes on
+    by offset, never an OverflowError."""
+    edge = "9999-12-31T23:59:59.999" if order.endswith("desc") else "0001-01-01T00:00:00.000"
+    rows = [{"id": f"Conv{i:07d}", "lastMessage": edge} for i in range(3)]
+
+    def handler(conn, server):
+        query = dict(
+            urllib.parse.parse_qsl(urllib.parse.urlsplit(server.request[0].split(" ")[1]).query)
+        )
+        size, page = int(query["pageSize"]), int(query["page"])
+        chosen = rows[(page - 1) * size : page * size]
+        pager = {"page": page, "pageCount": -(-3 // size), "total": 3, "pageSize": size}
+        conn.sendall(json_answer({"pager": pager, "messageConversations": chosen}))
+
+    with MiniServer(handler) as server, Messenger(server.url, auth=("alice", "pw"), retries=0) as m:
+        yielded = [c.id for c in m.iter_conversations(order=order, page_size=2)]
+    assert [r["id"] for r in rows] == yielded
+    assert all("filter" not in line for line, _ in server.requests)
 
 
 def test_on_page_sees_each_page_with_what_is_about_to_be_yielded(emulator, alice):
