@@ -253,7 +253,7 @@ class TestSlowUplink:
             context, options = tls_context(certificate), {"verify": str(certificate[0])}
         data = bytes(range(256)) * 4096  # 1 MiB
         with MiniServer(handler, context, read_body=False) as server:
-            m = messenger_at(server.url, timeout=(1.0, 1.0), deadline=120, **options)
+            m = messenger_at(server.url, timeout=(1.0, 5.0), deadline=120, **options)
             _small_send_buffer(m, server.url)
             assert UID == m.upload_attachment(data, filename="report.pdf")
         assert 1 == len(server.requests)
