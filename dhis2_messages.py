@@ -95,7 +95,12 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase, HTTPBasicAuth
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProxyError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NewConnectionError,
+    ProxyError,
+    ReadTimeoutError,
+)
 from urllib3.poolmanager import ProxyManager
 
 __all__ = [
@@ -106,6 +111,7 @@ __all__ = [
     "PRIORITIES",
     "STATUSES",
     "THREAD_FIELDS",
+    "WALK_PAGE_SIZE",
     "ApiError",
     "Attachment",
     "AuthenticationError",
@@ -157,6 +163,12 @@ MESSAGE_TYPES: Tuple[_MessageType, ...] = (
 )
 #: The values ``lookup_users(boundary=...)`` accepts (DHIS2's UserOrgUnitType).
 BOUNDARIES: Tuple[str, ...] = ("DATA_CAPTURE", "DATA_OUTPUT", "TEI_SEARCH")
+#: Conversations per request of a whole walk (``iter_conversations`` without
+#: ``page_size``).  DHIS2 loads the caller's whole inbox for every page, so a
+#: walk costs the server the inbox times the pages, plus the rows: the fewer
+#: pages the better.  1,000 rows are about 350 kB of JSON, parsed in 10 ms into
+#: 2 MB of records: one page stays small on a slow link and in memory.
+WALK_PAGE_SIZE: int = 1000
 
 _USER_FIELDS = "id,displayName,username"
 _ORG_UNIT_FIELDS = "id,displayName,level,path"
@@ -1672,7 +1684,7 @@ class Messenger:
         query_operator: Optional[str] = None,
         order: Union[str, Iterable[str], None] = "lastMessage:desc",
         fields: Optional[str] = None,
-        page_size: int = 50,
+        page_size: Optional[int] = None,
         on_page: Optional[Callable[[Page], None]] = None,
     ) -> Iterator[Conversation]:
         """Yield every matching conversation, fetching the next page only when reached.
@@ -1683,16 +1695,23 @@ class Messenger:
         ``lastUpdated``, ``created``, ``messageCount`` or ``subject``, with
         ``asc`` or ``desc``;
         with another order (or none) the walk pages by number, as DHIS2 does,
-        and changes made during it shift the pages.  Either way it ends within
-        the pages the first page's total calls for, plus one.
+        and changes made during it shift the pages.  Conversations created
+        during the walk do not disturb it: in the orders that would put them
+        among the others (``subject``, ``messageCount``, or by number) one
+        request first finds the newest, and the walk keeps to those before it.
+        One that someone replies to during a newest-first walk becomes the
+        newest and is not met.  The walk ends within twice the pages the first
+        page's total calls for, plus two.
 
+        *page_size* defaults to ``WALK_PAGE_SIZE``, for the fewest requests.
         *on_page*, when given, is called with each page as it arrives, before its
         conversations are yielded (its pager tells how far the walk has come; its
         conversations are the ones about to be yielded): a progress line, say.
 
         ``GET /api/messageConversations``, once per page
         """
-        params = _list_params(filter, query, query_operator, order, fields, page_size)
+        size = WALK_PAGE_SIZE if page_size is None else page_size
+        params = _list_params(filter, query, query_operator, order, fields, size)
         if on_page is not None and not callable(on_page):
             raise TypeError("on_page must be a function that takes a Page")
         return self._iter_pages(params, on_page)
@@ -1701,9 +1720,12 @@ class Messenger:
         self, params: List[Tuple[str, str]], on_page: Optional[Callable[[Page], None]]
     ) -> Iterator[Conversation]:
         """The walk behind iter_conversations."""
-        params = list(params)  # _resume_by may add the order's key to the fields
+        params = list(params)  # the walk adds to the fields, orders and filters
         size = int(dict(params)["pageSize"])
         resume = _resume_by(params)
+        _total_order(params)
+        if resume is None or resume[0] in _ARRIVE_AMONG:
+            params += self._created_so_far()
         if resume is None:
             pages: Iterator[Page] = self._pages_by_number(params)
         else:
@@ -1711,14 +1733,28 @@ class Messenger:
         limit = 0
         for number, page in enumerate(pages, 1):
             if number == 1:
-                # A pager that announces one more page forever, or answers the
-                # same conversations again, cannot hold the walk past this.
-                limit = -(-page.total // size) + 1
+                # What arrives during the walk is kept out of it (by the bound, or by
+                # _created_so_far), so it meets the first page's total at most: twice
+                # its pages leave room for the walk's own checks and for conversations
+                # that change into the filter, and a pager that announces one more page
+                # forever, or answers the same conversations again, cannot hold it longer.
+                limit = 2 * (-(-page.total // size) + 1)
             if on_page is not None:
                 on_page(page)
             yield from page.conversations
             if number >= limit:
                 return
+
+    def _created_so_far(self) -> List[Tuple[str, str]]:
+        """``created:lt:<just past the newest conversation>``: a filter that keeps out
+        of a walk the conversations created after it began (one request).  The walks
+        that need it are those whose order puts a new conversation among the others."""
+        newest = self._get_page(
+            [("fields", "id,created"), ("order", "created:desc"), ("pageSize", "1"), ("page", "1")]
+        )
+        created = newest.conversations[0].created if newest.conversations else None
+        bound = None if created is None else _bound("created", created, "le")
+        return [] if bound is None else [("filter", bound)]
 
     def _pages_by_number(self, params: List[Tuple[str, str]]) -> Iterator[Page]:
         number = 1
@@ -1733,49 +1769,70 @@ class Messenger:
             previous = {c.id for c in fresh}
             number = page.page + 1
 
+    # Pages resumed by value: DHIS2 pages by offset, so a loop that marks each
+    # conversation read (out of ``read:eq:false``) or deletes it shifts every later
+    # page, and a walk by page numbers skips about half of them.
+    #
+    # Each request keeps, with the caller's filters, a bound: the last value met and
+    # what sorts after it (_bound).  At the front of what it keeps come the
+    # conversations already met with that value (ties), or, while the values met
+    # cannot be written in a filter (a subject with a comma, which 2.42+ cuts),
+    # every one met since the bound was set: the head.  A short head is asked for
+    # again with the next page (page 1, that much larger); a long one is skipped by
+    # offset (_window).  The window starts before the last page's conversations
+    # while the loop removes what it meets (read out of the filter, or deleted), and
+    # just before the next new one while it does not; its first conversation must
+    # be one of the head, or the list changed under it and the walk asks again,
+    # further back.  So each request brings about ``size`` new conversations, for
+    # at most about twice as many rows, whatever the ties.
+
     def _pages_by_value(
         self, params: List[Tuple[str, str]], size: int, key: str, attr: str, op: str
     ) -> Iterator[Page]:
-        """Pages resumed by value: DHIS2 pages by offset, so a loop that marks each
-        conversation read (out of ``read:eq:false``) or deletes it shifts every
-        later page, and a walk by page numbers skips about half of them.
-
-        Each request is page 1 of what is left: the caller's filters plus
-        ``key:le:<the last value seen>`` (``ge`` ascending).  The conversations
-        seen with that value (ties) come back first; they are skipped by uid
-        and the page is asked that much larger, so each request brings
-        ``size`` new ones and the walk takes as many requests as by numbers.
-        A value DHIS2 cannot read back in a filter (2.42+ splits filters at
-        commas) leaves the bound where it was and counts the page as seen.
-        """
+        """The pages of a walk whose first order is ``key`` (see above)."""
         base = [p for p in params if p[0] != "pageSize"]
         bound: Optional[str] = None
         at: Any = None  # the value of the bound
-        seen: Set[str] = set()
+        head: Set[str] = set()
+        kept = 0  # conversations of the head there at the last look
+        recent: Set[str] = set()  # of them, the ones the last page yielded
+        removes, failed = True, 0  # the loop may remove what it meets; windows that failed
         trusted = key != "subject"  # a date or a number compares here as in DHIS2
+
+        def new(conv: Conversation) -> bool:
+            value = getattr(conv, attr)
+            if trusted and at is not None and (value is None or _before(value, at, op)):
+                return False  # before the bound: a server ignoring the filter
+            return conv.id not in head
+
         while True:
-            query = base + [("pageSize", str(size + len(seen))), ("page", "1")]
+            back = min(2, failed + removes)  # how far back the window starts
+            number, page_size = _window(kept, (0, len(recent), kept)[back], size)
+            query = base + [("pageSize", str(page_size)), ("page", str(number))]
             if bound is not None:
                 query.append(("filter", bound))
             page = self._get_page(query)
-            fresh = []
-            for conv in page.conversations:
-                value = getattr(conv, attr)
-                if conv.id in seen:
-                    continue
-                if trusted and at is not None and (value is None or _before(value, at, op)):
-                    continue  # before the bound: a server ignoring the filter
-                fresh.append(conv)
-            yield attrs.evolve(page, conversations=tuple(fresh))
-            if not fresh or page.page_count <= 1:
+            rows, start = page.conversations, (number - 1) * page_size
+            if start and (not rows or rows[0].id not in head):
+                failed += 1  # the list changed before the window: ask again, further back
+                yield attrs.evolve(page, conversations=())
+                continue
+            if back:
+                removes, failed = not recent <= {c.id for c in rows}, 0
+            fresh = tuple(c for c in rows if new(c))
+            yield attrs.evolve(page, conversations=fresh)
+            if len(rows) < page_size or start + len(rows) >= page.total:
                 return
-            last = getattr(page.conversations[-1], attr)
-            text = _filter_value(last)
-            if text is None or last == at:
-                seen.update(c.id for c in fresh)
+            last = getattr(rows[-1], attr)
+            text = _bound(key, last, op)
+            if text is not None and last != at:
+                bound, at = text, last
+                head = {c.id for c in rows if getattr(c, attr) == last}
+                kept = len(head)
             else:
-                bound, at = f"{key}:{op}:{text}", last
-                seen = {c.id for c in page.conversations if getattr(c, attr) == last}
+                head.update(c.id for c in rows)
+                kept = start + len(rows)
+            recent = {c.id for c in fresh} & head
 
     def _get_page(self, params: List[Tuple[str, str]]) -> Page:
         answer = self._request("GET", "/messageConversations", params=params)
@@ -1803,8 +1860,16 @@ class Messenger:
             _decode_json(self._request("GET", "/messageConversations", params=params)), "list"
         )
         total = _get_int(_check_object(body.get("pager"), "pager"), "total")
-        if total is None:
-            raise ResponseError("DHIS2 sent a pager without 'total'")
+        if total is None or total < 0:
+            raise ResponseError(
+                "DHIS2 sent a pager without 'total'"
+                if total is None
+                else f"DHIS2 sent a pager whose total is {total}, not a count",
+                "invalid",
+                "GET",
+                "/messageConversations",
+                200,
+            )
         return total
 
     def get_conversation(self, uid: str, *, mark_read: bool = False) -> Conversation:
@@ -2051,7 +2116,7 @@ class Messenger:
         if isinstance(since, _dt.timedelta):
             return _utc_value(self._server_now() - since.total_seconds())
         if since.tzinfo is None:
-            return _filter_value(since)
+            return _local_value(since)
         return _utc_value(since.timestamp())
 
     def _server_now(self) -> float:
@@ -2162,7 +2227,7 @@ class Messenger:
 
     def _started_since(self, kind: str, subject: str, text: str, at: _dt.datetime) -> Optional[str]:
         """The conversation (or ticket) a send made at DHIS2's time *at*, if DHIS2 made it."""
-        value = _filter_value(at)
+        value = _local_value(at)
         me = self._caller()
         found = self._find_started(kind, subject, text, value, ("id", me), self._started)
         return None if found is None else found.id
@@ -2751,7 +2816,21 @@ class Messenger:
             _check_uid(message, "message"),
             _check_uid(attachment, "attachment"),
         )
-        return self._request("GET", path, accept="*/*").body
+        answer = self._request("GET", path, accept="*/*")
+        # DHIS2 sends every attachment, an HTML one too, with Content-Disposition:
+        # an HTML page without it is a proxy's or a login portal's, not the file.
+        if answer.media_type == "text/html" and "Content-Disposition" not in answer.headers:
+            raise ResponseError(
+                f"DHIS2 answered GET {path} with HTTP {answer.status} and an HTML page "
+                f"({_snippet(answer)!r}) in place of the attachment, which DHIS2 sends "
+                "with a file name (Content-Disposition).",
+                "not_json",
+                "GET",
+                path,
+                answer.status,
+                "Check that base_url points at DHIS2 itself, not at a proxy or login page.",
+            )
+        return answer.body
 
     # -- Plumbing ---------------------------------------------------------------
     # The one request path: _request prepares, then per attempt _attempt sends
@@ -2854,7 +2933,7 @@ class Messenger:
         request.answer = None
         outcome: Any = "?"
         started = time.perf_counter()
-        _deadline.at = request.deadline
+        _deadline.at, _deadline.stall = request.deadline, read
         try:
             self._session.send(
                 prepared, timeout=(min(connect, left), min(read, left)), **self._send_options
@@ -2870,7 +2949,7 @@ class Messenger:
                 outcome = type(exc).__name__
                 raise requests.RequestException(f"the answer could not be used: {exc}") from None
         finally:
-            _deadline.at = None
+            _deadline.at = _deadline.stall = None
             log.debug(
                 "%s %s -> %s (%.1f ms)",
                 request.method,
@@ -3022,15 +3101,25 @@ _TRANSPORT_HINTS = {
 # read through _DeadlineReader, which shortens every recv() to what is left of
 # the request's deadline; no thread is involved.
 #
+# Writing has the opposite problem: urllib3 writes the request under the
+# connect timeout, and one sendall() of the whole body must finish within it,
+# so a 10 MB upload at 1 MB/s fails after 3 s whatever the deadline.  The same
+# connections write the body in pieces (send, below): each piece within the
+# read timeout, all of them within the deadline, so a slow link that keeps
+# moving has until the deadline, and one that stops is cut after the read
+# timeout.
+#
 # This is the one place that reaches below requests' public interface: the
 # deadline must cut a server that drips its status line and headers, which are
 # read inside http.client before requests or urllib3 see a response.  It uses
-# http.client's HTTPConnection.response_class, urllib3's ConnectionCls and
-# PoolManager.pool_classes_by_scheme, and the socket's makefile(); the suite
-# runs on the lowest (1.26) and the newest urllib3 the package allows.
+# http.client's HTTPConnection.response_class and send(), urllib3's
+# ConnectionCls and PoolManager.pool_classes_by_scheme, and the socket's
+# makefile() and settimeout(); the suite runs on the lowest (1.26) and the
+# newest urllib3 the package allows.
 
 # .at: time.monotonic() when this thread's request must end; .call: when its method
-# call must, for a method that makes more than one request.
+# call must, for a method that makes more than one request; .stall: the read
+# timeout of the request being written, the longest wait for each piece.
 _deadline = threading.local()
 
 
@@ -3107,12 +3196,51 @@ class _DeadlineResponse(http.client.HTTPResponse):
         super().__init__(_DeadlineSocket(sock), *args, **kwargs)  # type: ignore[arg-type]
 
 
+class _WriteTimeout(ReadTimeoutError):
+    """The server took no piece of the request within the read timeout, or the
+    deadline came: requests turns it into its ReadTimeout, as for an answer."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(None, None, "")  # type: ignore[arg-type]
+        self.seconds = seconds
+
+    def __str__(self) -> str:
+        return f"the server took no more of the request within {self.seconds:g} s"
+
+
+_PIECE = 16 * 1024  # the most written under one timeout: at least 0.5 kB/s at 30 s
+
+
+def _send_in_pieces(conn: Any, data: Any, send: Callable[[Any], None]) -> None:
+    """http.client's send(), in pieces that keep to the read timeout and the deadline."""
+    stall = getattr(_deadline, "stall", None)
+    if stall is None or conn.sock is None or not isinstance(data, (bytes, bytearray, memoryview)):
+        send(data)  # the first write connects, under the connect timeout
+        return
+    view = memoryview(data)
+    for start in range(0, len(view), _PIECE):
+        wait = min(stall, _deadline.at - time.monotonic())
+        if wait <= 0:
+            raise _WriteTimeout(stall)
+        conn.sock.settimeout(wait)
+        try:
+            send(view[start : start + _PIECE])
+        except socket.timeout:
+            raise _WriteTimeout(wait) from None
+
+
 class _HTTPConnection(HTTPConnection):
     response_class = _DeadlineResponse
+
+    def send(self, data: Any) -> None:
+        _send_in_pieces(self, data, super().send)
 
 
 class _HTTPSConnection(HTTPSConnection):
     response_class = _DeadlineResponse
+
+    def send(self, data: Any) -> None:
+        _send_in_pieces(self, data, super().send)
 
 
 class _HTTPPool(HTTPConnectionPool):
@@ -3267,11 +3395,17 @@ _HEADERS = {
 }
 
 
+#: Connections kept open per host: one per thread of a ThreadPoolExecutor at its
+#: default size (at most 32 workers).  requests keeps 10, and a Messenger shared by
+#: more threads made urllib3 warn "Connection pool is full" and reconnect.
+_POOL_SIZE = 32
+
+
 def _own_session() -> requests.Session:
     """A session whose connections keep to each request's deadline."""
     session = requests.Session()
     for prefix in ("http://", "https://"):
-        session.mount(prefix, _Transport())
+        session.mount(prefix, _Transport(pool_maxsize=_POOL_SIZE))
     return session
 
 
@@ -3281,7 +3415,20 @@ def _send_options(session: requests.Session, url: str, verify: Any) -> Dict[str,
     unless they are settled once, here."""
     if not isinstance(verify, (bool, str)):
         raise TypeError("verify must be True, False or the path of a CA bundle")
+    if isinstance(verify, str) and not os.path.exists(verify):
+        raise ValueError(
+            f"verify={verify!r} does not exist: give the path of a CA bundle (a PEM file), "
+            "or True for the system's certificate authorities"
+        )
     settings = session.merge_environment_settings(url, {}, None, verify, None)
+    bundle = settings["verify"]
+    if isinstance(bundle, str) and not os.path.exists(bundle) and url.startswith("https:"):
+        # requests found it in the environment, and would fail every https request on it.
+        name = "REQUESTS_CA_BUNDLE" if os.environ.get("REQUESTS_CA_BUNDLE") else "CURL_CA_BUNDLE"
+        raise ValueError(
+            f"{name} is {bundle!r}, which does not exist: point it at a CA bundle "
+            "(a PEM file), or unset it"
+        )
     return {
         "allow_redirects": False,  # credentials never follow a redirect
         "stream": True,  # the body is read here, within the size limit and the deadline
@@ -3300,14 +3447,28 @@ def _credentials(auth: Any, token: Any) -> Tuple[AuthBase, str]:
     if auth is not None and token is not None:
         raise ValueError("give either auth=(username, password) or token=..., not both")
     if token is not None:
-        if not isinstance(token, str) or not re.fullmatch(r"[A-Za-z0-9\-._~+/]+=*", token):
-            raise ValueError("token must be a DHIS2 personal access token such as d2p_...")
-        return _Credentials(f"ApiToken {token}"), "token"
+        return _Credentials(f"ApiToken {_check_token(token)}"), "token"
     if isinstance(auth, AuthBase):
         return auth, "custom"
     if auth is not None:
         return _basic_auth(auth), "basic"
     return _Credentials(None), "none"
+
+
+def _check_token(token: Any) -> str:
+    """The token without the line break or spaces around it: a token never holds
+    whitespace, and a file read whole, or a line of a .env file, ends in some."""
+    if isinstance(token, str):
+        token = token.strip(" \t\r\n")
+    if isinstance(token, str) and re.fullmatch(r"[A-Za-z0-9\-._~+/]+=*", token):
+        return token
+    # Said without the token's characters: it is a secret.
+    problem = ""
+    if isinstance(token, str) and re.search(r"\s", token):
+        problem = ": it has a space or a line break inside"
+    elif isinstance(token, str) and token:
+        problem = ": it has a character no token has (letters, digits and -._~+/ only)"
+    raise ValueError(f"token must be a DHIS2 personal access token such as d2p_...{problem}")
 
 
 def _basic_auth(auth: Any) -> HTTPBasicAuth:
@@ -3589,9 +3750,9 @@ def _check_base_url(base_url: Any) -> str:
         raise ValueError(f"base_url has a host name that cannot be used: {shown!r}")
     if parts.query or parts.fragment:
         raise ValueError("base_url must not have a query or fragment")
-    path = parts.path.rstrip("/")
-    if path.endswith("/api"):
-        path = path[: -len("/api")]
+    # DHIS2 serves every release's API at /api and, the same, at /api/<version>
+    # (ApiVersionFilter): a root copied with either is this server's root.
+    path = re.sub(r"/api(/[0-9]+)?$", "", parts.path.rstrip("/"))
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
@@ -3787,21 +3948,44 @@ def _resume_by(params: List[Tuple[str, str]]) -> Optional[Tuple[str, str, str]]:
     return key, _RESUMABLE[key], "le" if direction.lower() == "desc" else "ge"
 
 
-def _filter_value(value: Any) -> Optional[str]:
-    """*value* as DHIS2 reads it back in a filter, or None where it cannot."""
+#: The orders that put a conversation created during a walk among the others (a
+#: new one has one message, and any subject).  By a date it sorts first, where the
+#: bound keeps it out, or last, where the walk meets it after all the others.
+_ARRIVE_AMONG = frozenset(("subject", "messageCount"))
+
+
+def _total_order(params: List[Tuple[str, str]]) -> None:
+    """Order equal values by uid: in the database (2.42+) DHIS2 leaves them in any
+    order from one request to the next, and a walk counts on one order."""
+    keys = [
+        o.strip().partition(":")[0] for name, v in params if name == "order" for o in v.split(",")
+    ]
+    if keys and "id" not in keys:
+        params.append(("order", "id:asc"))
+
+
+def _bound(key: str, value: Any, op: str) -> Optional[str]:
+    """The filter that keeps *value* and what sorts after it (``op`` is ``le`` for a
+    descending order, ``ge`` ascending), as DHIS2 reads it back; None where it cannot."""
     if isinstance(value, _dt.datetime):
-        if value.tzinfo is not None:
+        # Strict, one step past the value: up to 2.41 DHIS2 filters the list in
+        # memory, where an equal date never matches (java.sql.Timestamp.equals
+        # refuses a java.util.Date), so "le" would act as "lt".
+        exact = value.microsecond % 1000 == 0
+        step = _dt.timedelta(milliseconds=1) if exact else _dt.timedelta(microseconds=1)
+        try:
+            past = value + step if op == "le" else value - step
+        except OverflowError:  # year 9999 or 1
             return None
-        # DHIS2's own shape, which its DateUtils parses back (micro-seconds too).
-        return value.isoformat(
-            timespec="microseconds" if value.microsecond % 1000 else "milliseconds"
-        )
+        # DHIS2's own shape, its zone too when it sent one: its DateUtils reads both.
+        text = past.isoformat(timespec="milliseconds" if exact else "microseconds")
+        return f"{key}:{'lt' if op == 'le' else 'gt'}:{text}"
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+        return f"{key}:{op}:{value}"
     # 2.42+ joins the filters with commas and splits them again (a "[" starts a
     # list), so such a text would come back cut short.
     if isinstance(value, str) and value and value[0] != "[" and not set(value) & set(",\r\n"):
-        return value
+        return f"{key}:{op}:{value}"
     return None
 
 
@@ -3821,12 +4005,38 @@ def _subject_filter(subject: str) -> Optional[str]:
     return f"subject:like:{longest}" if longest else None
 
 
+def _local_value(when: _dt.datetime) -> str:
+    """A naive datetime (DHIS2's own time) as DHIS2's DateUtils reads it back in a filter."""
+    return when.isoformat(timespec="microseconds" if when.microsecond % 1000 else "milliseconds")
+
+
 def _utc_value(seconds: float) -> str:
     """An instant (seconds since 1970) as a filter value DHIS2 reads as that instant:
     UTC with ``Z``, to the millisecond below (DateUtils' Joda patterns end in ``Z``)."""
     seconds = min(max(seconds, -62135596800.0), 253402300799.0)  # years 1 to 9999
     when = _dt.datetime(1970, 1, 1) + _dt.timedelta(milliseconds=math.floor(seconds * 1000))
     return when.isoformat(timespec="milliseconds") + "Z"
+
+
+def _window(kept: int, unsure: int, size: int) -> Tuple[int, int]:
+    """``(page, pageSize)`` of a walk's next request by value.
+
+    *kept* conversations at the front of what the bound keeps were met, and the
+    last *unsure* of them may be gone since (the loop removed them).  While one page
+    from the front holds them all, or all may be gone, that page is asked.  Else
+    DHIS2 pages by offset in multiples of the page size: the smallest page that
+    starts at or before the last conversation surely still there (the walk checks
+    it is) and reaches *size* past the last one met, or past where the gone ones
+    were, up to twice *size*.
+    """
+    if kept <= size or unsure >= kept:
+        return 1, kept + size
+    skip = kept - unsure - 1
+    want = min(unsure + 1, size + 1) + size
+    page_size = want
+    while (skip // page_size + 1) * page_size < skip + want:
+        page_size += 1
+    return skip // page_size + 1, page_size
 
 
 def _before(value: Any, bound: Any, op: str) -> bool:
@@ -3874,12 +4084,33 @@ def _uid_list(body: Any, key: str) -> List[str]:
     return values
 
 
+#: A new conversation's address in a 201's Location (wire.md § 2.5): DHIS2's context
+#: path, /api, the API version when the request named one, the uid.  Its scheme, host
+#: and port are not compared with base_url's: DHIS2 builds them from the request and
+#: the X-Forwarded-* headers, so behind a proxy they may be another's, and the
+#: library never requests the address.
+_CREATED_RE = re.compile(r"(?:/[^/]+)*/api(?:/[0-9]+)?/messageConversations/([^/]*)/?")
+
+
 def _location_uid(answer: _Answer) -> str:
+    """The new conversation's uid, from the path of the 201's Location."""
     location = answer.headers.get("Location")
-    if not location:
+    try:
+        parts = urlsplit(location or "")
+    except ValueError:  # e.g. "http://[" : not a URL at all
+        parts = None
+    found = None
+    if parts is not None and parts.scheme in ("http", "https", ""):
+        found = _CREATED_RE.fullmatch(parts.path)
+    if found is None:
+        what = (
+            f"and a Location ({_shown(location, 100)}) that is no conversation's address: its "
+            "uid was expected at .../api/messageConversations/<uid>"
+            if location
+            else "without the Location header that names the new conversation"
+        )
         raise ResponseError(
-            f"DHIS2 answered {answer.method} {answer.path} with HTTP {answer.status} without "
-            "the Location header that names the new conversation.",
+            f"DHIS2 answered {answer.method} {answer.path} with HTTP {answer.status} {what}.",
             "no_location",
             answer.method,
             answer.path,
@@ -3887,11 +4118,7 @@ def _location_uid(answer: _Answer) -> str:
             "It was probably created: look in the inbox before sending again "
             "(DHIS2 before 2.41.3 sends no Location for feedback).",
         )
-    try:
-        path = urlsplit(location).path
-    except ValueError:  # e.g. "http://[" : not a URL at all
-        path = location
-    return _check_uid_from_server(path.rstrip("/").rsplit("/", 1)[-1])
+    return _check_uid_from_server(found.group(1))
 
 
 def _http_date(value: Optional[str]) -> Optional[float]:
@@ -4702,7 +4929,11 @@ _PROGRESS_AFTER = 0.5
     _arg("--query", help="search subjects, texts and senders"),
     _arg("--order", default="lastMessage:desc", help="default lastMessage:desc"),
     _arg("--page", type=_count_arg, default=1),
-    _arg("--page-size", type=_count_arg, default=50),
+    _arg(
+        "--page-size",
+        type=_count_arg,
+        help=f"conversations a page (default 50; with --all {WALK_PAGE_SIZE}, for the fewest requests)",
+    ),
     _arg("--all", action="store_true", help="walk every page, printing each as it arrives"),
 )
 def _cli_list(m: Messenger, args: Any) -> Any:
@@ -4720,6 +4951,7 @@ def _cli_list(m: Messenger, args: Any) -> Any:
     if args.all:
         _cli_walk(m, args, options)
         return None
+    options["page_size"] = args.page_size or 50
     page = m.list_conversations(page=args.page, **options)
     if args.json:
         return _jsonable(page)
@@ -5502,7 +5734,14 @@ _GLOBAL_OPTIONS = (
         "--timeout",
         type=_seconds_arg,
         metavar="S",
-        help="seconds to wait for each answer (default 30)",
+        help="seconds to wait for each answer, or for DHIS2 to take each piece of an "
+        "upload (default 30)",
+    ),
+    _arg(
+        "--connect-timeout",
+        type=_seconds_arg,
+        metavar="S",
+        help="seconds to connect, TLS handshake included (default 3.05)",
     ),
     _arg(
         "--retries",
@@ -5577,8 +5816,9 @@ def _cli_messenger(args: Any) -> Messenger:
     options: Dict[str, Any] = {"token": token} if token else {}
     if username:
         options["auth"] = (username, env.get("DHIS2_PASSWORD") or _cli_password(username))
-    if args.timeout is not None:
-        options["timeout"] = (DEFAULT_TIMEOUT[0], args.timeout)
+    if args.timeout is not None or args.connect_timeout is not None:
+        connect, read = DEFAULT_TIMEOUT
+        options["timeout"] = (args.connect_timeout or connect, args.timeout or read)
     if args.retries is not None:
         options["retries"] = args.retries
     if args.deadline is not None:

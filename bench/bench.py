@@ -39,6 +39,9 @@ Sections (all in one run, side by side, medians of at least 5 repetitions):
    memory at N and N / 10, beside the Messaging app's way (one request per
    conversation, on a smaller N, extrapolated) and, with ``--baseline FILE``,
    another version of dhis2_messages.py.
+9. The walk's page size: a whole walk of one inbox at page sizes 50 to 2,000 (requests,
+   rows asked, seconds), against the emulator, which, as DHIS2 does, loads the
+   caller's whole inbox for every page: the default, ``WALK_PAGE_SIZE``, among them.
 
 The figures are printed as a table and written as JSON (bench/results.json
 unless --json says otherwise).  The exit status is 1 when a target is missed.
@@ -100,6 +103,7 @@ FULL = {
     "parse_loops": 20,
     "mem_sizes": (2000, 20000),
     "mem_reps": 5,
+    "walk_inbox": 5000,
     "rt_reps": 5,
     "deadline": 5.0,
     "cleanup": (CLEANUP_TOTAL_FULL, CLEANUP_OLD_FULL),
@@ -124,6 +128,7 @@ QUICK = {
     "parse_loops": 3,
     "mem_sizes": (2000, 5000),
     "mem_reps": 5,
+    "walk_inbox": 2000,
     "rt_reps": 5,
     "deadline": 3.0,
     "cleanup": (2_500, 2_000),
@@ -631,7 +636,7 @@ def bench_memory(emu: EmulatorProcess, cfg: Dict[str, Any]) -> Dict[str, Any]:
                 peaks.append(peak)
             results[size] = {
                 "conversations": size,
-                "pages": math.ceil(size / 50),
+                "pages": math.ceil(size / dhis2_messages.WALK_PAGE_SIZE),
                 "peak_bytes": statistics.median(peaks),
                 "url_cache_entries": _url_cache_entries(),
                 "traced_walk_s": statistics.median(walls),
@@ -644,6 +649,34 @@ def bench_memory(emu: EmulatorProcess, cfg: Dict[str, Any]) -> Dict[str, Any]:
         "large": results[large],
         "ratio": results[large]["peak_bytes"] / results[small]["peak_bytes"],
     }
+
+
+def bench_walk_page_size(emu: EmulatorProcess, cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """A whole walk of one inbox at each page size: requests, rows asked, seconds."""
+    inbox = cfg["walk_inbox"]
+    emu.reset()
+    emu.add(inbox, recipients="alice")
+    rows = []
+    m = messenger(emu.url)
+    try:
+        for size in (50, 200, 500, 1000, 2000):
+            pages: List[Page] = []  # one a request: the default order needs no other
+            started = time.perf_counter()
+            count = sum(1 for _ in m.iter_conversations(page_size=size, on_page=pages.append))
+            wall = time.perf_counter() - started
+            if count != inbox:
+                raise RuntimeError(f"iter_conversations yielded {count}, expected {inbox}")
+            rows.append(
+                {
+                    "page_size": size,
+                    "requests": len(pages),
+                    "rows_asked": sum(p.page_size or 0 for p in pages),
+                    "walk_s": wall,
+                }
+            )
+    finally:
+        m.close()
+    return {"inbox": inbox, "default": dhis2_messages.WALK_PAGE_SIZE, "rows": rows}
 
 
 # -- Section 4: round trips -------------------------------------------------------
@@ -1394,7 +1427,8 @@ def report(results: Dict[str, Any]) -> Tuple[str, List[Dict[str, Any]]]:
     mem = results["memory"]
     small, large = mem["small"], mem["large"]
     out.append(
-        f"3. Memory: peak traced memory of iter_conversations (page size 50), the loop keeping a counter "
+        f"3. Memory: peak traced memory of iter_conversations (page size "
+        f"{dhis2_messages.WALK_PAGE_SIZE}), the loop keeping a counter "
         f"(target: {large['conversations']:,} / {small['conversations']:,} <= {TARGET_MEMORY})"
     )
     rows = [
@@ -1586,6 +1620,17 @@ def report(results: Dict[str, Any]) -> Tuple[str, List[Dict[str, Any]]]:
         ]
     )
     out.append(_table(["", "reached", "emulator", "client", "wall", "target"], rows))
+    out.append("")
+    walk = results["walk_page_size"]
+    out.append(
+        f"8. The walk's page size: a whole walk of {walk['inbox']:,} conversations; the emulator "
+        f"loads the whole inbox for every page, as DHIS2 does (default {walk['default']:,})"
+    )
+    rows = [
+        [str(r["page_size"]), str(r["requests"]), f"{r['rows_asked']:,}", f"{r['walk_s']:.2f}"]
+        for r in walk["rows"]
+    ]
+    out.append(_table(["page size", "requests", "rows asked", "walk s"], rows))
     return "\n".join(out), targets
 
 
@@ -1644,6 +1689,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         results["overhead"] = bench_overhead(emu, cfg, args.profile)
         results["parsing"] = bench_parsing(emu, cfg)
         results["memory"] = bench_memory(emu, cfg)
+        results["walk_page_size"] = bench_walk_page_size(emu, cfg)
     with EmulatorProcess(latency=LATENCY) as slow:
         results["round_trips"] = bench_round_trips(slow, cfg)
         results["recipients"] = bench_recipients(slow, cfg)

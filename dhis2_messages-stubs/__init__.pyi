@@ -32,6 +32,7 @@ __all__ = [
     "PRIORITIES",
     "STATUSES",
     "THREAD_FIELDS",
+    "WALK_PAGE_SIZE",
     "ApiError",
     "Attachment",
     "AuthenticationError",
@@ -68,6 +69,7 @@ STATUSES: tuple[_Status, ...]
 PRIORITIES: tuple[_Priority, ...]
 MESSAGE_TYPES: tuple[_MessageType, ...]
 BOUNDARIES: tuple[str, ...]
+WALK_PAGE_SIZE: int
 LIST_FIELDS: str
 THREAD_FIELDS: str
 
@@ -347,7 +349,7 @@ class Messenger:
         query_operator: str | None = None,
         order: str | Iterable[str] | None = "lastMessage:desc",
         fields: str | None = None,
-        page_size: int = 50,
+        page_size: int | None = None,
         on_page: Callable[[Page], None] | None = None,
     ) -> Iterator[Conversation]: ...
     def count_unread(self) -> int: ...

@@ -253,10 +253,14 @@ class MiniServer:
 
     Use it as a context manager.  ``server.stopped`` is set when the block ends: handlers
     check it between two writes, so none outlives its test by more than one DRIP.
+
+    With ``read_body=False`` the request's body is left in the socket for the handler
+    (see ``throttle``), and the socket takes in little at a time: a slow reader slows the
+    client down at once.
     """
 
-    def __init__(self, handler, context=None):
-        self.handler, self.context = handler, context
+    def __init__(self, handler, context=None, read_body=True):
+        self.handler, self.context, self.read_body = handler, context, read_body
         self.stopped = threading.Event()
         self.sent = 0  # body bytes the handlers managed to write (see stream)
         self.requests = []  # (request line, headers dict) as received
@@ -264,6 +268,8 @@ class MiniServer:
         self._current = threading.local()
         self._threads = []
         self._listener = socket.create_server(("127.0.0.1", 0))
+        if not read_body:
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
         self._listener.settimeout(0.1)
         scheme = "https" if context else "http"
         self.url = f"{scheme}://127.0.0.1:{self._listener.getsockname()[1]}"
@@ -303,7 +309,7 @@ class MiniServer:
             try:
                 if self.context is not None:
                     conn = self.context.wrap_socket(conn, server_side=True)
-                request = _read_request(conn)
+                request = _read_request(conn, self.read_body)
                 if not request[0]:  # connected and hung up without asking anything
                     return
                 self.requests.append(request)
@@ -319,6 +325,22 @@ class MiniServer:
                 return
             conn.sendall(bytes([byte]))
 
+    def throttle(self, conn, length, rate):
+        """Read *length* bytes of body at *rate* bytes a second, a twentieth of a second's
+        worth at a time; return how many arrived before the client stopped or the test ended."""
+        got, due = 0, time.monotonic()
+        while got < length:
+            quota = min(length - got, rate // 20)
+            while quota > 0:
+                piece = conn.recv(quota)
+                if not piece:
+                    return got
+                got, quota = got + len(piece), quota - len(piece)
+            due += 0.05
+            if self.stopped.wait(max(0.0, due - time.monotonic())):
+                break
+        return got
+
     def stream(self, conn, chunk, total):
         """Send *chunk* again and again, up to *total* bytes, counting what got out."""
         while self.sent < total and not self.stopped.is_set():
@@ -326,17 +348,17 @@ class MiniServer:
             self.sent += len(chunk)
 
 
-def _read_request(conn):
+def _read_request(conn, read_body=True):
     data = b""
     while b"\r\n\r\n" not in data and len(data) < 1 << 20:
-        piece = conn.recv(65536)
+        piece = conn.recv(65536 if read_body else 1)  # else not a byte past the head
         if not piece:
             break
         data += piece
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
-    length = int(headers.get("Content-Length", "0"))
+    length = int(headers.get("Content-Length", "0")) if read_body else 0
     while len(body) < length:
         piece = conn.recv(65536)
         if not piece:

@@ -270,6 +270,13 @@ QUIRKS: tuple[Quirk, ...] = (
         "(or at the ] of a leading [...]), and loses its trailing colons",
     ),
     Quirk(
+        "date_equality",
+        "2.42",
+        "d2b80a51110 (#19046); EqualOperator.java:136-141,LessEqualOperator.java:115-120@2.41",
+        "a date filter's eq, le and ge match an equal date (before: the list was filtered in "
+        "memory, where eq never matches a date and le and ge act as lt and gt)",
+    ),
+    Quirk(
         "or_lifts_inbox",
         "2.42",
         "d2b80a51110 (#19046), 52e4a64d820 (#19427); "
@@ -1253,6 +1260,11 @@ def _check_enum_values(path: str, values: Iterable[str]) -> None:
             )
 
 
+#: Up to 2.41 the list is filtered in memory, and a date there is a java.sql.Timestamp,
+#: whose equals() refuses the java.util.Date of the filter (``date_equality``).
+_UNEQUAL_DATES = {"eq": "never", "in": "never", "le": "lt", "lte": "lt", "ge": "gt", "gte": "gt"}
+
+
 def _java_split(text: str, separator: str) -> list[str]:
     """Java's ``String.split``: trailing empty pieces are dropped."""
     parts = text.split(separator)
@@ -1267,12 +1279,15 @@ def compile_filter(
     *,
     rejoins_value: bool = False,
     utc_offset_ms: int = 0,
+    equal_dates: bool = True,
 ) -> Callable[[Any, Ctx], bool]:
     """One ``prop:op[:value]`` filter as a test of an object.
 
     The value is what follows ``prop:op:`` (DefaultJpaQueryParser up to 2.41); from 2.42
     (``rejoins_value``) DefaultQueryParser joins the pieces of Java's ``split(":")``
-    again, so trailing colons are lost.  Either way a value of colons only is none."""
+    again, so trailing colons are lost.  Either way a value of colons only is none.
+    Without ``equal_dates`` (the list up to 2.41, filtered in memory) a date's ``eq``,
+    ``le`` and ``ge`` miss an equal date."""
     parts = _java_split(expr, ":")
     if len(parts) < 2:
         raise _bad_request("Invalid filter => " + expr)
@@ -1283,6 +1298,10 @@ def compile_filter(
     leaf = _path_leaf(type_name, path)
     if op not in FILTER_OPERATORS:
         raise _bad_request(f"`{op}` is not a valid operator.")
+    if leaf.vtype == "date" and not equal_dates and op in _UNEQUAL_DATES:
+        op = _UNEQUAL_DATES[op]
+        if op == "never":
+            return lambda obj, ctx: False
     if op in ("in", "!in"):
         if raw is None or not (raw.startswith("[") and raw.endswith("]")) or len(raw) < 3:
             raise _bad_request(f"Invalid argument `{raw}` for in operator.")
@@ -2547,7 +2566,7 @@ class Emulator:
         if query_string and not has_query and query_operator not in FILTER_OPERATORS:
             raise Fail(web_message(409, f"`{query_operator}` is not a valid operator."))
         filters = self._filter_params(req)
-        compiled = [self._compile_filter(f) for f in filters]
+        compiled = [self._compile_filter(f, equal_dates=self.quirks.date_equality) for f in filters]
         junction = req.junction()
         orders = self._order_params(req)
         ctx = Ctx(
@@ -2938,13 +2957,14 @@ class Emulator:
         return [m.group() for m in _FILTER_PARTS.finditer(joined)]
 
     def _compile_filter(
-        self, expr: str, type_name: str = "conversation"
+        self, expr: str, type_name: str = "conversation", equal_dates: bool = True
     ) -> Callable[[Any, Ctx], bool]:
         return compile_filter(
             expr,
             type_name,
             rejoins_value=self.quirks.resplits_filters,
             utc_offset_ms=int(self.utc_offset * 1000),
+            equal_dates=equal_dates,
         )
 
     def _order_params(self, req: Request) -> list[str]:

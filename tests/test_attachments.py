@@ -12,7 +12,14 @@ import json
 
 import pytest
 
-from dhis2_messages import ApiError, ConflictError, Messenger, NotFoundError, PermissionDenied
+from dhis2_messages import (
+    ApiError,
+    ConflictError,
+    Messenger,
+    NotFoundError,
+    PermissionDenied,
+    ResponseError,
+)
 from tests.conftest import ADMIN, ALICE, API, UNKNOWN
 
 
@@ -166,6 +173,30 @@ class TestAttachments:
         assert b"internal" == carol.download_attachment(ticket, note, note_file)
         with pytest.raises(ConflictError, match="Not authorized to access this message"):
             admin.download_attachment(ticket, note, note_file)
+
+    def test_a_login_page_is_not_the_attachment(self, emulator, admin, alice):
+        """A proxy or portal answering 200 with its HTML login page: ResponseError, as for
+        every other call (the page's bytes were returned as the file)."""
+        file_uid = admin.upload_attachment(b"%PDF-1.4", filename="a.pdf")
+        uid = admin.send(subject="s", text="t", users=ALICE, attachments=[file_uid])
+        message = alice.get_conversation(uid).messages[0].id
+        page = "<html><head><title>Sign in - Health Portal</title></head><body>...</body></html>"
+        emulator.inject(
+            method="GET", path="/attachments/", status=200, body=page, content_type="text/html"
+        )
+        with pytest.raises(ResponseError, match="HTML page .*Sign in - Health Portal") as info:
+            alice.download_attachment(uid, message, file_uid)
+        assert ("not_json", 200) == (info.value.kind, info.value.status_code)
+        assert "proxy or login page" in str(info.value)
+
+    def test_an_html_attachment_is_an_attachment(self, admin, alice):
+        """DHIS2 sends a real one with Content-Disposition: filename=..., whatever its type."""
+        page = b"<html><head><title>Sign in</title></head></html>"
+        file_uid = admin.upload_attachment(page, filename="form.html")
+        uid = admin.send(subject="s", text="t", users=ALICE, attachments=[file_uid])
+        message = alice.get_conversation(uid).messages[0]
+        assert "text/html" == message.attachments[0].content_type
+        assert page == alice.download_attachment(uid, message.id, file_uid)
 
     def test_download_bad_input(self, emulator, admin):
         with pytest.raises(ValueError, match="attachment"):

@@ -593,6 +593,20 @@ class TestList:
             data == ok(cli("list", "--page-size", "2", "--json")).json()
         )  # --json after the command
 
+    def test_page_sizes_of_a_page_and_of_a_walk(self, emulator, cli):
+        """list asks 50; list --all the walk's page size (it asked 50 a page, and DHIS2 loads
+        the whole inbox for each); --page-size is the caller's choice for both."""
+        emulator.add_conversations(3, sender="bob", recipients=["admin"])
+        for argv in (
+            ["list"],
+            ["list", "--all"],
+            ["list", "--page-size", "7"],
+            ["list", "--all", "--page-size", "7"],
+        ):
+            ok(cli(*argv))
+        sizes = [r.param("pageSize") for r in emulator.requests("GET", API)]
+        assert [["50"], [str(dhis2_messages.WALK_PAGE_SIZE)], ["7"], ["7"]] == sizes
+
     def test_all_walks_every_page(self, emulator, cli):
         uids = emulator.add_conversations(5, sender="bob", recipients=["admin"])
         lines = ok(cli("list", "--all", "--page-size", "2")).out.splitlines()
@@ -1609,6 +1623,29 @@ class TestDeadline:
         result = cli("--deadline", "0", "unread")
         assert 2 == result.status and "argument --deadline: must be" in result.err
         assert [] == emulator.log
+
+    @pytest.mark.parametrize(
+        "flags, timeout",
+        [
+            ((), dhis2_messages.DEFAULT_TIMEOUT),
+            (("--timeout", "60"), (3.05, 60.0)),
+            (("--connect-timeout", "10"), (10.0, 30.0)),
+            (("--connect-timeout", "10", "--timeout", "90"), (10.0, 90.0)),
+        ],
+    )
+    def test_both_timeouts_can_be_set(self, emulator, cli, monkeypatch, flags, timeout):
+        """A slow uplink needs time for the TLS handshake (--connect-timeout) and for each
+        piece of an upload (--timeout, which bounds every wait for the server)."""
+        made = []
+
+        class Recording(dhis2_messages.Messenger):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                made.append(self)
+
+        monkeypatch.setattr(dhis2_messages, "Messenger", Recording)
+        assert 0 == cli(*flags, "unread").status
+        assert [timeout] == [m.timeout for m in made]
 
 
 @ONE_RELEASE

@@ -44,6 +44,16 @@ class TestConstruction:
         """A DHIS2 under a context path keeps it."""
         assert "https://h.org/dhis" == Messenger("https://h.org/dhis/api/", token="d2p_x").base_url
 
+    @pytest.mark.parametrize("suffix", ["/api/40", "/api/28/", "/api/44"])
+    def test_a_versioned_api_path_is_the_same_server(self, emulator, suffix):
+        """DHIS2 serves /api/40/... as /api/...: the root before it is taken (it was kept,
+        and every request went to /api/40/api/... and met a 404)."""
+        m = Messenger(emulator.url + suffix, auth=("admin", "district"), retries=0)
+        assert emulator.url == m.base_url
+        m.list_conversations()
+        assert [API] == [r.path for r in emulator.log]
+        assert "https://h.org/dhis" == Messenger("https://h.org/dhis/api/41", token="x").base_url
+
     @pytest.mark.parametrize(
         "url",
         [
@@ -88,6 +98,29 @@ class TestConstruction:
         """A token that could not be a header value is refused."""
         with pytest.raises(ValueError):
             Messenger("https://h.org", token=token)
+
+    @pytest.mark.parametrize(
+        "token, problem",
+        [
+            ("d2p_abc def", "a space or a line break inside"),
+            ("d2p_abc\ndef", "a space or a line break inside"),
+            ("d2p_abc\x00", "a character no token has"),
+            ("d2p_é", "a character no token has"),
+        ],
+    )
+    def test_a_bad_token_says_what_is_wrong_without_showing_it(self, token, problem):
+        with pytest.raises(ValueError, match=problem) as info:
+            Messenger("https://h.org", token=token)
+        assert "abc" not in str(info.value) and "é" not in str(info.value)
+
+    @pytest.mark.parametrize("end", ["\n", "\r\n", " ", "\t\n"])
+    def test_whitespace_around_a_token_is_dropped(self, emulator, end):
+        """A token read from a file or a .env line ends in a line break; no token has one
+        (it was refused, without saying why)."""
+        token = emulator.user("alice").token
+        m = Messenger(emulator.url, token=" " + token + end, retries=0)
+        m.count_unread()
+        assert "ApiToken " + token == emulator.log[-1].headers["Authorization"]
 
     @pytest.mark.parametrize("timeout", [None, 0, -1, (1, None), (1, 2, 3), "5", True])
     def test_timeout_cannot_be_disabled(self, timeout):

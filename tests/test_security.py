@@ -393,6 +393,26 @@ class TestTls:
         )
         assert 1 == len(tls_server.seen)
 
+    def test_a_verify_path_that_does_not_exist_is_refused_at_once(self, tmp_path):
+        """ValueError naming verify=, before any request (every https call raised a bare
+        OSError, "Could not find a suitable TLS CA certificate bundle")."""
+        missing = str(tmp_path / "ca-bundle.pem")
+        for url in ("https://h.org", "http://h.org"):
+            with pytest.raises(ValueError, match=r"verify=.*ca-bundle\.pem' does not exist"):
+                Messenger(url, token="d2p_x", verify=missing)
+
+    @pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+    def test_a_ca_bundle_variable_that_names_no_file(self, monkeypatch, tmp_path, variable):
+        """The variable is named, for https; plain http never reads it, and an explicit
+        verify= wins over it, as requests has it."""
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+        monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+        monkeypatch.setenv(variable, str(tmp_path / "gone.pem"))
+        with pytest.raises(ValueError, match=f"{variable} is .*gone.pem', which does not exist"):
+            Messenger("https://h.org", token="d2p_x")
+        Messenger("http://h.org", token="d2p_x")
+        Messenger("https://h.org", token="d2p_x", verify=False)
+
 
 # -- Redirects ---------------------------------------------------------------------
 

@@ -27,7 +27,9 @@ import json
 import logging
 import pickle
 import socket
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -325,6 +327,45 @@ class TestFaultMatrix:
     def test_location_without_uid(self, emulator, connect, location):
         _inject(emulator, "send", process=True, headers={"Location": emulator.url + location})
         _run(_send, _messenger(connect), None, ResponseError, match="uid was expected")
+
+    @pytest.mark.parametrize(
+        "location",
+        [
+            "http://127.0.0.1:{port}/api/fileResources/AbCdEfGhIjK",
+            "javascript:alert(1)//AbCdEfGhIjK",
+            "http://127.0.0.1:{port}/AbCdEfGhIjK",
+            "http://127.0.0.1:{port}/api/messageConversations/AbCdEfGhIjK/recipients",
+            "ftp://127.0.0.1:{port}/api/messageConversations/AbCdEfGhIjK",
+        ],
+    )
+    def test_a_location_that_names_no_conversation(self, location):
+        """Only .../api[/NN]/messageConversations/<uid> names the new conversation (the
+        last path segment of any Location was taken as its uid)."""
+        answer = http_answer("201 Created", b"", ["Location: " + location])
+        with MiniServer(serve_bytes(answer)) as server:
+            answer = answer.replace(b"{port}", server.url.rsplit(":", 1)[1].encode())
+            server.handler = serve_bytes(answer)
+            with pytest.raises(ResponseError, match="no conversation's address") as info:
+                _send(messenger_at(server.url), None)
+        assert "no_location" == info.value.kind
+        assert "look in the inbox before sending again" in str(info.value)
+
+    @pytest.mark.parametrize(
+        "location",
+        [
+            "http://localhost:8080/api/messageConversations/AbCdEfGhIjK",  # a proxy's backend
+            "https://dhis2.example.org/dhis/api/40/messageConversations/AbCdEfGhIjK/",
+            "/api/messageConversations/AbCdEfGhIjK",  # relative to the request
+        ],
+    )
+    def test_a_location_names_the_conversation_wherever_it_points(self, location):
+        """DHIS2 builds Location from the request and X-Forwarded-*: behind a proxy its host,
+        port, scheme and context path may be another's, and a versioned request gets a
+        versioned path.  The uid is what counts; the address is never requested."""
+        answer = http_answer("201 Created", b"", ["Location: " + location])
+        with MiniServer(serve_bytes(answer)) as server:
+            assert "AbCdEfGhIjK" == _send(messenger_at(server.url), None)
+        assert 1 == len(server.requests)
 
     @pytest.mark.parametrize("kind", ALL)
     def test_every_fault_is_a_dhis2_error(self, emulator, connect, conversation, kind):
@@ -1199,3 +1240,33 @@ class TestLimitsOfRealDeployments:
             connect("alice").list_conversations()
         assert 400 == info.value.status_code
         assert "1,000 request parameters" in info.value.hint
+
+
+# -- Many threads, one Messenger ---------------------------------------------------------
+
+
+def test_sixteen_threads_keep_their_connections(caplog):
+    """16 threads, each with a request open at once: every connection goes back to the pool
+    for the next call (with requests' 10, urllib3 logged "Connection pool is full,
+    discarding connection" six times and the next calls connected again)."""
+    threads = 16
+    together = threading.Barrier(threads, timeout=10)
+    pager = {"page": 1, "pageCount": 0, "total": 0, "pageSize": 50}
+    page = json.dumps({"pager": pager, "messageConversations": []})
+    answer = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+
+    def handler(conn, server):
+        try:
+            together.wait()  # every thread's request is open: 16 connections
+        except threading.BrokenBarrierError:
+            return
+        conn.sendall(answer % (len(page), page.encode()))
+        server.stopped.wait(1)  # keep-alive: the client may send its next request
+
+    caplog.set_level(logging.WARNING, logger="urllib3")
+    with MiniServer(handler) as server, messenger_at(
+        server.url, timeout=(2.0, 15.0)
+    ) as m, ThreadPoolExecutor(threads) as pool:
+        pages = list(pool.map(lambda _: m.list_conversations(), range(threads)))
+    assert threads == len(pages) == len(server.requests)
+    assert [] == [r.getMessage() for r in caplog.records if "pool is full" in r.getMessage()]

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import functools
 import gzip
+import socket
 import threading
 import time
 import zlib
 
 import pytest
 import requests
+from urllib3.connection import HTTPConnection
 
 from dhis2_messages import (
     ApiError,
@@ -39,6 +41,7 @@ from tests.conftest import (
     BOB,
     MiniServer,
     http_answer,
+    json_answer,
     messenger_at,
     serve_bytes,
     tls_context,
@@ -204,6 +207,86 @@ class TestDeadline:
             with pytest.raises(TransportError, match="deadline of 0.5 s passed"):
                 m.list_conversations()
         session.close()
+
+
+# -- A slow uplink: the body is written within the deadline ------------------------------
+
+RECEIPT = json_answer({"response": {"fileResource": {"id": UID}}}, "202 Accepted")
+
+
+def _small_send_buffer(m, url):
+    """The client's socket holds 64 KiB, as a slow link's would: on the loopback the kernel
+    takes megabytes of body at once, and the upload would seem to have gone out."""
+    adapter = m._session.get_adapter(url)
+    options = HTTPConnection.default_socket_options + [(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)]
+    adapter.poolmanager.connection_pool_kw["socket_options"] = options
+
+
+def _slow_reader(rate, stall_after=None):
+    """A MiniServer handler that takes the body at *rate* bytes a second (and stops taking
+    it after *stall_after* bytes), then answers as DHIS2 does to an upload."""
+    taken = []
+
+    def handler(conn, server):
+        length = int(server.request[1]["Content-Length"])
+        taken.append(server.throttle(conn, stall_after or length, rate))
+        if stall_after is None:
+            conn.sendall(RECEIPT)
+        else:
+            server.stopped.wait(30)  # takes no more, answers nothing
+
+    return handler, taken
+
+
+class TestSlowUplink:
+    """A body is written in pieces: each within the read timeout, all within the deadline.
+    Before, one write of the whole body had to finish within the connect timeout."""
+
+    @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+    def test_an_upload_at_250_kb_a_second_arrives(self, request, tls):
+        """1 MB at 250 kB/s takes about 4 s: more than the connect timeout, well within the
+        deadline.  (It failed after the 1 s connect timeout, "timed out".)"""
+        handler, taken = _slow_reader(250_000)
+        context, options = None, {}
+        if tls:
+            certificate = request.getfixturevalue("certificate")
+            context, options = tls_context(certificate), {"verify": str(certificate[0])}
+        data = bytes(range(256)) * 4096  # 1 MiB
+        with MiniServer(handler, context, read_body=False) as server:
+            m = messenger_at(server.url, timeout=(1.0, 5.0), deadline=120, **options)
+            _small_send_buffer(m, server.url)
+            assert UID == m.upload_attachment(data, filename="report.pdf")
+        assert 1 == len(server.requests)
+        assert taken[0] > len(data)  # the whole multipart body arrived
+
+    def test_a_body_that_stalls_is_cut_at_the_deadline(self):
+        """The server takes 256 KiB, then nothing: the call ends when the deadline passes,
+        not at the connect timeout (it said "The connection broke ... timed out")."""
+        handler, _ = _slow_reader(1_000_000, stall_after=256 * 1024)
+        with MiniServer(handler, read_body=False) as server:
+            m = messenger_at(server.url, timeout=(0.5, 20.0), deadline=2.0)
+            _small_send_buffer(m, server.url)
+            started = time.monotonic()
+            with pytest.raises(TransportError) as info:
+                m.upload_attachment(b"x" * 4 * MiB, filename="big.bin")
+            elapsed = time.monotonic() - started
+        assert ("deadline", 2.0, True) == (info.value.kind, info.value.seconds, info.value.sent)
+        assert elapsed < 30, f"took {elapsed:.1f} s: the write was not cut off"  # it ended
+
+    def test_a_body_that_stalls_is_cut_after_the_read_timeout(self):
+        """Within a long deadline, a server that takes nothing more for the read timeout ends
+        the call as a read timeout, as a server that does not answer does."""
+        handler, _ = _slow_reader(1_000_000, stall_after=256 * 1024)
+        with MiniServer(handler, read_body=False) as server:
+            m = messenger_at(server.url, timeout=(0.5, 1.0), deadline=60.0)
+            _small_send_buffer(m, server.url)
+            started = time.monotonic()
+            with pytest.raises(TransportError) as info:
+                m.upload_attachment(b"x" * 4 * MiB, filename="big.bin")
+            elapsed = time.monotonic() - started
+        assert ("read_timeout", 1.0) == (info.value.kind, info.value.seconds)
+        assert "the server took no more of the request within 1 s" == info.value.reason
+        assert elapsed < 30, f"took {elapsed:.1f} s: the write was not cut off"
 
 
 # -- Nothing untyped once a request was sent --------------------------------------------

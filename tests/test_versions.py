@@ -300,6 +300,28 @@ def _resplits_filters(emulator, on):
     assert [plain if on else colon] == [c["id"] for c in r.json()["messageConversations"]]
 
 
+@probe("date_equality")
+def _date_equality(emulator, on):
+    """Up to 2.41 the list is filtered in memory, against java.sql.Timestamp values: their
+    equals() refuses the filter's java.util.Date, so an equal date never matches eq, le or
+    ge.  A strict filter one millisecond past it matches on every release."""
+    uid = emulator.add_conversation(sender="admin", recipients=["alice"], subject="s")
+    ms = emulator.conversations[uid].last_message
+    at, past = emulator_module.format_date(ms), emulator_module.format_date(ms + 1)
+
+    def found(expression):
+        params = {"filter": expression, "fields": "id"}
+        return [
+            c["id"]
+            for c in _get(emulator, MC, "alice", params=params).json()["messageConversations"]
+        ]
+
+    for op in ("eq", "le", "ge"):
+        assert ([uid] if on else []) == found(f"lastMessage:{op}:{at}"), op
+    assert [uid] == found(f"lastMessage:lt:{past}")
+    assert [uid] == found(f"lastMessage:gt:{emulator_module.format_date(ms - 1)}")
+
+
 @probe("or_lifts_inbox")
 def _or_lifts_inbox(emulator, on):
     """Without the quirk the filters only narrow the caller's own conversations."""
