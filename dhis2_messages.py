@@ -1440,13 +1440,15 @@ def since(when: _When, *, field: _DateField = "lastMessage") -> str:
     the ones with a message since then::
 
         m.list_conversations(filter=since(datetime.date(2024, 5, 1)))
-        # filter=lastMessage:ge:2024-05-01T00:00:00.000
+        # filter=lastMessage:gt:2024-04-30T23:59:59.999
 
     *when* is a naive ``datetime`` in the server's time (as DHIS2 sends its dates),
     a ``date`` (its midnight), or a ``timedelta``: that long before now, by this
     computer's clock.  *field* is ``lastMessage``, ``lastUpdated`` or ``created``.
     """
-    return f"{_date_field(field)}:ge:{_date_value(when)}"
+    # gt a millisecond earlier, not ge: up to 2.41 DHIS2 filters the list in memory,
+    # where ge misses a date equal to the bound (DHIS2 keeps milliseconds).
+    return f"{_date_field(field)}:gt:{_date_value(when, -1)}"
 
 
 def before(when: _When, *, field: _DateField = "lastMessage") -> str:
@@ -1469,9 +1471,9 @@ def _date_field(field: Any) -> str:
     return field
 
 
-def _date_value(when: Any) -> str:
+def _date_value(when: Any, shift: int = 0) -> str:
     """*when* as DHIS2 reads a date in a filter, rounded up to the millisecond (DHIS2
-    keeps milliseconds, so ``ge`` and ``lt`` then cut exactly where *when* does)."""
+    keeps milliseconds, so ``lt`` cuts exactly where *when* does), *shift* ms later."""
     if isinstance(when, _dt.timedelta):
         if when < _dt.timedelta(0):
             raise ValueError("a timedelta counts back from now: give a positive one")
@@ -1489,7 +1491,7 @@ def _date_value(when: Any) -> str:
     moment: _dt.datetime = when
     if moment.microsecond % 1000:
         moment += _dt.timedelta(microseconds=1000 - moment.microsecond % 1000)
-    return moment.isoformat(timespec="milliseconds")
+    return (moment + shift * _MILLISECOND).isoformat(timespec="milliseconds")
 
 
 # -- Client ------------------------------------------------------------------
@@ -2082,7 +2084,9 @@ class Messenger:
         if narrowed is not None:
             params.append(("filter", narrowed))
         if since is not None:
-            params.append(("filter", f"created:ge:{since}"))
+            # gt, not ge: up to 2.41 DHIS2 filters the list in memory, where ge misses an
+            # equal date (the bound is one millisecond early instead, as DHIS2 keeps them).
+            params.append(("filter", f"created:gt:{since}"))
         params += [("order", "created:desc"), ("pageSize", "50")]
         excluded = set(exclude)
         for conv in self._iter_pages(params, None):
@@ -2108,16 +2112,17 @@ class Messenger:
         return self._me
 
     def _since(self, since: _Since) -> Optional[str]:
-        """*since* as a ``created:ge:`` value: a naive datetime is DHIS2's own time (its
-        dates carry no zone); an aware one, and now minus a timedelta, are instants
-        written in UTC (``...Z``), which DHIS2 moves into its own zone (DateUtils)."""
+        """One millisecond before *since*, as a ``created:gt:`` value: a naive datetime is
+        DHIS2's own time (its dates carry no zone); an aware one, and now minus a
+        timedelta, are instants written in UTC (``...Z``), which DHIS2 moves into its own
+        zone (DateUtils)."""
         if since is None:
             return None
         if isinstance(since, _dt.timedelta):
-            return _utc_value(self._server_now() - since.total_seconds())
+            return _utc_value(self._server_now() - since.total_seconds() - 0.001)
         if since.tzinfo is None:
-            return _local_value(since)
-        return _utc_value(since.timestamp())
+            return _local_value(since - _MILLISECOND)
+        return _utc_value(since.timestamp() - 0.001)
 
     def _server_now(self) -> float:
         """DHIS2's time now, in seconds since 1970, at least: from the last answer's
@@ -2227,7 +2232,7 @@ class Messenger:
 
     def _started_since(self, kind: str, subject: str, text: str, at: _dt.datetime) -> Optional[str]:
         """The conversation (or ticket) a send made at DHIS2's time *at*, if DHIS2 made it."""
-        value = _local_value(at)
+        value = _local_value(at - _MILLISECOND)
         me = self._caller()
         found = self._find_started(kind, subject, text, value, ("id", me), self._started)
         return None if found is None else found.id
@@ -4003,6 +4008,9 @@ def _subject_filter(subject: str) -> Optional[str]:
     pieces = (piece.strip() for piece in re.split(r"[,\[\]:%_\\\x00-\x1f\x7f]+", subject))
     longest = max(pieces, key=len)
     return f"subject:like:{longest}" if longest else None
+
+
+_MILLISECOND = _dt.timedelta(milliseconds=1)
 
 
 def _local_value(when: _dt.datetime) -> str:

@@ -170,16 +170,23 @@ class TestDateFilters:
         return old, new
 
     def test_the_filters_dhis2_reads(self):
-        assert "lastMessage:ge:2024-05-01T00:00:00.000" == since(dt.date(2024, 5, 1))
+        # since: gt a millisecond before, which every release reads as "at or after"
+        assert "lastMessage:gt:2024-04-30T23:59:59.999" == since(dt.date(2024, 5, 1))
         assert "created:lt:2024-05-01T08:30:00.000" == before(
             dt.datetime(2024, 5, 1, 8, 30), field="created"
         )
         # DHIS2 keeps milliseconds: a finer time is rounded up, so the cut stays exact
-        assert "lastUpdated:ge:2024-05-01T08:30:00.001" == since(
+        assert "lastUpdated:gt:2024-05-01T08:30:00.000" == since(
             dt.datetime(2024, 5, 1, 8, 30, 0, 1), field="lastUpdated"
         )
         cut = dt.datetime.fromisoformat(before(dt.timedelta(days=30)).split(":", 2)[2])
         assert dt.timedelta(days=29) < dt.datetime.now() - cut < dt.timedelta(days=31)
+
+    def test_since_includes_its_own_millisecond_on_every_release(self, emulator, alice):
+        """Up to 2.41 DHIS2 filters the list in memory, where ``ge`` misses an equal date."""
+        old, _ = self.old_and_new(emulator)
+        exactly = dt.datetime(2024, 5, 1, 8, 1)  # the second one's own time
+        assert set(old[1:]) <= {c.id for c in alice.iter_conversations(filter=since(exactly))}
 
     def test_old_and_new(self, emulator, alice):
         old, new = self.old_and_new(emulator)
