@@ -5272,7 +5272,7 @@ def _cli_matches(m: Messenger, args: Any, command: str) -> Iterator[Conversation
     """--all: every conversation of the caller's the filters match, with a progress line;
     delete asks first on a terminal, and needs --yes on none."""
     filters = args.filter + (["read:eq:false"] if args.unread else [])
-    options = {"filter": filters or None, "query": args.query}
+    options: Dict[str, Any] = {"filter": filters or None, "query": args.query}
     if command == "delete" and not args.dry_run and not args.yes:
         total = m.list_conversations(**options, fields="id", page_size=1).total
         if not _isatty(sys.stdin):
@@ -5292,7 +5292,7 @@ def _cli_matches(m: Messenger, args: Any, command: str) -> Iterator[Conversation
         if time.monotonic() - started >= _PROGRESS_AFTER:
             args.terminal.progress(f"{seen:,} of {total:,} conversations…")
 
-    return m.iter_conversations(**options, on_page=on_page)
+    return m.iter_conversations(**options, page_size=args.page_size, on_page=on_page)
 
 
 def _cli_given(m: Messenger, uids: Sequence[str]) -> Tuple[List[Conversation], List[str]]:
@@ -5340,6 +5340,11 @@ _BULK_ARGUMENTS = (
     _arg("--filter", action="append", default=[], help="with --all: a DHIS2 filter"),
     _arg("--unread", action="store_true", help="with --all: only unread ones"),
     _arg("--query", help="with --all: search subjects, texts and senders"),
+    _arg(
+        "--page-size",
+        type=_count_arg,
+        help=f"with --all: conversations a page (default {WALK_PAGE_SIZE}, the fewest requests)",
+    ),
     _arg("--dry-run", action="store_true", help="say how many would change; change nothing"),
 )
 _cli_mark_read = _command("mark-read", "mark conversations read", *_BULK_ARGUMENTS)(

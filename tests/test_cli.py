@@ -1499,7 +1499,7 @@ class TestWalkFeedback:
 
     def test_bulk_all_shows_its_progress_and_what_it_did(self, emulator, monkeypatch):
         self.slow_walk(emulator, monkeypatch, pages=75)  # 150: three pages of 50
-        status, out, _ = terminal_run(emulator, "mark-read", "--all")
+        status, out, _ = terminal_run(emulator, "mark-read", "--all", "--page-size", "50")
         assert 0 == status
         assert " of 150 conversations…" in out
         screen = [line.rsplit("\r\x1b[K", 1)[-1] for line in visible(out).split("\n")]

@@ -788,7 +788,8 @@ def test_send_feedback_lookup_takes_only_tickets_made_since_the_post(emulator, c
     emulator.backdate(old, 60)
     uid = connect("alice").send_feedback(subject="s", text="t")
     assert uid != old and 2 == len(emulator.conversations)
-    created = [f for f in emulator.log[-1].param("filter") if f.startswith("created:ge:")]
+    # gt a millisecond early: up to 2.41 DHIS2's in-memory ge misses an equal date
+    created = [f for f in emulator.log[-1].param("filter") if f.startswith("created:gt:")]
     assert 1 == len(created) and created[0].endswith("Z")
 
 
