@@ -4369,15 +4369,8 @@ def _retry_after(value: Optional[str]) -> Optional[float]:
     value = value.strip()
     if re.fullmatch(r"[0-9]+", value):  # not isdigit(): that takes "²" too
         return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=_dt.timezone.utc)
-    return max(0.0, (when - _dt.datetime.now(_dt.timezone.utc)).total_seconds())
+    when = _http_date(value)
+    return None if when is None else max(0.0, when - time.time())
 
 
 #: requests' errors for a request it refused to send (a socks:// proxy without PySocks
