@@ -13,14 +13,24 @@ A small, blocking client for DHIS2's ``/api/messageConversations`` Web API::
 
 Words: a *call* is one call of a ``Messenger`` method; a *request* is one HTTP
 request; an *attempt* is one try of a request (a retry is another attempt).
-Each call makes one request, except: ``iter_conversations`` makes one per page,
-as the loop reaches it; ``send_feedback`` on DHIS2 before 2.41.3 (which names
-no new ticket) makes one more to find it; ``find_sent``, and ``send`` or
-``send_feedback`` with ``once=``, make one list request (and once per
-``Messenger`` one for the caller's uid); ``send``, ``reply`` and
-``send_feedback`` whose answer was lost look on DHIS2 for what they did; the
-``resolve_*`` calls make none for a uid; and once per ``Messenger``, an error
-that needs the server's version to be explained asks ``/api/system/info``.
+Each call makes one request, except:
+
+- ``iter_conversations``: one per page, as the loop reaches it (a walk ordered by
+  ``subject`` or ``messageCount``, or by page number, first asks for the newest
+  conversation, to keep arrivals out);
+- the bulk calls (``mark_read`` ... ``delete_conversations``): as many as the uids
+  need to fit what real deployments accept, and, when DHIS2 2.41.3+ refuses
+  uids that left the caller's inbox, one to find which;
+- ``find_sent``, and ``send`` or ``send_feedback`` with ``once=``: one list
+  request first (and, once per ``Messenger``, one for the caller's uid);
+- ``send_feedback`` on DHIS2 before 2.41.3 (which names no new ticket): one more
+  to find it; ``send``, ``reply`` and ``send_feedback`` whose answer was lost:
+  DHIS2's clock, and a look for what they did (again a few times after a timeout);
+- ``expand_recipients``: one per 200 uids of each kind; the ``resolve_*`` calls:
+  none for a uid;
+- once per ``Messenger``, an error that needs the server's version to be
+  explained asks ``/api/system/info``.
+
 A call that creates something never sends its request twice.  Errors::
 
     Dhis2Error                 anything raised on purpose
@@ -36,9 +46,10 @@ A call that creates something never sends its request twice.  Errors::
 Bad arguments raise ``ValueError`` or ``TypeError`` before any request is sent.
 
 The module reads top to bottom: errors, records, their views (Jupyter and
-``str``), the ``Messenger`` client, its transport, and private helpers.  Below a
-marked fence comes the ``dhis2-messages`` command line, which uses only the
-public names above it.
+``str``), the date filters ``since`` and ``before``, the ``Messenger`` client,
+its transport, and the private helpers (checking arguments, building requests,
+reading answers, retries).  Below a marked fence comes the ``dhis2-messages``
+command line, which uses only the public names above it.
 """
 
 from __future__ import annotations
