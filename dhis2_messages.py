@@ -145,7 +145,7 @@ __all__ = [
     "before",
     "since",
 ]
-__version__ = "0.1.0"
+__version__ = "0.3.0"
 
 log: logging.Logger = logging.getLogger("dhis2_messages")
 
