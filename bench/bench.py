@@ -1623,7 +1623,7 @@ def report(results: Dict[str, Any]) -> Tuple[str, List[Dict[str, Any]]]:
     out.append("")
     walk = results["walk_page_size"]
     out.append(
-        f"8. The walk's page size: a whole walk of {walk['inbox']:,} conversations; the emulator "
+        f"9. The walk's page size: a whole walk of {walk['inbox']:,} conversations; the emulator "
         f"loads the whole inbox for every page, as DHIS2 does (default {walk['default']:,})"
     )
     rows = [
