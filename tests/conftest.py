@@ -204,28 +204,41 @@ def standalone_demo():
         proc.stdout.close()
 
 
-@pytest.fixture
-def raw_request(emulator):
-    """raw_request(method, path, user="admin", **requests_kwargs) -> requests.Response.
+class RawClient:
+    """Requests to an emulator as its seeded users, around the client: the one raw-request
+    helper of the tests.  ``raw(method, path, user="admin", **requests_kwargs)`` goes over a
+    real socket as that user (``user=None``: no credentials), one session per user (so a
+    session cookie carries on), without following redirects."""
 
-    The request goes over a real socket to the emulator as that seeded user (user=None: no
-    credentials), around the client; redirects are not followed.  The test fails if the
-    emulator hit a bug of its own while answering."""
-    sessions = {}
+    def __init__(self, emulator):
+        self.emulator = emulator
+        self.sessions = {}
 
-    def raw_request(method, path, user="admin", **kwargs):
-        if user not in sessions:
-            session = sessions[user] = requests.Session()
+    def __call__(self, method, path, user="admin", **kwargs):
+        if user not in self.sessions:
+            session = self.sessions[user] = requests.Session()
             if user is not None:
-                seeded = emulator.user(user)
+                seeded = self.emulator.user(user)
                 session.auth = (seeded.username, seeded.password)
         kwargs.setdefault("allow_redirects", False)
         kwargs.setdefault("timeout", 5)
-        return sessions[user].request(method, emulator.url + path, **kwargs)
+        return self.sessions[user].request(method, self.emulator.url + path, **kwargs)
 
-    yield raw_request
-    for session in sessions.values():
-        session.close()
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        for session in self.sessions.values():
+            session.close()
+
+
+@pytest.fixture
+def raw_request(emulator):
+    """raw_request(method, path, user="admin", **requests_kwargs) -> requests.Response: a
+    ``RawClient`` of the emulator.  The test fails if the emulator hit a bug of its own
+    while answering."""
+    with RawClient(emulator) as raw:
+        yield raw
     assert [] == emulator.errors, "the emulator hit a bug:\n" + "\n".join(emulator.errors)
 
 

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from tests.conftest import API as MC
-from tests.conftest import standalone_demo
+from tests.conftest import RawClient, standalone_demo
 from tests.emulator import (
     ADMIN,
     ALICE,
@@ -52,21 +52,8 @@ def emu(server):
 @pytest.fixture
 def call(emu):
     """call(method, path, user="admin", **requests_kwargs) -> requests.Response."""
-    sessions = {}
-
-    def call(method, path, user="admin", **kwargs):
-        if user not in sessions:
-            session = sessions[user] = requests.Session()
-            if user is not None:
-                seeded = emu.user(user)
-                session.auth = (seeded.username, seeded.password)
-        kwargs.setdefault("allow_redirects", False)
-        kwargs.setdefault("timeout", 5)
-        return sessions[user].request(method, emu.url + path, **kwargs)
-
-    yield call
-    for session in sessions.values():
-        session.close()
+    with RawClient(emu) as raw:
+        yield raw
 
 
 def send(call, user="admin", **body):

@@ -22,7 +22,7 @@ import requests
 
 import tests.emulator as emulator_module
 from dhis2_messages import ApiError, NotFoundError, ResponseError
-from tests.conftest import UNKNOWN, at_least, versions_for
+from tests.conftest import UNKNOWN, RawClient, at_least, versions_for
 from tests.emulator import (
     ADMIN,
     ALICE,
@@ -42,19 +42,12 @@ MC = "/api/messageConversations"
 
 
 def _get(emulator, path, user="admin", **kwargs):
-    seeded = emulator.user(user)
-    kwargs.setdefault("timeout", 5)
-    kwargs.setdefault("allow_redirects", False)
-    return requests.get(emulator.url + path, auth=(seeded.username, seeded.password), **kwargs)
+    return _call(emulator, "GET", path, user, **kwargs)
 
 
 def _call(emulator, method, path, user="admin", **kwargs):
-    seeded = emulator.user(user)
-    kwargs.setdefault("timeout", 5)
-    kwargs.setdefault("allow_redirects", False)
-    return requests.request(
-        method, emulator.url + path, auth=(seeded.username, seeded.password), **kwargs
-    )
+    with RawClient(emulator) as raw:
+        return raw(method, path, user, **kwargs)
 
 
 # -- the version switch and the fixture -----------------------------------------------------
