@@ -4508,8 +4508,8 @@ def _reason(exc: BaseException) -> str:
         inner = reason if isinstance(reason, BaseException) else exc.__cause__
         if inner is None and exc.args and isinstance(exc.args[-1], BaseException):
             inner = exc.args[-1]  # requests' (urllib3's error,), urllib3's ("text", cause)
-        if inner is None and isinstance(exc.__context__, OSError):
-            inner = exc.__context__  # urllib3 1.26 raises NewConnectionError without "from"
+        if inner is None and isinstance(exc, NewConnectionError):
+            inner = exc.__context__  # urllib3 1.26 raises it without "from"
         if inner is None or inner is exc:
             break
         exc = inner
