@@ -37,8 +37,13 @@ Sections (all in one run, side by side, medians of at least 5 repetitions):
    them, each in one line of library code.  Requests (target: at most
    ceil(N / chunk) + ceil(N / page) + 2), wall time and the client's peak traced
    memory at N and N / 10, beside the Messaging app's way (one request per
-   conversation, on a smaller N, extrapolated) and, with ``--baseline FILE``,
-   another version of dhis2_messages.py.
+   conversation, on a smaller N, extrapolated), with ``--baseline FILE``,
+   another version of dhis2_messages.py, and, with ``--dhis2w PYTHON``,
+   dhis2w-client (async, Python 3.13+) in a child process of that interpreter
+   (bench/dhis2w_jobs.py).  Measured: its mark read is 25 requests in 1.3 s (one
+   POST of all 20,000 uids); its delete is DHIS2's hard delete, refused (403) to
+   a user without the metadata authority, and its generic ``delete_raw``, one
+   request per conversation 10 at a time, takes 20,025 requests and 48 s.
 9. The walk's page size: a whole walk of one inbox at page sizes 50 to 2,000 (requests,
    rows asked, seconds), against the emulator, which, as DHIS2 does, loads the
    caller's whole inbox for every page: the default, ``WALK_PAGE_SIZE``, among them.
@@ -1093,8 +1098,9 @@ def _expected_requests(name: str, version: str) -> int:
 # code.  The server runs in its own process (a seeded emulator, --cleanup-server); the
 # client's peak memory is traced here.  Beside it: the same jobs the Messaging app's way
 # (one DELETE per conversation, one POST per page of 35 for read), on a smaller N and
-# extrapolated, and, with --baseline FILE, another version of the module (the one before
-# bulk calls were split: git show <commit>:dhis2_messages.py > before.py).
+# extrapolated, with --baseline FILE, another version of the module (the one before
+# bulk calls were split: git show <commit>:dhis2_messages.py > before.py), and, with
+# --dhis2w PYTHON, the peer dhis2w-client, run by that interpreter (bench/dhis2w_jobs.py).
 
 CLEANUP_TOTAL, CLEANUP_OLD = 25_000, 20_000
 CLEANUP_CUTOFF = "2024-01-01"
@@ -1228,8 +1234,11 @@ def _run_cleanup(emu: EmulatorProcess, job: Callable[[], int], traced: bool) -> 
     }
 
 
-def bench_cleanup(cfg: Dict[str, Any], baseline: Optional[str] = None) -> Dict[str, Any]:
-    """Section 8: the clean-up jobs, by this module, the baseline module and the app's way."""
+def bench_cleanup(
+    cfg: Dict[str, Any], baseline: Optional[str] = None, dhis2w: Optional[str] = None
+) -> Dict[str, Any]:
+    """Section 8: the clean-up jobs, by this module, the baseline module, the app's way and
+    dhis2w."""
     total, old = cfg["cleanup"]
     clients: List[Tuple[str, Any]] = [("dhis2_messages", dhis2_messages)]
     if baseline:
@@ -1274,6 +1283,8 @@ def bench_cleanup(cfg: Dict[str, Any], baseline: Optional[str] = None) -> Dict[s
                 "extrapolated_wall_s": run["wall_s"] * factor,
             }
         )
+    if dhis2w:
+        rows += _dhis2w_rows(dhis2w, total, old)
     pages = math.ceil(old / 50)  # the walk's default page size
     return {
         "latency_s": LATENCY,
@@ -1285,6 +1296,45 @@ def bench_cleanup(cfg: Dict[str, Any], baseline: Optional[str] = None) -> Dict[s
             "delete older than a date": math.ceil(old / 450) + pages + 2,
         },
     }
+
+
+# The child's job: (client, job) in the table.  dhis2w's delete_conversation is DHIS2's hard
+# delete, which alice may not do; "delete_raw" is what she is left with (bench/dhis2w_jobs.py).
+DHIS2W_JOBS = {
+    "mark read": ("dhis2w", "mark read"),
+    "delete": ("dhis2w", "delete older than a date"),
+    "delete_raw": ("dhis2w delete_raw", "delete older than a date"),
+}
+
+
+def _dhis2w_rows(python: str, total: int, old: int) -> List[Dict[str, Any]]:
+    """The dhis2w peer, each job run by *python* in a child process against a fresh inbox,
+    first untraced (requests, wall time), then traced (peak memory of the job)."""
+    rows = []
+    for child_job, (client, job_name) in DHIS2W_JOBS.items():
+        row: Dict[str, Any] = {"client": client, "job": job_name, "n": old}
+        for traced in (False, True):
+            with CleanupServer(total, old) as emu:
+                if child_job != "mark read":  # read first, as in the run
+                    with Messenger(emu.url, auth=(USER, PASSWORD)) as m:
+                        _cleanup_jobs(dhis2_messages)["mark read"](m)
+                emu.clear_log()
+                argv = [python, os.path.join(ROOT, "bench", "dhis2w_jobs.py"), emu.url, child_job]
+                if traced:
+                    argv.append("traced")
+                child = subprocess.run(
+                    argv, check=False, capture_output=True, text=True, timeout=3600
+                )
+                if child.returncode:
+                    raise RuntimeError("the dhis2w child failed: " + child.stderr[-2000:])
+                run = json.loads(child.stdout)
+                run["requests"] = emu.requests_seen()
+            if traced:
+                row["peak_bytes"] = run["peak_bytes"]
+            else:
+                row.update(run)
+        rows.append(row)
+    return rows
 
 
 def report_cleanup(rec: Dict[str, Any]) -> Tuple[str, List[Dict[str, Any]]]:
@@ -1302,6 +1352,8 @@ def report_cleanup(rec: Dict[str, Any]) -> Tuple[str, List[Dict[str, Any]]]:
         extra = ""
         if "extrapolated_requests" in r:
             extra = f" (x{rec['old'] // r['n']}: {r['extrapolated_requests']:,} requests, {r['extrapolated_wall_s']:.0f} s)"
+        if "rss_bytes" in r:
+            extra = f" (process peak RSS {r['rss_bytes'] / 2**20:,.0f} MiB)"
         peak = "" if r.get("peak_bytes") is None else f"{r['peak_bytes'] / 1024:,.0f} KiB"
         rows.append(
             [
@@ -1660,6 +1712,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         metavar="FILE",
         help="section 8 also runs this version of dhis2_messages.py, as 'before'",
     )
+    parser.add_argument(
+        "--dhis2w",
+        metavar="PYTHON",
+        help="section 8 also runs the jobs with dhis2w-client, in this interpreter (3.13+)",
+    )
     args = parser.parse_args(argv)
     if args.large_answer:
         large_answer_child(*args.large_answer)
@@ -1697,7 +1754,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     results["once"] = bench_once()
     results["slow_servers"] = bench_slow_servers(cfg)
     results["large_answers"] = bench_large_answers(cfg)
-    results["cleanup"] = bench_cleanup(cfg, args.baseline)
+    results["cleanup"] = bench_cleanup(cfg, args.baseline, args.dhis2w)
     results["elapsed_s"] = time.perf_counter() - started
 
     text, targets = report(results)
@@ -1737,7 +1794,7 @@ def _main_cleanup(args: Any) -> int:
     cfg = QUICK if args.quick else FULL
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     results = {"mode": "quick" if args.quick else "full", "python": platform.python_version()}
-    results["cleanup"] = bench_cleanup(cfg, args.baseline)
+    results["cleanup"] = bench_cleanup(cfg, args.baseline, args.dhis2w)
     text, targets = report_cleanup(results["cleanup"])
     results["targets"] = targets
     print(text)
