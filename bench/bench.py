@@ -1285,7 +1285,7 @@ def bench_cleanup(
         )
     if dhis2w:
         rows += _dhis2w_rows(dhis2w, total, old)
-    pages = math.ceil(old / 50)  # the walk's default page size
+    pages = math.ceil(old / dhis2_messages.WALK_PAGE_SIZE)  # the walk's default page size
     return {
         "latency_s": LATENCY,
         "total": total,
