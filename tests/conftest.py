@@ -58,6 +58,7 @@ from tests.emulator import (  # noqa: F401 - the seeded uids, imported by the te
     REPORTERS,
     VERSIONS,
     Emulator,
+    free_port,
     parse_version,
 )
 
@@ -542,7 +543,7 @@ def nginx(certificate, tmp_path):
     def start(upstream, read_timeout=60):
         folder = tmp_path / f"nginx{len(started)}"
         folder.mkdir()
-        port = _free_port()
+        port = free_port()
         cert, key = certificate
         conf = folder / "nginx.conf"
         conf.write_text(
@@ -591,9 +592,3 @@ def nginx(certificate, tmp_path):
             proc.kill()
             proc.wait(5)
         proc.stderr.close()
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
